@@ -1,0 +1,8 @@
+# coring_set_warnings(target): the project's warning set, errors in CI.
+function(coring_set_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
+                                           -Wno-sign-conversion -Wnon-virtual-dtor)
+  if(CORING_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()

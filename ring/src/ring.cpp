@@ -1,0 +1,408 @@
+// Ring setup, teardown, entering the kernel and registration.
+//
+// Setup asks io_uring_setup(2) for a ring, then maps it: one mapping holds both
+// the SQ and CQ rings (IORING_FEAT_SINGLE_MMAP, 5.4+; older kernels are refused),
+// a second holds the SQE array. Because coring hands out SQEs strictly in order,
+// the SQ index array is filled once with the identity mapping (slot i -> SQE i),
+// so a submission publishes only the new tail (liburing 2.5 does the same). With
+// setup::no_sqarray the kernel has no index array at all.
+//
+// Everything here is off the per-operation path except enter(), which is one
+// raw system call plus the mapping of its errno.
+#include "coring/ring/ring.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <cstddef>
+#include <utility>
+
+#include "log.hpp"
+#include "syscall.hpp"
+
+namespace coring::ring {
+namespace {
+
+template <typename T>
+T* at_offset(void* base, std::uint32_t offset) noexcept {
+  return reinterpret_cast<T*>(static_cast<std::byte*>(base) + offset);
+}
+
+Result<void> check_entries(std::uint32_t entries) noexcept {
+  if (entries == 0) return fail(Errc::entries_zero);
+  if (entries > Ring::max_entries) return fail(Errc::entries_too_large);
+  if ((entries & (entries - 1)) != 0) return fail(Errc::entries_not_power_of_two);
+  return {};
+}
+
+Result<void> check_params(const Params& p) noexcept {
+  // The kernel writes these; a caller reusing a filled-in Params would get EINVAL
+  // from the reserved fields, so say so before the kernel does.
+  if (p.sq_entries != 0 || p.features != 0) return fail(setup_error(EINVAL));
+  if (p.resv[0] != 0 || p.resv[1] != 0 || p.resv[2] != 0) return fail(setup_error(EINVAL));
+  if ((p.flags & setup::cqsize) != 0 && p.cq_entries == 0) return fail(Errc::cq_entries_invalid);
+  if ((p.flags & setup::cqsize) == 0 && p.cq_entries != 0) return fail(Errc::cq_entries_invalid);
+  // We map the rings ourselves and enter through a real fd.
+  if ((p.flags & (setup::no_mmap | setup::registered_fd_only)) != 0) {
+    return fail(Errc::feature_unsupported);
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<Ring> Ring::create(std::uint32_t entries, std::uint32_t flags) noexcept {
+  Params params;
+  params.flags = flags;
+  params.sq_thread_idle = 1000;  // the kernel's and liburing's default: 1 s
+  return create(entries, params);
+}
+
+Result<Ring> Ring::create(std::uint32_t entries, Params& params) noexcept {
+  if (auto ok = check_entries(entries); !ok) return fail(ok.error());
+  if (auto ok = check_params(params); !ok) return fail(ok.error());
+
+  const int fd = sys::io_uring_setup(entries, &params);
+  if (fd < 0) return fail(setup_error(-fd));
+
+  Ring ring;
+  ring.fd_ = fd;
+  ring.enter_fd_ = fd;
+  ring.flags_ = params.flags;
+  ring.features_ = params.features;
+  if ((params.features & feat::single_mmap) == 0) return fail(Errc::kernel_too_old);
+  // "Impossible is nothing": check what the kernel gave us before relying on it.
+  assert(params.sq_entries != 0 && params.cq_entries >= params.sq_entries);
+  if (auto mapped = ring.map_queues(params); !mapped) return fail(mapped.error());
+  return ring;
+}
+
+Result<void> Ring::map_queues(const Params& p) noexcept {
+  sqe_shift_ = (p.flags & setup::sqe128) != 0 ? 1 : 0;
+  cqe_shift_ = (p.flags & setup::cqe32) != 0 ? 1 : 0;
+  const bool has_array = (p.flags & setup::no_sqarray) == 0;
+
+  std::size_t sq_size = p.sq_off.array + (has_array ? p.sq_entries * sizeof(std::uint32_t) : 0);
+  std::size_t cq_size = p.cq_off.cqes + (std::size_t{p.cq_entries} * sizeof(Cqe) << cqe_shift_);
+  ring_map_size_ = std::max(sq_size, cq_size);
+  ring_map_ = ::mmap(nullptr, ring_map_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                     fd_, static_cast<off_t>(mmap_offset::sq_ring));
+  if (ring_map_ == MAP_FAILED) {
+    ring_map_ = nullptr;
+    return fail(setup_error(errno));
+  }
+  sqe_map_size_ = std::size_t{p.sq_entries} * sizeof(Sqe) << sqe_shift_;
+  sqe_map_ = ::mmap(nullptr, sqe_map_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd_,
+                    static_cast<off_t>(mmap_offset::sqes));
+  if (sqe_map_ == MAP_FAILED) {
+    sqe_map_ = nullptr;
+    return fail(setup_error(errno));
+  }
+
+  khead_ = at_offset<std::uint32_t>(ring_map_, p.sq_off.head);
+  ktail_ = at_offset<std::uint32_t>(ring_map_, p.sq_off.tail);
+  kflags_ = at_offset<std::uint32_t>(ring_map_, p.sq_off.flags);
+  kdropped_ = at_offset<std::uint32_t>(ring_map_, p.sq_off.dropped);
+  sq_mask_ = *at_offset<std::uint32_t>(ring_map_, p.sq_off.ring_mask);
+  sqes_ = static_cast<Sqe*>(sqe_map_);
+  cq_khead_ = at_offset<std::uint32_t>(ring_map_, p.cq_off.head);
+  cq_ktail_ = at_offset<std::uint32_t>(ring_map_, p.cq_off.tail);
+  cq_koverflow_ = at_offset<std::uint32_t>(ring_map_, p.cq_off.overflow);
+  cq_mask_ = *at_offset<std::uint32_t>(ring_map_, p.cq_off.ring_mask);
+  cqes_ = at_offset<Cqe>(ring_map_, p.cq_off.cqes);
+
+  // The starting state the kernel promises.
+  assert(*at_offset<std::uint32_t>(ring_map_, p.sq_off.ring_entries) == p.sq_entries);
+  assert(*at_offset<std::uint32_t>(ring_map_, p.cq_off.ring_entries) == p.cq_entries);
+  assert(sq_mask_ == p.sq_entries - 1 && cq_mask_ == p.cq_entries - 1);
+  assert(*khead_ == 0 && *ktail_ == 0 && *cq_khead_ == 0 && *kdropped_ == 0);
+
+  if (has_array) {
+    auto* array = at_offset<std::uint32_t>(ring_map_, p.sq_off.array);
+    for (std::uint32_t i = 0; i < p.sq_entries; ++i) array[i] = i;
+  }
+  return {};
+}
+
+Ring::Ring(std::uint32_t entries, std::uint32_t flags) : Ring(create(entries, flags).value()) {}
+
+Ring::Ring(std::uint32_t entries, Params& params) : Ring(create(entries, params).value()) {}
+
+Ring::Ring(Ring&& other) noexcept { *this = std::move(other); }
+
+Ring& Ring::operator=(Ring&& other) noexcept {
+  if (this == &other) return *this;
+  release();
+  fd_ = std::exchange(other.fd_, -1);
+  enter_fd_ = std::exchange(other.enter_fd_, -1);
+  enter_flags_ = std::exchange(other.enter_flags_, 0);
+  flags_ = other.flags_;
+  features_ = other.features_;
+  khead_ = other.khead_;
+  ktail_ = other.ktail_;
+  kflags_ = other.kflags_;
+  kdropped_ = other.kdropped_;
+  sqes_ = other.sqes_;
+  sq_mask_ = other.sq_mask_;
+  sqe_shift_ = other.sqe_shift_;
+  sqe_head_ = other.sqe_head_;
+  sqe_tail_ = other.sqe_tail_;
+  cq_khead_ = other.cq_khead_;
+  cq_ktail_ = other.cq_ktail_;
+  cq_koverflow_ = other.cq_koverflow_;
+  cqes_ = other.cqes_;
+  cq_mask_ = other.cq_mask_;
+  cqe_shift_ = other.cqe_shift_;
+  ring_map_ = std::exchange(other.ring_map_, nullptr);
+  ring_map_size_ = std::exchange(other.ring_map_size_, 0);
+  sqe_map_ = std::exchange(other.sqe_map_, nullptr);
+  sqe_map_size_ = std::exchange(other.sqe_map_size_, 0);
+  return *this;
+}
+
+Ring::~Ring() { release(); }
+
+void Ring::release() noexcept {
+  if (enter_flags_ != 0) {
+    // Best effort: a registered index left behind would pin the ring for the life
+    // of the registering thread.
+    if (auto done = unregister_ring_fd(); !done) log_error("Ring::release", done.error());
+  }
+  // The mappings reference the fd's ring, so unmap before closing it.
+  if (sqe_map_ != nullptr) ::munmap(sqe_map_, sqe_map_size_);
+  if (ring_map_ != nullptr) ::munmap(ring_map_, ring_map_size_);
+  if (fd_ >= 0) ::close(fd_);
+  sqe_map_ = nullptr;
+  ring_map_ = nullptr;
+  fd_ = -1;
+  enter_fd_ = -1;
+}
+
+Result<std::uint32_t> Ring::enter(std::uint32_t to_submit, std::uint32_t min_complete,
+                                  std::uint32_t flags) noexcept {
+  assert(fd_ >= 0);
+  const int res = sys::io_uring_enter(enter_fd_, to_submit, min_complete, flags | enter_flags_,
+                                      nullptr, 0);
+  if (res < 0) return fail(enter_error(-res));
+  return static_cast<std::uint32_t>(res);
+}
+
+Result<std::uint32_t> Ring::enter(std::uint32_t to_submit, std::uint32_t min_complete,
+                                  std::uint32_t flags, const GeteventsArg& arg) noexcept {
+  assert(fd_ >= 0);
+  const int res = sys::io_uring_enter(enter_fd_, to_submit, min_complete,
+                                      flags | enter_flags_ | enter_flags::ext_arg, &arg, sizeof(arg));
+  if (res < 0) return fail(enter_error(-res));
+  return static_cast<std::uint32_t>(res);
+}
+
+namespace {
+KernelTimespec to_timespec(std::chrono::nanoseconds timeout) noexcept {
+  const auto ns = std::max<std::int64_t>(timeout.count(), 0);
+  return KernelTimespec{ns / 1'000'000'000, ns % 1'000'000'000};
+}
+}  // namespace
+
+Result<std::uint32_t> Ring::submit_and_wait_timeout(std::uint32_t wait_nr,
+                                                    std::chrono::nanoseconds timeout) noexcept {
+  if (!has_feature(feat::ext_arg)) return fail(Errc::feature_unsupported);
+  const std::uint32_t submitted = flush_sq();
+  const KernelTimespec ts = to_timespec(timeout);
+  GeteventsArg arg;
+  arg.ts = reinterpret_cast<std::uint64_t>(&ts);
+  std::uint32_t flags = enter_flags::getevents;
+  (void)sq_ring_needs_enter(submitted, flags);
+  return enter(submitted, wait_nr, flags, arg);
+}
+
+Result<void> Ring::wait_cqes(std::uint32_t wait_nr, std::chrono::nanoseconds timeout) noexcept {
+  if (cq_ready() >= wait_nr) return {};
+  if (!has_feature(feat::ext_arg)) return fail(Errc::feature_unsupported);
+  const KernelTimespec ts = to_timespec(timeout);
+  GeteventsArg arg;
+  arg.ts = reinterpret_cast<std::uint64_t>(&ts);
+  auto entered = enter(0, wait_nr, enter_flags::getevents, arg);
+  if (!entered) return fail(entered.error());
+  return {};
+}
+
+Result<Cqe> Ring::copy_cqe() noexcept {
+  Cqe cqe{};
+  for (;;) {
+    auto copied = copy_cqes(std::span<Cqe>(&cqe, 1), 1);
+    if (!copied) return fail(copied.error());
+    if (*copied == 1) return cqe;
+  }
+}
+
+// --- Registration -------------------------------------------------------------------------
+
+Result<int> Ring::register_raw(RegisterOp op, const void* arg, std::uint32_t nr_args) noexcept {
+  assert(fd_ >= 0);
+  const int res = sys::io_uring_register(fd_, static_cast<unsigned>(op), arg, nr_args);
+  if (res < 0) return fail(register_error(-res));
+  return res;
+}
+
+namespace {
+Result<void> discard_value(Result<int> result) noexcept {
+  if (!result) return fail(result.error());
+  return {};
+}
+}  // namespace
+
+Result<void> Ring::register_ring_fd() noexcept {
+  if (enter_flags_ != 0) return fail(register_error(EBUSY));
+  RsrcUpdate update;
+  update.offset = file_index_alloc;  // let the kernel pick a slot
+  update.data = static_cast<std::uint64_t>(fd_);
+  auto res = register_raw(RegisterOp::register_ring_fds, &update, 1);
+  if (!res) return fail(res.error());
+  if (*res != 1) return fail(register_error(EINVAL));
+  enter_fd_ = static_cast<int>(update.offset);
+  enter_flags_ = enter_flags::registered_ring;
+  return {};
+}
+
+Result<void> Ring::unregister_ring_fd() noexcept {
+  if (enter_flags_ == 0) return fail(register_error(ENXIO));
+  RsrcUpdate update;
+  update.offset = static_cast<std::uint32_t>(enter_fd_);
+  auto res = register_raw(RegisterOp::unregister_ring_fds, &update, 1);
+  if (!res) return fail(res.error());
+  enter_fd_ = fd_;
+  enter_flags_ = 0;
+  return {};
+}
+
+Result<void> Ring::register_files(std::span<const int> fds) noexcept {
+  return discard_value(
+      register_raw(RegisterOp::register_files, fds.data(), static_cast<std::uint32_t>(fds.size())));
+}
+
+Result<void> Ring::register_files_sparse(std::uint32_t count) noexcept {
+  RsrcRegister reg;
+  reg.nr = count;
+  reg.flags = rsrc_register_sparse;
+  return discard_value(register_raw(RegisterOp::register_files2, &reg, sizeof(reg)));
+}
+
+Result<void> Ring::register_files_update(std::uint32_t offset, std::span<const int> fds) noexcept {
+  FilesUpdate update;
+  update.offset = offset;
+  update.fds = reinterpret_cast<std::uint64_t>(fds.data());
+  return discard_value(register_raw(RegisterOp::register_files_update, &update,
+                                    static_cast<std::uint32_t>(fds.size())));
+}
+
+Result<void> Ring::unregister_files() noexcept {
+  return discard_value(register_raw(RegisterOp::unregister_files, nullptr, 0));
+}
+
+Result<void> Ring::register_file_alloc_range(std::uint32_t offset, std::uint32_t length) noexcept {
+  FileIndexRange range;
+  range.off = offset;
+  range.len = length;
+  return discard_value(register_raw(RegisterOp::register_file_alloc_range, &range, 0));
+}
+
+Result<void> Ring::register_buffers(std::span<const iovec> buffers) noexcept {
+  return discard_value(register_raw(RegisterOp::register_buffers, buffers.data(),
+                                    static_cast<std::uint32_t>(buffers.size())));
+}
+
+Result<void> Ring::register_buffers_sparse(std::uint32_t count) noexcept {
+  RsrcRegister reg;
+  reg.nr = count;
+  reg.flags = rsrc_register_sparse;
+  return discard_value(register_raw(RegisterOp::register_buffers2, &reg, sizeof(reg)));
+}
+
+Result<void> Ring::unregister_buffers() noexcept {
+  return discard_value(register_raw(RegisterOp::unregister_buffers, nullptr, 0));
+}
+
+Result<void> Ring::register_eventfd(int event_fd) noexcept {
+  return discard_value(register_raw(RegisterOp::register_eventfd, &event_fd, 1));
+}
+
+Result<void> Ring::register_eventfd_async(int event_fd) noexcept {
+  return discard_value(register_raw(RegisterOp::register_eventfd_async, &event_fd, 1));
+}
+
+Result<void> Ring::unregister_eventfd() noexcept {
+  return discard_value(register_raw(RegisterOp::unregister_eventfd, nullptr, 0));
+}
+
+Result<void> Ring::register_napi(Napi& napi) noexcept {
+  return discard_value(register_raw(RegisterOp::register_napi, &napi, 1));
+}
+
+Result<void> Ring::unregister_napi(Napi& napi) noexcept {
+  return discard_value(register_raw(RegisterOp::unregister_napi, &napi, 1));
+}
+
+Result<Probe> Ring::get_probe() noexcept {
+  static_assert(offsetof(Probe, ops_) == sizeof(ProbeHeader), "Probe must match io_uring_probe");
+  Probe probe;
+  auto res = register_raw(RegisterOp::register_probe, &probe, Probe::max_ops);
+  if (!res) return fail(res.error());
+  return probe;
+}
+
+Result<void> Ring::register_sync_cancel(const SyncCancelReg& reg) noexcept {
+  return discard_value(register_raw(RegisterOp::register_sync_cancel, &reg, 1));
+}
+
+Result<void> Ring::register_iowq_max_workers(std::array<std::uint32_t, 2>& limits) noexcept {
+  return discard_value(register_raw(RegisterOp::register_iowq_max_workers, limits.data(), 2));
+}
+
+Result<void> Ring::register_iowq_aff(const cpu_set_t& cpus) noexcept {
+  return discard_value(register_raw(RegisterOp::register_iowq_aff, &cpus, sizeof(cpus)));
+}
+
+Result<void> Ring::unregister_iowq_aff() noexcept {
+  return discard_value(register_raw(RegisterOp::unregister_iowq_aff, nullptr, 0));
+}
+
+Result<void> Ring::register_restrictions(std::span<const Restriction> restrictions) noexcept {
+  return discard_value(register_raw(RegisterOp::register_restrictions, restrictions.data(),
+                                    static_cast<std::uint32_t>(restrictions.size())));
+}
+
+Result<void> Ring::enable_rings() noexcept {
+  return discard_value(register_raw(RegisterOp::register_enable_rings, nullptr, 0));
+}
+
+Result<std::uint16_t> Ring::register_personality() noexcept {
+  auto res = register_raw(RegisterOp::register_personality, nullptr, 0);
+  if (!res) return fail(res.error());
+  return static_cast<std::uint16_t>(*res);
+}
+
+Result<void> Ring::unregister_personality(std::uint16_t id) noexcept {
+  return discard_value(register_raw(RegisterOp::unregister_personality, nullptr, id));
+}
+
+Result<void> Ring::register_buf_ring(const BufReg& reg) noexcept {
+  return discard_value(register_raw(RegisterOp::register_pbuf_ring, &reg, 1));
+}
+
+Result<void> Ring::unregister_buf_ring(std::uint16_t group_id) noexcept {
+  BufReg reg;
+  reg.bgid = group_id;
+  return discard_value(register_raw(RegisterOp::unregister_pbuf_ring, &reg, 1));
+}
+
+Result<std::uint16_t> Ring::buf_ring_head(std::uint16_t group_id) noexcept {
+  BufStatus status;
+  status.buf_group = group_id;
+  auto res = register_raw(RegisterOp::register_pbuf_status, &status, 1);
+  if (!res) return fail(res.error());
+  return static_cast<std::uint16_t>(status.head);
+}
+
+}  // namespace coring::ring

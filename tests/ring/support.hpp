@@ -1,0 +1,97 @@
+// Helpers shared by the ring tests: temporary directories, loopback sockets,
+// SQE acquisition that fails the test instead of returning null, and feature
+// probes that skip with a reason. The fd-leak check lives in main.cpp.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <string>
+
+#include "coring/ring/prep.hpp"
+#include "coring/ring/ring.hpp"
+
+namespace coring::ring::test {
+
+// The number of open fds of this process (entries of /proc/self/fd).
+int count_open_fds();
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// An fd closed on destruction.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd();
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  [[nodiscard]] int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// A listening TCP socket on 127.0.0.1 with a kernel-chosen port.
+struct Listener {
+  Fd fd;
+  sockaddr_in address{};
+};
+Listener make_listener();
+
+// A connected TCP pair over loopback: `client` and the accepted `server`.
+struct TcpPair {
+  Fd client;
+  Fd server;
+};
+TcpPair make_tcp_pair();
+
+// Bytes of a string literal or std::string, for prep_* spans.
+inline std::span<const std::byte> bytes_of(const std::string& s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+// Submits queued SQEs and copies exactly one CQE, failing the test on error.
+Cqe submit_and_get_cqe(Ring& ring);
+
+}  // namespace coring::ring::test
+
+// get_sqe() or fail the test (the queue is never full where this is used).
+#define CORING_GET_SQE(ring)                                        \
+  ([&]() -> ::coring::ring::Sqe& {                                   \
+    ::coring::ring::Sqe* sqe_ = (ring).get_sqe();                    \
+    if (sqe_ == nullptr) throw std::runtime_error("SQ unexpectedly full"); \
+    return *sqe_;                                                    \
+  }())
+
+// Skip the test, with the reason, if the running kernel lacks opcode `op`.
+#define CORING_REQUIRE_OP(ring, op)                                               \
+  do {                                                                            \
+    auto probe_ = (ring).get_probe();                                             \
+    ASSERT_TRUE(probe_.ok()) << probe_.error().message();                         \
+    if (!probe_->is_supported(op)) {                                              \
+      GTEST_SKIP() << "kernel lacks io_uring opcode " #op;                        \
+    }                                                                             \
+  } while (0)
