@@ -202,6 +202,9 @@ class RingCategory final : public std::error_category {
         return "the submission queue is full: submit, then retry";
       case Errc::feature_unsupported:
         return "the running kernel does not support this io_uring feature";
+      case Errc::setup_flag_unsupported:
+        return "coring does not support the setup flags no_mmap, registered_fd_only and "
+               "cqe_mixed: it maps the rings itself and reads fixed-size CQEs";
     }
     return "unknown coring.ring error";
   }
@@ -211,6 +214,7 @@ class RingCategory final : public std::error_category {
         return std::errc::resource_unavailable_try_again;
       case Errc::kernel_too_old:
       case Errc::feature_unsupported:
+      case Errc::setup_flag_unsupported:
         return std::errc::not_supported;
       default:
         return std::errc::invalid_argument;

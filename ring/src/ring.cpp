@@ -44,9 +44,11 @@ Result<void> check_params(const Params& p) noexcept {
   if (p.resv[0] != 0 || p.resv[1] != 0 || p.resv[2] != 0) return fail(setup_error(EINVAL));
   if ((p.flags & setup::cqsize) != 0 && p.cq_entries == 0) return fail(Errc::cq_entries_invalid);
   if ((p.flags & setup::cqsize) == 0 && p.cq_entries != 0) return fail(Errc::cq_entries_invalid);
-  // We map the rings ourselves and enter through a real fd.
-  if ((p.flags & (setup::no_mmap | setup::registered_fd_only)) != 0) {
-    return fail(Errc::feature_unsupported);
+  // We map the rings ourselves and enter through a real fd, and copy_cqes() reads
+  // fixed-size CQEs: a CQE_MIXED ring's 32-byte entries and skip padding would be
+  // misread, so it is refused rather than half supported.
+  if ((p.flags & (setup::no_mmap | setup::registered_fd_only | setup::cqe_mixed)) != 0) {
+    return fail(Errc::setup_flag_unsupported);
   }
   return {};
 }
@@ -135,26 +137,28 @@ Ring::Ring(Ring&& other) noexcept { *this = std::move(other); }
 Ring& Ring::operator=(Ring&& other) noexcept {
   if (this == &other) return *this;
   release();
+  // Every field is taken with exchange, so a moved-from ring holds no pointer into
+  // the mappings it gave away: using it fails loudly (null) instead of corrupting ours.
   fd_ = std::exchange(other.fd_, -1);
   enter_fd_ = std::exchange(other.enter_fd_, -1);
   enter_flags_ = std::exchange(other.enter_flags_, 0);
-  flags_ = other.flags_;
-  features_ = other.features_;
-  khead_ = other.khead_;
-  ktail_ = other.ktail_;
-  kflags_ = other.kflags_;
-  kdropped_ = other.kdropped_;
-  sqes_ = other.sqes_;
-  sq_mask_ = other.sq_mask_;
-  sqe_shift_ = other.sqe_shift_;
-  sqe_head_ = other.sqe_head_;
-  sqe_tail_ = other.sqe_tail_;
-  cq_khead_ = other.cq_khead_;
-  cq_ktail_ = other.cq_ktail_;
-  cq_koverflow_ = other.cq_koverflow_;
-  cqes_ = other.cqes_;
-  cq_mask_ = other.cq_mask_;
-  cqe_shift_ = other.cqe_shift_;
+  flags_ = std::exchange(other.flags_, 0);
+  features_ = std::exchange(other.features_, 0);
+  khead_ = std::exchange(other.khead_, nullptr);
+  ktail_ = std::exchange(other.ktail_, nullptr);
+  kflags_ = std::exchange(other.kflags_, nullptr);
+  kdropped_ = std::exchange(other.kdropped_, nullptr);
+  sqes_ = std::exchange(other.sqes_, nullptr);
+  sq_mask_ = std::exchange(other.sq_mask_, 0);
+  sqe_shift_ = std::exchange(other.sqe_shift_, 0);
+  sqe_head_ = std::exchange(other.sqe_head_, 0);
+  sqe_tail_ = std::exchange(other.sqe_tail_, 0);
+  cq_khead_ = std::exchange(other.cq_khead_, nullptr);
+  cq_ktail_ = std::exchange(other.cq_ktail_, nullptr);
+  cq_koverflow_ = std::exchange(other.cq_koverflow_, nullptr);
+  cqes_ = std::exchange(other.cqes_, nullptr);
+  cq_mask_ = std::exchange(other.cq_mask_, 0);
+  cqe_shift_ = std::exchange(other.cqe_shift_, 0);
   ring_map_ = std::exchange(other.ring_map_, nullptr);
   ring_map_size_ = std::exchange(other.ring_map_size_, 0);
   sqe_map_ = std::exchange(other.sqe_map_, nullptr);

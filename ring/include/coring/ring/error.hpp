@@ -26,6 +26,7 @@ enum class Errc {
   buffer_id_invalid,
   submission_queue_full,
   feature_unsupported,
+  setup_flag_unsupported,
 };
 
 // The category of Errc: "coring.ring".

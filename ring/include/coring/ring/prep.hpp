@@ -224,8 +224,8 @@ inline void prep_send_zc_fixed(Sqe& sqe, int fd, std::span<const std::byte> buff
 }
 // send to an explicit destination (sendto(2)), 6.0.
 inline void prep_send_set_addr(Sqe& sqe, const sockaddr* dest, socklen_t addrlen) noexcept {
-  sqe.addr3 = detail::to_u64(dest);
-  sqe.file_index = addrlen;  // addr_len in the low 16 bits
+  sqe.off = detail::to_u64(dest);  // addr2
+  sqe.file_index = addrlen;         // addr_len in the low 16 bits
 }
 inline void prep_recvmsg(Sqe& sqe, int fd, msghdr* msg, std::uint32_t flags) noexcept {
   prep_rw(sqe, Op::recvmsg, fd, msg, 1, 0);

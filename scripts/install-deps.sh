@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages coring needs to build, test and benchmark.
+#
+#   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog
+#   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev)
+#
+# Idempotent: it asks dpkg which packages are already installed and does nothing else
+# when none is missing. Only then does it run `apt-get update` and install the missing
+# ones, which needs root.
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 [--peers]" >&2
+  exit 2
+}
+
+packages=(
+  build-essential
+  cmake
+  ninja-build
+  g++
+  clang-14
+  libclang-rt-14-dev  # clang's sanitizer runtimes (ASan, UBSan, TSan)
+  clang-format-14
+  libgtest-dev
+  libgmock-dev
+  libbenchmark-dev
+  libspdlog-dev
+  pkg-config
+)
+peers=(
+  liburing-dev  # benches/ compares coring with liburing; the library never links it
+)
+
+for arg in "$@"; do
+  case "$arg" in
+    --peers) packages+=("${peers[@]}") ;;
+    -h | --help) usage ;;
+    *)
+      echo "$0: unknown argument '$arg'" >&2
+      usage
+      ;;
+  esac
+done
+
+# A package counts as present only when dpkg reports it fully installed ("install ok
+# installed"); half-configured or removed-but-configured packages are reinstalled.
+is_installed() {
+  [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "$0: dpkg-query not found: this script supports Debian 12 (bookworm) and derivatives" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+  is_installed "$pkg" || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: missing: ${missing[*]}"
+if ((EUID != 0)); then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n env DEBIAN_FRONTEND=noninteractive)
+  else
+    echo "install-deps: installing packages needs root. Run as root, or run:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+else
+  as_root=(env DEBIAN_FRONTEND=noninteractive)
+fi
+
+"${as_root[@]}" apt-get update -q
+"${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+
+still_missing=()
+for pkg in "${missing[@]}"; do
+  is_installed "$pkg" || still_missing+=("$pkg")
+done
+if ((${#still_missing[@]} > 0)); then
+  echo "install-deps: apt-get finished but these are still not installed: ${still_missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installed ${missing[*]}"
