@@ -23,10 +23,12 @@ Result<BufferRing> BufferRing::create(Ring& ring, std::uint16_t group_id, std::u
 
   BufferRing br;
   br.map_size_ = std::size_t{entries} * sizeof(Buf);
-  void* map = ::mmap(nullptr, br.map_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* map =
+      ::mmap(nullptr, br.map_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (map == MAP_FAILED) return fail(std::error_code(errno, std::generic_category()));
   br.bufs_ = static_cast<Buf*>(map);
-  br.ktail_ = reinterpret_cast<std::uint16_t*>(reinterpret_cast<std::byte*>(map) + buf_ring_tail_offset);
+  br.ktail_ =
+      reinterpret_cast<std::uint16_t*>(reinterpret_cast<std::byte*>(map) + buf_ring_tail_offset);
   br.mask_ = static_cast<std::uint16_t>(entries - 1);
   br.group_id_ = group_id;
 
@@ -94,7 +96,8 @@ Result<BufferGroup> BufferGroup::create(Ring& ring, std::uint16_t group_id,
   }
   if (!br) return fail(br.error());
 
-  std::unique_ptr<std::byte[]> memory(new (std::nothrow) std::byte[std::size_t{buffer_size} * count]);
+  std::unique_ptr<std::byte[]> memory(new (std::nothrow)
+                                          std::byte[std::size_t{buffer_size} * count]);
   std::unique_ptr<std::uint32_t[]> heads(new (std::nothrow) std::uint32_t[count]());
   if (!memory || !heads) return fail(std::make_error_code(std::errc::not_enough_memory));
 

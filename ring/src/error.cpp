@@ -47,7 +47,9 @@ class SetupCategory final : public SyscallCategory {
             "CAP_SYS_ADMIN";
         break;
       case ENOSYS:
-        advice = "this kernel has no io_uring: it was built without CONFIG_IO_URING or is older than 5.1";
+        advice =
+            "this kernel has no io_uring: it was built without CONFIG_IO_URING or is older than "
+            "5.1";
         break;
       case EINVAL:
         advice =

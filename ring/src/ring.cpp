@@ -19,8 +19,8 @@
 #include <cstddef>
 #include <utility>
 
+#include "coring/ring/detail/syscall.hpp"
 #include "log.hpp"
-#include "syscall.hpp"
 
 namespace coring::ring {
 namespace {
@@ -66,7 +66,17 @@ Result<Ring> Ring::create(std::uint32_t entries, Params& params) noexcept {
   if (auto ok = check_entries(entries); !ok) return fail(ok.error());
   if (auto ok = check_params(params); !ok) return fail(ok.error());
 
-  const int fd = sys::io_uring_setup(entries, &params);
+  // coring hands SQEs out in order, so it needs no SQ index array: with NO_SQARRAY
+  // (6.6) the kernel reads SQE i directly, without the array's load and bounds check
+  // per SQE. Ask for it unless the caller did, and set up without it on kernels that
+  // refuse it, as liburing 2.6's io_uring_queue_init_try_nosqarr() does.
+  const std::uint32_t asked = params.flags;
+  params.flags |= setup::no_sqarray;
+  int fd = sys::io_uring_setup(entries, &params);
+  if (fd == -EINVAL && (asked & setup::no_sqarray) == 0) {
+    params.flags = asked;
+    fd = sys::io_uring_setup(entries, &params);
+  }
   if (fd < 0) return fail(setup_error(-fd));
 
   Ring ring;
@@ -185,19 +195,11 @@ void Ring::release() noexcept {
 }
 
 Result<std::uint32_t> Ring::enter(std::uint32_t to_submit, std::uint32_t min_complete,
-                                  std::uint32_t flags) noexcept {
-  assert(fd_ >= 0);
-  const int res = sys::io_uring_enter(enter_fd_, to_submit, min_complete, flags | enter_flags_,
-                                      nullptr, 0);
-  if (res < 0) return fail(enter_error(-res));
-  return static_cast<std::uint32_t>(res);
-}
-
-Result<std::uint32_t> Ring::enter(std::uint32_t to_submit, std::uint32_t min_complete,
                                   std::uint32_t flags, const GeteventsArg& arg) noexcept {
   assert(fd_ >= 0);
-  const int res = sys::io_uring_enter(enter_fd_, to_submit, min_complete,
-                                      flags | enter_flags_ | enter_flags::ext_arg, &arg, sizeof(arg));
+  const int res =
+      sys::io_uring_enter(enter_fd_, to_submit, min_complete,
+                          flags | enter_flags_ | enter_flags::ext_arg, &arg, sizeof(arg));
   if (res < 0) return fail(enter_error(-res));
   return static_cast<std::uint32_t>(res);
 }

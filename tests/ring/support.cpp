@@ -13,7 +13,8 @@ namespace coring::ring::test {
 
 int count_open_fds() {
   DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) throw std::system_error(errno, std::generic_category(), "opendir /proc/self/fd");
+  if (dir == nullptr)
+    throw std::system_error(errno, std::generic_category(), "opendir /proc/self/fd");
   int count = 0;
   while (const dirent* entry = ::readdir(dir)) {
     if (entry->d_name[0] != '.') ++count;

@@ -79,19 +79,19 @@ Cqe submit_and_get_cqe(Ring& ring);
 }  // namespace coring::ring::test
 
 // get_sqe() or fail the test (the queue is never full where this is used).
-#define CORING_GET_SQE(ring_)                                       \
-  ([&]() -> ::coring::ring::Sqe& {                                   \
-    ::coring::ring::Sqe* sqe_ = (ring_).get_sqe();                   \
+#define CORING_GET_SQE(ring_)                                              \
+  ([&]() -> ::coring::ring::Sqe& {                                         \
+    ::coring::ring::Sqe* sqe_ = (ring_).get_sqe();                         \
     if (sqe_ == nullptr) throw std::runtime_error("SQ unexpectedly full"); \
-    return *sqe_;                                                    \
+    return *sqe_;                                                          \
   }())
 
 // Skip the test, with the reason, if the running kernel lacks opcode `op`.
-#define CORING_REQUIRE_OP(ring_, op)                                              \
-  do {                                                                            \
-    auto probe_ = (ring_).get_probe();                                             \
-    ASSERT_TRUE(probe_.ok()) << probe_.error().message();                         \
-    if (!probe_->is_supported(op)) {                                              \
-      GTEST_SKIP() << "kernel lacks io_uring opcode " #op;                        \
-    }                                                                             \
+#define CORING_REQUIRE_OP(ring_, op)                       \
+  do {                                                     \
+    auto probe_ = (ring_).get_probe();                     \
+    ASSERT_TRUE(probe_.ok()) << probe_.error().message();  \
+    if (!probe_->is_supported(op)) {                       \
+      GTEST_SKIP() << "kernel lacks io_uring opcode " #op; \
+    }                                                      \
   } while (0)

@@ -73,31 +73,31 @@ enum class Op : std::uint8_t {
   uring_cmd = 46,
   send_zc = 47,
   sendmsg_zc = 48,
-  read_multishot = 49,  // 6.7
-  waitid = 50,          // 6.7
-  futex_wait = 51,      // 6.7
-  futex_wake = 52,      // 6.7
-  futex_waitv = 53,     // 6.7
+  read_multishot = 49,    // 6.7
+  waitid = 50,            // 6.7
+  futex_wait = 51,        // 6.7
+  futex_wake = 52,        // 6.7
+  futex_waitv = 53,       // 6.7
   fixed_fd_install = 54,  // 6.8
-  ftruncate = 55,       // 6.9
-  bind = 56,            // 6.11
-  listen = 57,          // 6.11
-  recv_zc = 58,         // 6.15
-  epoll_wait = 59,      // 6.15
-  readv_fixed = 60,     // 6.15
-  writev_fixed = 61,    // 6.15
-  pipe = 62,            // 6.16
-  last = 63,            // IORING_OP_LAST on 6.18: one past the newest opcode
+  ftruncate = 55,         // 6.9
+  bind = 56,              // 6.11
+  listen = 57,            // 6.11
+  recv_zc = 58,           // 6.15
+  epoll_wait = 59,        // 6.15
+  readv_fixed = 60,       // 6.15
+  writev_fixed = 61,      // 6.15
+  pipe = 62,              // 6.16
+  last = 63,              // IORING_OP_LAST on 6.18: one past the newest opcode
 };
 
 // --- SQE flags (sqe->flags) ----------------------------------------------------
 namespace sqe_flags {
-inline constexpr std::uint8_t fixed_file = 1U << 0;      // fd is an index into the registered files
-inline constexpr std::uint8_t io_drain = 1U << 1;        // issue after everything in flight
-inline constexpr std::uint8_t io_link = 1U << 2;         // the next SQE starts when this one succeeds
-inline constexpr std::uint8_t io_hardlink = 1U << 3;     // like io_link, but not severed by failure
-inline constexpr std::uint8_t async = 1U << 4;           // always go async (io-wq)
-inline constexpr std::uint8_t buffer_select = 1U << 5;   // pick a provided buffer from buf_group
+inline constexpr std::uint8_t fixed_file = 1U << 0;   // fd is an index into the registered files
+inline constexpr std::uint8_t io_drain = 1U << 1;     // issue after everything in flight
+inline constexpr std::uint8_t io_link = 1U << 2;      // the next SQE starts when this one succeeds
+inline constexpr std::uint8_t io_hardlink = 1U << 3;  // like io_link, but not severed by failure
+inline constexpr std::uint8_t async = 1U << 4;        // always go async (io-wq)
+inline constexpr std::uint8_t buffer_select = 1U << 5;     // pick a provided buffer from buf_group
 inline constexpr std::uint8_t cqe_skip_success = 1U << 6;  // post no CQE when it succeeds
 }  // namespace sqe_flags
 
@@ -117,11 +117,11 @@ inline constexpr std::uint32_t sqe128 = 1U << 10;
 inline constexpr std::uint32_t cqe32 = 1U << 11;
 inline constexpr std::uint32_t single_issuer = 1U << 12;
 inline constexpr std::uint32_t defer_taskrun = 1U << 13;
-inline constexpr std::uint32_t no_mmap = 1U << 14;               // 6.5
-inline constexpr std::uint32_t registered_fd_only = 1U << 15;    // 6.5
-inline constexpr std::uint32_t no_sqarray = 1U << 16;            // 6.6
-inline constexpr std::uint32_t hybrid_iopoll = 1U << 17;         // 6.13
-inline constexpr std::uint32_t cqe_mixed = 1U << 18;             // 6.18
+inline constexpr std::uint32_t no_mmap = 1U << 14;             // 6.5
+inline constexpr std::uint32_t registered_fd_only = 1U << 15;  // 6.5
+inline constexpr std::uint32_t no_sqarray = 1U << 16;          // 6.6
+inline constexpr std::uint32_t hybrid_iopoll = 1U << 17;       // 6.13
+inline constexpr std::uint32_t cqe_mixed = 1U << 18;           // 6.18
 }  // namespace setup
 
 // --- io_uring_enter(2) flags ---------------------------------------------------------
@@ -131,9 +131,9 @@ inline constexpr std::uint32_t sq_wakeup = 1U << 1;
 inline constexpr std::uint32_t sq_wait = 1U << 2;
 inline constexpr std::uint32_t ext_arg = 1U << 3;
 inline constexpr std::uint32_t registered_ring = 1U << 4;
-inline constexpr std::uint32_t abs_timer = 1U << 5;      // 6.12
-inline constexpr std::uint32_t ext_arg_reg = 1U << 6;    // 6.13
-inline constexpr std::uint32_t no_iowait = 1U << 7;      // 6.15
+inline constexpr std::uint32_t abs_timer = 1U << 5;    // 6.12
+inline constexpr std::uint32_t ext_arg_reg = 1U << 6;  // 6.13
+inline constexpr std::uint32_t no_iowait = 1U << 7;    // 6.15
 }  // namespace enter_flags
 
 // --- params.features -------------------------------------------------------------------
@@ -174,9 +174,9 @@ inline constexpr std::uint32_t buffer = 1U << 0;         // upper 16 bits hold t
 inline constexpr std::uint32_t more = 1U << 1;           // the request will post more CQEs
 inline constexpr std::uint32_t sock_nonempty = 1U << 2;  // more data was waiting in the socket
 inline constexpr std::uint32_t notif = 1U << 3;          // a zero-copy send's notification
-inline constexpr std::uint32_t buf_more = 1U << 4;       // incremental buffer: still owned by kernel
-inline constexpr std::uint32_t skip = 1U << 5;           // 6.18 CQE_MIXED: padding CQE, ignore
-inline constexpr std::uint32_t cqe32 = 1U << 15;         // 6.18 CQE_MIXED: this CQE is 32 bytes
+inline constexpr std::uint32_t buf_more = 1U << 4;  // incremental buffer: still owned by kernel
+inline constexpr std::uint32_t skip = 1U << 5;      // 6.18 CQE_MIXED: padding CQE, ignore
+inline constexpr std::uint32_t cqe32 = 1U << 15;    // 6.18 CQE_MIXED: this CQE is 32 bytes
 inline constexpr unsigned buffer_shift = 16;
 }  // namespace cqe_flags
 
@@ -320,9 +320,9 @@ enum class RegisterOp : std::uint32_t {
 inline constexpr std::uint32_t register_use_registered_ring = 1U << 31;
 
 enum class RestrictionOp : std::uint16_t {
-  register_op = 0,       // allow an io_uring_register(2) opcode
-  sqe_op = 1,            // allow an SQE opcode
-  sqe_flags_allowed = 2,  // allow these SQE flags
+  register_op = 0,         // allow an io_uring_register(2) opcode
+  sqe_op = 1,              // allow an SQE opcode
+  sqe_flags_allowed = 2,   // allow these SQE flags
   sqe_flags_required = 3,  // require these SQE flags
 };
 
@@ -617,7 +617,7 @@ static_assert(offsetof(GeteventsArg, ts) == 16);
 struct SyncCancelReg {
   std::uint64_t addr = 0;  // user_data to match
   std::int32_t fd = 0;
-  std::uint32_t flags = 0;  // cancel_flags
+  std::uint32_t flags = 0;            // cancel_flags
   KernelTimespec timeout = {-1, -1};  // {-1, -1}: wait for ever
   std::uint8_t opcode = 0;
   std::uint8_t pad[7] = {};

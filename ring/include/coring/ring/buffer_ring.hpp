@@ -30,7 +30,8 @@ class BufferRing {
   // group `group_id`. flags: pbuf_flags::inc for incremental consumption.
   // Matches io_uring_setup_buf_ring() in liburing.
   [[nodiscard]] static Result<BufferRing> create(Ring& ring, std::uint16_t group_id,
-                                                 std::uint32_t entries, std::uint16_t flags = 0) noexcept;
+                                                 std::uint32_t entries,
+                                                 std::uint16_t flags = 0) noexcept;
 
   BufferRing(BufferRing&& other) noexcept;
   BufferRing& operator=(BufferRing&& other) noexcept;
@@ -84,7 +85,8 @@ class BufferGroup {
   // `count` buffers of `buffer_size` bytes in group `group_id`, all handed to the
   // kernel. Tries incremental consumption first.
   [[nodiscard]] static Result<BufferGroup> create(Ring& ring, std::uint16_t group_id,
-                                                  std::uint32_t buffer_size, std::uint32_t count) noexcept;
+                                                  std::uint32_t buffer_size,
+                                                  std::uint32_t count) noexcept;
 
   // Queues a recv that takes a buffer from this group; nullptr if the SQ is full.
   Sqe* recv(std::uint64_t user_data, int fd, int msg_flags) noexcept;

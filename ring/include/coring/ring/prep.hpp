@@ -57,7 +57,8 @@ inline void prep_nop(Sqe& sqe) noexcept { prep_rw(sqe, Op::nop, -1, nullptr, 0, 
 // offset (u64)-1 means "the file's current position" (feat::rw_cur_pos).
 inline constexpr std::uint64_t current_position = ~std::uint64_t{0};
 
-inline void prep_read(Sqe& sqe, int fd, std::span<std::byte> buffer, std::uint64_t offset) noexcept {
+inline void prep_read(Sqe& sqe, int fd, std::span<std::byte> buffer,
+                      std::uint64_t offset) noexcept {
   prep_rw(sqe, Op::read, fd, buffer.data(), static_cast<std::uint32_t>(buffer.size()), offset);
 }
 inline void prep_write(Sqe& sqe, int fd, std::span<const std::byte> buffer,
@@ -86,7 +87,8 @@ inline void prep_read_buffer_select(Sqe& sqe, int fd, std::uint16_t group_id, st
 // Read into `buffer`, which lies inside registered buffer `buf_index`.
 inline void prep_read_fixed(Sqe& sqe, int fd, std::span<std::byte> buffer, std::uint64_t offset,
                             std::uint16_t buf_index) noexcept {
-  prep_rw(sqe, Op::read_fixed, fd, buffer.data(), static_cast<std::uint32_t>(buffer.size()), offset);
+  prep_rw(sqe, Op::read_fixed, fd, buffer.data(), static_cast<std::uint32_t>(buffer.size()),
+          offset);
   sqe.buf_index = buf_index;
 }
 inline void prep_write_fixed(Sqe& sqe, int fd, std::span<const std::byte> buffer,
@@ -136,9 +138,10 @@ inline void prep_ftruncate(Sqe& sqe, int fd, std::uint64_t length) noexcept {
 // splice(2): one of fd_in, fd_out must be a pipe; an offset of (u64)-1 on a non-pipe
 // uses and advances the file position, and must be (u64)-1 for a pipe.
 inline void prep_splice(Sqe& sqe, int fd_in, std::uint64_t off_in, int fd_out,
-                        std::uint64_t off_out, std::uint32_t len, std::uint32_t splice_flags = 0) noexcept {
+                        std::uint64_t off_out, std::uint32_t len,
+                        std::uint32_t splice_flags = 0) noexcept {
   prep_rw(sqe, Op::splice, fd_out, nullptr, len, off_out);
-  sqe.addr = off_in;  // splice_off_in
+  sqe.addr = off_in;                                   // splice_off_in
   sqe.file_index = static_cast<std::uint32_t>(fd_in);  // splice_fd_in
   sqe.op_flags = splice_flags;
 }
@@ -225,7 +228,7 @@ inline void prep_send_zc_fixed(Sqe& sqe, int fd, std::span<const std::byte> buff
 // send to an explicit destination (sendto(2)), 6.0.
 inline void prep_send_set_addr(Sqe& sqe, const sockaddr* dest, socklen_t addrlen) noexcept {
   sqe.off = detail::to_u64(dest);  // addr2
-  sqe.file_index = addrlen;         // addr_len in the low 16 bits
+  sqe.file_index = addrlen;        // addr_len in the low 16 bits
 }
 inline void prep_recvmsg(Sqe& sqe, int fd, msghdr* msg, std::uint32_t flags) noexcept {
   prep_rw(sqe, Op::recvmsg, fd, msg, 1, 0);
@@ -252,7 +255,8 @@ inline void prep_shutdown(Sqe& sqe, int fd, int how) noexcept {
   prep_rw(sqe, Op::shutdown, fd, nullptr, static_cast<std::uint32_t>(how), 0);
 }
 // socket(2) (5.19); flags are reserved (0).
-inline void prep_socket(Sqe& sqe, int domain, int type, int protocol, std::uint32_t flags) noexcept {
+inline void prep_socket(Sqe& sqe, int domain, int type, int protocol,
+                        std::uint32_t flags) noexcept {
   prep_rw(sqe, Op::socket, domain, nullptr, static_cast<std::uint32_t>(protocol),
           static_cast<std::uint64_t>(type));
   sqe.op_flags = flags;
@@ -277,7 +281,7 @@ inline void prep_cmd_sock(Sqe& sqe, SocketOp cmd, int fd, int level, int optname
   // level in the low 32 bits of addr, optname in the high 32 bits.
   sqe.addr = static_cast<std::uint32_t>(level) |
              (static_cast<std::uint64_t>(static_cast<std::uint32_t>(optname)) << 32);
-  sqe.addr3 = detail::to_u64(optval);  // optval
+  sqe.addr3 = detail::to_u64(optval);                   // optval
   sqe.file_index = static_cast<std::uint32_t>(optlen);  // optlen
 }
 inline void prep_setsockopt(Sqe& sqe, int fd, int level, int optname,
@@ -345,7 +349,8 @@ inline void prep_unlinkat(Sqe& sqe, int dfd, const char* path, int flags) noexce
 inline void prep_mkdirat(Sqe& sqe, int dfd, const char* path, mode_t mode) noexcept {
   prep_rw(sqe, Op::mkdirat, dfd, path, mode, 0);
 }
-inline void prep_symlinkat(Sqe& sqe, const char* target, int new_dfd, const char* link_path) noexcept {
+inline void prep_symlinkat(Sqe& sqe, const char* target, int new_dfd,
+                           const char* link_path) noexcept {
   prep_rw(sqe, Op::symlinkat, new_dfd, target, 0, detail::to_u64(link_path));
 }
 inline void prep_linkat(Sqe& sqe, int old_dfd, const char* old_path, int new_dfd,
@@ -355,7 +360,7 @@ inline void prep_linkat(Sqe& sqe, int old_dfd, const char* old_path, int new_dfd
   sqe.op_flags = static_cast<std::uint32_t>(flags);
 }
 
-// --- Time, polling, cancellation -------------------------------------------------------------------
+// --- Time, polling, cancellation -----
 
 // Completes with -ETIME when `ts` passes, or with 0 once `count` other CQEs have been
 // posted (count 0: time only). flags: timeout_flags (abs, boottime, realtime, multishot).
@@ -416,7 +421,7 @@ inline void prep_cancel_fd(Sqe& sqe, int fd, std::uint32_t flags) noexcept {
   sqe.op_flags = flags | cancel_flags::fd;
 }
 
-// --- Provided buffers (legacy, per-SQE), processes, rings --------------------------------------------
+// --- Provided buffers (legacy, per-SQE), processes, rings -----
 
 // Hands `count` buffers of `size` bytes, contiguous from `addr`, to group `group_id`
 // with ids from `first_id`.
@@ -461,7 +466,7 @@ inline void prep_msg_ring_fd(Sqe& sqe, int ring_fd, int source_index, std::uint3
   sqe.op_flags = flags;
 }
 
-// --- SQE flag helpers ---------------------------------------------------------------------------------
+// --- SQE flag helpers -----
 
 // The next SQE starts only if this one succeeds (a short read/write counts as failure).
 inline void link_next(Sqe& sqe) noexcept { sqe.flags |= sqe_flags::io_link; }

@@ -26,6 +26,7 @@
 #include <span>
 
 #include "coring/ring/abi.hpp"
+#include "coring/ring/detail/syscall.hpp"
 #include "coring/ring/error.hpp"
 #include "coring/ring/probe.hpp"
 #include "coring/ring/result.hpp"
@@ -74,7 +75,8 @@ class Ring {
   [[nodiscard]] Sqe* get_sqe() noexcept {
     // Acquire: with SQPOLL the kernel thread advances khead after it has read the
     // SQEs; the slots behind it may be reused only once that read is complete.
-    const std::uint32_t head = std::atomic_ref<std::uint32_t>(*khead_).load(std::memory_order_acquire);
+    const std::uint32_t head =
+        std::atomic_ref<std::uint32_t>(*khead_).load(std::memory_order_acquire);
     const std::uint32_t next = sqe_tail_ + 1;
     if (next - head > sq_mask_ + 1) return nullptr;
     Sqe* sqe = &sqes_[(sqe_tail_ & sq_mask_) << sqe_shift_];
@@ -119,8 +121,20 @@ class Ring {
 
   // io_uring_enter(2) on this ring (through the registered ring fd when there is one).
   // Returns the number of SQEs consumed. Errors carry enter_category().
+  //
+  // Inline, like the rest of the submit and reap path, so that the system call is made
+  // from the caller's frame: a return executed after a system call, from a function
+  // entered before it, mispredicts where the kernel refills or untrains the return
+  // stack on entry (AMD Zen's SRSO "Safe RET", retbleed/RSB mitigations), and that
+  // one return costs more than the rest of the user-space submit path.
   Result<std::uint32_t> enter(std::uint32_t to_submit, std::uint32_t min_complete,
-                              std::uint32_t flags) noexcept;
+                              std::uint32_t flags) noexcept {
+    const int res =
+        sys::io_uring_enter(enter_fd_, to_submit, min_complete, flags | enter_flags_, nullptr, 0);
+    if (res < 0) [[unlikely]]
+      return fail(enter_error(-res));
+    return static_cast<std::uint32_t>(res);
+  }
   // The same with an extended argument (enter_flags::ext_arg is added).
   Result<std::uint32_t> enter(std::uint32_t to_submit, std::uint32_t min_complete,
                               std::uint32_t flags, const GeteventsArg& arg) noexcept;
@@ -166,7 +180,8 @@ class Ring {
   [[nodiscard]] std::uint32_t cq_ready() const noexcept {
     // Acquire: the kernel writes a CQE and then releases ktail; reading the tail with
     // acquire makes the CQEs before it visible to us.
-    return std::atomic_ref<std::uint32_t>(*cq_ktail_).load(std::memory_order_acquire) - cq_khead_load();
+    return std::atomic_ref<std::uint32_t>(*cq_ktail_).load(std::memory_order_acquire) -
+           cq_khead_load();
   }
 
   // Copies up to cqes.size() ready CQEs and releases their slots with one store.
@@ -213,7 +228,8 @@ class Ring {
     if (count == 0) return;
     // Release: our reads of the CQEs must complete before the kernel can see their
     // slots as free and overwrite them.
-    std::atomic_ref<std::uint32_t>(*cq_khead_).store(cq_khead_load() + count, std::memory_order_release);
+    std::atomic_ref<std::uint32_t>(*cq_khead_)
+        .store(cq_khead_load() + count, std::memory_order_release);
   }
 
   // CQEs the kernel could not post (overflowed and dropped) since setup.
@@ -285,22 +301,34 @@ class Ring {
   void release() noexcept;
 
   std::uint32_t copy_cqes_ready(std::span<Cqe> cqes) noexcept {
-    const std::uint32_t count = std::min<std::uint32_t>(static_cast<std::uint32_t>(cqes.size()), cq_ready());
+    const std::uint32_t head = cq_khead_load();
+    // Acquire: see cq_ready().
+    const std::uint32_t ready =
+        std::atomic_ref<std::uint32_t>(*cq_ktail_).load(std::memory_order_acquire) - head;
+    const std::uint32_t count = std::min(static_cast<std::uint32_t>(cqes.size()), ready);
     if (count == 0) return 0;
-    const std::uint32_t head = cq_khead_load() & cq_mask_;
-    if (cqe_shift_ == 0) {
-      // At most two copies: up to the end of the array, then from its start.
-      const std::uint32_t first = std::min(count, cq_mask_ + 1 - head);
-      std::memcpy(cqes.data(), &cqes_[head], first * sizeof(Cqe));
-      std::memcpy(cqes.data() + first, &cqes_[0], (count - first) * sizeof(Cqe));
-    } else {
+    if (count < memcpy_min_cqes || cqe_shift_ != 0) {
+      // A few CQEs: one 16-byte move each is cheaper than memcpy's call, or the
+      // `rep movs` the compiler may inline for it, which is slow to start.
       for (std::uint32_t i = 0; i < count; ++i) {
         cqes[i] = cqes_[((head + i) & cq_mask_) << cqe_shift_];
       }
+    } else {
+      // At most two copies: up to the end of the array, then from its start.
+      const std::uint32_t slot = head & cq_mask_;
+      const std::uint32_t first = std::min(count, cq_mask_ + 1 - slot);
+      std::memcpy(cqes.data(), &cqes_[slot], first * sizeof(Cqe));
+      if (first < count) {
+        std::memcpy(cqes.data() + first, &cqes_[0], (count - first) * sizeof(Cqe));
+      }
     }
-    cq_advance(count);
+    // Release: our reads of the CQEs must complete before the kernel can see their
+    // slots as free and overwrite them.
+    std::atomic_ref<std::uint32_t>(*cq_khead_).store(head + count, std::memory_order_release);
     return count;
   }
+  // Below this many CQEs, copy_cqes_ready() copies one CQE at a time.
+  static constexpr std::uint32_t memcpy_min_cqes = 16;
 
   [[nodiscard]] std::uint32_t kflags_load() const noexcept {
     // Relaxed: the flags are hints re-checked by the kernel on enter.
@@ -312,7 +340,7 @@ class Ring {
   }
 
   int fd_ = -1;
-  int enter_fd_ = -1;             // fd_, or the registered ring index
+  int enter_fd_ = -1;              // fd_, or the registered ring index
   std::uint32_t enter_flags_ = 0;  // enter_flags::registered_ring once registered
   std::uint32_t flags_ = 0;
   std::uint32_t features_ = 0;

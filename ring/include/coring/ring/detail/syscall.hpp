@@ -1,7 +1,8 @@
 // The three io_uring system calls, and nothing else.
 //
-// Private to ring/: no other part of coring calls the kernel's io_uring
-// interface directly. Each returns the kernel's result, or -errno on failure,
+// Used by ring/ only (ring.hpp inlines enter() so that the system call sits in the
+// caller's own frame; see Ring::enter): no other part of coring calls the kernel's
+// io_uring interface directly. Each returns the kernel's result, or -errno on failure,
 // as liburing's __sys_io_uring_* do. On x86-64 and AArch64 the calls are made
 // inline, without libc's syscall(2) wrapper, which saves a call and the errno
 // store on the submit path; other architectures use syscall(2).
@@ -48,7 +49,10 @@ inline long raw_syscall6(long nr, long a, long b, long c, long d, long e, long f
   register long x3 asm("x3") = d;
   register long x4 asm("x4") = e;
   register long x5 asm("x5") = f;
-  asm volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
+  asm volatile("svc 0"
+               : "+r"(x0)
+               : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+               : "memory");
   return x0;
 }
 #else

@@ -1,0 +1,112 @@
+// coring-bench: coring's benchmarks, one subcommand each, with their comparison peers.
+//
+//   coring-bench SUBCOMMAND [OPTIONS] [--cpu C]
+//
+// A benchmark joins by adding its row to `subcommands` below. Single-run subcommands
+// print one `name=value` line on stdout (errors go to stderr), so that scripts can
+// read them; *-compare subcommands print a table. Exit status: 0 done (or skipped
+// because a peer is not built), 1 the run failed, 2 bad usage.
+#include <sched.h>
+
+#include <array>
+#include <cstdio>
+#include <exception>
+#include <span>
+#include <string_view>
+
+#include "cli.hpp"
+#include "measure.hpp"
+#include "ring_nop.hpp"
+
+namespace coring::bench {
+namespace {
+
+struct Subcommand {
+  std::string_view name;
+  std::string_view options;  // its own options; --cpu is common to all
+  std::string_view summary;
+  int (*run)(Args& args);
+};
+
+constexpr std::array subcommands{
+    Subcommand{"ring-nop", "--batch B [--ops N]",
+               "NOPs through coring's Ring: B per submit_and_wait, N in all (2000000)",
+               ring_nop_main},
+    Subcommand{"ring-nop-liburing", "--batch B [--ops N]", "the same loop on liburing (the peer)",
+               ring_nop_liburing_main},
+    Subcommand{"ring-nop-compare", "--batches B1,B2,... [--ops N] [--reps R]",
+               "both, interleaved R times (5) per batch size; a table of medians",
+               ring_nop_compare_main},
+};
+
+void print_usage(std::FILE* out, const Subcommand& sub) {
+  std::fprintf(out, "usage: coring-bench %.*s %.*s [--cpu C]\n  %.*s\n",
+               static_cast<int>(sub.name.size()), sub.name.data(),
+               static_cast<int>(sub.options.size()), sub.options.data(),
+               static_cast<int>(sub.summary.size()), sub.summary.data());
+}
+
+void print_help(std::FILE* out) {
+  std::fprintf(out,
+               "usage: coring-bench SUBCOMMAND [OPTIONS] [--cpu C]\n"
+               "       coring-bench SUBCOMMAND --help\n\n"
+               "  --cpu C  pin the benchmark to CPU C first (sched_setaffinity)\n\n"
+               "subcommands:\n");
+  for (const Subcommand& sub : subcommands) {
+    std::fprintf(out, "  %-18.*s %.*s\n", static_cast<int>(sub.name.size()), sub.name.data(),
+                 static_cast<int>(sub.summary.size()), sub.summary.data());
+  }
+}
+
+const Subcommand* find(std::string_view name) {
+  for (const Subcommand& sub : subcommands) {
+    if (sub.name == name) return &sub;
+  }
+  return nullptr;
+}
+
+int run(const Subcommand& sub, std::span<char* const> words) {
+  try {
+    Args args(words);
+    if (args.take_help()) {
+      print_usage(stdout, sub);
+      return 0;
+    }
+    if (auto cpu = args.take_u64("--cpu", 0, CPU_SETSIZE - 1)) pin_to_cpu(static_cast<int>(*cpu));
+    return sub.run(args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "coring-bench %.*s: %s\n", static_cast<int>(sub.name.size()),
+                 sub.name.data(), e.what());
+    print_usage(stderr, sub);
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coring-bench %.*s: %s\n", static_cast<int>(sub.name.size()),
+                 sub.name.data(), e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+}  // namespace coring::bench
+
+int main(int argc, char** argv) {
+  using namespace coring::bench;
+  const std::span<char* const> words(argv, static_cast<std::size_t>(argc));
+  if (words.size() < 2) {
+    print_help(stderr);
+    return 2;
+  }
+  const std::string_view name = words[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_help(stdout);
+    return 0;
+  }
+  const Subcommand* sub = find(name);
+  if (sub == nullptr) {
+    std::fprintf(stderr, "coring-bench: unknown subcommand '%.*s'\n\n",
+                 static_cast<int>(name.size()), name.data());
+    print_help(stderr);
+    return 2;
+  }
+  return run(*sub, words.subspan(2));
+}
