@@ -1,4 +1,4 @@
-// The ring tests' main: GoogleTest plus a listener that fails any test which
+// Every test binary's main: GoogleTest plus a listener that fails any test which
 // leaves the process with a different number of open fds than it started with.
 #include <gtest/gtest.h>
 

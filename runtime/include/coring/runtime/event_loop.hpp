@@ -1,0 +1,212 @@
+// EventLoop: one ring, one thread, and the coroutines that wait on it.
+//
+// A turn of the loop resumes the coroutines that are ready, submits the SQEs they
+// queued and waits for completions in one io_uring_enter(2), then reaps CQEs in
+// batches. Each CQE's user_data is the address of an Operation living in an
+// awaiting coroutine's frame; the loop hands the CQE to it, and the operation queues
+// its coroutine to be resumed on the next turn — never from inside the reap.
+//
+// An EventLoop belongs to the thread that created it (SINGLE_ISSUER and
+// DEFER_TASKRUN rings require that): create, run and destroy it there. post() and
+// stop() are the only members other threads may call.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "coring/ring/ring.hpp"
+#include "coring/runtime/operation.hpp"
+#include "coring/runtime/task.hpp"
+
+namespace coring {
+
+struct LoopOptions {
+  // SQ entries (a power of two, 2..32768); the CQ gets cq_entries, or the kernel's 2x.
+  std::uint32_t entries = 256;
+  std::uint32_t cq_entries = 0;
+  // Setup flags. Unset: SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG,
+  // falling back (with one log line) to what the kernel accepts.
+  std::optional<std::uint32_t> setup_flags;
+};
+
+namespace detail {
+class DetachedPromise;
+}
+
+class EventLoop {
+ public:
+  explicit EventLoop(LoopOptions options = {});
+  // Cancels every operation in flight, waits for the kernel to finish with each, then
+  // destroys the spawned tasks that are still suspended, and finally the ring.
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // The loop whose turn is running on this thread, or nullptr.
+  [[nodiscard]] static EventLoop* current() noexcept;
+
+  // Drives `task` to completion on this thread and returns its value or rethrows.
+  template <typename T>
+  T run(Task<T> task);
+  // Runs until stop().
+  void run();
+  // Makes run() return after its current turn. Any thread.
+  void stop() noexcept;
+
+  // One turn: resumes what is ready, submits, waits up to `timeout` for a completion
+  // if nothing is ready, and reaps. Returns the number of coroutines resumed and
+  // completions handled.
+  std::size_t run_once(std::chrono::nanoseconds timeout);
+  // One turn that never blocks.
+  std::size_t poll() { return run_once(std::chrono::nanoseconds::zero()); }
+  // A file descriptor that is readable when the loop has work (a CQE posted, a
+  // coroutine ready, a post() waiting), so that another event loop can poll it and
+  // call poll() when it fires.
+  [[nodiscard]] int fd();
+
+  // Starts `task` detached. An exception escaping it is logged and counted.
+  void spawn(Task<void> task);
+  [[nodiscard]] std::uint64_t unhandled_exceptions() const noexcept { return unhandled_; }
+  // Runs `fn` on the loop's thread during a later turn. Any thread.
+  void post(std::function<void()> fn);
+
+  // --- For awaitables ---------------------------------------------------------------
+  // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow.
+  void submit(Operation& op) noexcept;
+  // Asks the kernel to cancel `op`; its CQE still arrives. Loop thread only.
+  void cancel(Operation& op) noexcept;
+  // cancel() from any thread: deferred to the loop's next turn when called elsewhere.
+  void request_cancel(Operation& op) noexcept;
+  // Must be called by an operation that used request_cancel() before it is destroyed.
+  void forget_cancel(Operation& op) noexcept;
+  // Queues `handle` to be resumed on a later turn.
+  void schedule(std::coroutine_handle<> handle) noexcept { ready_.push_back(handle); }
+  [[nodiscard]] bool on_loop_thread() const noexcept {
+    return std::this_thread::get_id() == owner_;
+  }
+  [[nodiscard]] ring::Ring& ring() noexcept { return ring_; }
+  // Operations in flight, counted in the final CQEs still to come.
+  [[nodiscard]] std::uint32_t in_flight() const noexcept { return inflight_; }
+  // True while the destructor cancels and reaps what is left: completions that arrive
+  // now reach no coroutine, so an operation that produced a resource must release it.
+  [[nodiscard]] bool draining() const noexcept { return draining_; }
+
+ private:
+  friend class detail::DetachedPromise;
+  class WakeOp;
+
+  // A FIFO of coroutines to resume, grown by doubling (no allocation once warm).
+  class ReadyQueue {
+   public:
+    void push_back(std::coroutine_handle<> h) {
+      if (size_ == slots_.size()) grow();
+      slots_[(head_ + size_) & (slots_.size() - 1)] = h;
+      ++size_;
+    }
+    std::coroutine_handle<> pop_front() noexcept {
+      auto h = slots_[head_];
+      head_ = (head_ + 1) & (slots_.size() - 1);
+      --size_;
+      return h;
+    }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+    void clear() noexcept { head_ = size_ = 0; }
+
+   private:
+    void grow();
+    std::vector<std::coroutine_handle<>> slots_ = std::vector<std::coroutine_handle<>>(64);
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
+  };
+
+  std::size_t turn(bool may_wait, std::chrono::nanoseconds timeout);
+  std::size_t run_ready();
+  void enter(bool wait, std::chrono::nanoseconds timeout);
+  std::size_t reap();
+  void dispatch(const ring::Cqe& cqe) noexcept;
+  bool room_for(std::uint32_t sqes) noexcept;
+  void prep(Operation& op) noexcept;
+  void submit_queued() noexcept;
+  void unqueue(Operation& op) noexcept;
+  void defer_cancel(Operation& op) noexcept;
+  void drain_remote();
+  void wake() noexcept;
+  void cancel_all_and_drain() noexcept;
+  void notify_embedder() noexcept;
+
+  ring::Ring ring_;
+  std::thread::id owner_;
+  std::uint32_t max_inflight_ = 0;
+  std::uint32_t inflight_ = 0;
+  ReadyQueue ready_;
+  Operation* queued_head_ = nullptr;  // operations waiting for SQ/CQ room, FIFO
+  Operation* queued_tail_ = nullptr;
+  std::uint64_t unhandled_ = 0;
+  bool draining_ = false;
+  std::atomic<bool> stop_requested_{false};
+  detail::DetachedPromise* detached_ = nullptr;  // spawned tasks still alive
+
+  // Cross-thread work: post() and cancels requested from other threads.
+  std::mutex remote_mutex_;
+  std::vector<std::function<void()>> remote_work_;
+  Operation* remote_cancels_ = nullptr;
+  std::atomic<bool> wake_pending_{false};        // remote work or cancels to drain
+  std::atomic<bool> wake_write_pending_{false};  // the wake eventfd was written
+  std::coroutine_handle<> run_target_;           // run(task): stop waiting once it is done
+  int wake_fd_ = -1;
+  int notify_fd_ = -1;  // for embedding, created by fd()
+  WakeOp* wake_op_ = nullptr;
+};
+
+namespace detail {
+
+// The frame of a spawned task: starts at once, frees itself when done, and is
+// linked into its loop so that the loop can destroy it if it outlives the loop's run.
+class DetachedPromise {
+ public:
+  DetachedPromise(EventLoop& loop, Task<void>&) noexcept;
+  ~DetachedPromise();
+  struct Handle {
+    std::coroutine_handle<DetachedPromise> handle;
+  };
+  Handle get_return_object() noexcept {
+    return {std::coroutine_handle<DetachedPromise>::from_promise(*this)};
+  }
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+  std::suspend_never final_suspend() const noexcept { return {}; }
+  void return_void() const noexcept {}
+  void unhandled_exception() const noexcept;
+
+ private:
+  friend class coring::EventLoop;
+  EventLoop* loop_;
+  DetachedPromise* prev_ = nullptr;
+  DetachedPromise* next_ = nullptr;
+};
+
+}  // namespace detail
+
+template <typename T>
+T EventLoop::run(Task<T> task) {
+  auto handle = task.handle();
+  const auto outer = std::exchange(run_target_, handle);
+  schedule(handle);
+  while (!handle.done()) run_once(std::chrono::hours(24));
+  run_target_ = outer;
+  return task.take_result();
+}
+
+}  // namespace coring
+
+template <typename... Args>
+struct std::coroutine_traits<coring::detail::DetachedPromise::Handle, Args...> {
+  using promise_type = coring::detail::DetachedPromise;
+};

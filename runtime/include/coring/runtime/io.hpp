@@ -1,0 +1,172 @@
+// io(prep): the one awaitable behind every single-SQE operation.
+//
+//   IoResult r = co_await io([&](ring::Sqe& sqe) { ring::prep_read(sqe, fd, buf, 0); });
+//   IoResult r = co_await io(prep).with_timeout(2s).with_stop(token);
+//
+// The awaitable is the operation record: it lives in the awaiting frame, its address
+// is the SQE's user_data, and the coroutine resumes once the kernel has posted every
+// CQE the operation will get — so a buffer or timespec in the frame is never freed
+// under the kernel. No allocation.
+//
+// Outcomes, told apart by res:
+//   completed          res >= 0 (a count or fd), or the operation's own -errno
+//   timed out          -ETIMEDOUT: the linked timeout fired and cancelled the request
+//   cancelled          -ECANCELED: the stop token was triggered (or the loop shut down)
+// A request the timeout caught after it had transferred data returns that count, as
+// the kernel reports it.
+#pragma once
+
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <chrono>
+#include <coroutine>
+#include <optional>
+#include <stop_token>
+#include <utility>
+
+#include "coring/ring/prep.hpp"
+#include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/operation.hpp"
+
+namespace coring {
+
+namespace detail {
+
+inline ring::KernelTimespec to_kernel_timespec(std::chrono::nanoseconds duration) noexcept {
+  const auto ns = duration.count() > 0 ? duration.count() : 0;
+  return ring::KernelTimespec{ns / 1'000'000'000, ns % 1'000'000'000};
+}
+
+// Common state of awaitable operations: the waiter, the result, cancellation.
+class AwaitableOp : public Operation {
+ protected:
+  using Operation::Operation;
+  // Moves an awaitable that has not started (no stop callback registered yet).
+  AwaitableOp(AwaitableOp&& other) noexcept
+      : Operation(std::move(other)),
+        result_(other.result_),
+        stop_token_(std::move(other.stop_token_)) {
+    assert(!other.stop_callback_);
+  }
+  ~AwaitableOp() {
+    if (stop_callback_) {
+      stop_callback_.reset();  // waits for a callback running on another thread
+      loop_->forget_cancel(*this);
+    }
+  }
+
+  // Starts the operation, unless the stop token already asks for cancellation.
+  bool start(std::coroutine_handle<> waiter) noexcept {
+    loop_ = EventLoop::current();
+    waiter_ = waiter;
+    if (stop_token_.stop_requested()) {
+      result_.res = -ECANCELED;
+      return false;  // resume at once
+    }
+    if (stop_token_.stop_possible()) stop_callback_.emplace(stop_token_, CancelOnStop{this});
+    loop_->submit(*this);
+    return true;
+  }
+
+  void finish() noexcept { loop_->schedule(waiter_); }
+  // Whether nobody wants this operation's result any more.
+  [[nodiscard]] bool unwanted() const noexcept {
+    return stop_token_.stop_requested() || loop_->draining();
+  }
+
+  struct CancelOnStop {
+    AwaitableOp* op;
+    void operator()() const noexcept { op->loop_->request_cancel(*op); }
+  };
+
+  EventLoop* loop_ = nullptr;
+  std::coroutine_handle<> waiter_;
+  IoResult result_;
+  std::stop_token stop_token_;
+  std::optional<std::stop_callback<CancelOnStop>> stop_callback_;
+};
+
+}  // namespace detail
+
+template <typename Prep>
+class [[nodiscard]] IoOp final : public detail::AwaitableOp {
+ public:
+  explicit IoOp(Prep prep) noexcept(std::is_nothrow_move_constructible_v<Prep>)
+      : AwaitableOp(&prep_fn, &complete_fn), prep_(std::move(prep)) {}
+  IoOp(IoOp&& other) noexcept(std::is_nothrow_move_constructible_v<Prep>)
+      : AwaitableOp(std::move(other)),
+        prep_(std::move(other.prep_)),
+        timeout_(other.timeout_),
+        fd_result_(other.fd_result_) {}
+
+  // Bounds the operation with a linked timeout (IORING_OP_LINK_TIMEOUT): when it
+  // fires first, the request is cancelled and the result is -ETIMEDOUT.
+  IoOp with_timeout(std::chrono::nanoseconds timeout) && noexcept {
+    timeout_ = detail::to_kernel_timespec(timeout);
+    set_sqe_count(2);
+    return std::move(*this);
+  }
+  // Cancels the operation (IORING_OP_ASYNC_CANCEL) when `token` is triggered; the
+  // result is then -ECANCELED unless the request completed first.
+  IoOp with_stop(std::stop_token token) && noexcept {
+    stop_token_ = std::move(token);
+    return std::move(*this);
+  }
+  // The result is a new fd (accept, openat, socket). If it arrives for an operation
+  // whose stop token was triggered, or while the loop shuts down, nobody will take
+  // it: the fd is closed and the result is -ECANCELED.
+  IoOp with_fd_result() && noexcept {
+    fd_result_ = true;
+    return std::move(*this);
+  }
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> waiter) noexcept { return start(waiter); }
+  IoResult await_resume() const noexcept { return result_; }
+
+ private:
+  static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
+    auto& op = static_cast<IoOp&>(self);
+    op.prep_(*sqes[0]);
+    if (sqes.size() == 2) {
+      ring::link_next(*sqes[0]);
+      ring::prep_link_timeout(*sqes[1], &op.timeout_, 0);
+    }
+  }
+
+  static void complete_fn(Operation& self, const ring::Cqe& cqe, bool second) noexcept {
+    auto& op = static_cast<IoOp&>(self);
+    if (second) {
+      op.timed_out_ = cqe.res == -ETIME;
+    } else {
+      op.result_ = IoResult{cqe.res, cqe.flags};
+      if (op.fd_result_ && cqe.res >= 0 && op.unwanted()) {
+        ::close(cqe.res);
+        op.result_.res = -ECANCELED;
+      }
+    }
+    if (op.in_flight()) return;  // the other CQE of the pair is still to come
+    if (op.timed_out_ && op.result_.res == -ECANCELED) op.result_.res = -ETIMEDOUT;
+    op.finish();
+  }
+
+  Prep prep_;
+  ring::KernelTimespec timeout_{};
+  bool timed_out_ = false;
+  bool fd_result_ = false;
+};
+
+// The awaitable for one operation whose SQE `prep` fills (any callable taking ring::Sqe&).
+template <typename Prep>
+IoOp<Prep> io(Prep prep) noexcept(std::is_nothrow_move_constructible_v<Prep>) {
+  return IoOp<Prep>(std::move(prep));
+}
+
+// A NOP through the ring: completes with res 0 on the loop's next reap.
+inline auto nop() noexcept {
+  return io([](ring::Sqe& sqe) noexcept { ring::prep_nop(sqe); });
+}
+
+}  // namespace coring

@@ -1,0 +1,83 @@
+// Operation: the record of one io_uring request, owned by whoever awaits it.
+//
+// An Operation lives in the awaiting coroutine's frame; its address is the
+// user_data of its SQEs, so a CQE leads straight back to it with no table and no
+// allocation. The loop calls prep() when SQ and CQ room allow, and complete() once
+// per CQE. An Operation may use two SQEs — the request and a linked timeout — whose
+// CQEs arrive tagged (user_data low bit 0 and 1).
+#pragma once
+
+#include <cassert>
+#include <cstdint>
+#include <span>
+#include <system_error>
+
+#include "coring/ring/abi.hpp"
+
+namespace coring {
+
+class EventLoop;
+
+// What one CQE said: res (a count, an fd, or -errno) and its flags.
+struct IoResult {
+  std::int32_t res = 0;
+  std::uint32_t flags = 0;
+
+  [[nodiscard]] bool ok() const noexcept { return res >= 0; }
+  explicit operator bool() const noexcept { return ok(); }
+  // -res in the system category, or success.
+  [[nodiscard]] std::error_code error() const noexcept {
+    return res < 0 ? std::error_code(-res, std::system_category()) : std::error_code{};
+  }
+  // res as a count or fd; meaningful only when ok().
+  [[nodiscard]] std::uint32_t value() const noexcept { return static_cast<std::uint32_t>(res); }
+  [[nodiscard]] bool has_more() const noexcept { return (flags & ring::cqe_flags::more) != 0; }
+};
+
+class Operation {
+ public:
+  // Fills the operation's SQEs (1 or 2, consecutive; a second one is its linked timeout).
+  using PrepFn = void (*)(Operation& self, std::span<ring::Sqe* const> sqes) noexcept;
+  // Receives one CQE; `second` tells a linked timeout's CQE from the request's.
+  using CompleteFn = void (*)(Operation& self, const ring::Cqe& cqe, bool second) noexcept;
+
+  Operation(const Operation&) = delete;
+  Operation& operator=(const Operation&) = delete;
+  Operation& operator=(Operation&&) = delete;
+
+  // Whether the kernel may still post a CQE for this operation (or it waits to be prepped).
+  [[nodiscard]] bool in_flight() const noexcept { return state_ != State::idle; }
+
+ protected:
+  Operation(PrepFn prep, CompleteFn complete) noexcept : prep_(prep), complete_(complete) {}
+  // An operation may be moved until it is started (awaitables are built as values and
+  // returned from modifiers like with_timeout()); after that its address is its identity.
+  Operation(Operation&& other) noexcept
+      : prep_(other.prep_), complete_(other.complete_), sqe_count_(other.sqe_count_) {
+    assert(other.state_ == State::idle && "an operation in flight cannot move");
+  }
+  ~Operation() { assert(state_ == State::idle && "an operation destroyed while in flight"); }
+
+  // How many SQEs (and so final CQEs) prep() fills: 2 with a linked timeout.
+  void set_sqe_count(std::uint8_t count) noexcept { sqe_count_ = count; }
+  [[nodiscard]] std::uint8_t sqe_count() const noexcept { return sqe_count_; }
+
+ private:
+  friend class EventLoop;
+  enum class State : std::uint8_t { idle, queued, submitted };
+
+  PrepFn prep_;
+  CompleteFn complete_;
+  Operation* next_ = nullptr;  // the loop's queue of operations waiting for room
+  std::uint8_t sqe_count_ = 1;
+  std::uint8_t cqes_left_ = 0;  // final CQEs still to come
+  State state_ = State::idle;
+  bool cancel_linked_ = false;  // in the loop's list of cancels from other threads
+  Operation* cancel_prev_ = nullptr;
+  Operation* cancel_next_ = nullptr;
+};
+
+// user_data of an operation's second (linked-timeout) SQE: its address with bit 0 set.
+inline constexpr std::uint64_t second_sqe_tag = 1;
+
+}  // namespace coring

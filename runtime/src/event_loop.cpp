@@ -1,0 +1,480 @@
+// The event loop: admission, submission, reaping and resumption.
+//
+// Admission. Every SQE the loop prepares will produce a final CQE, and the loop
+// counts them (inflight_). An operation is prepared only while that count stays
+// within the CQ's size and the SQ has room for all of its SQEs; otherwise it waits
+// in a FIFO and is prepared after the next reap frees room. So the CQ cannot
+// overflow from our own requests, and a full SQ is flushed and retried, not lost.
+// Cancel requests are the exception: they are sent at once (counted, user_data 0),
+// because waiting for room to cancel could wait for ever.
+//
+// Reaping. CQEs are copied out in batches (one release of the CQ head per batch).
+// Each goes to the operation at its user_data, which records the result and queues
+// its coroutine; the queue is run at the start of the next turn. Resuming from
+// inside the reap would recurse into arbitrary user code with the batch half done.
+//
+// Threads. The ring is touched only by the owning thread. post() and cancels from
+// other threads go into a mutex-protected list and wake the loop through an
+// eventfd that a read operation of the loop's own keeps armed.
+#include "coring/runtime/event_loop.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <system_error>
+
+#include "coring/ring/prep.hpp"
+#include "log.hpp"
+
+namespace coring {
+namespace {
+
+thread_local EventLoop* current_loop = nullptr;
+
+// Sets the thread's current loop for the duration of a turn.
+class CurrentLoop {
+ public:
+  explicit CurrentLoop(EventLoop* loop) noexcept : previous_(current_loop) { current_loop = loop; }
+  ~CurrentLoop() { current_loop = previous_; }
+  CurrentLoop(const CurrentLoop&) = delete;
+  CurrentLoop& operator=(const CurrentLoop&) = delete;
+
+ private:
+  EventLoop* previous_;
+};
+
+constexpr std::uint32_t preferred_flags = ring::setup::single_issuer | ring::setup::defer_taskrun |
+                                          ring::setup::coop_taskrun | ring::setup::taskrun_flag;
+// What to try, best first, when the caller leaves the flags to us: DEFER_TASKRUN
+// (6.1), then COOP_TASKRUN (5.19), then nothing.
+constexpr std::array<std::uint32_t, 3> fallback_flags = {
+    preferred_flags, ring::setup::coop_taskrun | ring::setup::taskrun_flag, 0};
+
+ring::Ring make_ring(const LoopOptions& options) {
+  if (options.entries < 2) {
+    throw std::system_error(ring::Errc::entries_zero, "EventLoop needs at least 2 SQ entries");
+  }
+  auto attempt = [&](std::uint32_t flags) {
+    ring::Params params;
+    params.flags = flags;
+    if (options.cq_entries != 0) {
+      params.flags |= ring::setup::cqsize;
+      params.cq_entries = options.cq_entries;
+    }
+    return ring::Ring::create(options.entries, params);
+  };
+  if (options.setup_flags) {
+    auto ring = attempt(*options.setup_flags);
+    if (!ring) throw std::system_error(ring.error(), "EventLoop: io_uring_setup");
+    return std::move(*ring);
+  }
+  std::error_code first_error;
+  for (std::uint32_t flags : fallback_flags) {
+    auto ring = attempt(flags);
+    if (ring) {
+      if (flags != preferred_flags) {
+        runtime_log(detail::LogLevel::warn, "EventLoop",
+                    "kernel refused SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN (" +
+                        first_error.message() + "); running with setup flags " +
+                        std::to_string(flags));
+      }
+      return std::move(*ring);
+    }
+    if (ring.error() != std::errc::invalid_argument) {
+      throw std::system_error(ring.error(), "EventLoop: io_uring_setup");
+    }
+    if (!first_error) first_error = ring.error();
+  }
+  throw std::system_error(first_error, "EventLoop: io_uring_setup");
+}
+
+std::system_error enter_failure(const std::error_code& error) {
+  return std::system_error(error, "EventLoop: io_uring_enter");
+}
+
+}  // namespace
+
+// The loop's own read of its wake eventfd: completes when another thread posts,
+// and re-arms itself.
+class EventLoop::WakeOp final : public Operation {
+ public:
+  explicit WakeOp(EventLoop& loop) noexcept : Operation(&prep_fn, &complete_fn), loop_(&loop) {}
+
+ private:
+  static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
+    auto& op = static_cast<WakeOp&>(self);
+    ring::prep_read(*sqes[0], op.loop_->wake_fd_, std::as_writable_bytes(std::span(&op.count_, 1)),
+                    0);
+  }
+  static void complete_fn(Operation& self, const ring::Cqe& cqe, bool) noexcept {
+    auto& op = static_cast<WakeOp&>(self);
+    // -ECANCELED: the loop is shutting down and cancelled everything; stay idle.
+    if (cqe.res == -ECANCELED) return;
+    if (cqe.res < 0) runtime_log_error("EventLoop wake read", cqe.res);
+    op.loop_->submit(op);
+  }
+  EventLoop* loop_;
+  std::uint64_t count_ = 0;
+};
+
+EventLoop::EventLoop(LoopOptions options)
+    : ring_(make_ring(options)), owner_(std::this_thread::get_id()) {
+  max_inflight_ = ring_.cq_entries();
+  // Entering through a registered ring fd saves an fd lookup per enter; a kernel
+  // without it (before 5.18) is merely slower.
+  (void)ring_.register_ring_fd();
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) throw std::system_error(errno, std::system_category(), "EventLoop: eventfd");
+  wake_op_ = new WakeOp(*this);
+  submit(*wake_op_);
+}
+
+EventLoop::~EventLoop() {
+  CurrentLoop scope(this);
+  cancel_all_and_drain();
+  // Spawned tasks still suspended: destroy their frames (and the tasks they await).
+  while (detached_ != nullptr) {
+    std::coroutine_handle<detail::DetachedPromise>::from_promise(*detached_).destroy();
+  }
+  ready_.clear();
+  delete wake_op_;
+  if (notify_fd_ >= 0) ::close(notify_fd_);
+  ::close(wake_fd_);
+}
+
+EventLoop* EventLoop::current() noexcept { return current_loop; }
+
+void EventLoop::run() {
+  stop_requested_.store(false, std::memory_order_relaxed);
+  while (!stop_requested_.load(std::memory_order_acquire)) run_once(std::chrono::hours(24));
+}
+
+void EventLoop::stop() noexcept {
+  stop_requested_.store(true, std::memory_order_release);
+  if (!on_loop_thread()) wake();
+}
+
+std::size_t EventLoop::run_once(std::chrono::nanoseconds timeout) {
+  CurrentLoop scope(this);
+  const std::size_t done = turn(timeout.count() > 0, timeout);
+  notify_embedder();
+  return done;
+}
+
+std::size_t EventLoop::turn(bool may_wait, std::chrono::nanoseconds timeout) {
+  std::size_t done = 0;
+  if (wake_pending_.load(std::memory_order_acquire)) drain_remote();
+  done += run_ready();
+  submit_queued();
+  const bool wait = may_wait && ready_.empty() &&
+                    !stop_requested_.load(std::memory_order_relaxed) &&
+                    !(run_target_ && run_target_.done());
+  enter(wait, timeout);
+  done += reap();
+  return done;
+}
+
+std::size_t EventLoop::run_ready() {
+  // Only what is ready now: a coroutine that re-queues itself runs on the next turn,
+  // after the ring has had its say.
+  std::size_t count = ready_.size();
+  const std::size_t resumed = count;
+  while (count-- > 0) ready_.pop_front().resume();
+  return resumed;
+}
+
+void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
+  Result<std::uint32_t> entered = !wait ? ring_.submit()
+                                  : timeout >= std::chrono::hours(24)
+                                      ? ring_.submit_and_wait(1)
+                                      : ring_.submit_and_wait_timeout(1, timeout);
+  if (entered) return;
+  switch (entered.error().value()) {
+    case EINTR:  // a signal: the next turn tries again
+    case ETIME:  // the wait timed out
+      return;
+    case EAGAIN:  // the kernel is short of resources or the CQ is overcommitted:
+    case EBUSY:   // reaping (next) frees both, and the next turn submits again
+      return;
+    default:
+      throw enter_failure(entered.error());
+  }
+}
+
+std::size_t EventLoop::reap() {
+  std::array<ring::Cqe, 128> batch;
+  std::size_t handled = 0;
+  for (;;) {
+    auto copied = ring_.copy_cqes(batch, 0);
+    if (!copied) {
+      if (copied.error() == std::errc::interrupted) continue;
+      if (copied.error() == std::errc::resource_unavailable_try_again ||
+          copied.error() == std::errc::device_or_resource_busy) {
+        break;
+      }
+      throw enter_failure(copied.error());
+    }
+    for (std::uint32_t i = 0; i < *copied; ++i) dispatch(batch[i]);
+    handled += *copied;
+    if (*copied < batch.size()) break;
+  }
+  if (handled > 0) submit_queued();
+  return handled;
+}
+
+void EventLoop::dispatch(const ring::Cqe& cqe) noexcept {
+  const bool final = (cqe.flags & ring::cqe_flags::more) == 0;
+  if (final) --inflight_;
+  if (cqe.user_data == 0) return;  // a cancel request's own completion
+  auto* op = reinterpret_cast<Operation*>(cqe.user_data & ~second_sqe_tag);
+  if (final && --op->cqes_left_ == 0) op->state_ = Operation::State::idle;
+  op->complete_(*op, cqe, (cqe.user_data & second_sqe_tag) != 0);
+}
+
+bool EventLoop::room_for(std::uint32_t sqes) noexcept {
+  if (inflight_ + sqes > max_inflight_) return false;
+  if (ring_.sq_space_left() >= sqes) return true;
+  // The SQ is full of prepared SQEs: hand them to the kernel and look again.
+  (void)ring_.submit();
+  return ring_.sq_space_left() >= sqes;
+}
+
+void EventLoop::submit(Operation& op) noexcept {
+  if (queued_head_ == nullptr && room_for(op.sqe_count_)) {
+    prep(op);
+    return;
+  }
+  op.state_ = Operation::State::queued;
+  op.next_ = nullptr;
+  if (queued_tail_ != nullptr) {
+    queued_tail_->next_ = &op;
+  } else {
+    queued_head_ = &op;
+  }
+  queued_tail_ = &op;
+}
+
+void EventLoop::prep(Operation& op) noexcept {
+  std::array<ring::Sqe*, 2> sqes{};
+  for (std::uint8_t i = 0; i < op.sqe_count_; ++i) sqes[i] = ring_.get_sqe();
+  op.prep_(op, std::span<ring::Sqe* const>(sqes.data(), op.sqe_count_));
+  const auto address = reinterpret_cast<std::uint64_t>(&op);
+  sqes[0]->user_data = address;
+  if (op.sqe_count_ == 2) sqes[1]->user_data = address | second_sqe_tag;
+  op.state_ = Operation::State::submitted;
+  op.cqes_left_ = op.sqe_count_;
+  inflight_ += op.sqe_count_;
+}
+
+void EventLoop::submit_queued() noexcept {
+  while (queued_head_ != nullptr && room_for(queued_head_->sqe_count_)) {
+    Operation& op = *queued_head_;
+    queued_head_ = op.next_;
+    if (queued_head_ == nullptr) queued_tail_ = nullptr;
+    prep(op);
+  }
+}
+
+void EventLoop::unqueue(Operation& op) noexcept {
+  Operation** link = &queued_head_;
+  Operation* previous = nullptr;
+  while (*link != &op) {
+    previous = *link;
+    link = &(*link)->next_;
+  }
+  *link = op.next_;
+  if (queued_tail_ == &op) queued_tail_ = previous;
+}
+
+void EventLoop::cancel(Operation& op) noexcept {
+  if (op.state_ == Operation::State::queued) {
+    // Never reached the kernel: complete it here, as the kernel would have.
+    unqueue(op);
+    op.state_ = Operation::State::idle;
+    const auto address = reinterpret_cast<std::uint64_t>(&op);
+    for (std::uint8_t i = 0; i < op.sqe_count_; ++i) {
+      const ring::Cqe cqe{address | (i == 1 ? second_sqe_tag : 0), -ECANCELED, 0};
+      op.complete_(op, cqe, i == 1);
+    }
+    return;
+  }
+  if (op.state_ != Operation::State::submitted) return;
+  ring::Sqe* sqe = ring_.get_sqe();
+  if (sqe == nullptr) {
+    (void)ring_.submit();
+    sqe = ring_.get_sqe();
+  }
+  if (sqe == nullptr) {
+    // The kernel consumed nothing (EBUSY/EAGAIN): retry on the next turn.
+    defer_cancel(op);
+    return;
+  }
+  ring::prep_cancel(*sqe, reinterpret_cast<std::uint64_t>(&op), 0);
+  sqe->user_data = 0;
+  ++inflight_;
+}
+
+void EventLoop::request_cancel(Operation& op) noexcept {
+  if (on_loop_thread()) {
+    cancel(op);
+    return;
+  }
+  defer_cancel(op);
+  wake();
+}
+
+void EventLoop::defer_cancel(Operation& op) noexcept {
+  std::lock_guard lock(remote_mutex_);
+  // Seen by the next turn even when nobody writes the wake eventfd (loop thread).
+  wake_pending_.store(true, std::memory_order_release);
+  if (op.cancel_linked_) return;
+  op.cancel_linked_ = true;
+  op.cancel_prev_ = nullptr;
+  op.cancel_next_ = remote_cancels_;
+  if (remote_cancels_ != nullptr) remote_cancels_->cancel_prev_ = &op;
+  remote_cancels_ = &op;
+}
+
+void EventLoop::forget_cancel(Operation& op) noexcept {
+  std::lock_guard lock(remote_mutex_);
+  if (!op.cancel_linked_) return;
+  if (op.cancel_prev_ != nullptr) {
+    op.cancel_prev_->cancel_next_ = op.cancel_next_;
+  } else {
+    remote_cancels_ = op.cancel_next_;
+  }
+  if (op.cancel_next_ != nullptr) op.cancel_next_->cancel_prev_ = op.cancel_prev_;
+  op.cancel_linked_ = false;
+}
+
+void EventLoop::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(remote_mutex_);
+    remote_work_.push_back(std::move(fn));
+  }
+  wake();
+}
+
+void EventLoop::wake() noexcept {
+  if (wake_write_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  wake_pending_.store(true, std::memory_order_release);
+  const std::uint64_t one = 1;
+  if (::write(wake_fd_, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    runtime_log_error("EventLoop::wake", -errno);
+  }
+}
+
+void EventLoop::drain_remote() {
+  std::vector<std::function<void()>> work;
+  std::vector<Operation*> cancels;
+  {
+    std::lock_guard lock(remote_mutex_);
+    wake_pending_.store(false, std::memory_order_release);
+    wake_write_pending_.store(false, std::memory_order_release);
+    work.swap(remote_work_);
+    while (remote_cancels_ != nullptr) {
+      Operation& op = *remote_cancels_;
+      remote_cancels_ = op.cancel_next_;
+      op.cancel_linked_ = false;
+      cancels.push_back(&op);
+    }
+  }
+  // Outside the lock: cancel() may need to defer again. The operations are alive:
+  // each dies only on this thread, and only after forget_cancel().
+  for (Operation* op : cancels) cancel(*op);
+  for (auto& fn : work) fn();
+}
+
+namespace {
+detail::DetachedPromise::Handle detached_frame(EventLoop& /*loop*/, Task<void> task) {
+  co_await std::move(task);
+}
+}  // namespace
+
+void EventLoop::spawn(Task<void> task) { schedule(detached_frame(*this, std::move(task)).handle); }
+
+void EventLoop::cancel_all_and_drain() noexcept {
+  draining_ = true;
+  while (queued_head_ != nullptr) cancel(*queued_head_);
+  if (inflight_ == 0) return;
+  ring::Sqe* sqe = ring_.get_sqe();
+  if (sqe == nullptr) {
+    (void)ring_.submit();
+    sqe = ring_.get_sqe();
+  }
+  if (sqe != nullptr) {
+    ring::prep_cancel(*sqe, 0, ring::cancel_flags::any | ring::cancel_flags::all);
+    sqe->user_data = 0;
+    ++inflight_;
+  }
+  // The coroutines the completions queue are not resumed: their frames are destroyed next.
+  while (inflight_ > 0) {
+    auto entered = ring_.submit_and_wait(1);
+    if (!entered && entered.error() != std::errc::interrupted &&
+        entered.error() != std::errc::resource_unavailable_try_again &&
+        entered.error() != std::errc::device_or_resource_busy) {
+      runtime_log_error("EventLoop::~EventLoop", entered.error());
+      return;
+    }
+    (void)reap();
+  }
+}
+
+int EventLoop::fd() {
+  if (notify_fd_ < 0) {
+    notify_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (notify_fd_ < 0)
+      throw std::system_error(errno, std::system_category(), "EventLoop: eventfd");
+    ring_.register_eventfd(notify_fd_).value();
+    notify_embedder();
+  }
+  return notify_fd_;
+}
+
+void EventLoop::notify_embedder() noexcept {
+  if (notify_fd_ < 0) return;
+  std::uint64_t count = 0;
+  (void)!::read(notify_fd_, &count, sizeof(count));  // reset: we are handling the work now
+  const bool has_work = !ready_.empty() || queued_head_ != nullptr || ring_.cq_ready() > 0 ||
+                        ring_.cq_ring_needs_flush() ||
+                        wake_pending_.load(std::memory_order_acquire);
+  if (has_work) {
+    const std::uint64_t one = 1;
+    (void)!::write(notify_fd_, &one, sizeof(one));
+  }
+}
+
+void EventLoop::ReadyQueue::grow() {
+  std::vector<std::coroutine_handle<>> bigger(slots_.size() * 2);
+  for (std::size_t i = 0; i < size_; ++i) bigger[i] = slots_[(head_ + i) & (slots_.size() - 1)];
+  slots_.swap(bigger);
+  head_ = 0;
+}
+
+namespace detail {
+
+DetachedPromise::DetachedPromise(EventLoop& loop, Task<void>&) noexcept : loop_(&loop) {
+  next_ = loop.detached_;
+  if (next_ != nullptr) next_->prev_ = this;
+  loop.detached_ = this;
+}
+
+DetachedPromise::~DetachedPromise() {
+  if (prev_ != nullptr) {
+    prev_->next_ = next_;
+  } else {
+    loop_->detached_ = next_;
+  }
+  if (next_ != nullptr) next_->prev_ = prev_;
+}
+
+void DetachedPromise::unhandled_exception() const noexcept {
+  ++loop_->unhandled_;
+  runtime_log_exception("spawned task", std::current_exception());
+}
+
+}  // namespace detail
+
+}  // namespace coring
