@@ -160,6 +160,7 @@ TEST(RuntimeTime, TimeoutFiresOnIdleRecv) {
   const IoResult r = loop.run(body(pair.server.get()));
   EXPECT_EQ(r.res, -ETIMEDOUT);
   EXPECT_EQ(r.error(), std::errc::timed_out);
+  EXPECT_EQ(r.outcome, Outcome::timed_out);
 }
 
 // The same with data already waiting: the request wins and the timeout does not fire.
@@ -176,6 +177,7 @@ TEST(RuntimeTime, TimeoutDoesNotFireWhenRequestCompletes) {
   const auto start = std::chrono::steady_clock::now();
   const IoResult r = loop.run(body(pair.server.get()));
   EXPECT_EQ(r.res, 2);
+  EXPECT_EQ(r.outcome, Outcome::completed);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
 
@@ -200,6 +202,7 @@ TEST(RuntimeCancel, StopTokenCancelsInFlightRecv) {
   };
   const IoResult r = loop.run(body());
   EXPECT_EQ(r.res, -ECANCELED);
+  EXPECT_EQ(r.outcome, Outcome::cancelled);
 }
 
 TEST(RuntimeCancel, AlreadyStoppedTokenCompletesWithoutSubmitting) {
@@ -210,7 +213,9 @@ TEST(RuntimeCancel, AlreadyStoppedTokenCompletesWithoutSubmitting) {
     co_return co_await sleep_for(10s).with_stop(token);
   };
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(loop.run(body(source.get_token())).res, -ECANCELED);
+  const IoResult r = loop.run(body(source.get_token()));
+  EXPECT_EQ(r.res, -ECANCELED);
+  EXPECT_EQ(r.outcome, Outcome::cancelled);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
 }
 
@@ -445,6 +450,23 @@ TEST(RuntimeLoop, CompletionBurstBeyondCqSizeLosesNothing) {
   EXPECT_EQ(completed, 64);
   EXPECT_EQ(loop.ring().cq_overflow(), 0U);
   EXPECT_LE(loop.in_flight(), 8U);
+}
+
+}  // namespace
+}  // namespace coring
+
+namespace coring {
+namespace {
+
+// The classification itself, including the partial case, which a test cannot provoke
+// on demand (the kernel would have to cancel a request midway through its transfer).
+TEST(RuntimeTime, OutcomeTellsCompletedPartialTimedOutAndCancelledApart) {
+  EXPECT_EQ(detail::outcome_of(5, false), Outcome::completed);
+  EXPECT_EQ(detail::outcome_of(-EPIPE, false), Outcome::completed);
+  EXPECT_EQ(detail::outcome_of(-ECANCELED, false), Outcome::cancelled);
+  EXPECT_EQ(detail::outcome_of(-ECANCELED, true), Outcome::timed_out);
+  EXPECT_EQ(detail::outcome_of(7, true), Outcome::partial);
+  EXPECT_EQ(detail::outcome_of(0, true), Outcome::completed);
 }
 
 }  // namespace

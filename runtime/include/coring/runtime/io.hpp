@@ -8,12 +8,12 @@
 // CQE the operation will get — so a buffer or timespec in the frame is never freed
 // under the kernel. No allocation.
 //
-// Outcomes, told apart by res:
-//   completed          res >= 0 (a count or fd), or the operation's own -errno
-//   timed out          -ETIMEDOUT: the linked timeout fired and cancelled the request
-//   cancelled          -ECANCELED: the stop token was triggered (or the loop shut down)
-// A request the timeout caught after it had transferred data returns that count, as
-// the kernel reports it.
+// Outcomes (IoResult::outcome):
+//   completed   res >= 0 (a count or fd), or the operation's own -errno
+//   partial     the linked timeout fired after the request had transferred res > 0
+//               bytes: the kernel reports the count, and the timeout's CQE says -ETIME
+//   timed_out   res -ETIMEDOUT: the linked timeout fired and cancelled the request
+//   cancelled   res -ECANCELED: the stop token was triggered (or the loop shut down)
 #pragma once
 
 #include <unistd.h>
@@ -39,6 +39,15 @@ inline ring::KernelTimespec to_kernel_timespec(std::chrono::nanoseconds duration
   return ring::KernelTimespec{ns / 1'000'000'000, ns % 1'000'000'000};
 }
 
+// How an operation ended, from its res and whether its linked timeout fired.
+constexpr Outcome outcome_of(std::int32_t res, bool timeout_fired) noexcept {
+  if (timeout_fired) {
+    if (res == -ECANCELED) return Outcome::timed_out;
+    if (res > 0) return Outcome::partial;
+  }
+  return res == -ECANCELED ? Outcome::cancelled : Outcome::completed;
+}
+
 // Common state of awaitable operations: the waiter, the result, cancellation.
 class AwaitableOp : public Operation {
  protected:
@@ -62,7 +71,7 @@ class AwaitableOp : public Operation {
     loop_ = EventLoop::current();
     waiter_ = waiter;
     if (stop_token_.stop_requested()) {
-      result_.res = -ECANCELED;
+      result_ = IoResult{-ECANCELED, 0, Outcome::cancelled};
       return false;  // resume at once
     }
     if (stop_token_.stop_possible()) stop_callback_.emplace(stop_token_, CancelOnStop{this});
@@ -148,7 +157,8 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
       }
     }
     if (op.in_flight()) return;  // the other CQE of the pair is still to come
-    if (op.timed_out_ && op.result_.res == -ECANCELED) op.result_.res = -ETIMEDOUT;
+    op.result_.outcome = detail::outcome_of(op.result_.res, op.timed_out_);
+    if (op.result_.outcome == Outcome::timed_out) op.result_.res = -ETIMEDOUT;
     op.finish();
   }
 

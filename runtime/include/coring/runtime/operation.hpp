@@ -18,10 +18,20 @@ namespace coring {
 
 class EventLoop;
 
-// What one CQE said: res (a count, an fd, or -errno) and its flags.
+// How an operation ended, beyond its res.
+enum class Outcome : std::uint8_t {
+  completed,  // ran to its end: res is its count/fd, or its own -errno
+  partial,    // its timeout fired after it had transferred res > 0 bytes
+  timed_out,  // its timeout fired first: res is -ETIMEDOUT
+  cancelled,  // its stop token fired (or the loop shut down): res is -ECANCELED
+};
+
+// What an operation's CQE said: res (a count, an fd, or -errno), its flags, and how
+// it ended.
 struct IoResult {
   std::int32_t res = 0;
   std::uint32_t flags = 0;
+  Outcome outcome = Outcome::completed;
 
   [[nodiscard]] bool ok() const noexcept { return res >= 0; }
   explicit operator bool() const noexcept { return ok(); }

@@ -41,7 +41,8 @@ class [[nodiscard]] SleepOp final : public detail::AwaitableOp {
   }
   static void complete_fn(Operation& self, const ring::Cqe& cqe, bool) noexcept {
     auto& op = static_cast<SleepOp&>(self);
-    op.result_ = IoResult{cqe.res == -ETIME ? 0 : cqe.res, cqe.flags};
+    const std::int32_t res = cqe.res == -ETIME ? 0 : cqe.res;
+    op.result_ = IoResult{res, cqe.flags, detail::outcome_of(res, false)};
     op.finish();
   }
 
