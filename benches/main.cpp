@@ -17,6 +17,7 @@
 #include "cli.hpp"
 #include "measure.hpp"
 #include "ring_nop.hpp"
+#include "runtime_nop.hpp"
 
 namespace coring::bench {
 namespace {
@@ -37,6 +38,11 @@ constexpr std::array subcommands{
     Subcommand{"ring-nop-compare", "--batches B1,B2,... [--ops N] [--reps R]",
                "both, interleaved R times (5) per batch size; a table of medians",
                ring_nop_compare_main},
+    Subcommand{"runtime-nop", "--inflight K [--ops N]",
+               "K coroutines awaiting NOPs on one EventLoop, N in all (2000000)", runtime_nop_main},
+    Subcommand{"runtime-nop-compare", "--inflight K1,K2,... [--ops N] [--reps R]",
+               "ring-nop --batch K and runtime-nop --inflight K, interleaved R times (5)",
+               runtime_nop_compare_main},
 };
 
 void print_usage(std::FILE* out, const Subcommand& sub) {
@@ -53,7 +59,7 @@ void print_help(std::FILE* out) {
                "  --cpu C  pin the benchmark to CPU C first (sched_setaffinity)\n\n"
                "subcommands:\n");
   for (const Subcommand& sub : subcommands) {
-    std::fprintf(out, "  %-18.*s %.*s\n", static_cast<int>(sub.name.size()), sub.name.data(),
+    std::fprintf(out, "  %-20.*s %.*s\n", static_cast<int>(sub.name.size()), sub.name.data(),
                  static_cast<int>(sub.summary.size()), sub.summary.data());
   }
 }

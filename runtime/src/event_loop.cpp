@@ -14,8 +14,18 @@
 // inside the reap would recurse into arbitrary user code with the batch half done.
 //
 // Threads. The ring is touched only by the owning thread. post() and cancels from
-// other threads go into a mutex-protected list and wake the loop through an
-// eventfd that a read operation of the loop's own keeps armed.
+// other threads go into a mutex-protected list, set wake_pending_, and wake the loop
+// once per drain (wake_sent_ coalesces the rest), all under the mutex, which the
+// destructor takes too before it releases anything. A thread running another
+// loop's turn wakes it with IORING_OP_MSG_RING from its own ring: a CQE with the
+// reserved user_data msg_ring_wake_data lands in the target's CQ, which is no
+// operation's and was never counted in the target's inflight_; the sender counts its
+// own CQE for the MSG_RING SQE (user_data: the target's address | msg_ring_sent_tag).
+// Since one wake per target is outstanding per drain, the target keeps a couple of
+// CQ entries out of admission for them. A thread without a loop writes the
+// wake eventfd, which a read operation of the loop's own keeps armed. Work posted
+// from the loop's own turn needs no wake at all: turn() does not wait while
+// wake_pending_ is set.
 #include "coring/runtime/event_loop.hpp"
 
 #include <sys/eventfd.h>
@@ -90,6 +100,20 @@ ring::Ring make_ring(const LoopOptions& options) {
   throw std::system_error(first_error, "EventLoop: io_uring_setup");
 }
 
+// user_data of the CQE a MSG_RING wake posts into the target's ring: no operation
+// lives at address 4, and bit 0 (second_sqe_tag) and bit 1 are clear.
+constexpr std::uint64_t msg_ring_wake_data = 4;
+// user_data bit of the sender's own CQE for a MSG_RING wake, or'ed into the target's
+// address (an EventLoop is at least 8-aligned; operations never have bit 1 set).
+constexpr std::uint64_t msg_ring_sent_tag = 2;
+// CQ entries kept out of admission for uncounted MSG_RING wake CQEs. A target has one
+// wake in flight per drain of its remote work, so normally one or two are unreaped
+// (one sent before a drain, one after it cleared wake_sent_). A busy DEFER_TASKRUN
+// target that does not enter with GETEVENTS for several turns can collect more; they
+// are then posted together, and any beyond the CQ's room wait in the kernel's
+// overflow list (FEAT_NODROP), which the reap flushes: late, never lost.
+constexpr std::uint32_t msg_ring_reserved_cqes = 2;
+
 std::system_error enter_failure(const std::error_code& error) {
   return std::system_error(error, "EventLoop: io_uring_enter");
 }
@@ -110,9 +134,15 @@ class EventLoop::WakeOp final : public Operation {
   }
   static void complete_fn(Operation& self, const ring::Cqe& cqe, bool) noexcept {
     auto& op = static_cast<WakeOp&>(self);
-    // -ECANCELED: the loop is shutting down and cancelled everything; stay idle.
-    if (cqe.res == -ECANCELED) return;
-    if (cqe.res < 0) runtime_log_error("EventLoop wake read", cqe.res);
+    // The loop is shutting down: its cancel-all may already have gone by, so a read
+    // re-armed now would never be cancelled and the drain would wait for ever (a late
+    // post from another thread completes this read during the drain).
+    if (cqe.res == -ECANCELED || op.loop_->draining_) return;
+    if (cqe.res < 0) {
+      runtime_log_error("EventLoop wake read", cqe.res);
+    } else {
+      ++op.loop_->wake_stats_.eventfd_received;
+    }
     op.loop_->submit(op);
   }
   EventLoop* loop_;
@@ -121,7 +151,10 @@ class EventLoop::WakeOp final : public Operation {
 
 EventLoop::EventLoop(LoopOptions options)
     : ring_(make_ring(options)), owner_(std::this_thread::get_id()) {
-  max_inflight_ = ring_.cq_entries();
+  static_assert(alignof(EventLoop) > msg_ring_sent_tag);
+  max_inflight_ = ring_.cq_entries() - msg_ring_reserved_cqes;
+  auto probe = ring_.get_probe();
+  msg_ring_supported_ = probe && probe->is_supported(ring::Op::msg_ring);
   // Entering through a registered ring fd saves an fd lookup per enter; a kernel
   // without it (before 5.18) is merely slower.
   (void)ring_.register_ring_fd();
@@ -139,6 +172,11 @@ EventLoop::~EventLoop() {
     std::coroutine_handle<detail::DetachedPromise>::from_promise(*detached_).destroy();
   }
   ready_.clear();
+  {
+    // A thread inside post() or stop() holds the mutex while it uses this loop (the
+    // work list, the wake eventfd, our ring fd for MSG_RING): let it finish.
+    std::lock_guard lock(remote_mutex_);
+  }
   delete wake_op_;
   if (notify_fd_ >= 0) ::close(notify_fd_);
   ::close(wake_fd_);
@@ -147,13 +185,21 @@ EventLoop::~EventLoop() {
 EventLoop* EventLoop::current() noexcept { return current_loop; }
 
 void EventLoop::run() {
-  stop_requested_.store(false, std::memory_order_relaxed);
-  while (!stop_requested_.load(std::memory_order_acquire)) run_once(std::chrono::hours(24));
+  while (!stop_requested_.exchange(false, std::memory_order_acq_rel)) {
+    run_once(std::chrono::hours(24));
+  }
 }
 
 void EventLoop::stop() noexcept {
+  if (on_loop_thread()) {
+    stop_requested_.store(true, std::memory_order_release);
+    return;
+  }
+  // Under the mutex, like every other thread's access: a loop that sees the request,
+  // returns from run() and is destroyed must not be destroyed under our feet.
+  std::lock_guard lock(remote_mutex_);
   stop_requested_.store(true, std::memory_order_release);
-  if (!on_loop_thread()) wake();
+  wake_locked();
 }
 
 std::size_t EventLoop::run_once(std::chrono::nanoseconds timeout) {
@@ -168,9 +214,9 @@ std::size_t EventLoop::turn(bool may_wait, std::chrono::nanoseconds timeout) {
   if (wake_pending_.load(std::memory_order_acquire)) drain_remote();
   done += run_ready();
   submit_queued();
-  const bool wait = may_wait && ready_.empty() &&
-                    !stop_requested_.load(std::memory_order_relaxed) &&
-                    !(run_target_ && run_target_.done());
+  const bool wait =
+      may_wait && ready_.empty() && !stop_requested_.load(std::memory_order_relaxed) &&
+      !wake_pending_.load(std::memory_order_acquire) && !(run_target_ && run_target_.done());
   enter(wait, timeout);
   done += reap();
   return done;
@@ -225,9 +271,18 @@ std::size_t EventLoop::reap() {
 }
 
 void EventLoop::dispatch(const ring::Cqe& cqe) noexcept {
+  if (cqe.user_data == msg_ring_wake_data) {
+    // Another loop's wake: not counted in inflight_; the next turn drains the work.
+    ++wake_stats_.msg_ring_received;
+    return;
+  }
   const bool final = (cqe.flags & ring::cqe_flags::more) == 0;
   if (final) --inflight_;
   if (cqe.user_data == 0) return;  // a cancel request's own completion
+  if ((cqe.user_data & msg_ring_sent_tag) != 0) {
+    msg_ring_wake_sent(cqe);
+    return;
+  }
   auto* op = reinterpret_cast<Operation*>(cqe.user_data & ~second_sqe_tag);
   if (final && --op->cqes_left_ == 0) op->state_ = Operation::State::idle;
   op->complete_(*op, cqe, (cqe.user_data & second_sqe_tag) != 0);
@@ -322,19 +377,18 @@ void EventLoop::request_cancel(Operation& op) noexcept {
     return;
   }
   defer_cancel(op);
-  wake();
 }
 
 void EventLoop::defer_cancel(Operation& op) noexcept {
   std::lock_guard lock(remote_mutex_);
-  // Seen by the next turn even when nobody writes the wake eventfd (loop thread).
-  wake_pending_.store(true, std::memory_order_release);
-  if (op.cancel_linked_) return;
-  op.cancel_linked_ = true;
-  op.cancel_prev_ = nullptr;
-  op.cancel_next_ = remote_cancels_;
-  if (remote_cancels_ != nullptr) remote_cancels_->cancel_prev_ = &op;
-  remote_cancels_ = &op;
+  if (!op.cancel_linked_) {
+    op.cancel_linked_ = true;
+    op.cancel_prev_ = nullptr;
+    op.cancel_next_ = remote_cancels_;
+    if (remote_cancels_ != nullptr) remote_cancels_->cancel_prev_ = &op;
+    remote_cancels_ = &op;
+  }
+  wake_locked();
 }
 
 void EventLoop::forget_cancel(Operation& op) noexcept {
@@ -350,19 +404,71 @@ void EventLoop::forget_cancel(Operation& op) noexcept {
 }
 
 void EventLoop::post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(remote_mutex_);
-    remote_work_.push_back(std::move(fn));
-  }
-  wake();
+  std::lock_guard lock(remote_mutex_);
+  remote_work_.push_back(std::move(fn));
+  wake_locked();
 }
 
-void EventLoop::wake() noexcept {
-  if (wake_write_pending_.exchange(true, std::memory_order_acq_rel)) return;
+void EventLoop::resume_soon(std::coroutine_handle<> handle) {
+  if (current_loop == this) {
+    schedule(handle);
+    return;
+  }
+  post([handle] { handle.resume(); });
+}
+
+// With remote_mutex_ held: the wake is the last thing another thread does to this
+// loop, and the destructor takes the mutex before it closes the eventfd and the ring.
+void EventLoop::wake_locked() noexcept {
   wake_pending_.store(true, std::memory_order_release);
+  EventLoop* const poster = current_loop;
+  // Our own turn: turn() will not wait while wake_pending_ or stop_requested_ is set,
+  // and notify_embedder() looks at wake_pending_.
+  if (poster == this) return;
+  if (wake_sent_) return;  // a wake is on its way; the drain it causes takes this too
+  wake_sent_ = true;
+  if (poster != nullptr && poster->send_msg_ring_wake(*this)) return;
+  write_wake_fd();
+}
+
+void EventLoop::write_wake_fd() noexcept {
   const std::uint64_t one = 1;
   if (::write(wake_fd_, &one, sizeof(one)) < 0 && errno != EAGAIN) {
     runtime_log_error("EventLoop::wake", -errno);
+  }
+}
+
+// Runs on the poster's loop thread, inside its turn: the SQE goes out with the
+// turn's next enter, which every turn makes after resuming its coroutines. Like a
+// cancel request it skips admission: at most one per target per drain is in flight.
+bool EventLoop::send_msg_ring_wake(EventLoop& target) noexcept {
+  if (!msg_ring_supported_ || draining_) return false;
+  ring::Sqe* sqe = ring_.get_sqe();
+  if (sqe == nullptr) {
+    (void)ring_.submit();
+    sqe = ring_.get_sqe();
+  }
+  if (sqe == nullptr) return false;
+  ring::prep_msg_ring(*sqe, target.ring_.fd(), 0, msg_ring_wake_data, 0);
+  sqe->user_data = reinterpret_cast<std::uint64_t>(&target) | msg_ring_sent_tag;
+  ++inflight_;
+  ++wake_stats_.msg_ring_sent;
+  return true;
+}
+
+// The sender's CQE for a MSG_RING wake. If the kernel could not allocate what it
+// needs to post into the target (ENOMEM, or EOVERFLOW from a full CQ), the target
+// still has to be woken: fall back to its eventfd. Any other error (EBADF, EBADFD)
+// means its ring is gone — it did the work and was destroyed before our SQE went
+// out — and there is no one to wake. Not while this loop shuts down either: loops
+// that shut down together (Runtime) no longer need waking.
+void EventLoop::msg_ring_wake_sent(const ring::Cqe& cqe) noexcept {
+  if (cqe.res >= 0) return;
+  runtime_log_error("EventLoop MSG_RING wake", cqe.res);
+  if ((cqe.res == -ENOMEM || cqe.res == -EOVERFLOW) && !draining_) {
+    auto& target = *reinterpret_cast<EventLoop*>(cqe.user_data & ~msg_ring_sent_tag);
+    std::lock_guard lock(target.remote_mutex_);
+    target.write_wake_fd();
   }
 }
 
@@ -372,7 +478,7 @@ void EventLoop::drain_remote() {
   {
     std::lock_guard lock(remote_mutex_);
     wake_pending_.store(false, std::memory_order_release);
-    wake_write_pending_.store(false, std::memory_order_release);
+    wake_sent_ = false;
     work.swap(remote_work_);
     while (remote_cancels_ != nullptr) {
       Operation& op = *remote_cancels_;
@@ -384,7 +490,15 @@ void EventLoop::drain_remote() {
   // Outside the lock: cancel() may need to defer again. The operations are alive:
   // each dies only on this thread, and only after forget_cancel().
   for (Operation* op : cancels) cancel(*op);
-  for (auto& fn : work) fn();
+  // One throwing function must not drop the rest of the batch (resumptions among them).
+  for (auto& fn : work) {
+    try {
+      fn();
+    } catch (...) {
+      ++unhandled_;
+      runtime_log_exception("posted function", std::current_exception());
+    }
+  }
 }
 
 namespace {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -467,6 +468,25 @@ TEST(RuntimeTime, OutcomeTellsCompletedPartialTimedOutAndCancelledApart) {
   EXPECT_EQ(detail::outcome_of(-ECANCELED, true), Outcome::timed_out);
   EXPECT_EQ(detail::outcome_of(7, true), Outcome::partial);
   EXPECT_EQ(detail::outcome_of(0, true), Outcome::completed);
+}
+
+}  // namespace
+}  // namespace coring
+
+namespace coring {
+namespace {
+
+// Regression: a post from another thread to a loop that never reaped its wake read
+// again. The destructor's drain reaped the read's successful completion, re-armed it
+// after the cancel-all had gone by, and then waited for ever for that read.
+TEST(RuntimeLoop, DestructionAfterUnreapedCrossThreadWakeReturns) {
+  for (int i = 0; i < 20; ++i) {
+    auto loop = std::make_unique<EventLoop>();
+    bool ran = false;
+    std::thread([&] { loop->post([&] { ran = true; }); }).join();
+    loop.reset();       // returns: the wake read is not re-armed during the drain
+    EXPECT_FALSE(ran);  // posted work a destroyed loop never ran is dropped, not run late
+  }
 }
 
 }  // namespace

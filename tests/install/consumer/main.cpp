@@ -1,10 +1,21 @@
 // Install check: a program built against an installed coring sets up a ring,
-// sends one NOP through it and checks the completion. Exits 0 on success, 1 on
-// any failure (with the reason on stderr).
+// sends one NOP through it and checks the completion, then does the same through
+// the runtime (an EventLoop running a Task). Exits 0 on success, 1 on any failure
+// (with the reason on stderr).
 #include <cstdio>
 
 #include <coring/ring/prep.hpp>
 #include <coring/ring/ring.hpp>
+#include <coring/runtime/event_loop.hpp>
+#include <coring/runtime/io.hpp>
+#include <coring/runtime/task.hpp>
+
+namespace {
+coring::Task<int> nop_through_loop() {
+  const coring::IoResult result = co_await coring::nop();
+  co_return result.res;
+}
+}  // namespace
 
 int main() {
   auto ring = coring::ring::Ring::create(4);
@@ -33,6 +44,11 @@ int main() {
                  static_cast<unsigned long long>(cqe->user_data), cqe->res);
     return 1;
   }
-  std::printf("consumer: NOP round trip through an installed coring OK\n");
+  coring::EventLoop loop;
+  if (const int res = loop.run(nop_through_loop()); res != 0) {
+    std::fprintf(stderr, "consumer: NOP through the EventLoop gave res %d\n", res);
+    return 1;
+  }
+  std::printf("consumer: NOP round trips through an installed coring (ring and runtime) OK\n");
   return 0;
 }

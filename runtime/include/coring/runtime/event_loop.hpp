@@ -7,8 +7,8 @@
 // its coroutine to be resumed on the next turn — never from inside the reap.
 //
 // An EventLoop belongs to the thread that created it (SINGLE_ISSUER and
-// DEFER_TASKRUN rings require that): create, run and destroy it there. post() and
-// stop() are the only members other threads may call.
+// DEFER_TASKRUN rings require that): create, run and destroy it there. post(),
+// resume_soon() and stop() are the only members other threads may call.
 #pragma once
 
 #include <atomic>
@@ -36,6 +36,14 @@ struct LoopOptions {
   std::optional<std::uint32_t> setup_flags;
 };
 
+// How other threads woke a loop, for tests and diagnostics. Read on the loop's thread
+// (or once it no longer runs): the counters are plain integers of that thread.
+struct WakeStats {
+  std::uint64_t msg_ring_sent = 0;      // MSG_RING wakes this loop sent to other loops
+  std::uint64_t msg_ring_received = 0;  // MSG_RING wake CQEs this loop reaped
+  std::uint64_t eventfd_received = 0;   // reads of the wake eventfd that completed
+};
+
 namespace detail {
 class DetachedPromise;
 }
@@ -55,7 +63,8 @@ class EventLoop {
   // Drives `task` to completion on this thread and returns its value or rethrows.
   template <typename T>
   T run(Task<T> task);
-  // Runs until stop().
+  // Runs until stop(). A stop() that came before run() makes it return at once; run()
+  // consumes the request, so the next run() runs again.
   void run();
   // Makes run() return after its current turn. Any thread.
   void stop() noexcept;
@@ -73,9 +82,18 @@ class EventLoop {
 
   // Starts `task` detached. An exception escaping it is logged and counted.
   void spawn(Task<void> task);
+  // Exceptions that escaped spawned tasks and posted functions.
   [[nodiscard]] std::uint64_t unhandled_exceptions() const noexcept { return unhandled_; }
-  // Runs `fn` on the loop's thread during a later turn. Any thread.
+  // Runs `fn` on the loop's thread during a later turn. Any thread. An exception
+  // escaping fn is logged and counted like a spawned task's. The loop is woken
+  // with IORING_OP_MSG_RING from the poster's own ring when the poster is another
+  // loop's turn, and through the wake eventfd from a thread without a loop. The loop
+  // must outlive the call; work still queued when the loop is destroyed is dropped.
   void post(std::function<void()> fn);
+  // Resumes `handle` on this loop's thread: schedule() when called from this loop's
+  // own turn, post() from anywhere else. Any thread.
+  void resume_soon(std::coroutine_handle<> handle);
+  [[nodiscard]] const WakeStats& wake_stats() const noexcept { return wake_stats_; }
 
   // --- For awaitables ---------------------------------------------------------------
   // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow.
@@ -138,7 +156,10 @@ class EventLoop {
   void unqueue(Operation& op) noexcept;
   void defer_cancel(Operation& op) noexcept;
   void drain_remote();
-  void wake() noexcept;
+  void wake_locked() noexcept;
+  void write_wake_fd() noexcept;
+  bool send_msg_ring_wake(EventLoop& target) noexcept;
+  void msg_ring_wake_sent(const ring::Cqe& cqe) noexcept;
   void cancel_all_and_drain() noexcept;
   void notify_embedder() noexcept;
 
@@ -150,7 +171,9 @@ class EventLoop {
   Operation* queued_head_ = nullptr;  // operations waiting for SQ/CQ room, FIFO
   Operation* queued_tail_ = nullptr;
   std::uint64_t unhandled_ = 0;
+  WakeStats wake_stats_;
   bool draining_ = false;
+  bool msg_ring_supported_ = false;  // IORING_OP_MSG_RING (5.18)
   std::atomic<bool> stop_requested_{false};
   detail::DetachedPromise* detached_ = nullptr;  // spawned tasks still alive
 
@@ -158,9 +181,9 @@ class EventLoop {
   std::mutex remote_mutex_;
   std::vector<std::function<void()>> remote_work_;
   Operation* remote_cancels_ = nullptr;
-  std::atomic<bool> wake_pending_{false};        // remote work or cancels to drain
-  std::atomic<bool> wake_write_pending_{false};  // the wake eventfd was written
-  std::coroutine_handle<> run_target_;           // run(task): stop waiting once it is done
+  std::atomic<bool> wake_pending_{false};  // remote work or cancels to drain
+  bool wake_sent_ = false;  // under remote_mutex_: a wake is on its way since the last drain
+  std::coroutine_handle<> run_target_;  // run(task): stop waiting once it is done
   int wake_fd_ = -1;
   int notify_fd_ = -1;  // for embedding, created by fd()
   WakeOp* wake_op_ = nullptr;

@@ -1,0 +1,156 @@
+// Event: an async manual-reset event, for coroutines on any loops and plain threads.
+//
+//   Event ready;
+//   co_await ready.wait();   // on any loop; returns at once while the event is set
+//   ready.set();             // any thread: wakes every waiter, each on its own loop
+//   ready.reset();           // later waits suspend again
+//
+// Manual-reset: set() wakes all waiters and the event stays set, so a wait that comes
+// after set() does not suspend. A waiter is resumed on the loop it waits on, through
+// that loop's schedule() when set() runs in the same loop's turn and through post()
+// (a MSG_RING or eventfd wake) otherwise. A mutex guards the state; nothing spins.
+//
+// Lifetime: the Event must outlive every waiter's suspension. A resumed waiter does
+// not touch the Event again, so set() followed by destroying the Event is fine.
+#pragma once
+
+#include <atomic>
+#include <cassert>
+#include <coroutine>
+#include <mutex>
+
+#include "coring/runtime/event_loop.hpp"
+
+namespace coring {
+
+namespace detail {
+
+// A coroutine suspended on an Event or a Channel: where to resume it, and its links in
+// a FIFO of waiters that the owner guards with its mutex.
+class AsyncWaiter {
+ public:
+  AsyncWaiter() noexcept = default;
+  AsyncWaiter(const AsyncWaiter&) = delete;
+  AsyncWaiter& operator=(const AsyncWaiter&) = delete;
+
+  // Records where to resume: the current loop's thread.
+  void prepare(std::coroutine_handle<> handle) noexcept {
+    loop_ = EventLoop::current();
+    assert(loop_ != nullptr && "an Event or Channel is awaited outside an event loop");
+    handle_ = handle;
+  }
+  // Resumes the waiter on its own loop; the caller unlinked it and touches it no more.
+  void wake() { loop_->resume_soon(handle_); }
+  [[nodiscard]] bool linked() const noexcept { return linked_; }
+
+ private:
+  friend class WaiterQueue;
+  EventLoop* loop_ = nullptr;
+  std::coroutine_handle<> handle_;
+  AsyncWaiter* prev_ = nullptr;
+  AsyncWaiter* next_ = nullptr;
+  bool linked_ = false;
+};
+
+// An intrusive FIFO of waiters (no allocation); its owner's mutex guards it.
+class WaiterQueue {
+ public:
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+  void push_back(AsyncWaiter& waiter) noexcept {
+    waiter.prev_ = tail_;
+    waiter.next_ = nullptr;
+    if (tail_ != nullptr) {
+      tail_->next_ = &waiter;
+    } else {
+      head_ = &waiter;
+    }
+    tail_ = &waiter;
+    waiter.linked_ = true;
+  }
+  // The first waiter, unlinked; the queue must not be empty.
+  AsyncWaiter& pop_front() noexcept {
+    AsyncWaiter& waiter = *head_;
+    remove(waiter);
+    return waiter;
+  }
+  void remove(AsyncWaiter& waiter) noexcept {
+    assert(waiter.linked_);
+    (waiter.prev_ != nullptr ? waiter.prev_->next_ : head_) = waiter.next_;
+    (waiter.next_ != nullptr ? waiter.next_->prev_ : tail_) = waiter.prev_;
+    waiter.linked_ = false;
+  }
+
+ private:
+  AsyncWaiter* head_ = nullptr;
+  AsyncWaiter* tail_ = nullptr;
+};
+
+}  // namespace detail
+
+class Event {
+ public:
+  Event() noexcept = default;
+  explicit Event(bool initially_set) noexcept : set_(initially_set) {}
+  ~Event() { assert(waiters_.empty() && "an Event destroyed with waiters"); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  // Sets the event and wakes every waiter. Any thread.
+  void set() {
+    std::lock_guard lock(mutex_);
+    set_.store(true, std::memory_order_release);
+    // Woken under the mutex: a waiter's frame being destroyed meanwhile (its loop's
+    // teardown) either unlinks itself first or finds its resumption already posted.
+    while (!waiters_.empty()) waiters_.pop_front().wake();
+  }
+  // Clears the event: waits from now on suspend until the next set(). Any thread.
+  void reset() noexcept {
+    std::lock_guard lock(mutex_);
+    set_.store(false, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool is_set() const noexcept { return set_.load(std::memory_order_acquire); }
+
+  class [[nodiscard]] Awaiter : private detail::AsyncWaiter {
+   public:
+    explicit Awaiter(Event& event) noexcept : event_(&event) {}
+    Awaiter(Awaiter&&) = delete;
+    ~Awaiter() {
+      // Destroyed while suspended (its loop's teardown): leave the queue if still in it.
+      if (suspended_ && !resumed_) event_->forget(*this);
+    }
+    bool await_ready() const noexcept { return event_->is_set(); }
+    bool await_suspend(std::coroutine_handle<> handle) {
+      prepare(handle);
+      suspended_ = event_->enqueue(*this);
+      return suspended_;
+    }
+    void await_resume() noexcept { resumed_ = true; }
+
+   private:
+    Event* event_;
+    bool suspended_ = false;
+    bool resumed_ = false;
+  };
+
+  // co_await: returns once the event is set.
+  Awaiter wait() noexcept { return Awaiter(*this); }
+
+ private:
+  // Queues `waiter` unless the event was set meanwhile; returns whether it was queued.
+  bool enqueue(detail::AsyncWaiter& waiter) {
+    std::lock_guard lock(mutex_);
+    if (set_.load(std::memory_order_relaxed)) return false;
+    waiters_.push_back(waiter);
+    return true;
+  }
+  void forget(detail::AsyncWaiter& waiter) noexcept {
+    std::lock_guard lock(mutex_);
+    if (waiter.linked()) waiters_.remove(waiter);
+  }
+
+  std::mutex mutex_;
+  std::atomic<bool> set_{false};  // written under mutex_; read without it by await_ready()
+  detail::WaiterQueue waiters_;
+};
+
+}  // namespace coring
