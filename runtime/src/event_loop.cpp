@@ -41,13 +41,13 @@
 namespace coring {
 namespace {
 
-thread_local EventLoop* current_loop = nullptr;
-
 // Sets the thread's current loop for the duration of a turn.
 class CurrentLoop {
  public:
-  explicit CurrentLoop(EventLoop* loop) noexcept : previous_(current_loop) { current_loop = loop; }
-  ~CurrentLoop() { current_loop = previous_; }
+  explicit CurrentLoop(EventLoop* loop) noexcept : previous_(detail::current_loop) {
+    detail::current_loop = loop;
+  }
+  ~CurrentLoop() { detail::current_loop = previous_; }
   CurrentLoop(const CurrentLoop&) = delete;
   CurrentLoop& operator=(const CurrentLoop&) = delete;
 
@@ -182,8 +182,6 @@ EventLoop::~EventLoop() {
   ::close(wake_fd_);
 }
 
-EventLoop* EventLoop::current() noexcept { return current_loop; }
-
 void EventLoop::run() {
   while (!stop_requested_.exchange(false, std::memory_order_acq_rel)) {
     run_once(std::chrono::hours(24));
@@ -296,7 +294,7 @@ bool EventLoop::room_for(std::uint32_t sqes) noexcept {
   return ring_.sq_space_left() >= sqes;
 }
 
-void EventLoop::submit(Operation& op) noexcept {
+void EventLoop::submit_slow(Operation& op) noexcept {
   if (queued_head_ == nullptr && room_for(op.sqe_count_)) {
     prep(op);
     return;
@@ -309,18 +307,6 @@ void EventLoop::submit(Operation& op) noexcept {
     queued_head_ = &op;
   }
   queued_tail_ = &op;
-}
-
-void EventLoop::prep(Operation& op) noexcept {
-  std::array<ring::Sqe*, 2> sqes{};
-  for (std::uint8_t i = 0; i < op.sqe_count_; ++i) sqes[i] = ring_.get_sqe();
-  op.prep_(op, std::span<ring::Sqe* const>(sqes.data(), op.sqe_count_));
-  const auto address = reinterpret_cast<std::uint64_t>(&op);
-  sqes[0]->user_data = address;
-  if (op.sqe_count_ == 2) sqes[1]->user_data = address | second_sqe_tag;
-  op.state_ = Operation::State::submitted;
-  op.cqes_left_ = op.sqe_count_;
-  inflight_ += op.sqe_count_;
 }
 
 void EventLoop::submit_queued() noexcept {
@@ -410,7 +396,7 @@ void EventLoop::post(std::function<void()> fn) {
 }
 
 void EventLoop::resume_soon(std::coroutine_handle<> handle) {
-  if (current_loop == this) {
+  if (detail::current_loop == this) {
     schedule(handle);
     return;
   }
@@ -421,7 +407,7 @@ void EventLoop::resume_soon(std::coroutine_handle<> handle) {
 // loop, and the destructor takes the mutex before it closes the eventfd and the ring.
 void EventLoop::wake_locked() noexcept {
   wake_pending_.store(true, std::memory_order_release);
-  EventLoop* const poster = current_loop;
+  EventLoop* const poster = detail::current_loop;
   // Our own turn: turn() will not wait while wake_pending_ or stop_requested_ is set,
   // and notify_embedder() looks at wake_pending_.
   if (poster == this) return;
@@ -564,6 +550,7 @@ void EventLoop::ReadyQueue::grow() {
   std::vector<std::coroutine_handle<>> bigger(slots_.size() * 2);
   for (std::size_t i = 0; i < size_; ++i) bigger[i] = slots_[(head_ + i) & (slots_.size() - 1)];
   slots_.swap(bigger);
+  mask_ = slots_.size() - 1;
   head_ = 0;
 }
 

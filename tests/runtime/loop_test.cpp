@@ -491,3 +491,34 @@ TEST(RuntimeLoop, DestructionAfterUnreapedCrossThreadWakeReturns) {
 
 }  // namespace
 }  // namespace coring
+
+namespace coring {
+namespace {
+
+// send_zc posts two CQEs: the byte count (with F_MORE) and, once the kernel no longer
+// needs the buffer, a notification. The awaiting coroutine must resume only after the
+// notification (its buffer may be freed then), with the byte count as its result.
+TEST(RuntimeLoop, SendZcResumesAfterNotificationWithByteCount) {
+  auto pair = ring::test::make_tcp_pair();
+  EventLoop loop;
+  CORING_REQUIRE_OP(loop.ring(), ring::Op::send_zc);
+  auto body = [](int fd) -> Task<IoResult> {
+    std::vector<std::byte> payload(4096, std::byte{0x5a});
+    co_return co_await io([&](ring::Sqe& sqe) { ring::prep_send_zc(sqe, fd, payload, 0, 0); });
+  };
+  const IoResult r = loop.run(body(pair.client.get()));
+  EXPECT_EQ(r.res, 4096);
+  EXPECT_EQ(r.flags & ring::cqe_flags::notif, 0U);
+  EXPECT_EQ(loop.in_flight(), 1U);  // nothing of the send left: only the wake read
+  std::vector<std::byte> received(4096);
+  std::size_t got = 0;
+  while (got < received.size()) {
+    const ssize_t n = ::recv(pair.server.get(), received.data() + got, received.size() - got, 0);
+    ASSERT_GT(n, 0);
+    got += static_cast<std::size_t>(n);
+  }
+  EXPECT_EQ(received, std::vector<std::byte>(4096, std::byte{0x5a}));
+}
+
+}  // namespace
+}  // namespace coring

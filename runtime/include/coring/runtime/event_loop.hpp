@@ -11,6 +11,7 @@
 // resume_soon() and stop() are the only members other threads may call.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <coroutine>
@@ -18,6 +19,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -46,7 +48,11 @@ struct WakeStats {
 
 namespace detail {
 class DetachedPromise;
-}
+// The loop whose turn runs on this thread (EventLoop::current()). Constant-initialised,
+// so reading it is one TLS load, with no init-on-first-use wrapper: every operation
+// reads it when it starts.
+inline constinit thread_local EventLoop* current_loop = nullptr;
+}  // namespace detail
 
 class EventLoop {
  public:
@@ -58,7 +64,7 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   // The loop whose turn is running on this thread, or nullptr.
-  [[nodiscard]] static EventLoop* current() noexcept;
+  [[nodiscard]] static EventLoop* current() noexcept { return detail::current_loop; }
 
   // Drives `task` to completion on this thread and returns its value or rethrows.
   template <typename T>
@@ -96,8 +102,16 @@ class EventLoop {
   [[nodiscard]] const WakeStats& wake_stats() const noexcept { return wake_stats_; }
 
   // --- For awaitables ---------------------------------------------------------------
-  // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow.
-  void submit(Operation& op) noexcept;
+  // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow. The common case —
+  // nobody queued, room in SQ and CQ — is inline: every operation takes this path.
+  void submit(Operation& op) noexcept {
+    if (queued_head_ == nullptr && inflight_ + op.sqe_count_ <= max_inflight_ &&
+        ring_.sq_space_left() >= op.sqe_count_) [[likely]] {
+      prep(op);
+      return;
+    }
+    submit_slow(op);
+  }
   // Asks the kernel to cancel `op`; its CQE still arrives. Loop thread only.
   void cancel(Operation& op) noexcept;
   // cancel() from any thread: deferred to the loop's next turn when called elsewhere.
@@ -124,13 +138,13 @@ class EventLoop {
   class ReadyQueue {
    public:
     void push_back(std::coroutine_handle<> h) {
-      if (size_ == slots_.size()) grow();
-      slots_[(head_ + size_) & (slots_.size() - 1)] = h;
+      if (size_ > mask_) grow();
+      slots_[(head_ + size_) & mask_] = h;
       ++size_;
     }
     std::coroutine_handle<> pop_front() noexcept {
       auto h = slots_[head_];
-      head_ = (head_ + 1) & (slots_.size() - 1);
+      head_ = (head_ + 1) & mask_;
       --size_;
       return h;
     }
@@ -141,6 +155,7 @@ class EventLoop {
    private:
     void grow();
     std::vector<std::coroutine_handle<>> slots_ = std::vector<std::coroutine_handle<>>(64);
+    std::size_t mask_ = 63;  // slots_.size() - 1, kept apart so push/pop need no division
     std::size_t head_ = 0;
     std::size_t size_ = 0;
   };
@@ -151,7 +166,25 @@ class EventLoop {
   std::size_t reap();
   void dispatch(const ring::Cqe& cqe) noexcept;
   bool room_for(std::uint32_t sqes) noexcept;
-  void prep(Operation& op) noexcept;
+  void submit_slow(Operation& op) noexcept;
+  // Fills op's SQEs; the caller has checked room for them. A separate path for the
+  // single SQE that almost every operation has: no array, no loop.
+  void prep(Operation& op) noexcept {
+    const auto address = reinterpret_cast<std::uint64_t>(&op);
+    if (op.sqe_count_ == 1) [[likely]] {
+      ring::Sqe* sqe = ring_.get_sqe();
+      op.prep_(op, std::span<ring::Sqe* const>(&sqe, 1));
+      sqe->user_data = address;
+    } else {
+      const std::array<ring::Sqe*, 2> sqes{ring_.get_sqe(), ring_.get_sqe()};
+      op.prep_(op, sqes);
+      sqes[0]->user_data = address;
+      sqes[1]->user_data = address | second_sqe_tag;
+    }
+    op.state_ = Operation::State::submitted;
+    op.cqes_left_ = op.sqe_count_;
+    inflight_ += op.sqe_count_;
+  }
   void submit_queued() noexcept;
   void unqueue(Operation& op) noexcept;
   void defer_cancel(Operation& op) noexcept;

@@ -70,11 +70,18 @@ class AwaitableOp : public Operation {
   bool start(std::coroutine_handle<> waiter) noexcept {
     loop_ = EventLoop::current();
     waiter_ = waiter;
+    // Most operations have no stop token: their path stays short enough to inline.
+    if (stop_token_.stop_possible()) [[unlikely]]
+      return start_stoppable();
+    loop_->submit(*this);
+    return true;
+  }
+  [[gnu::noinline]] bool start_stoppable() noexcept {
     if (stop_token_.stop_requested()) {
       result_ = IoResult{-ECANCELED, 0, Outcome::cancelled};
       return false;  // resume at once
     }
-    if (stop_token_.stop_possible()) stop_callback_.emplace(stop_token_, CancelOnStop{this});
+    stop_callback_.emplace(stop_token_, CancelOnStop{this});
     loop_->submit(*this);
     return true;
   }
@@ -147,8 +154,19 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
 
   static void complete_fn(Operation& self, const ring::Cqe& cqe, bool second) noexcept {
     auto& op = static_cast<IoOp&>(self);
+    constexpr std::uint32_t two_cqe_flags = ring::cqe_flags::more | ring::cqe_flags::notif;
+    if (op.sqe_count() == 1 && !op.fd_result_ && (cqe.flags & two_cqe_flags) == 0) [[likely]] {
+      // One SQE and its only CQE (not the first or the notification of a zero-copy
+      // send), nothing to release: the result is the CQE's.
+      op.result_ = IoResult{cqe.res, cqe.flags, detail::outcome_of(cqe.res, false)};
+      op.finish();
+      return;
+    }
     if (second) {
       op.timed_out_ = cqe.res == -ETIME;
+    } else if ((cqe.flags & ring::cqe_flags::notif) != 0) {
+      // A zero-copy send's notification: the buffer is the caller's again. The result
+      // stays the first CQE's (the byte count); the coroutine resumes now, not before.
     } else {
       op.result_ = IoResult{cqe.res, cqe.flags};
       if (op.fd_result_ && cqe.res >= 0 && op.unwanted()) {
