@@ -94,20 +94,21 @@ TEST(RuntimeWhenAll, VectorOfVoidTasksCompletesAfterAllOfThem) {
   EXPECT_EQ(finished.front(), 9);  // the shortest sleep: they ran concurrently
 }
 
-// Three 50 ms sleeps take about 50 ms together, not 150: the children overlap.
+// Three 200 ms sleeps take about 200 ms together, not 600: the children overlap. (Long
+// sleeps, so that a loaded CI machine would have to stall the loop for 400 ms to fail it.)
 TEST(RuntimeWhenAll, ChildrenRunConcurrently) {
   EventLoop loop;
   std::vector<int> finished;
   auto body = [&]() -> Task<void> {
-    co_await when_all(void_after(50ms, finished, 1), void_after(50ms, finished, 2),
-                      void_after(50ms, finished, 3));
+    co_await when_all(void_after(200ms, finished, 1), void_after(200ms, finished, 2),
+                      void_after(200ms, finished, 3));
   };
   const auto start = Clock::now();
   loop.run(body());
   const auto elapsed = Clock::now() - start;
   EXPECT_EQ(finished.size(), 3U);
-  EXPECT_GE(elapsed, 50ms);
-  EXPECT_LT(elapsed, 150ms);
+  EXPECT_GE(elapsed, 200ms);
+  EXPECT_LT(elapsed, 600ms);
 }
 
 // A child that fails at once does not cut the others short: the exception reaches
