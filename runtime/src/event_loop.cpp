@@ -248,21 +248,21 @@ void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
 }
 
 std::size_t EventLoop::reap() {
-  std::array<ring::Cqe, 128> batch;
   std::size_t handled = 0;
   for (;;) {
-    auto copied = ring_.copy_cqes(batch, 0);
-    if (!copied) {
-      if (copied.error() == std::errc::interrupted) continue;
-      if (copied.error() == std::errc::resource_unavailable_try_again ||
-          copied.error() == std::errc::device_or_resource_busy) {
-        break;
+    // CQ overflow or pending task work: only an enter with getevents posts them.
+    if (ring_.cq_ring_needs_flush()) {
+      auto entered = ring_.enter(0, 0, ring::enter_flags::getevents);
+      if (!entered && entered.error() != std::errc::interrupted &&
+          entered.error() != std::errc::resource_unavailable_try_again &&
+          entered.error() != std::errc::device_or_resource_busy) {
+        throw enter_failure(entered.error());
       }
-      throw enter_failure(copied.error());
     }
-    for (std::uint32_t i = 0; i < *copied; ++i) dispatch(batch[i]);
-    handled += *copied;
-    if (*copied < batch.size()) break;
+    // In place: dispatch() only records results and queues coroutines, it never reaps.
+    const std::uint32_t count = ring_.for_each_cqe([this](const ring::Cqe& cqe) { dispatch(cqe); });
+    if (count == 0) break;
+    handled += count;
   }
   if (handled > 0) submit_queued();
   return handled;

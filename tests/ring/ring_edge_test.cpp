@@ -1188,3 +1188,34 @@ TEST(RingFeatures, MsgRingSendsRegisteredFileToAnotherRing) {
 
 }  // namespace
 }  // namespace coring::ring::test
+
+namespace coring::ring::test {
+namespace {
+
+// for_each_cqe() hands over the CQEs where they lie, in order, across the end of the
+// CQ array (3 per round on an 8-entry CQ), and releases each batch with the head.
+TEST(RingQueue, ForEachCqeVisitsReadyCqesInOrderAcrossTheWrap) {
+  Ring ring(4);
+  ASSERT_EQ(ring.cq_entries(), 8U);
+  std::uint64_t next_expected = 0;
+  for (std::uint64_t round = 0; round < 20; ++round) {
+    for (std::uint64_t i = 0; i < 3; ++i) {
+      Sqe& sqe = CORING_GET_SQE(ring);
+      prep_nop(sqe);
+      sqe.user_data = round * 3 + i;
+    }
+    ASSERT_EQ(ring.submit_and_wait(3).value(), 3U);
+    std::vector<std::uint64_t> seen;
+    const std::uint32_t count = ring.for_each_cqe([&](const Cqe& cqe) {
+      EXPECT_EQ(cqe.res, 0);
+      seen.push_back(cqe.user_data);
+    });
+    ASSERT_EQ(count, 3U);
+    for (std::uint64_t user_data : seen) EXPECT_EQ(user_data, next_expected++);
+    EXPECT_EQ(ring.cq_ready(), 0U);
+  }
+  EXPECT_EQ(ring.for_each_cqe([](const Cqe&) { ADD_FAILURE() << "no CQE is ready"; }), 0U);
+}
+
+}  // namespace
+}  // namespace coring::ring::test

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <utility>
 
 #include "coring/ring/abi.hpp"
 #include "coring/ring/detail/syscall.hpp"
@@ -197,6 +198,27 @@ class Ring {
       return copy_cqes_ready(cqes);
     }
     return 0U;
+  }
+
+  // Hands each ready CQE, where it lies in the CQ, to `handle`, then releases them all
+  // with one store of the head; returns how many. Nothing is copied, so `handle` must
+  // not reap (it may submit). Does not enter the kernel. Matches liburing's
+  // io_uring_for_each_cqe() followed by io_uring_cq_advance().
+  template <typename Handle>
+  std::uint32_t for_each_cqe(Handle&& handle) noexcept(
+      noexcept(handle(std::declval<const Cqe&>()))) {
+    const std::uint32_t head = cq_khead_load();
+    // Acquire: see cq_ready().
+    const std::uint32_t ready =
+        std::atomic_ref<std::uint32_t>(*cq_ktail_).load(std::memory_order_acquire) - head;
+    for (std::uint32_t i = 0; i < ready; ++i) {
+      handle(static_cast<const Cqe&>(cqes_[((head + i) & cq_mask_) << cqe_shift_]));
+    }
+    if (ready > 0) {
+      // Release: our reads of the CQEs must complete before the kernel can reuse them.
+      std::atomic_ref<std::uint32_t>(*cq_khead_).store(head + ready, std::memory_order_release);
+    }
+    return ready;
   }
 
   // Waits for and returns one CQE. The reference's copy_cqe().
