@@ -114,6 +114,13 @@ constexpr std::uint64_t msg_ring_sent_tag = 2;
 // overflow list (FEAT_NODROP), which the reap flushes: late, never lost.
 constexpr std::uint32_t msg_ring_reserved_cqes = 2;
 
+// io_uring_enter errors that the next attempt may not see: a signal (EINTR), or the
+// kernel short of resources or CQ room (EAGAIN, EBUSY) until completions are reaped.
+bool transient(const std::error_code& error) noexcept {
+  return error == std::errc::interrupted || error == std::errc::resource_unavailable_try_again ||
+         error == std::errc::device_or_resource_busy;
+}
+
 std::system_error enter_failure(const std::error_code& error) {
   return std::system_error(error, "EventLoop: io_uring_enter");
 }
@@ -253,11 +260,7 @@ std::size_t EventLoop::reap() {
     // CQ overflow or pending task work: only an enter with getevents posts them.
     if (ring_.cq_ring_needs_flush()) {
       auto entered = ring_.enter(0, 0, ring::enter_flags::getevents);
-      if (!entered && entered.error() != std::errc::interrupted &&
-          entered.error() != std::errc::resource_unavailable_try_again &&
-          entered.error() != std::errc::device_or_resource_busy) {
-        throw enter_failure(entered.error());
-      }
+      if (!entered && !transient(entered.error())) throw enter_failure(entered.error());
     }
     // In place: dispatch() only records results and queues coroutines, it never reaps.
     const std::uint32_t count = ring_.for_each_cqe([this](const ring::Cqe& cqe) { dispatch(cqe); });
@@ -512,9 +515,7 @@ void EventLoop::cancel_all_and_drain() noexcept {
   // The coroutines the completions queue are not resumed: their frames are destroyed next.
   while (inflight_ > 0) {
     auto entered = ring_.submit_and_wait(1);
-    if (!entered && entered.error() != std::errc::interrupted &&
-        entered.error() != std::errc::resource_unavailable_try_again &&
-        entered.error() != std::errc::device_or_resource_busy) {
+    if (!entered && !transient(entered.error())) {
       runtime_log_error("EventLoop::~EventLoop", entered.error());
       return;
     }
