@@ -33,6 +33,7 @@
 
 #include <array>
 #include <cerrno>
+#include <stdexcept>
 #include <system_error>
 
 #include "coring/ring/prep.hpp"
@@ -113,6 +114,10 @@ constexpr std::uint64_t msg_ring_sent_tag = 2;
 // are then posted together, and any beyond the CQ's room wait in the kernel's
 // overflow list (FEAT_NODROP), which the reap flushes: late, never lost.
 constexpr std::uint32_t msg_ring_reserved_cqes = 2;
+
+// CQE flags of an operation's CQE that is not its only one: more to come, or a
+// zero-copy send's notification.
+constexpr std::uint32_t two_cqe_flags = ring::cqe_flags::more | ring::cqe_flags::notif;
 
 // io_uring_enter errors that the next attempt may not see: a signal (EINTR), or the
 // kernel short of resources or CQ room (EAGAIN, EBUSY) until completions are reaped.
@@ -272,21 +277,38 @@ std::size_t EventLoop::reap() {
 }
 
 void EventLoop::dispatch(const ring::Cqe& cqe) noexcept {
-  if (cqe.user_data == msg_ring_wake_data) {
+  const std::uint64_t data = cqe.user_data;
+  const bool final = (cqe.flags & ring::cqe_flags::more) == 0;
+  // An operation's own CQE: an address (8-aligned), no tag bits.
+  static_assert(alignof(Operation) >= 8);
+  if ((data & 7) == 0 && data != 0) [[likely]] {
+    auto& op = *reinterpret_cast<Operation*>(data);
+    if (op.complete_ == nullptr && (cqe.flags & two_cqe_flags) == 0) [[likely]] {
+      // Nearly every CQE: the only one of a one-SQE operation that the loop completes.
+      --inflight_;
+      op.state_ = Operation::State::idle;
+      op.res_ = cqe.res;
+      op.cqe_flags_ = cqe.flags;
+      ready_.push_back(op.waiter_);
+      return;
+    }
+    if (final) --inflight_;
+    deliver(op, cqe, final, false);
+    return;
+  }
+  if (data == msg_ring_wake_data) {
     // Another loop's wake: not counted in inflight_; the next turn drains the work.
     ++wake_stats_.msg_ring_received;
     return;
   }
-  const bool final = (cqe.flags & ring::cqe_flags::more) == 0;
   if (final) --inflight_;
-  if (cqe.user_data == 0) return;  // a cancel request's own completion
-  if ((cqe.user_data & msg_ring_sent_tag) != 0) {
+  if (data == 0) return;  // a cancel request's own completion
+  if ((data & msg_ring_sent_tag) != 0) {
     msg_ring_wake_sent(cqe);
     return;
   }
-  auto* op = reinterpret_cast<Operation*>(cqe.user_data & ~second_sqe_tag);
-  if (final && --op->cqes_left_ == 0) op->state_ = Operation::State::idle;
-  op->complete_(*op, cqe, (cqe.user_data & second_sqe_tag) != 0);
+  // A linked timeout's CQE.
+  deliver(*reinterpret_cast<Operation*>(data & ~second_sqe_tag), cqe, final, true);
 }
 
 bool EventLoop::room_for(std::uint32_t sqes) noexcept {
@@ -334,13 +356,15 @@ void EventLoop::unqueue(Operation& op) noexcept {
 
 void EventLoop::cancel(Operation& op) noexcept {
   if (op.state_ == Operation::State::queued) {
-    // Never reached the kernel: complete it here, as the kernel would have.
+    // Never reached the kernel: complete it here with the CQEs the kernel would have
+    // posted; deliver() makes it idle with the last one.
     unqueue(op);
-    op.state_ = Operation::State::idle;
+    op.state_ = Operation::State::submitted;
+    op.cqes_left_ = op.sqe_count_;
     const auto address = reinterpret_cast<std::uint64_t>(&op);
     for (std::uint8_t i = 0; i < op.sqe_count_; ++i) {
       const ring::Cqe cqe{address | (i == 1 ? second_sqe_tag : 0), -ECANCELED, 0};
-      op.complete_(op, cqe, i == 1);
+      deliver(op, cqe, true, i == 1);
     }
     return;
   }
@@ -548,11 +572,14 @@ void EventLoop::notify_embedder() noexcept {
 }
 
 void EventLoop::ReadyQueue::grow() {
-  std::vector<std::coroutine_handle<>> bigger(slots_.size() * 2);
-  for (std::size_t i = 0; i < size_; ++i) bigger[i] = slots_[(head_ + i) & (slots_.size() - 1)];
-  slots_.swap(bigger);
-  mask_ = slots_.size() - 1;
+  const std::uint32_t capacity = mask_ + 1;
+  if (capacity > (std::uint32_t{1} << 30)) throw std::length_error("EventLoop: ready queue");
+  auto bigger = std::make_unique<std::coroutine_handle<>[]>(std::size_t{capacity} * 2);
+  for (std::uint32_t i = 0; i < capacity; ++i) bigger[i] = slots_[(head_ + i) & mask_];
+  slots_ = std::move(bigger);
+  mask_ = capacity * 2 - 1;
   head_ = 0;
+  tail_ = capacity;
 }
 
 namespace detail {

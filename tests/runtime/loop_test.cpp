@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -263,6 +264,48 @@ TEST(RuntimeCancel, TenThousandCancelledReadsLeakNothing) {
   };
   loop.run(body());
   EXPECT_EQ(cancelled, 10'000);
+}
+
+// Operations with a linked timeout that wait in the loop's queue for CQ room (never
+// submitted) and are then stopped: each resumes once, cancelled, and the ones that did
+// reach the kernel are cancelled there.
+TEST(RuntimeCancel, QueuedOperationsWithTimeoutResumeOnceWhenStopped) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  Fd read_end(fds[0]);
+  Fd write_end(fds[1]);
+  LoopOptions options;
+  options.entries = 4;
+  options.cq_entries = 8;
+  EventLoop loop(options);
+  constexpr int readers = 12;  // 24 SQEs against room for 6 CQEs: most wait queued
+  std::array<int, readers> resumed{};
+  std::array<IoResult, readers> results{};
+  auto reader = [](int fd, std::stop_token token, int& count, IoResult& out) -> Task<void> {
+    std::array<std::byte, 8> buffer{};
+    out = co_await io([&](ring::Sqe& sqe) { ring::prep_read(sqe, fd, buffer, 0); })
+              .with_timeout(10s)
+              .with_stop(token);
+    ++count;
+  };
+  auto body = [&]() -> Task<void> {
+    std::stop_source source;
+    for (int i = 0; i < readers; ++i) {
+      loop.spawn(reader(read_end.get(), source.get_token(), resumed[static_cast<std::size_t>(i)],
+                        results[static_cast<std::size_t>(i)]));
+    }
+    co_await nop();  // the readers start; those beyond the CQ's room wait in the queue
+    EXPECT_LT(loop.in_flight(), static_cast<std::uint32_t>(2 * readers));
+    source.request_stop();
+    for (int turns = 0; turns < 100 && loop.in_flight() > 0; ++turns) co_await nop();
+    for (int turns = 0; turns < 10; ++turns) co_await nop();  // a second resume would show
+  };
+  loop.run(body());
+  for (std::size_t i = 0; i < readers; ++i) {
+    EXPECT_EQ(resumed[i], 1) << "reader " << i;
+    EXPECT_EQ(results[i].res, -ECANCELED) << "reader " << i;
+    EXPECT_EQ(results[i].outcome, Outcome::cancelled) << "reader " << i;
+  }
 }
 
 TEST(RuntimeLoop, SpawnedTaskExceptionIsCountedNotLost) {

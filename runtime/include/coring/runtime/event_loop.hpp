@@ -17,6 +17,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -112,6 +113,22 @@ class EventLoop {
     }
     submit_slow(op);
   }
+  // submit() for an operation of one SQE, which `fill` writes (its PrepFn must write
+  // the same, for when the operation has to wait for room): `fill` is inlined here.
+  template <typename Fill>
+  void submit_one(Operation& op, Fill& fill) noexcept {
+    if (queued_head_ == nullptr && inflight_ < max_inflight_) [[likely]] {
+      if (ring::Sqe* sqe = ring_.get_sqe()) [[likely]] {
+        fill(*sqe);
+        sqe->user_data = reinterpret_cast<std::uint64_t>(&op);
+        op.state_ = Operation::State::submitted;
+        op.cqes_left_ = 1;
+        ++inflight_;
+        return;
+      }
+    }
+    submit_slow(op);
+  }
   // Asks the kernel to cancel `op`; its CQE still arrives. Loop thread only.
   void cancel(Operation& op) noexcept;
   // cancel() from any thread: deferred to the loop's next turn when called elsewhere.
@@ -134,30 +151,27 @@ class EventLoop {
   friend class detail::DetachedPromise;
   class WakeOp;
 
-  // A FIFO of coroutines to resume, grown by doubling (no allocation once warm).
+  // A FIFO of coroutines to resume, grown by doubling (no allocation once warm). Head
+  // and tail are free-running counters; only `& mask_` makes them slots.
   class ReadyQueue {
    public:
+    ReadyQueue() : slots_(std::make_unique<std::coroutine_handle<>[]>(64)) {}
     void push_back(std::coroutine_handle<> h) {
-      if (size_ > mask_) grow();
-      slots_[(head_ + size_) & mask_] = h;
-      ++size_;
+      if (tail_ - head_ > mask_) [[unlikely]]
+        grow();
+      slots_[tail_++ & mask_] = h;
     }
-    std::coroutine_handle<> pop_front() noexcept {
-      auto h = slots_[head_];
-      head_ = (head_ + 1) & mask_;
-      --size_;
-      return h;
-    }
-    [[nodiscard]] std::size_t size() const noexcept { return size_; }
-    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-    void clear() noexcept { head_ = size_ = 0; }
+    std::coroutine_handle<> pop_front() noexcept { return slots_[head_++ & mask_]; }
+    [[nodiscard]] std::size_t size() const noexcept { return tail_ - head_; }
+    [[nodiscard]] bool empty() const noexcept { return tail_ == head_; }
+    void clear() noexcept { head_ = tail_ = 0; }
 
    private:
     void grow();
-    std::vector<std::coroutine_handle<>> slots_ = std::vector<std::coroutine_handle<>>(64);
-    std::size_t mask_ = 63;  // slots_.size() - 1, kept apart so push/pop need no division
-    std::size_t head_ = 0;
-    std::size_t size_ = 0;
+    std::unique_ptr<std::coroutine_handle<>[]> slots_;
+    std::uint32_t mask_ = 63;  // capacity - 1
+    std::uint32_t head_ = 0;
+    std::uint32_t tail_ = 0;
   };
 
   std::size_t turn(bool may_wait, std::chrono::nanoseconds timeout);
@@ -165,6 +179,20 @@ class EventLoop {
   void enter(bool wait, std::chrono::nanoseconds timeout);
   std::size_t reap();
   void dispatch(const ring::Cqe& cqe) noexcept;
+  // Hands one of op's CQEs to it: inline for an operation without a CompleteFn.
+  void deliver(Operation& op, const ring::Cqe& cqe, bool final, bool second) noexcept {
+    if (final && --op.cqes_left_ == 0) op.state_ = Operation::State::idle;
+    if (op.complete_ == nullptr) [[likely]] {
+      // A zero-copy send's notification keeps the byte count of its first CQE.
+      if ((cqe.flags & ring::cqe_flags::notif) == 0) {
+        op.res_ = cqe.res;
+        op.cqe_flags_ = cqe.flags;
+      }
+      if (final) ready_.push_back(op.waiter_);
+      return;
+    }
+    op.complete_(op, cqe, second);
+  }
   bool room_for(std::uint32_t sqes) noexcept;
   void submit_slow(Operation& op) noexcept;
   // Fills op's SQEs; the caller has checked room for them. A separate path for the

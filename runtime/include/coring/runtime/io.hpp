@@ -55,8 +55,8 @@ class AwaitableOp : public Operation {
   // Moves an awaitable that has not started (no stop callback registered yet).
   AwaitableOp(AwaitableOp&& other) noexcept
       : Operation(std::move(other)),
-        result_(other.result_),
-        stop_token_(std::move(other.stop_token_)) {
+        stop_token_(std::move(other.stop_token_)),
+        outcome_(other.outcome_) {
     assert(!other.stop_callback_);
   }
   ~AwaitableOp() {
@@ -68,22 +68,25 @@ class AwaitableOp : public Operation {
 
   // Starts the operation, unless the stop token already asks for cancellation.
   bool start(std::coroutine_handle<> waiter) noexcept {
-    loop_ = EventLoop::current();
-    waiter_ = waiter;
-    // Most operations have no stop token: their path stays short enough to inline.
-    if (stop_token_.stop_possible()) [[unlikely]]
-      return start_stoppable();
+    if (!begin(waiter)) [[unlikely]]
+      return false;
     loop_->submit(*this);
     return true;
   }
-  [[gnu::noinline]] bool start_stoppable() noexcept {
-    if (stop_token_.stop_requested()) {
-      result_ = IoResult{-ECANCELED, 0, Outcome::cancelled};
-      return false;  // resume at once
-    }
-    stop_callback_.emplace(stop_token_, CancelOnStop{this});
-    loop_->submit(*this);
+  // start() for a one-SQE operation whose SQE `fill` writes: the common case is
+  // prepared right here, with `fill` inlined.
+  template <typename Fill>
+  bool start_with(std::coroutine_handle<> waiter, Fill& fill) noexcept {
+    if (!begin(waiter)) [[unlikely]]
+      return false;
+    loop_->submit_one(*this, fill);
     return true;
+  }
+
+  // What the operation's CQE said; -ECANCELED means cancelled unless a CompleteFn
+  // recorded another outcome with its own res (timed out, partial).
+  [[nodiscard]] IoResult result() const noexcept {
+    return IoResult{res_, cqe_flags_, res_ == -ECANCELED ? Outcome::cancelled : outcome_};
   }
 
   void finish() noexcept { loop_->schedule(waiter_); }
@@ -92,16 +95,37 @@ class AwaitableOp : public Operation {
     return stop_token_.stop_requested() || loop_->draining();
   }
 
+  // Asks the loop to cancel the operation when its stop token fires (from any thread).
   struct CancelOnStop {
     AwaitableOp* op;
     void operator()() const noexcept { op->loop_->request_cancel(*op); }
   };
 
   EventLoop* loop_ = nullptr;
-  std::coroutine_handle<> waiter_;
-  IoResult result_;
   std::stop_token stop_token_;
   std::optional<std::stop_callback<CancelOnStop>> stop_callback_;
+  Outcome outcome_ = Outcome::completed;  // beyond what res_ says: timed_out, partial
+
+ private:
+  // Records the loop and the waiter; false (with res_ -ECANCELED) if the stop token
+  // already asks for cancellation, so the waiter resumes at once.
+  bool begin(std::coroutine_handle<> waiter) noexcept {
+    loop_ = EventLoop::current();
+    waiter_ = waiter;
+    // Most operations have no stop token: their path stays short enough to inline.
+    if (stop_token_.stop_possible()) [[unlikely]]
+      return begin_stoppable();
+    return true;
+  }
+  [[gnu::noinline]] bool begin_stoppable() noexcept {
+    if (stop_token_.stop_requested()) {
+      res_ = -ECANCELED;
+      cqe_flags_ = 0;
+      return false;  // resume at once
+    }
+    stop_callback_.emplace(stop_token_, CancelOnStop{this});
+    return true;
+  }
 };
 
 }  // namespace detail
@@ -109,19 +133,20 @@ class AwaitableOp : public Operation {
 template <typename Prep>
 class [[nodiscard]] IoOp final : public detail::AwaitableOp {
  public:
+  // No CompleteFn until a modifier needs one: the loop completes a plain operation inline.
   explicit IoOp(Prep prep) noexcept(std::is_nothrow_move_constructible_v<Prep>)
-      : AwaitableOp(&prep_fn, &complete_fn), prep_(std::move(prep)) {}
+      : AwaitableOp(&prep_fn, nullptr), prep_(std::move(prep)) {}
   IoOp(IoOp&& other) noexcept(std::is_nothrow_move_constructible_v<Prep>)
-      : AwaitableOp(std::move(other)),
-        prep_(std::move(other.prep_)),
-        timeout_(other.timeout_),
-        fd_result_(other.fd_result_) {}
+      : AwaitableOp(std::move(other)), prep_(std::move(other.prep_)), fd_result_(other.fd_result_) {
+    if (other.sqe_count() == 2) timeout_ = other.timeout_;
+  }
 
   // Bounds the operation with a linked timeout (IORING_OP_LINK_TIMEOUT): when it
   // fires first, the request is cancelled and the result is -ETIMEDOUT.
   IoOp with_timeout(std::chrono::nanoseconds timeout) && noexcept {
     timeout_ = detail::to_kernel_timespec(timeout);
     set_sqe_count(2);
+    set_complete(&complete_fn);
     return std::move(*this);
   }
   // Cancels the operation (IORING_OP_ASYNC_CANCEL) when `token` is triggered; the
@@ -135,12 +160,17 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   // it: the fd is closed and the result is -ECANCELED.
   IoOp with_fd_result() && noexcept {
     fd_result_ = true;
+    set_complete(&complete_fn);
     return std::move(*this);
   }
 
   bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> waiter) noexcept { return start(waiter); }
-  IoResult await_resume() const noexcept { return result_; }
+  bool await_suspend(std::coroutine_handle<> waiter) noexcept {
+    if (sqe_count() == 1) [[likely]]
+      return start_with(waiter, prep_);
+    return start(waiter);
+  }
+  IoResult await_resume() const noexcept { return result(); }
 
  private:
   static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
@@ -152,36 +182,32 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
     }
   }
 
+  // For operations with a linked timeout or an fd result (the others complete inline).
   static void complete_fn(Operation& self, const ring::Cqe& cqe, bool second) noexcept {
     auto& op = static_cast<IoOp&>(self);
-    constexpr std::uint32_t two_cqe_flags = ring::cqe_flags::more | ring::cqe_flags::notif;
-    if (op.sqe_count() == 1 && !op.fd_result_ && (cqe.flags & two_cqe_flags) == 0) [[likely]] {
-      // One SQE and its only CQE (not the first or the notification of a zero-copy
-      // send), nothing to release: the result is the CQE's.
-      op.result_ = IoResult{cqe.res, cqe.flags, detail::outcome_of(cqe.res, false)};
-      op.finish();
-      return;
-    }
     if (second) {
       op.timed_out_ = cqe.res == -ETIME;
     } else if ((cqe.flags & ring::cqe_flags::notif) != 0) {
       // A zero-copy send's notification: the buffer is the caller's again. The result
       // stays the first CQE's (the byte count); the coroutine resumes now, not before.
     } else {
-      op.result_ = IoResult{cqe.res, cqe.flags};
+      op.res_ = cqe.res;
+      op.cqe_flags_ = cqe.flags;
       if (op.fd_result_ && cqe.res >= 0 && op.unwanted()) {
         ::close(cqe.res);
-        op.result_.res = -ECANCELED;
+        op.res_ = -ECANCELED;
       }
     }
     if (op.in_flight()) return;  // the other CQE of the pair is still to come
-    op.result_.outcome = detail::outcome_of(op.result_.res, op.timed_out_);
-    if (op.result_.outcome == Outcome::timed_out) op.result_.res = -ETIMEDOUT;
+    op.outcome_ = detail::outcome_of(op.res_, op.timed_out_);
+    if (op.outcome_ == Outcome::timed_out) op.res_ = -ETIMEDOUT;
     op.finish();
   }
 
   Prep prep_;
-  ring::KernelTimespec timeout_{};
+  union {
+    ring::KernelTimespec timeout_;  // written by with_timeout(), read only with 2 SQEs
+  };
   bool timed_out_ = false;
   bool fd_result_ = false;
 };

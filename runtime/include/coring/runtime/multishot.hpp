@@ -445,6 +445,7 @@ class Multishot final : public detail::AwaitableOp {
   std::uint64_t pauses_ = 0;
   std::uint64_t starvations_ = 0;
   std::coroutine_handle<> closer_;
+  IoResult result_;  // the stream's end, once ended or closed
   Phase phase_ = Phase::unarmed;
   bool fd_results_;
   bool cancelled_ = false;  // close() sent a cancel through the loop

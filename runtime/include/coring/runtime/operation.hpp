@@ -5,9 +5,17 @@
 // allocation. The loop calls prep() when SQ and CQ room allow, and complete() once
 // per CQE. An Operation may use two SQEs — the request and a linked timeout — whose
 // CQEs arrive tagged (user_data low bit 0 and 1).
+//
+// An operation without a CompleteFn is completed by the loop itself, inline in the
+// reap: each CQE's res and flags go to res_ and cqe_flags_ (except a zero-copy send's
+// notification, which leaves the byte count in place), and the final CQE — the one
+// without IORING_CQE_F_MORE — queues waiter_. That is the path of nearly every
+// operation, so it costs no indirect call; operations that must look at their CQEs
+// (linked timeouts, fds to release, multishot streams) install a CompleteFn.
 #pragma once
 
 #include <cassert>
+#include <coroutine>
 #include <cstdint>
 #include <span>
 #include <system_error>
@@ -49,6 +57,7 @@ class Operation {
   // Fills the operation's SQEs (1 or 2, consecutive; a second one is its linked timeout).
   using PrepFn = void (*)(Operation& self, std::span<ring::Sqe* const> sqes) noexcept;
   // Receives one CQE; `second` tells a linked timeout's CQE from the request's.
+  // nullptr: the loop completes the operation inline (see above).
   using CompleteFn = void (*)(Operation& self, const ring::Cqe& cqe, bool second) noexcept;
 
   Operation(const Operation&) = delete;
@@ -71,20 +80,33 @@ class Operation {
   // How many SQEs (and so final CQEs) prep() fills: 2 with a linked timeout.
   void set_sqe_count(std::uint8_t count) noexcept { sqe_count_ = count; }
   [[nodiscard]] std::uint8_t sqe_count() const noexcept { return sqe_count_; }
+  // Before the operation starts: nullptr for the loop's inline completion.
+  void set_complete(CompleteFn complete) noexcept { complete_ = complete; }
+
+  // The coroutine to resume. The loop queues it itself for an operation without a
+  // CompleteFn; a CompleteFn decides when to.
+  std::coroutine_handle<> waiter_;
+  // The last CQE's res and flags, for an operation without a CompleteFn (valid once it
+  // has completed; a CompleteFn may use them as it likes).
+  std::int32_t res_;
+  std::uint32_t cqe_flags_;
 
  private:
   friend class EventLoop;
   enum class State : std::uint8_t { idle, queued, submitted };
 
+  // Fields without an initialiser are written before they are read (next_ when the
+  // operation is queued, the cancel links when it is linked): an operation is built
+  // once per co_await, and every store counts on that path.
   PrepFn prep_;
   CompleteFn complete_;
-  Operation* next_ = nullptr;  // the loop's queue of operations waiting for room
+  Operation* next_;  // the loop's queue of operations waiting for room
   std::uint8_t sqe_count_ = 1;
   std::uint8_t cqes_left_ = 0;  // final CQEs still to come
   State state_ = State::idle;
   bool cancel_linked_ = false;  // in the loop's list of cancels from other threads
-  Operation* cancel_prev_ = nullptr;
-  Operation* cancel_next_ = nullptr;
+  Operation* cancel_prev_;
+  Operation* cancel_next_;
 };
 
 // user_data of an operation's second (linked-timeout) SQE: its address with bit 0 set.

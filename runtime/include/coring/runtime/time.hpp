@@ -19,7 +19,7 @@ namespace coring {
 class [[nodiscard]] SleepOp final : public detail::AwaitableOp {
  public:
   SleepOp(ring::KernelTimespec when, std::uint32_t flags) noexcept
-      : AwaitableOp(&prep_fn, &complete_fn), when_(when), flags_(flags) {}
+      : AwaitableOp(&prep_fn, nullptr), when_(when), flags_(flags) {}
 
   SleepOp(SleepOp&& other) noexcept
       : AwaitableOp(std::move(other)), when_(other.when_), flags_(other.flags_) {}
@@ -31,19 +31,17 @@ class [[nodiscard]] SleepOp final : public detail::AwaitableOp {
 
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> waiter) noexcept { return start(waiter); }
-  // res 0 when the time passed, -ECANCELED when stopped first.
-  IoResult await_resume() const noexcept { return result_; }
+  // res 0 when the time passed (the kernel's -ETIME), -ECANCELED when stopped first.
+  IoResult await_resume() const noexcept {
+    IoResult r = result();
+    if (r.res == -ETIME) r.res = 0;
+    return r;
+  }
 
  private:
   static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
     auto& op = static_cast<SleepOp&>(self);
     ring::prep_timeout(*sqes[0], &op.when_, 0, op.flags_);
-  }
-  static void complete_fn(Operation& self, const ring::Cqe& cqe, bool) noexcept {
-    auto& op = static_cast<SleepOp&>(self);
-    const std::int32_t res = cqe.res == -ETIME ? 0 : cqe.res;
-    op.result_ = IoResult{res, cqe.flags, detail::outcome_of(res, false)};
-    op.finish();
   }
 
   ring::KernelTimespec when_;
