@@ -33,7 +33,6 @@
 
 #include <array>
 #include <cerrno>
-#include <stdexcept>
 #include <system_error>
 
 #include "coring/ring/prep.hpp"
@@ -572,10 +571,9 @@ void EventLoop::notify_embedder() noexcept {
 }
 
 void EventLoop::ReadyQueue::grow() {
-  const std::uint32_t capacity = mask_ + 1;
-  if (capacity > (std::uint32_t{1} << 30)) throw std::length_error("EventLoop: ready queue");
-  auto bigger = std::make_unique<std::coroutine_handle<>[]>(std::size_t{capacity} * 2);
-  for (std::uint32_t i = 0; i < capacity; ++i) bigger[i] = slots_[(head_ + i) & mask_];
+  const std::size_t capacity = mask_ + 1;
+  auto bigger = std::make_unique<std::coroutine_handle<>[]>(capacity * 2);
+  for (std::size_t i = 0; i < capacity; ++i) bigger[i] = slots_[(head_ + i) & mask_];
   slots_ = std::move(bigger);
   mask_ = capacity * 2 - 1;
   head_ = 0;

@@ -211,8 +211,13 @@ class Ring {
     // Acquire: see cq_ready().
     const std::uint32_t ready =
         std::atomic_ref<std::uint32_t>(*cq_ktail_).load(std::memory_order_acquire) - head;
+    // Locals, not members: what `handle` stores (through pointers of any type) cannot
+    // make the compiler reload them for every CQE.
+    Cqe* const cqes = cqes_;
+    const std::uint32_t mask = cq_mask_;
+    const std::uint32_t shift = cqe_shift_;
     for (std::uint32_t i = 0; i < ready; ++i) {
-      handle(static_cast<const Cqe&>(cqes_[((head + i) & cq_mask_) << cqe_shift_]));
+      handle(static_cast<const Cqe&>(cqes[((head + i) & mask) << shift]));
     }
     if (ready > 0) {
       // Release: our reads of the CQEs must complete before the kernel can reuse them.

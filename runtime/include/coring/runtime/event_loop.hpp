@@ -168,10 +168,12 @@ class EventLoop {
 
    private:
     void grow();
+    // size_t, unlike the u32 fields that operations' completions store, so that those
+    // stores do not force the reap to reload the counters for every CQE.
     std::unique_ptr<std::coroutine_handle<>[]> slots_;
-    std::uint32_t mask_ = 63;  // capacity - 1
-    std::uint32_t head_ = 0;
-    std::uint32_t tail_ = 0;
+    std::size_t mask_ = 63;  // capacity - 1
+    std::size_t head_ = 0;
+    std::size_t tail_ = 0;
   };
 
   std::size_t turn(bool may_wait, std::chrono::nanoseconds timeout);

@@ -137,8 +137,12 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   explicit IoOp(Prep prep) noexcept(std::is_nothrow_move_constructible_v<Prep>)
       : AwaitableOp(&prep_fn, nullptr), prep_(std::move(prep)) {}
   IoOp(IoOp&& other) noexcept(std::is_nothrow_move_constructible_v<Prep>)
-      : AwaitableOp(std::move(other)), prep_(std::move(other.prep_)), fd_result_(other.fd_result_) {
+      : AwaitableOp(std::move(other)), prep_(std::move(other.prep_)) {
     if (other.sqe_count() == 2) timeout_ = other.timeout_;
+    if (other.has_complete()) {
+      timed_out_ = other.timed_out_;
+      fd_result_ = other.fd_result_;
+    }
   }
 
   // Bounds the operation with a linked timeout (IORING_OP_LINK_TIMEOUT): when it
@@ -146,7 +150,7 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   IoOp with_timeout(std::chrono::nanoseconds timeout) && noexcept {
     timeout_ = detail::to_kernel_timespec(timeout);
     set_sqe_count(2);
-    set_complete(&complete_fn);
+    use_complete_fn();
     return std::move(*this);
   }
   // Cancels the operation (IORING_OP_ASYNC_CANCEL) when `token` is triggered; the
@@ -159,8 +163,8 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   // whose stop token was triggered, or while the loop shuts down, nobody will take
   // it: the fd is closed and the result is -ECANCELED.
   IoOp with_fd_result() && noexcept {
+    use_complete_fn();
     fd_result_ = true;
-    set_complete(&complete_fn);
     return std::move(*this);
   }
 
@@ -180,6 +184,15 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
       ring::link_next(*sqes[0]);
       ring::prep_link_timeout(*sqes[1], &op.timeout_, 0);
     }
+  }
+
+  // Installs complete_fn, and the fields only it reads (a plain operation leaves them
+  // unwritten: one store less per co_await).
+  void use_complete_fn() noexcept {
+    if (has_complete()) return;
+    set_complete(&complete_fn);
+    timed_out_ = false;
+    fd_result_ = false;
   }
 
   // For operations with a linked timeout or an fd result (the others complete inline).
@@ -208,8 +221,8 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   union {
     ring::KernelTimespec timeout_;  // written by with_timeout(), read only with 2 SQEs
   };
-  bool timed_out_ = false;
-  bool fd_result_ = false;
+  bool timed_out_;  // these two are written by use_complete_fn()
+  bool fd_result_;
 };
 
 // The awaitable for one operation whose SQE `prep` fills (any callable taking ring::Sqe&).

@@ -82,6 +82,7 @@ class Operation {
   [[nodiscard]] std::uint8_t sqe_count() const noexcept { return sqe_count_; }
   // Before the operation starts: nullptr for the loop's inline completion.
   void set_complete(CompleteFn complete) noexcept { complete_ = complete; }
+  [[nodiscard]] bool has_complete() const noexcept { return complete_ != nullptr; }
 
   // The coroutine to resume. The loop queues it itself for an operation without a
   // CompleteFn; a CompleteFn decides when to.
