@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -375,6 +376,29 @@ TEST(RuntimeMultishot, CloseWhileIdle) {
   };
   loop.run(body());
   EXPECT_EQ(loop.in_flight(), 1U);  // only the loop's own wake read
+}
+
+// A closed record lets go of its loop: it may be destroyed after the loop, and a stop
+// that comes after the loop is gone reaches nothing.
+TEST(RuntimeMultishot, ClosedRecordOutlivesItsLoop) {
+  auto listener = ring::test::make_listener();
+  std::stop_source source;
+  std::optional<AcceptStream> accepts;
+  accepts.emplace(AcceptPrep{listener.fd.get()},
+                  MultishotOptions{.fd_results = true, .stop = source.get_token()});
+  auto loop = std::make_unique<EventLoop>();
+  auto body = [&]() -> Task<void> {
+    accepts->start();
+    co_await nop();
+    EXPECT_TRUE(accepts->in_flight());
+    co_await accepts->close();
+    EXPECT_TRUE(accepts->closed());
+  };
+  loop->run(body());
+  loop.reset();
+  source.request_stop();  // the record's stop callback would reach into the freed loop
+  EXPECT_TRUE(accepts->closed());
+  accepts.reset();  // as would a cancel link still kept for it
 }
 
 // close() from another coroutine while the consumer waits in next(): both resume once

@@ -149,7 +149,7 @@ class Multishot final : public detail::AwaitableOp {
     assert(!in_flight() && "co_await close() on a Multishot before destroying it");
     release_queue();
     // close() may have left a cancel deferred in the loop (SQ full) that the final CQE
-    // overtook.
+    // overtook. (A closed record has let go of its loop already: it may outlive it.)
     if (cancelled_) loop_->forget_cancel(*this);
   }
 
@@ -364,6 +364,16 @@ class Multishot final : public detail::AwaitableOp {
   void close_now() noexcept {
     release_queue();
     phase_ = Phase::closed;
+    // Closed for good: let go of the loop now, on its thread, while it is alive. The
+    // record may be destroyed after the loop (a listener closed in a loop's task and
+    // destroyed by main after the Runtime), and a stop that comes later must reach no one.
+    if (stop_callback_) {
+      stop_callback_.reset();  // waits for a callback running on another thread
+      loop_->forget_cancel(*this);
+    } else if (cancelled_) {
+      loop_->forget_cancel(*this);
+    }
+    cancelled_ = false;
     result_ = IoResult{-ECANCELED, 0, Outcome::cancelled};
     wake_consumer();
     if (closer_) loop_->schedule(std::exchange(closer_, {}));
