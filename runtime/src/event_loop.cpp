@@ -36,6 +36,7 @@
 #include <system_error>
 
 #include "coring/ring/prep.hpp"
+#include "coring/runtime/fault.hpp"
 #include "log.hpp"
 
 namespace coring {
@@ -240,7 +241,21 @@ std::size_t EventLoop::run_ready() {
   return resumed;
 }
 
+void EventLoop::before_submit() noexcept {
+  if (faults_ != nullptr) [[unlikely]]
+    faults_->before_submit(ring_, reinterpret_cast<std::uint64_t>(wake_op_));
+}
+
+void EventLoop::submit_now() noexcept {
+  before_submit();
+  (void)ring_.submit();
+}
+
 void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
+  if (faults_ != nullptr) [[unlikely]] {
+    before_submit();
+    if (faults_->enter_busy()) return;  // as EBUSY: the next turn submits again
+  }
   Result<std::uint32_t> entered = !wait ? ring_.submit()
                                   : timeout >= std::chrono::hours(24)
                                       ? ring_.submit_and_wait(1)
@@ -259,6 +274,8 @@ void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
 }
 
 std::size_t EventLoop::reap() {
+  if (faults_ != nullptr) [[unlikely]]
+    return reap_with_faults();
   std::size_t handled = 0;
   for (;;) {
     // CQ overflow or pending task work: only an enter with getevents posts them.
@@ -270,6 +287,28 @@ std::size_t EventLoop::reap() {
     const std::uint32_t count = ring_.for_each_cqe([this](const ring::Cqe& cqe) { dispatch(cqe); });
     if (count == 0) break;
     handled += count;
+  }
+  if (handled > 0) submit_queued();
+  return handled;
+}
+
+// reap() through the fault injector: CQEs are copied out, rewritten, held back or
+// reordered by it, and then dispatched as usual.
+std::size_t EventLoop::reap_with_faults() {
+  std::size_t handled = 0;
+  std::vector<ring::Cqe> batch;
+  for (;;) {
+    if (ring_.cq_ring_needs_flush() || faults_->overflow_flag()) {
+      auto entered = ring_.enter(0, 0, ring::enter_flags::getevents);
+      if (!entered && !transient(entered.error())) throw enter_failure(entered.error());
+    }
+    batch.clear();
+    const std::uint32_t count =
+        ring_.for_each_cqe([&](const ring::Cqe& cqe) { batch.push_back(cqe); });
+    if (count == 0) break;
+    faults_->after_reap(ring_, batch);
+    for (const ring::Cqe& cqe : batch) dispatch(cqe);
+    handled += batch.size();
   }
   if (handled > 0) submit_queued();
   return handled;
@@ -314,7 +353,7 @@ bool EventLoop::room_for(std::uint32_t sqes) noexcept {
   if (inflight_ + sqes > max_inflight_) return false;
   if (ring_.sq_space_left() >= sqes) return true;
   // The SQ is full of prepared SQEs: hand them to the kernel and look again.
-  (void)ring_.submit();
+  submit_now();
   return ring_.sq_space_left() >= sqes;
 }
 
@@ -370,7 +409,7 @@ void EventLoop::cancel(Operation& op) noexcept {
   if (op.state_ != Operation::State::submitted) return;
   ring::Sqe* sqe = ring_.get_sqe();
   if (sqe == nullptr) {
-    (void)ring_.submit();
+    submit_now();
     sqe = ring_.get_sqe();
   }
   if (sqe == nullptr) {
@@ -457,7 +496,7 @@ bool EventLoop::send_msg_ring_wake(EventLoop& target) noexcept {
   if (!msg_ring_supported_ || draining_) return false;
   ring::Sqe* sqe = ring_.get_sqe();
   if (sqe == nullptr) {
-    (void)ring_.submit();
+    submit_now();
     sqe = ring_.get_sqe();
   }
   if (sqe == nullptr) return false;
@@ -527,7 +566,7 @@ void EventLoop::cancel_all_and_drain() noexcept {
   if (inflight_ == 0) return;
   ring::Sqe* sqe = ring_.get_sqe();
   if (sqe == nullptr) {
-    (void)ring_.submit();
+    submit_now();
     sqe = ring_.get_sqe();
   }
   if (sqe != nullptr) {
@@ -537,6 +576,7 @@ void EventLoop::cancel_all_and_drain() noexcept {
   }
   // The coroutines the completions queue are not resumed: their frames are destroyed next.
   while (inflight_ > 0) {
+    before_submit();
     auto entered = ring_.submit_and_wait(1);
     if (!entered && !transient(entered.error())) {
       runtime_log_error("EventLoop::~EventLoop", entered.error());

@@ -85,6 +85,16 @@ class Ring {
     return sqe;
   }
 
+  // Hands each SQE that get_sqe() gave out and flush_sq() has not yet published to
+  // `visit`, oldest first, for tools that inspect or rewrite requests before the kernel
+  // sees them (tracing, fault injection).
+  template <typename Visit>
+  void for_each_unpublished_sqe(Visit&& visit) noexcept(noexcept(visit(std::declval<Sqe&>()))) {
+    for (std::uint32_t i = sqe_head_; i != sqe_tail_; ++i) {
+      visit(sqes_[(i & sq_mask_) << sqe_shift_]);
+    }
+  }
+
   // Publishes the SQEs handed out by get_sqe() to the kernel's ring. Returns the number
   // of SQEs the kernel has yet to consume, including ones flushed earlier.
   // Matches __io_uring_flush_sq() in liburing.

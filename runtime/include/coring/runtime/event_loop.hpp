@@ -47,6 +47,8 @@ struct WakeStats {
   std::uint64_t eventfd_received = 0;   // reads of the wake eventfd that completed
 };
 
+class FaultInjector;
+
 namespace detail {
 class DetachedPromise;
 // The loop whose turn runs on this thread (EventLoop::current()). Constant-initialised,
@@ -101,6 +103,9 @@ class EventLoop {
   // own turn, post() from anywhere else. Any thread.
   void resume_soon(std::coroutine_handle<> handle);
   [[nodiscard]] const WakeStats& wake_stats() const noexcept { return wake_stats_; }
+  // For tests: from now on, what this loop submits and reaps passes through `faults`
+  // (see fault.hpp), which must outlive the loop; nullptr detaches it.
+  void set_fault_injector(FaultInjector* faults) noexcept { faults_ = faults; }
 
   // --- For awaitables ---------------------------------------------------------------
   // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow. The common case —
@@ -180,6 +185,10 @@ class EventLoop {
   std::size_t run_ready();
   void enter(bool wait, std::chrono::nanoseconds timeout);
   std::size_t reap();
+  std::size_t reap_with_faults();
+  // Flushes the SQ to the kernel (submit, no wait), through the fault injector if any.
+  void submit_now() noexcept;
+  void before_submit() noexcept;
   void dispatch(const ring::Cqe& cqe) noexcept;
   // Hands one of op's CQEs to it: inline for an operation without a CompleteFn.
   void deliver(Operation& op, const ring::Cqe& cqe, bool final, bool second) noexcept {
@@ -250,6 +259,7 @@ class EventLoop {
   int wake_fd_ = -1;
   int notify_fd_ = -1;  // for embedding, created by fd()
   WakeOp* wake_op_ = nullptr;
+  FaultInjector* faults_ = nullptr;
 };
 
 namespace detail {

@@ -1,0 +1,232 @@
+// FaultInjector: see fault.hpp for what each fault is and why it stays within what the
+// kernel itself could do.
+#include "coring/runtime/fault.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "coring/ring/prep.hpp"
+
+namespace coring {
+namespace {
+
+constexpr std::uint32_t million = 1'000'000;
+
+// An operation's own SQE: an address (8-aligned), no tag bits (not a linked timeout,
+// not a cancel, not a MSG_RING wake).
+bool is_operation(std::uint64_t user_data, std::uint64_t own) noexcept {
+  return (user_data & 7) == 0 && user_data != 0 && user_data != own;
+}
+
+// Requests whose len is a byte count the kernel may fall short of.
+bool counts_bytes(ring::Op op) noexcept {
+  switch (op) {
+    case ring::Op::read:
+    case ring::Op::write:
+    case ring::Op::read_fixed:
+    case ring::Op::write_fixed:
+    case ring::Op::recv:
+    case ring::Op::send:
+    case ring::Op::send_zc:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Requests that can fail on their own in ways a program must handle.
+bool can_fail(ring::Op op) noexcept {
+  switch (op) {
+    case ring::Op::read:
+    case ring::Op::write:
+    case ring::Op::readv:
+    case ring::Op::writev:
+    case ring::Op::read_fixed:
+    case ring::Op::write_fixed:
+    case ring::Op::recv:
+    case ring::Op::send:
+    case ring::Op::recvmsg:
+    case ring::Op::sendmsg:
+    case ring::Op::send_zc:
+    case ring::Op::sendmsg_zc:
+    case ring::Op::accept:
+    case ring::Op::connect:
+    case ring::Op::read_multishot:
+    case ring::Op::poll_add:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Requests that may be multishot (whether this one is shows in its CQEs' F_MORE).
+bool may_be_multishot(ring::Op op) noexcept {
+  switch (op) {
+    case ring::Op::accept:
+    case ring::Op::recv:
+    case ring::Op::recvmsg:
+    case ring::Op::read_multishot:
+    case ring::Op::poll_add:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+FaultInjector::FaultInjector(FaultPlan plan) : plan_(std::move(plan)) {
+  for (std::uint32_t ppm : {plan_.short_count_ppm, plan_.error_ppm, plan_.multishot_end_ppm,
+                            plan_.enter_busy_ppm, plan_.reorder_ppm, plan_.overflow_flag_ppm}) {
+    if (ppm > million) {
+      throw std::invalid_argument("FaultPlan: a probability of " + std::to_string(ppm) +
+                                  " ppm is above 1000000");
+    }
+  }
+  if (plan_.error_ppm > 0 && plan_.errors.empty()) {
+    throw std::invalid_argument("FaultPlan: error_ppm is set but the error list is empty");
+  }
+  for (int error : plan_.errors) {
+    if (error <= 0 || error >= 4096) {
+      throw std::invalid_argument("FaultPlan: " + std::to_string(error) +
+                                  " is not an errno value (give them positive: EINTR, not -EINTR)");
+    }
+  }
+}
+
+// The n-th draw of a stream: splitmix64's finaliser over the seed, the stream and n, so
+// that each stream's draws depend on nothing but how many it has made.
+std::uint64_t FaultInjector::draw(Stream stream) noexcept {
+  std::uint64_t z = plan_.seed + 0x9e3779b97f4a7c15ULL * (++drawn_[stream]) +
+                    (static_cast<std::uint64_t>(stream) << 56);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+bool FaultInjector::roll(Stream stream, std::uint32_t ppm) noexcept {
+  return ppm != 0 && below(stream, million) < ppm;
+}
+
+std::uint32_t FaultInjector::below(Stream stream, std::uint32_t bound) noexcept {
+  return static_cast<std::uint32_t>(draw(stream) % bound);
+}
+
+void FaultInjector::before_submit(ring::Ring& ring, std::uint64_t own) noexcept {
+  ring.for_each_unpublished_sqe([&](ring::Sqe& sqe) noexcept {
+    if (!is_operation(sqe.user_data, own)) return;
+    const auto op = static_cast<ring::Op>(sqe.opcode);
+    if (can_fail(op) && roll(sqes, plan_.error_ppm)) {
+      // The request never runs: a NOP takes its place (keeping its links, so a linked
+      // timeout behind it is cancelled as the kernel cancels one behind a failed
+      // request) and its CQE gets the error in after_reap().
+      const int error = plan_.errors[below(sqes, static_cast<std::uint32_t>(plan_.errors.size()))];
+      injected_errors_[sqe.user_data] = -error;
+      const std::uint8_t links =
+          sqe.flags & (ring::sqe_flags::io_link | ring::sqe_flags::io_hardlink);
+      const std::uint64_t user_data = sqe.user_data;
+      ring::prep_nop(sqe);
+      sqe.flags = links;
+      sqe.user_data = user_data;
+      ++counts_.errors;
+      return;
+    }
+    const bool selects_buffer = (sqe.flags & ring::sqe_flags::buffer_select) != 0;
+    if (counts_bytes(op) && !selects_buffer && sqe.len > 1 && roll(sqes, plan_.short_count_ppm)) {
+      sqe.len = 1 + below(sqes, sqe.len - 1);
+      ++counts_.short_counts;
+    }
+    if (may_be_multishot(op)) multishots_.insert(sqe.user_data);
+  });
+}
+
+bool FaultInjector::enter_busy() noexcept {
+  if (!roll(enters, plan_.enter_busy_ppm)) return false;
+  ++counts_.enter_busy;
+  return true;
+}
+
+bool FaultInjector::overflow_flag() noexcept {
+  if (!roll(reaps, plan_.overflow_flag_ppm)) return false;
+  ++counts_.overflow_flags;
+  return true;
+}
+
+void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) {
+  scratch_.clear();
+  for (ring::Cqe cqe : batch) {
+    const std::uint64_t user_data = cqe.user_data;
+    const bool more = (cqe.flags & ring::cqe_flags::more) != 0;
+    if (user_data == fault_cancel_data) continue;  // our own cancel's completion
+    if (auto error = injected_errors_.find(user_data); error != injected_errors_.end()) {
+      cqe.res = error->second;  // the NOP that replaced the request
+      injected_errors_.erase(error);
+      scratch_.push_back(cqe);
+      continue;
+    }
+    if (auto ending = ending_.find(user_data); ending != ending_.end()) {
+      std::vector<ring::Cqe>& held = ending->second;
+      if (more) {
+        held.push_back(cqe);  // was on its way before the cancel: keep it, in order
+        continue;
+      }
+      if (cqe.res == -ECANCELED) {
+        // Our cancel ended it: the last CQE we hold becomes the request's final one.
+        held.back().flags &= ~ring::cqe_flags::more;
+        scratch_.insert(scratch_.end(), held.begin(), held.end());
+      } else {
+        // It ended on its own first (an error, end of file): that stays its end.
+        scratch_.insert(scratch_.end(), held.begin(), held.end());
+        scratch_.push_back(cqe);
+      }
+      ending_.erase(ending);
+      multishots_.erase(user_data);
+      continue;
+    }
+    if (more && multishots_.contains(user_data) && roll(multishot_cqes, plan_.multishot_end_ppm)) {
+      if (ring::Sqe* sqe = ring.get_sqe()) {
+        ring::prep_cancel(*sqe, user_data, 0);
+        sqe->user_data = fault_cancel_data;
+        ending_[user_data].push_back(cqe);
+        ++counts_.multishot_ends;
+        continue;
+      }
+    }
+    if (!more) multishots_.erase(user_data);
+    scratch_.push_back(cqe);
+  }
+  batch.swap(scratch_);
+  if (batch.size() >= 2 && roll(reaps, plan_.reorder_ppm)) {
+    reorder(batch);
+    ++counts_.reorders;
+  }
+}
+
+// A random order in which the CQEs of each request (one user_data) keep theirs: every
+// CQE draws a random key, each request's keys are sorted and handed back to its CQEs in
+// their original order, and the batch is sorted by key.
+void FaultInjector::reorder(std::vector<ring::Cqe>& batch) {
+  const std::size_t n = batch.size();
+  std::vector<std::uint64_t> keys(n);
+  for (auto& key : keys) key = draw(reaps);
+  std::unordered_map<std::uint64_t, std::vector<std::size_t>> requests;
+  for (std::size_t i = 0; i < n; ++i) requests[batch[i].user_data].push_back(i);
+  for (auto& [user_data, indices] : requests) {
+    if (indices.size() < 2) continue;
+    std::vector<std::uint64_t> own;
+    for (std::size_t i : indices) own.push_back(keys[i]);
+    std::sort(own.begin(), own.end());
+    for (std::size_t j = 0; j < indices.size(); ++j) keys[indices[j]] = own[j];
+  }
+  std::vector<std::size_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return keys[a] < keys[b]; });
+  scratch_.clear();
+  for (std::size_t i : order) scratch_.push_back(batch[i]);
+  batch.swap(scratch_);
+}
+
+}  // namespace coring

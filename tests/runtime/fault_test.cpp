@@ -1,0 +1,280 @@
+// The fault-injection seam: each kind of fault happens, a program that handles what
+// the kernel may do stays correct under all of them at once, and a seed replays.
+#include "coring/runtime/fault.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <stdexcept>
+#include <stop_token>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "coring/ring/prep.hpp"
+#include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/io.hpp"
+#include "coring/runtime/multishot.hpp"
+#include "coring/runtime/task.hpp"
+#include "coring/runtime/time.hpp"
+#include "support.hpp"
+
+namespace coring {
+namespace {
+
+using namespace std::chrono_literals;
+using ring::test::Fd;
+
+std::byte pattern(std::size_t i) { return static_cast<std::byte>((i * 131 + i / 251) & 0xff); }
+
+// Errors the injector makes up: the request never ran, so trying again is right.
+bool injected(const IoResult& r, const FaultPlan& plan) {
+  for (int error : plan.errors) {
+    if (r.res == -error) return true;
+  }
+  return false;
+}
+
+// Writes all of `data` to `fd` (at `offset`, or the pipe's position with -1), going on
+// after short writes and trying again after injected errors.
+Task<void> write_all(int fd, std::span<const std::byte> data, std::uint64_t offset,
+                     const FaultPlan& plan, std::vector<std::int32_t>* trace) {
+  std::size_t done = 0;
+  for (int attempts = 0; done < data.size(); ++attempts) {
+    if (attempts > 10'000) throw std::runtime_error("write_all: no progress");
+    const auto rest = data.subspan(done);
+    const std::uint64_t at = offset == ring::current_position ? offset : offset + done;
+    const IoResult r = co_await io([&](ring::Sqe& sqe) { ring::prep_write(sqe, fd, rest, at); });
+    if (trace != nullptr) trace->push_back(r.res);
+    if (injected(r, plan)) continue;
+    if (r.res <= 0) throw std::system_error(r.error(), "write");
+    done += r.value();
+  }
+}
+
+Task<void> read_exact(int fd, std::span<std::byte> data, std::uint64_t offset,
+                      const FaultPlan& plan, std::vector<std::int32_t>* trace) {
+  std::size_t done = 0;
+  for (int attempts = 0; done < data.size(); ++attempts) {
+    if (attempts > 10'000) throw std::runtime_error("read_exact: no progress");
+    const auto rest = data.subspan(done);
+    const std::uint64_t at = offset == ring::current_position ? offset : offset + done;
+    const IoResult r = co_await io([&](ring::Sqe& sqe) { ring::prep_read(sqe, fd, rest, at); });
+    if (trace != nullptr) trace->push_back(r.res);
+    if (injected(r, plan)) continue;
+    if (r.res <= 0) throw std::system_error(r.error(), "read: early end");
+    done += r.value();
+  }
+}
+
+FaultPlan every_fault(std::uint64_t seed) {
+  FaultPlan plan;
+  plan.seed = seed;
+  plan.short_count_ppm = 300'000;
+  plan.error_ppm = 100'000;
+  plan.enter_busy_ppm = 100'000;
+  plan.reorder_ppm = 500'000;
+  plan.overflow_flag_ppm = 100'000;
+  return plan;
+}
+
+// A stream of 48 KiB through a pipe, written in 4 KiB requests and read in 3 KiB ones,
+// with short counts, errors, busy enters, reordered batches and overflow flags: every
+// byte arrives once, in order, for every seed.
+TEST(RuntimeFault, PipeStreamArrivesIntactUnderEveryFault) {
+  constexpr std::size_t size = 48 * 1024;
+  std::vector<std::byte> sent(size);
+  for (std::size_t i = 0; i < size; ++i) sent[i] = pattern(i);
+  FaultCounts total;
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    Fd read_end(fds[0]);
+    Fd write_end(fds[1]);
+    FaultInjector faults(every_fault(seed));
+    std::vector<std::byte> received(size);
+    {
+      EventLoop loop;
+      loop.set_fault_injector(&faults);
+      auto writer = [&]() -> Task<void> {
+        for (std::size_t at = 0; at < size; at += 4096) {
+          co_await write_all(write_end.get(), std::span(sent).subspan(at, 4096),
+                             ring::current_position, faults.plan(), nullptr);
+        }
+      };
+      auto reader = [&]() -> Task<void> {
+        for (std::size_t at = 0; at < size; at += 3072) {
+          const std::size_t n = std::min<std::size_t>(3072, size - at);
+          co_await read_exact(read_end.get(), std::span(received).subspan(at, n),
+                              ring::current_position, faults.plan(), nullptr);
+        }
+      };
+      auto body = [&]() -> Task<void> {
+        loop.spawn(writer());
+        co_await reader();
+      };
+      loop.run(body());
+      EXPECT_EQ(loop.unhandled_exceptions(), 0U) << "seed " << seed;
+    }
+    ASSERT_EQ(received, sent) << "seed " << seed;
+    const FaultCounts& c = faults.counts();
+    total.short_counts += c.short_counts;
+    total.errors += c.errors;
+    total.enter_busy += c.enter_busy;
+    total.reorders += c.reorders;
+    total.overflow_flags += c.overflow_flags;
+  }
+  EXPECT_GT(total.short_counts, 0U);
+  EXPECT_GT(total.errors, 0U);
+  EXPECT_GT(total.enter_busy, 0U);
+  EXPECT_GT(total.reorders, 0U);
+  EXPECT_GT(total.overflow_flags, 0U);
+}
+
+// One coroutine writing a file in 2 KiB requests and reading it back: its order of
+// submissions and completions does not depend on timing, so the same seed gives the
+// same faults and the same results, step by step; another seed does not.
+TEST(RuntimeFault, SameSeedReplaysTheSameRun) {
+  ring::test::TempDir dir;
+  auto run = [&](std::uint64_t seed) {
+    Fd file(::open(dir.file("replay").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (file.get() < 0) throw std::system_error(errno, std::generic_category(), "open");
+    FaultInjector faults(every_fault(seed));
+    std::vector<std::int32_t> trace;
+    std::vector<std::byte> data(64 * 1024);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = pattern(i);
+    std::vector<std::byte> back(data.size());
+    EventLoop loop;
+    loop.set_fault_injector(&faults);
+    auto body = [&]() -> Task<void> {
+      for (std::size_t at = 0; at < data.size(); at += 2048) {
+        co_await write_all(file.get(), std::span(data).subspan(at, 2048), at, faults.plan(),
+                           &trace);
+      }
+      co_await read_exact(file.get(), back, 0, faults.plan(), &trace);
+    };
+    loop.run(body());
+    EXPECT_EQ(back, data) << "seed " << seed;
+    return std::pair(trace, faults.counts().total());
+  };
+  const auto first = run(7);
+  const auto again = run(7);
+  const auto other = run(8);
+  EXPECT_GT(first.second, 0U);
+  EXPECT_EQ(first.first, again.first);
+  EXPECT_EQ(first.second, again.second);
+  EXPECT_NE(first.first, other.first);
+}
+
+struct AcceptPrep {
+  int fd;
+  void operator()(ring::Sqe& sqe) const noexcept {
+    ring::prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
+  }
+};
+
+std::uint16_t local_port(int fd) {
+  sockaddr_in address{};
+  socklen_t length = sizeof(address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  return ntohs(address.sin_port);
+}
+
+std::uint16_t peer_port(int fd) {
+  sockaddr_in address{};
+  socklen_t length = sizeof(address);
+  ::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  return ntohs(address.sin_port);
+}
+
+// Multishot accepts that the injector ends after one CQE in two (and reordered
+// batches): the record re-arms each time, and every connection is delivered once.
+TEST(RuntimeFault, EndedMultishotAcceptDeliversEveryConnectionOnce) {
+  auto listener = ring::test::make_listener();
+  FaultPlan plan;
+  plan.seed = 3;
+  plan.multishot_end_ppm = 500'000;
+  plan.reorder_ppm = 500'000;
+  FaultInjector faults(plan);
+  constexpr int connections = 40;
+  std::vector<Fd> clients;
+  std::vector<int> accepted;
+  std::uint64_t arms = 0;
+  {
+    EventLoop loop;
+    loop.set_fault_injector(&faults);
+    std::stop_source deadline;
+    auto watchdog = [](std::stop_source& source) -> Task<void> {
+      co_await sleep_for(10s);
+      source.request_stop();
+    };
+    loop.spawn(watchdog(deadline));
+    auto body = [&]() -> Task<void> {
+      Multishot<AcceptPrep> accepts(
+          AcceptPrep{listener.fd.get()},
+          {.bound = 64, .fd_results = true, .stop = deadline.get_token()});
+      accepts.start();
+      std::thread connector([&] {
+        for (int i = 0; i < connections; ++i) {
+          Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+          if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&listener.address),
+                        sizeof(listener.address)) != 0) {
+            ADD_FAILURE() << "connect: " << std::strerror(errno);
+            return;
+          }
+          clients.push_back(std::move(fd));
+          std::this_thread::sleep_for(1ms);  // one CQE at a time, mostly
+        }
+      });
+      while (accepted.size() < connections) {
+        const IoResult r = co_await accepts.next();
+        if (!r) break;
+        accepted.push_back(r.res);
+      }
+      connector.join();
+      arms = accepts.arms();
+      co_await accepts.close();
+      deadline.request_stop();
+    };
+    loop.run(body());
+  }
+  ASSERT_EQ(accepted.size(), static_cast<std::size_t>(connections));
+  ASSERT_EQ(clients.size(), static_cast<std::size_t>(connections));
+  // Every client's connection was accepted exactly once (in connect order: one queue).
+  for (std::size_t i = 0; i < accepted.size(); ++i) {
+    EXPECT_EQ(peer_port(accepted[i]), local_port(clients[i].get())) << "connection " << i;
+    ::close(accepted[i]);
+  }
+  EXPECT_GT(faults.counts().multishot_ends, 0U);
+  EXPECT_GT(arms, 1U);  // re-armed after the injected ends
+}
+
+TEST(RuntimeFault, PlanIsCheckedWhenTheInjectorIsMade) {
+  FaultPlan too_likely;
+  too_likely.error_ppm = 1'000'001;
+  EXPECT_THROW(FaultInjector{too_likely}, std::invalid_argument);
+  FaultPlan negative;
+  negative.errors = {-EINTR};
+  EXPECT_THROW(FaultInjector{negative}, std::invalid_argument);
+  FaultPlan empty;
+  empty.error_ppm = 10;
+  empty.errors.clear();
+  EXPECT_THROW(FaultInjector{empty}, std::invalid_argument);
+  FaultPlan fine;
+  fine.error_ppm = 1'000'000;
+  EXPECT_NO_THROW(FaultInjector{fine});
+}
+
+}  // namespace
+}  // namespace coring
