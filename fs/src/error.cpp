@@ -14,14 +14,14 @@
 
 namespace coring::fs {
 
-std::string Error::message() const {
+std::string Error::context() const {
   std::string text = operation_;
   if (!path_.empty()) text += " '" + path_ + "'";
   if (!other_path_.empty()) text += " -> '" + other_path_ + "'";
-  text += ": ";
-  text += code_.message();
   return text;
 }
+
+std::string Error::message() const { return context() + ": " + code_.message(); }
 
 bool supports(ring::Op op) noexcept {
   // Thread-safe static initialisation: the first caller probes, everyone else reads.

@@ -36,6 +36,8 @@ class Error {
   [[nodiscard]] const std::string& other_path() const noexcept { return other_path_; }
   // "rename 'a' -> 'b': No such file or directory".
   [[nodiscard]] std::string message() const;
+  // The message without the error's own text: "rename 'a' -> 'b'".
+  [[nodiscard]] std::string context() const;
 
  private:
   std::error_code code_;
@@ -44,11 +46,12 @@ class Error {
   std::string other_path_;
 };
 
-// Thrown by Result::value() on an error: a std::system_error whose what() is message().
+// Thrown by Result::value() on an error: a std::system_error whose what() is the
+// Error's message().
 class FilesystemError : public std::system_error {
  public:
   explicit FilesystemError(const Error& error)
-      : std::system_error(error.code(), error.message()), error_(error) {}
+      : std::system_error(error.code(), error.context()), error_(error) {}
   [[nodiscard]] const Error& error() const noexcept { return error_; }
 
  private:
