@@ -34,7 +34,11 @@ Args::Args(std::span<char* const> words) {
       options_.emplace_back(word.substr(0, eq), word.substr(eq + 1));
       continue;
     }
-    if (i + 1 == words.size()) throw UsageError(std::string(word) + " wants a value");
+    // A flag: nothing follows, or another option does. take_u64() rejects its empty value.
+    if (i + 1 == words.size() || std::string_view(words[i + 1]).starts_with("--")) {
+      options_.emplace_back(word, "");
+      continue;
+    }
     options_.emplace_back(word, words[++i]);
   }
 }
@@ -57,6 +61,18 @@ std::optional<std::uint64_t> Args::take_u64(std::string_view name, std::uint64_t
   auto text = take(name);
   if (!text) return std::nullopt;
   return parse_u64(name, *text, min, max);
+}
+
+std::optional<std::string> Args::take_string(std::string_view name) {
+  auto text = take(name);
+  if (text && text->empty()) throw UsageError(std::string(name) + " wants a value");
+  return text;
+}
+
+bool Args::take_flag(std::string_view name) {
+  auto text = take(name);
+  if (text && !text->empty()) throw UsageError(std::string(name) + " takes no value");
+  return text.has_value();
 }
 
 std::optional<std::vector<std::uint64_t>> Args::take_u64_list(std::string_view name,

@@ -1,6 +1,7 @@
 // Command-line options of a coring-bench subcommand.
 //
-// Options are `--name value` or `--name=value`. A subcommand takes the ones it knows
+// Options are `--name value` or `--name=value`; a flag is `--name` alone (followed by
+// another option or by nothing). A subcommand takes the ones it knows
 // (take_*), then calls finish(), which rejects whatever is left, so a misspelt option
 // fails before a long run instead of being ignored. Bad input throws UsageError.
 #pragma once
@@ -33,6 +34,10 @@ class Args {
   // Like take_u64(), for a comma-separated list such as 1,8,32,128.
   std::optional<std::vector<std::uint64_t>> take_u64_list(std::string_view name, std::uint64_t min,
                                                           std::uint64_t max);
+  // Removes `--name`'s value if present, as it was given.
+  std::optional<std::string> take_string(std::string_view name);
+  // Removes `--name` if present, a flag given without a value.
+  bool take_flag(std::string_view name);
   // Removes `--help` or `-h` if present.
   bool take_help();
   // Throws UsageError naming the first option no take_* call consumed.

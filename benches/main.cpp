@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "cli.hpp"
+#include "file_randread.hpp"
 #include "measure.hpp"
 #include "ring_nop.hpp"
 #include "runtime_nop.hpp"
@@ -43,6 +44,12 @@ constexpr std::array subcommands{
     Subcommand{"runtime-nop-compare", "--inflight K1,K2,... [--ops N] [--reps R]",
                "ring-nop --batch K and runtime-nop --inflight K, interleaved R times (5)",
                runtime_nop_compare_main},
+    Subcommand{"file-randread", "--file F [--qd Q] [--seconds T] [--direct]",
+               "4 KiB random reads of F through coring's fs layer, Q in flight (32), T s (5)",
+               file_randread_main},
+    Subcommand{"file-randread-compare", "--file F [--qd Q] [--seconds T] [--reps R] [--direct]",
+               "file-randread and fio's io_uring engine, interleaved R times (3); medians",
+               file_randread_compare_main},
 };
 
 void print_usage(std::FILE* out, const Subcommand& sub) {

@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages coring needs to build, test and benchmark.
 #
 #   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog
-#   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev)
+#   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev, fio)
 #
 # Idempotent: it asks dpkg which packages are already installed and does nothing else
 # when none is missing. Only then does it run `apt-get update` and install the missing
@@ -30,6 +30,7 @@ packages=(
 )
 peers=(
   liburing-dev  # benches/ compares coring with liburing; the library never links it
+  fio           # coring-bench file-randread-compare runs fio's io_uring engine as the peer
 )
 
 for arg in "$@"; do

@@ -4,6 +4,7 @@
 // (with the reason on stderr).
 #include <cstdio>
 
+#include <coring/fs/paths.hpp>
 #include <coring/ring/prep.hpp>
 #include <coring/ring/ring.hpp>
 #include <coring/runtime/event_loop.hpp>
@@ -14,6 +15,11 @@ namespace {
 coring::Task<int> nop_through_loop() {
   const coring::IoResult result = co_await coring::nop();
   co_return result.res;
+}
+// The fs layer: statx of "/" through the ring.
+coring::Task<bool> root_is_a_directory() {
+  const coring::fs::Result<coring::fs::Stat> root = co_await coring::fs::stat("/");
+  co_return root.ok() && root->is_directory();
 }
 }  // namespace
 
@@ -49,6 +55,11 @@ int main() {
     std::fprintf(stderr, "consumer: NOP through the EventLoop gave res %d\n", res);
     return 1;
   }
+  if (!loop.run(root_is_a_directory())) {
+    std::fprintf(stderr, "consumer: fs::stat(\"/\") did not find a directory\n");
+    return 1;
+  }
+  std::printf("consumer: fs::stat through an installed coring OK\n");
   std::printf("consumer: NOP round trips through an installed coring (ring and runtime) OK\n");
   return 0;
 }

@@ -1,0 +1,187 @@
+// File: an open file and the operations on it, each one io_uring request.
+//
+//   fs::Result<fs::File> file = co_await fs::File::open("data.bin", O_RDWR | O_CREAT, 0644);
+//   fs::Result<std::size_t> n = co_await file->read_at(buffer, 4096);
+//
+// The single-request operations (read_at, write_at and their vectored and fixed forms,
+// sync, datasync, allocate) are awaitables built on the runtime's io(): the operation
+// record and the buffer it names stay in the awaiting frame until the CQE arrives, and
+// nothing is allocated. They accept with_timeout() and with_stop() like io(). The
+// composite ones (open, read_all, write_all, truncate, stat, close, ...) are Tasks.
+//
+// Every result is an fs::Result whose error names the operation and the file's path.
+// A File must be used from the thread of the loop that runs its operations.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+
+#include "coring/fs/buffers.hpp"
+#include "coring/fs/detail/op.hpp"
+#include "coring/fs/error.hpp"
+#include "coring/fs/stat.hpp"
+#include "coring/ring/prep.hpp"
+#include "coring/runtime/task.hpp"
+
+namespace coring::fs {
+
+class FileTable;
+
+class File {
+ public:
+  // The most one read or write transfers (Linux's MAX_RW_COUNT); larger spans are
+  // cut to it, and the count returned says so.
+  static constexpr std::size_t max_transfer = 0x7ffff000;
+
+  File() noexcept = default;
+  // Adopts `fd` (which should be O_CLOEXEC); `path` is what errors will name.
+  File(int fd, std::string path) noexcept : fd_(fd), target_(fd), path_(std::move(path)) {}
+  File(File&& other) noexcept;
+  File& operator=(File&& other) noexcept;
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+  // Closes a file still open with close(2) on this thread (after detaching it from its
+  // FileTable); co_await close() first to close it on the ring and see the error.
+  ~File();
+
+  // openat(2) relative to the working directory, always with O_CLOEXEC added to
+  // `flags`. `mode` applies when O_CREAT or O_TMPFILE creates the file.
+  static Task<Result<File>> open(std::filesystem::path path, int flags = O_RDONLY,
+                                 mode_t mode = 0644);
+
+  [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  // Whether operations go through a registered-file slot (FileTable::attach()).
+  [[nodiscard]] bool is_fixed() const noexcept { return table_ != nullptr; }
+  // Gives up ownership of the fd (detached from its FileTable first) and returns it.
+  int release() noexcept;
+
+  // --- One request each -----------------------------------------------------------------
+
+  // pread: the count read (0 at end of file; short near it).
+  auto read_at(std::span<std::byte> buffer, std::uint64_t offset) const noexcept {
+    return op<std::size_t>("read", [fd = target_, fixed = is_fixed(), buffer = clamp(buffer),
+                                    offset](ring::Sqe& sqe) noexcept {
+      ring::prep_read(sqe, fd, buffer, offset);
+      if (fixed) ring::use_fixed_file(sqe);
+    });
+  }
+  // pwrite: the count written (possibly short).
+  auto write_at(std::span<const std::byte> data, std::uint64_t offset) const noexcept {
+    return op<std::size_t>("write", [fd = target_, fixed = is_fixed(), data = clamp(data),
+                                     offset](ring::Sqe& sqe) noexcept {
+      ring::prep_write(sqe, fd, data, offset);
+      if (fixed) ring::use_fixed_file(sqe);
+    });
+  }
+  // preadv2/pwritev2 with RWF_* flags. The iovec array must outlive the co_await.
+  auto read_vectored_at(std::span<const iovec> buffers, std::uint64_t offset,
+                        std::uint32_t rw_flags = 0) const noexcept {
+    return op<std::size_t>("read", [fd = target_, fixed = is_fixed(), buffers, offset,
+                                    rw_flags](ring::Sqe& sqe) noexcept {
+      ring::prep_readv(sqe, fd, buffers, offset, rw_flags);
+      if (fixed) ring::use_fixed_file(sqe);
+    });
+  }
+  auto write_vectored_at(std::span<const iovec> buffers, std::uint64_t offset,
+                         std::uint32_t rw_flags = 0) const noexcept {
+    return op<std::size_t>("write", [fd = target_, fixed = is_fixed(), buffers, offset,
+                                     rw_flags](ring::Sqe& sqe) noexcept {
+      ring::prep_writev(sqe, fd, buffers, offset, rw_flags);
+      if (fixed) ring::use_fixed_file(sqe);
+    });
+  }
+  // Read into / write from (part of) a registered buffer of a BufferPool.
+  auto read_fixed(FixedSlice buffer, std::uint64_t offset) const noexcept {
+    return op<std::size_t>(
+        "read", [fd = target_, fixed = is_fixed(), buffer, offset](ring::Sqe& sqe) noexcept {
+          ring::prep_read_fixed(sqe, fd, clamp(buffer.bytes), offset, buffer.index);
+          if (fixed) ring::use_fixed_file(sqe);
+        });
+  }
+  auto write_fixed(FixedSlice buffer, std::uint64_t offset) const noexcept {
+    return op<std::size_t>(
+        "write", [fd = target_, fixed = is_fixed(), buffer, offset](ring::Sqe& sqe) noexcept {
+          ring::prep_write_fixed(sqe, fd, clamp(buffer.bytes), offset, buffer.index);
+          if (fixed) ring::use_fixed_file(sqe);
+        });
+  }
+
+ private:
+  // Defined before sync() and datasync(), which deduce their type from it.
+  auto fsync_op(const char* operation, std::uint32_t flags) const noexcept {
+    return op<void>(operation, [fd = target_, fixed = is_fixed(), flags](ring::Sqe& sqe) noexcept {
+      ring::prep_fsync(sqe, fd, flags);
+      if (fixed) ring::use_fixed_file(sqe);
+    });
+  }
+
+ public:
+  // fsync(2) and fdatasync(2).
+  auto sync() const noexcept { return fsync_op("sync", 0); }
+  auto datasync() const noexcept { return fsync_op("datasync", ring::fsync_datasync); }
+
+  // fallocate(2): reserves [offset, offset + length); `mode` is FALLOC_FL_* (0 extends
+  // the file size when the range goes past it).
+  auto allocate(std::uint64_t offset, std::uint64_t length, int mode = 0) const noexcept {
+    return op<void>("allocate", [fd = target_, fixed = is_fixed(), offset, length,
+                                 mode](ring::Sqe& sqe) noexcept {
+      ring::prep_fallocate(sqe, fd, mode, offset, length);
+      if (fixed) ring::use_fixed_file(sqe);
+    });
+  }
+
+  // --- Composite operations (Tasks) -----------------------------------------------------
+
+  // Reads until `buffer` is full or the file ends, continuing short reads. Returns the
+  // count read: less than buffer.size() only at end of file.
+  Task<Result<std::size_t>> read_all(std::span<std::byte> buffer, std::uint64_t offset) const;
+  // Writes all of `data`, continuing short writes. A write that makes no progress is EIO.
+  Task<Result<void>> write_all(std::span<const std::byte> data, std::uint64_t offset) const;
+  // ftruncate(2): IORING_OP_FTRUNCATE where the kernel has it (6.9), the blocking pool
+  // otherwise.
+  Task<Result<void>> truncate(std::uint64_t length) const;
+  // statx(2) of the open file. `mask` is STATX_*; add STATX_DIOALIGN to learn O_DIRECT's
+  // alignment (Stat::direct_memory_alignment()).
+  Task<Result<Stat>> stat(unsigned mask = STATX_BASIC_STATS) const;
+  // fchmod(2), on the blocking pool (io_uring has no chmod).
+  Task<Result<void>> set_permissions(mode_t mode) const;
+  // Closes the file on the ring (IORING_OP_CLOSE). The File is closed (is_open() false)
+  // whatever the result; the error, if any, is close(2)'s (such as a failed write-back).
+  Task<Result<void>> close();
+
+ private:
+  friend class FileTable;
+
+  template <typename T, typename Prep>
+  detail::FileOp<T, Prep> op(const char* operation, Prep prep) const noexcept {
+    return detail::FileOp<T, Prep>(std::move(prep), detail::Where{operation, &path_});
+  }
+  template <typename Byte>
+  static std::span<Byte> clamp(std::span<Byte> buffer) noexcept {
+    return buffer.first(std::min(buffer.size(), max_transfer));
+  }
+  void detach() noexcept;
+
+  int fd_ = -1;
+  int target_ = -1;  // what SQEs name: fd_, or the registered slot when table_ is set
+  FileTable* table_ = nullptr;
+  std::string path_;
+};
+
+}  // namespace coring::fs
+
+namespace coring::fs::detail {
+// truncate()'s path on kernels without IORING_OP_FTRUNCATE: ftruncate(2) on the
+// blocking pool. Public for the tests, which run it on kernels that have the op too.
+Task<Result<void>> truncate_on_pool(const File& file, std::uint64_t length);
+}  // namespace coring::fs::detail

@@ -1,0 +1,164 @@
+// AlignedBuffer and BufferPool: one page-aligned allocation cut into equal buffers,
+// registered with the loop's ring as one table entry per buffer.
+//
+// Leases come from a stack of free indices (the buffer given back last is handed out
+// next, while its cache lines are warm). When none is free, acquire() queues its
+// awaiter (FIFO); giving a buffer back hands it straight to the oldest waiter and
+// schedules that coroutine on the loop, so a buffer never sits free while someone waits.
+#include "coring/fs/buffers.hpp"
+
+#include <sys/uio.h>
+
+#include <bit>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <system_error>
+
+#include "coring/runtime/event_loop.hpp"
+#include "log.hpp"
+
+namespace coring::fs {
+
+namespace {
+constexpr std::uint32_t max_registered_buffers = 1U << 14;     // IORING_MAX_REG_BUFFERS
+constexpr std::size_t max_buffer_size = std::size_t{1} << 30;  // the kernel's per-buffer limit
+
+std::size_t round_up(std::size_t size, std::size_t alignment) noexcept {
+  return (size + alignment - 1) & ~(alignment - 1);
+}
+}  // namespace
+
+// --- AlignedBuffer ---------------------------------------------------------------------
+
+AlignedBuffer::AlignedBuffer(std::size_t size, std::size_t alignment)
+    : memory_(nullptr, Free{alignment}), size_(size), alignment_(alignment) {
+  if (!std::has_single_bit(alignment)) {
+    throw std::invalid_argument("fs::AlignedBuffer: alignment must be a power of two");
+  }
+  if (size == 0) return;
+  const std::size_t allocated = round_up(size, alignment);
+  auto* memory = static_cast<std::byte*>(::operator new (allocated, std::align_val_t{alignment}));
+  std::memset(memory, 0, allocated);
+  memory_.reset(memory);
+}
+
+void AlignedBuffer::Free::operator()(std::byte* memory) const noexcept {
+  ::operator delete (memory, std::align_val_t{alignment});
+}
+
+// --- FixedBuffer -----------------------------------------------------------------------
+
+FixedBuffer::FixedBuffer(FixedBuffer&& other) noexcept
+    : pool_(std::exchange(other.pool_, nullptr)), index_(other.index_), bytes_(other.bytes_) {}
+
+FixedBuffer& FixedBuffer::operator=(FixedBuffer&& other) noexcept {
+  if (this != &other) {
+    reset();
+    pool_ = std::exchange(other.pool_, nullptr);
+    index_ = other.index_;
+    bytes_ = other.bytes_;
+  }
+  return *this;
+}
+
+bool FixedBuffer::registered() const noexcept { return pool_ != nullptr && pool_->registered(); }
+
+void FixedBuffer::reset() noexcept {
+  if (pool_ != nullptr) std::exchange(pool_, nullptr)->give_back(index_);
+}
+
+// --- BufferPool ------------------------------------------------------------------------
+
+BufferPool::BufferPool(EventLoop& loop, const BufferPoolOptions& options)
+    : loop_(loop),
+      buffer_size_(round_up(options.buffer_size, AlignedBuffer::page_size)),
+      iovecs_count_(options.count) {
+  if (options.count == 0 || options.count > max_registered_buffers) {
+    throw std::invalid_argument("fs::BufferPool: count must be 1..16384");
+  }
+  if (options.buffer_size == 0 || options.buffer_size > max_buffer_size) {
+    throw std::invalid_argument("fs::BufferPool: buffer_size must be 1 byte..1 GiB");
+  }
+  memory_ = AlignedBuffer(buffer_size_ * options.count);
+  std::vector<iovec> iovecs(options.count);
+  for (std::uint32_t i = 0; i < options.count; ++i) {
+    iovecs[i] = iovec{memory_.data() + i * buffer_size_, buffer_size_};
+  }
+  if (options.register_buffers) {
+    if (auto registered = loop_.ring().register_buffers(iovecs); !registered) {
+      throw std::system_error(registered.error(), "fs::BufferPool: registering the buffers");
+    }
+    registered_ = true;
+  }
+  free_.reserve(options.count);
+  for (std::uint32_t i = options.count; i > 0; --i)
+    free_.push_back(static_cast<std::uint16_t>(i - 1));
+}
+
+BufferPool::~BufferPool() {
+  assert(free_.size() == iovecs_count_ && "a BufferPool destroyed with buffers leased");
+  assert(waiters_head_ == nullptr && "a BufferPool destroyed with coroutines waiting");
+  if (registered_) {
+    if (auto done = loop_.ring().unregister_buffers(); !done) {
+      detail::log_error("fs::~BufferPool: unregister_buffers", done.error());
+    }
+  }
+}
+
+std::optional<FixedBuffer> BufferPool::try_acquire() noexcept {
+  if (free_.empty()) return std::nullopt;
+  const std::uint16_t index = free_.back();
+  free_.pop_back();
+  return lease(index);
+}
+
+FixedBuffer BufferPool::lease(std::uint16_t index) noexcept {
+  return FixedBuffer(*this, index, memory_.bytes().subspan(index * buffer_size_, buffer_size_));
+}
+
+void BufferPool::give_back(std::uint16_t index) noexcept {
+  AcquireOp* waiter = waiters_head_;
+  if (waiter == nullptr) {
+    free_.push_back(index);  // never reallocates: reserved for every buffer
+    return;
+  }
+  waiters_head_ = waiter->next_;
+  if (waiters_head_ == nullptr) waiters_tail_ = nullptr;
+  waiter->queued_ = false;
+  waiter->buffer_.emplace(lease(index));
+  loop_.schedule(waiter->waiter_);
+}
+
+void BufferPool::unqueue(AcquireOp& op) noexcept {
+  AcquireOp* previous = nullptr;
+  for (AcquireOp* at = waiters_head_; at != nullptr; previous = at, at = at->next_) {
+    if (at != &op) continue;
+    (previous == nullptr ? waiters_head_ : previous->next_) = at->next_;
+    if (waiters_tail_ == at) waiters_tail_ = previous;
+    break;
+  }
+  op.queued_ = false;
+}
+
+BufferPool::AcquireOp::~AcquireOp() {
+  if (queued_) pool_->unqueue(*this);  // its frame is destroyed while it waits
+}
+
+bool BufferPool::AcquireOp::await_ready() noexcept {
+  buffer_ = pool_->try_acquire();
+  return buffer_.has_value();
+}
+
+void BufferPool::AcquireOp::await_suspend(std::coroutine_handle<> waiter) noexcept {
+  waiter_ = waiter;
+  queued_ = true;
+  if (pool_->waiters_tail_ == nullptr) {
+    pool_->waiters_head_ = this;
+  } else {
+    pool_->waiters_tail_->next_ = this;
+  }
+  pool_->waiters_tail_ = this;
+}
+
+}  // namespace coring::fs

@@ -1,0 +1,129 @@
+// File: the composite operations (Tasks) and ownership of the fd.
+//
+// The single-request operations are inline in file.hpp. What is here either needs
+// more than one request (read_all, write_all), memory the kernel writes that must live
+// in a frame (stat's statx buffer, open's path), a choice made by probing the kernel
+// (truncate), or a system call io_uring does not have (fchmod, on the blocking pool).
+#include "coring/fs/file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "coring/fs/file_table.hpp"
+#include "coring/fs/probe.hpp"
+#include "coring/runtime/io.hpp"
+#include "log.hpp"
+#include "on_pool.hpp"
+
+namespace coring::fs {
+
+File::File(File&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      target_(std::exchange(other.target_, -1)),
+      table_(std::exchange(other.table_, nullptr)),
+      path_(std::move(other.path_)) {}
+
+File& File::operator=(File&& other) noexcept {
+  if (this != &other) {
+    this->~File();
+    ::new (static_cast<void*>(this)) File(std::move(other));
+  }
+  return *this;
+}
+
+File::~File() {
+  const int fd = release();
+  if (fd >= 0 && ::close(fd) != 0) {
+    detail::log_error(("~File: close " + path_).c_str(),
+                      std::error_code(errno, std::system_category()));
+  }
+}
+
+int File::release() noexcept {
+  detach();
+  target_ = -1;
+  return std::exchange(fd_, -1);
+}
+
+void File::detach() noexcept {
+  if (table_ != nullptr) table_->detach(*this);
+}
+
+Task<Result<File>> File::open(std::filesystem::path path, int flags, mode_t mode) {
+  const IoResult r = co_await io([&](ring::Sqe& sqe) noexcept {
+                       ring::prep_openat(sqe, AT_FDCWD, path.c_str(), flags | O_CLOEXEC, mode);
+                     }).with_fd_result();
+  if (!r) co_return detail::make_error(r.res, "open", path.native());
+  co_return File(r.res, std::move(path).native());
+}
+
+Task<Result<std::size_t>> File::read_all(std::span<std::byte> buffer, std::uint64_t offset) const {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    Result<std::size_t> n = co_await read_at(buffer.subspan(done), offset + done);
+    if (!n) co_return n.failure();
+    if (*n == 0) break;  // end of file
+    done += *n;
+  }
+  co_return done;
+}
+
+Task<Result<void>> File::write_all(std::span<const std::byte> data, std::uint64_t offset) const {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    Result<std::size_t> n = co_await write_at(data.subspan(done), offset + done);
+    if (!n) co_return n.failure();
+    if (*n == 0) co_return detail::make_error(-EIO, "write", path_);
+    done += *n;
+  }
+  co_return Result<void>{};
+}
+
+Task<Result<void>> File::truncate(std::uint64_t length) const {
+  if (!supports(ring::Op::ftruncate)) co_return co_await detail::truncate_on_pool(*this, length);
+  co_return co_await op<void>("truncate",
+                              [fd = target_, fixed = is_fixed(), length](ring::Sqe& sqe) noexcept {
+                                ring::prep_ftruncate(sqe, fd, length);
+                                if (fixed) ring::use_fixed_file(sqe);
+                              });
+}
+
+Task<Result<Stat>> File::stat(unsigned mask) const {
+  // statx has no fixed-file form: it always names the fd (with an empty path).
+  Stat st;
+  const IoResult r = co_await io([&](ring::Sqe& sqe) noexcept {
+    ring::prep_statx(sqe, fd_, "", AT_EMPTY_PATH, mask, &st.raw);
+  });
+  if (!r) co_return detail::make_error(r.res, "stat", path_);
+  co_return st;
+}
+
+Task<Result<void>> File::set_permissions(mode_t mode) const {
+  co_return co_await detail::on_pool(
+      "chmod", path_, [fd = fd_, mode] { return ::fchmod(fd, mode) == 0 ? 0 : errno; });
+}
+
+Task<Result<void>> File::close() {
+  const int fd = release();
+  if (fd < 0) co_return detail::make_error(-EBADF, "close", path_);
+  const IoResult r = co_await io([fd](ring::Sqe& sqe) noexcept { ring::prep_close(sqe, fd); });
+  if (!r) co_return detail::make_error(r.res, "close", path_);
+  co_return Result<void>{};
+}
+
+namespace detail {
+
+Task<Result<void>> truncate_on_pool(const File& file, std::uint64_t length) {
+  if (length > static_cast<std::uint64_t>(INT64_MAX))
+    co_return make_error(-EINVAL, "truncate", file.path());
+  co_return co_await on_pool("truncate", file.path(), [fd = file.fd(), length] {
+    return ::ftruncate(fd, static_cast<off_t>(length)) == 0 ? 0 : errno;
+  });
+}
+
+}  // namespace detail
+}  // namespace coring::fs

@@ -1,0 +1,250 @@
+// coring-cp as a program: large, empty and sparse files copied byte for byte with the
+// mode kept, holes kept, and failures (missing source, unwritable destination, bad
+// usage) that exit non-zero with a message naming the path.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fs_support.hpp"
+#include "support.hpp"
+
+extern char** environ;
+
+namespace coring::fs {
+namespace {
+
+using ring::test::TempDir;
+using namespace test;
+
+constexpr std::uint64_t mib = std::uint64_t{1} << 20;
+constexpr std::uint64_t gib = std::uint64_t{1} << 30;
+
+struct CpRun {
+  int status = -1;  // the exit status, or -1 if it did not exit normally
+  std::string out;
+  std::string err;
+};
+
+std::string text_of(const std::string& path) {
+  const auto bytes = read_plain(path);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+// Runs coring-cp with `args`, its stdout and stderr captured in files.
+CpRun run_cp(const std::vector<std::string>& args) {
+#ifndef CORING_CP_PATH
+  (void)args;
+  return {};
+#else
+  TempDir logs;
+  std::vector<std::string> words{CORING_CP_PATH};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, logs.file("out").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, logs.file("err").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  const int spawned = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  CpRun run;
+  if (spawned != 0) {
+    ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << std::strerror(spawned);
+    return run;
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) == pid && WIFEXITED(status)) run.status = WEXITSTATUS(status);
+  run.out = text_of(logs.file("out"));
+  run.err = text_of(logs.file("err"));
+  return run;
+#endif
+}
+
+#define REQUIRE_CP()                                                                   \
+  do {                                                                                 \
+    if (!cp_built()) GTEST_SKIP() << "coring-cp is not built (CORING_BUILD_EXAMPLES)"; \
+  } while (0)
+
+bool cp_built() {
+#ifdef CORING_CP_PATH
+  return true;
+#else
+  return false;
+#endif
+}
+
+// The data extents of a file (SEEK_DATA/SEEK_HOLE), as [begin, end) pairs.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> extents_of(const std::string& path) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> extents;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return extents;
+  off_t at = 0;
+  for (;;) {
+    const off_t data = ::lseek(fd, at, SEEK_DATA);
+    if (data < 0) break;
+    const off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    extents.emplace_back(data, hole);
+    at = hole;
+  }
+  ::close(fd);
+  return extents;
+}
+
+// Byte-identical without reading gigabytes of holes: equal sizes, equal bytes over
+// every data extent of `a`, and no data in `b` outside those extents (so b reads zeros
+// wherever a does).
+void expect_identical_sparse(const std::string& a, const std::string& b) {
+  ASSERT_EQ(stat_plain(a).st_size, stat_plain(b).st_size);
+  const auto a_extents = extents_of(a);
+  const auto b_extents = extents_of(b);
+  ASSERT_FALSE(a_extents.empty());
+  for (const auto& [begin, end] : b_extents) {
+    bool covered = false;
+    for (const auto& [a_begin, a_end] : a_extents) covered |= a_begin <= begin && end <= a_end;
+    EXPECT_TRUE(covered) << "data in the copy at [" << begin << ", " << end << ") is a hole in "
+                         << a;
+  }
+  const int fa = ::open(a.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fb = ::open(b.c_str(), O_RDONLY | O_CLOEXEC);
+  std::vector<char> x(mib);
+  std::vector<char> y(mib);
+  for (const auto& [begin, end] : a_extents) {
+    for (std::uint64_t at = begin; at < end; at += mib) {
+      const auto length = static_cast<std::size_t>(std::min<std::uint64_t>(mib, end - at));
+      ASSERT_EQ(::pread(fa, x.data(), length, static_cast<off_t>(at)),
+                static_cast<ssize_t>(length));
+      ASSERT_EQ(::pread(fb, y.data(), length, static_cast<off_t>(at)),
+                static_cast<ssize_t>(length));
+      ASSERT_EQ(std::memcmp(x.data(), y.data(), length), 0)
+          << "differs in [" << at << ", +" << length << ")";
+    }
+  }
+  ::close(fa);
+  ::close(fb);
+}
+
+TEST(FsCp, CopiesALargeFileByteForByteAndKeepsTheMode) {
+  REQUIRE_CP();
+  TempDir dir;
+  const auto data = pattern(64 * mib + 4097, 21);
+  write_plain(dir.file("large"), data);
+  ASSERT_EQ(::chmod(dir.file("large").c_str(), 0741), 0);
+  const CpRun run = run_cp({dir.file("large"), dir.file("copy"), "--qd", "8", "--bs", "256K"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("copied " + std::to_string(data.size()) + " bytes"), std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("MB/s"), std::string::npos) << run.out;
+  EXPECT_EQ(read_plain(dir.file("copy")), data);
+  EXPECT_EQ(stat_plain(dir.file("copy")).st_mode & 07777, 0741U);
+}
+
+TEST(FsCp, SmallBlocksAndAnOddSizeStillCopyEverything) {
+  REQUIRE_CP();
+  TempDir dir;
+  const auto data = pattern(mib + 123, 22);
+  write_plain(dir.file("odd"), data);
+  const CpRun run = run_cp({dir.file("odd"), dir.file("copy"), "--qd", "3", "--bs", "4K"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(read_plain(dir.file("copy")), data);
+}
+
+TEST(FsCp, CopiesAnEmptyFileOverANonEmptyOne) {
+  REQUIRE_CP();
+  TempDir dir;
+  write_plain(dir.file("empty"), {});
+  write_plain(dir.file("copy"), pattern(5000));
+  const CpRun run = run_cp({dir.file("empty"), dir.file("copy")});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("copied 0 bytes"), std::string::npos) << run.out;
+  EXPECT_EQ(stat_plain(dir.file("copy")).st_size, 0);
+}
+
+TEST(FsCp, CopiesASparseFileKeepingItsHoles) {
+  REQUIRE_CP();
+  TempDir dir;
+  write_plain(dir.file("sparse"), pattern(100000, 1), 0);
+  write_plain(dir.file("sparse"), pattern(3 * mib, 2), 64 * mib);
+  write_plain(dir.file("sparse"), pattern(5000, 3), 4 * gib + 4096);
+  ASSERT_EQ(::truncate(dir.file("sparse").c_str(), static_cast<off_t>(5 * gib + 1)), 0);
+  const CpRun run = run_cp({dir.file("sparse"), dir.file("copy"), "--qd", "4"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  expect_identical_sparse(dir.file("sparse"), dir.file("copy"));
+  // Not ballooned: the copy takes about the space of the source's data, not 5 GiB.
+  EXPECT_LE(stat_plain(dir.file("copy")).st_blocks, stat_plain(dir.file("sparse")).st_blocks + 64);
+}
+
+TEST(FsCp, CopiesIntoADirectory) {
+  REQUIRE_CP();
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.file("into").c_str(), 0755), 0);
+  write_plain(dir.file("f"), pattern(1000));
+  const CpRun run = run_cp({dir.file("f"), dir.file("into")});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(read_plain(dir.file("into/f")), pattern(1000));
+}
+
+TEST(FsCp, AMissingSourceExitsNonZeroNamingIt) {
+  REQUIRE_CP();
+  TempDir dir;
+  const CpRun run = run_cp({dir.file("missing"), dir.file("copy")});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find(dir.file("missing")), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("No such file or directory"), std::string::npos) << run.err;
+  EXPECT_TRUE(run.out.empty()) << run.out;
+  EXPECT_NE(::access(dir.file("copy").c_str(), F_OK), 0);
+}
+
+TEST(FsCp, AnUnwritableDestinationExitsNonZeroNamingIt) {
+  REQUIRE_CP();
+  TempDir dir;
+  write_plain(dir.file("f"), pattern(1000));
+  ASSERT_EQ(::mkdir(dir.file("locked").c_str(), 0555), 0);
+  // Root writes into a 0555 directory anyway; an immutable one refuses even root.
+  const bool root = ::geteuid() == 0;
+  if (root && !set_immutable(dir.file("locked"), true)) {
+    GTEST_SKIP() << "running as root without CAP_LINUX_IMMUTABLE: no directory is unwritable";
+  }
+  const CpRun run = run_cp({dir.file("f"), dir.file("locked/copy")});
+  if (root) set_immutable(dir.file("locked"), false);
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("open '" + dir.file("locked/copy") + "'"), std::string::npos) << run.err;
+  EXPECT_TRUE(run.err.find("Permission denied") != std::string::npos ||
+              run.err.find("Operation not permitted") != std::string::npos)
+      << run.err;
+  EXPECT_TRUE(run.out.empty()) << run.out;
+}
+
+TEST(FsCp, ADirectorySourceOrACopyOntoItselfFails) {
+  REQUIRE_CP();
+  TempDir dir;
+  write_plain(dir.file("f"), pattern(1000));
+  const CpRun directory = run_cp({dir.path(), dir.file("copy")});
+  EXPECT_EQ(directory.status, 1);
+  EXPECT_NE(directory.err.find("Is a directory"), std::string::npos) << directory.err;
+  const CpRun itself = run_cp({dir.file("f"), dir.file("f")});
+  EXPECT_EQ(itself.status, 1);
+  EXPECT_NE(itself.err.find("same file"), std::string::npos) << itself.err;
+  EXPECT_EQ(read_plain(dir.file("f")), pattern(1000));
+}
+
+TEST(FsCp, BadUsageExitsTwo) {
+  REQUIRE_CP();
+  EXPECT_EQ(run_cp({}).status, 2);
+  EXPECT_EQ(run_cp({"a"}).status, 2);
+  EXPECT_EQ(run_cp({"a", "b", "--qd", "0"}).status, 2);
+  EXPECT_EQ(run_cp({"a", "b", "--bs", "12X"}).status, 2);
+  EXPECT_EQ(run_cp({"a", "b", "--frobnicate"}).status, 2);
+}
+
+}  // namespace
+}  // namespace coring::fs
