@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "cli.hpp"
+#include "echo.hpp"
 #include "measure.hpp"
 #include "ring_nop.hpp"
 #include "runtime_nop.hpp"
@@ -43,6 +44,10 @@ constexpr std::array subcommands{
     Subcommand{"runtime-nop-compare", "--inflight K1,K2,... [--ops N] [--reps R]",
                "ring-nop --batch K and runtime-nop --inflight K, interleaved R times (5)",
                runtime_nop_compare_main},
+    Subcommand{"echo",
+               "--conns C --size S --seconds T [--reps R] [--server-cpu A] [--client-cpu B]",
+               "server CPU per message: coring's echo server vs epoll and liburing ones (3 reps)",
+               echo_main},
 };
 
 void print_usage(std::FILE* out, const Subcommand& sub) {
