@@ -43,7 +43,7 @@ sockaddr_in loopback(std::uint16_t port) {
 }
 
 // A listening socket on 127.0.0.1:0, or -1 with errno set.
-int listen_loopback() {
+int try_listen_loopback() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   const sockaddr_in address = loopback(0);
@@ -53,15 +53,6 @@ int listen_loopback() {
     return -1;
   }
   return fd;
-}
-
-std::uint16_t local_port(int fd) {
-  sockaddr_in address{};
-  socklen_t length = sizeof(address);
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    throw std::system_error(errno, std::system_category(), "getsockname");
-  }
-  return ntohs(address.sin_port);
 }
 
 std::string describe_status(int status) {
@@ -125,7 +116,29 @@ std::uint64_t tree_run_time_ns(pid_t pid) {
 
 }  // namespace
 
-ChildProcess ChildProcess::fork_server(int cpu, const std::function<int(int listen_fd)>& serve) {
+std::uint16_t local_port(int fd) {
+  sockaddr_in address{};
+  socklen_t length = sizeof(address);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    throw std::system_error(errno, std::system_category(), "getsockname");
+  }
+  return ntohs(address.sin_port);
+}
+
+int listen_loopback() {
+  const int fd = try_listen_loopback();
+  if (fd < 0) throw std::system_error(errno, std::system_category(), "listen on 127.0.0.1");
+  return fd;
+}
+
+void report_listening(int ready_fd, std::uint16_t port) {
+  if (::write(ready_fd, &port, sizeof(port)) != sizeof(port)) {
+    throw std::system_error(errno, std::system_category(), "report_listening");
+  }
+  ::close(ready_fd);
+}
+
+ChildProcess ChildProcess::fork_server(int cpu, const std::function<int(int ready_fd)>& serve) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category());
   std::fflush(nullptr);
@@ -134,17 +147,9 @@ ChildProcess ChildProcess::fork_server(int cpu, const std::function<int(int list
   if (pid == 0) {
     ::close(pipe_fds[0]);
     pin_self(cpu);
-    const int listen_fd = listen_loopback();
-    if (listen_fd < 0) {
-      std::fprintf(stderr, "child: listen on 127.0.0.1: %s\n", std::strerror(errno));
-      ::_exit(121);
-    }
-    const std::uint16_t port = local_port(listen_fd);
-    if (::write(pipe_fds[1], &port, sizeof(port)) != sizeof(port)) ::_exit(122);
-    ::close(pipe_fds[1]);
     int status = 1;
     try {
-      status = serve(listen_fd);
+      status = serve(pipe_fds[1]);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "child: %s\n", e.what());
     }
@@ -242,7 +247,6 @@ int connect_loopback(std::uint16_t port, std::chrono::milliseconds patience) {
 
 std::uint16_t free_loopback_port() {
   const int fd = listen_loopback();
-  if (fd < 0) throw std::system_error(errno, std::system_category(), "listen on 127.0.0.1");
   const std::uint16_t port = local_port(fd);
   ::close(fd);
   return port;

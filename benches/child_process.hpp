@@ -20,11 +20,10 @@ namespace coring::bench {
 
 class ChildProcess {
  public:
-  // Forks. The child pins itself to `cpu`, makes a listening TCP socket on 127.0.0.1
-  // with a kernel-chosen port, reports the port to the parent and runs serve(listen_fd),
-  // whose return value is its exit status. Returns once the child listens; throws
-  // std::runtime_error if it failed before (its exit status in the message).
-  static ChildProcess fork_server(int cpu, const std::function<int(int listen_fd)>& serve);
+  // Forks. The child pins itself to `cpu` and runs serve(ready_fd), whose return value
+  // is its exit status; serve() calls report_listening(ready_fd, port) once it listens on
+  // 127.0.0.1:port. Returns then; throws std::runtime_error if the child failed before.
+  static ChildProcess fork_server(int cpu, const std::function<int(int ready_fd)>& serve);
   // Forks and executes argv[0] (searched in PATH) pinned to `cpu`. Does not wait.
   static ChildProcess exec(int cpu, const std::vector<std::string>& argv);
 
@@ -53,6 +52,14 @@ class ChildProcess {
   std::uint16_t port_;
   int status_ = -1;  // once reaped
 };
+
+// For fork_server()'s serve(): tells the parent the server listens on 127.0.0.1:port.
+void report_listening(int ready_fd, std::uint16_t port);
+
+// A listening TCP socket on 127.0.0.1 with a kernel-chosen port (SOCK_CLOEXEC,
+// backlog SOMAXCONN); throws std::system_error.
+int listen_loopback();
+std::uint16_t local_port(int fd);
 
 // Connects a TCP socket to 127.0.0.1:port, retrying for up to `patience` while nothing
 // listens yet (a server that was just exec'd). Returns the connected fd (SOCK_CLOEXEC,

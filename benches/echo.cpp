@@ -43,8 +43,20 @@ struct EchoOptions {
 
 struct Server {
   std::string_view name;
-  int (*serve)(int listen_fd);
+  int (*serve)(int ready_fd);
 };
+
+int serve_epoll(int ready_fd) {
+  const int listen_fd = listen_loopback();
+  report_listening(ready_fd, local_port(listen_fd));
+  return serve_epoll_echo(listen_fd);
+}
+
+int serve_liburing(int ready_fd) {
+  const int listen_fd = listen_loopback();
+  report_listening(ready_fd, local_port(listen_fd));
+  return serve_liburing_echo(listen_fd);
+}
 
 struct EchoRun {
   std::uint64_t msgs = 0;
@@ -132,9 +144,9 @@ int echo_main(Args& args) {
   args.finish();
   pin_to_cpu(options.client_cpu);
 
-  std::vector<Server> servers{{"coring", &serve_coring_echo}, {"epoll", &serve_epoll_echo}};
+  std::vector<Server> servers{{"coring", &serve_coring_echo}, {"epoll", &serve_epoll}};
   if (liburing_echo_available()) {
-    servers.push_back({"liburing", &serve_liburing_echo});
+    servers.push_back({"liburing", &serve_liburing});
   } else {
     std::printf("%.*s\n", static_cast<int>(liburing_skipped.size()), liburing_skipped.data());
   }

@@ -8,8 +8,8 @@ namespace coring::bench {
 
 int echo_main(Args& args);
 
-// The coring echo server of the benchmark, serving `listen_fd` until SIGINT or SIGTERM
-// (then it returns 0).
-int serve_coring_echo(int listen_fd);
+// The coring echo server of the benchmark, listening on 127.0.0.1 (reported through
+// `ready_fd`, see ChildProcess::fork_server) until SIGINT or SIGTERM (then it returns 0).
+int serve_coring_echo(int ready_fd);
 
 }  // namespace coring::bench

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <span>
 
+#include "child_process.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/io.hpp"
@@ -74,7 +75,9 @@ Task<void> until_signal() {
 
 }  // namespace
 
-int serve_coring_echo(int listen_fd) {
+int serve_coring_echo(int ready_fd) {
+  const int listen_fd = listen_loopback();
+  report_listening(ready_fd, local_port(listen_fd));
   // Destroying the loop cancels the accept and the connections' operations in flight.
   EventLoop loop;
   loop.spawn(accept_loop(loop, listen_fd));
