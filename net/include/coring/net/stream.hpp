@@ -26,7 +26,9 @@
 #include <system_error>
 
 #include "coring/net/address.hpp"
+#include "coring/net/buffer_pool.hpp"
 #include "coring/net/detail/body_op.hpp"
+#include "coring/net/recv_stream.hpp"
 #include "coring/net/socket.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/io.hpp"
@@ -183,6 +185,16 @@ class StreamSocket : public Socket {
   // A connected pair of Unix stream sockets (socketpair(2)).
   static Result<std::pair<StreamSocket, StreamSocket>> pair() noexcept;
 
+  // A receive into a buffer of `pool` that the kernel picks when data arrives: a lease
+  // on the bytes, an empty lease at end of stream, or the error (ENOBUFS when the pool
+  // has no buffer left: a RecvStream waits for buffers instead).
+  auto recv(BufferPool& pool, int msg_flags = 0) const noexcept {
+    return detail::body_op(detail::PoolRecvBody{&pool, fd_, msg_flags, is_direct()});
+  }
+  // A multishot receive into `pool`; see recv_stream.hpp.
+  RecvStream recv_stream(BufferPool& pool, RecvStreamOptions options = {}) const {
+    return RecvStream(fd_, is_direct(), pool, options);
+  }
   // Up to buffer.size() bytes: res is the count, 0 at end of stream, or -errno.
   auto recv(std::span<std::byte> buffer, int msg_flags = 0) const noexcept {
     return io(detail::RecvPrep{buffer, fd_, msg_flags, is_direct()});
