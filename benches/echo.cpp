@@ -141,6 +141,7 @@ int echo_main(Args& args) {
       static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
   options.client_cpu =
       static_cast<int>(args.take_u64("--client-cpu", 0, CPU_SETSIZE - 1).value_or(1));
+  const bool runtime_baseline = args.take_u64("--runtime-baseline", 0, 1).value_or(0) == 1;
   args.finish();
   pin_to_cpu(options.client_cpu);
 
@@ -150,6 +151,7 @@ int echo_main(Args& args) {
   } else {
     std::printf("%.*s\n", static_cast<int>(liburing_skipped.size()), liburing_skipped.data());
   }
+  if (runtime_baseline) servers.push_back({"coring-rt", &serve_runtime_echo});
   std::vector<std::vector<EchoRun>> runs(servers.size());
   for (std::uint64_t rep = 0; rep < options.reps; ++rep) {
     for (std::size_t i = 0; i < servers.size(); ++i) {
@@ -174,7 +176,7 @@ int echo_main(Args& args) {
                 median_of(runs[i], &EchoRun::client_cpu_share));
   }
   print_ratio("epoll", runs[0], runs[1], "<= 0.90");
-  if (servers.size() > 2) print_ratio("liburing", runs[0], runs[2], "<= 1.10");
+  if (liburing_echo_available()) print_ratio("liburing", runs[0], runs[2], "<= 1.10");
   return 0;
 }
 

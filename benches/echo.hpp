@@ -11,5 +11,7 @@ int echo_main(Args& args);
 // The coring echo server of the benchmark, listening on 127.0.0.1 (reported through
 // `ready_fd`, see ChildProcess::fork_server) until SIGINT or SIGTERM (then it returns 0).
 int serve_coring_echo(int ready_fd);
+// The same on the runtime alone, without net/ and the Server frame (a diagnostic row).
+int serve_runtime_echo(int ready_fd);
 
 }  // namespace coring::bench

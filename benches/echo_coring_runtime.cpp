@@ -1,6 +1,7 @@
-// The coring side of `coring-bench echo`, until net/ lands: an echo server on the
-// runtime's own awaitables — a Multishot accept, then per connection a coroutine that
-// awaits a recv and a send of what it received.
+// A diagnostic row of `coring-bench echo` (--runtime-baseline 1): an echo server on the
+// runtime's own awaitables without net/ — a Multishot accept, then per connection a
+// coroutine that awaits io(prep_recv) and io(prep_send). Against the "coring" row
+// (coring-echo's code on net/ and the Server frame) it shows what those layers cost.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -75,7 +76,7 @@ Task<void> until_signal() {
 
 }  // namespace
 
-int serve_coring_echo(int ready_fd) {
+int serve_runtime_echo(int ready_fd) {
   const int listen_fd = listen_loopback();
   report_listening(ready_fd, local_port(listen_fd));
   // Destroying the loop cancels the accept and the connections' operations in flight.

@@ -45,7 +45,8 @@ constexpr std::array subcommands{
                "ring-nop --batch K and runtime-nop --inflight K, interleaved R times (5)",
                runtime_nop_compare_main},
     Subcommand{"echo",
-               "--conns C --size S --seconds T [--reps R] [--server-cpu A] [--client-cpu B]",
+               "--conns C --size S --seconds T [--reps R] [--server-cpu A] [--client-cpu B] "
+               "[--runtime-baseline 1]",
                "server CPU per message: coring's echo server vs epoll and liburing ones (3 reps)",
                echo_main},
 };
