@@ -170,7 +170,7 @@ ChildProcess ChildProcess::fork_server(int cpu, const std::function<int(int read
   return child;
 }
 
-ChildProcess ChildProcess::exec(int cpu, const std::vector<std::string>& argv) {
+ChildProcess ChildProcess::exec(int cpu, const std::vector<std::string>& argv, int stdout_fd) {
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -179,6 +179,7 @@ ChildProcess ChildProcess::exec(int cpu, const std::vector<std::string>& argv) {
   if (pid < 0) throw std::system_error(errno, std::system_category(), "fork");
   if (pid == 0) {
     pin_self(cpu);
+    if (stdout_fd >= 0 && ::dup2(stdout_fd, STDOUT_FILENO) < 0) ::_exit(126);
     ::execvp(args[0], args.data());
     std::fprintf(stderr, "child: exec %s: %s\n", args[0], std::strerror(errno));
     ::_exit(127);
@@ -207,6 +208,15 @@ bool ChildProcess::exited() {
     return true;
   }
   return false;
+}
+
+int ChildProcess::wait() {
+  if (status_ >= 0) return status_;
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  status_ = exit_code(status);
+  return status_;
 }
 
 int ChildProcess::stop(int signal, std::chrono::milliseconds grace) {

@@ -24,8 +24,11 @@ class ChildProcess {
   // is its exit status; serve() calls report_listening(ready_fd, port) once it listens on
   // 127.0.0.1:port. Returns then; throws std::runtime_error if the child failed before.
   static ChildProcess fork_server(int cpu, const std::function<int(int ready_fd)>& serve);
-  // Forks and executes argv[0] (searched in PATH) pinned to `cpu`. Does not wait.
-  static ChildProcess exec(int cpu, const std::vector<std::string>& argv);
+  // Forks and executes argv[0] (searched in PATH) pinned to `cpu`, its standard output
+  // going to `stdout_fd` if that is not -1. Does not wait.
+  static ChildProcess exec(int cpu, const std::vector<std::string>& argv, int stdout_fd = -1);
+  // Waits for the child to exit; returns its exit status (128 + signal if killed).
+  int wait();
 
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&&) = delete;

@@ -16,6 +16,7 @@
 
 #include "cli.hpp"
 #include "echo.hpp"
+#include "http.hpp"
 #include "measure.hpp"
 #include "ring_nop.hpp"
 #include "runtime_nop.hpp"
@@ -49,6 +50,9 @@ constexpr std::array subcommands{
                "[--runtime-baseline 1]",
                "server CPU per message: coring's echo server vs epoll and liburing ones (3 reps)",
                echo_main},
+    Subcommand{"http", "[--seconds T] [--conns C] [--reps R] [--server-cpu A] [--client-cpu B]",
+               "server CPU per request: coring-http vs nginx under wrk -t1 -c64 (3 reps)",
+               http_main},
 };
 
 void print_usage(std::FILE* out, const Subcommand& sub) {
