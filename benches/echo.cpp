@@ -95,9 +95,9 @@ EchoRun run_once(const Server& server, const EchoOptions& options) {
   }
   // coring's server shuts down cleanly on SIGTERM; the peers simply die of it.
   const int status = child.stop(SIGTERM, std::chrono::milliseconds(5000));
-  if (server.name == "coring" && status != 0) {
-    throw std::runtime_error("coring echo server: exit status " + std::to_string(status) +
-                             " after SIGTERM (want a clean shutdown, 0)");
+  if (server.name.starts_with("coring") && status != 0) {
+    throw std::runtime_error(std::string(server.name) + " echo server: exit status " +
+                             std::to_string(status) + " after SIGTERM (want a clean shutdown, 0)");
   }
   if (run.msgs == 0) throw std::runtime_error(std::string(server.name) + ": no message echoed");
   return run;
@@ -141,7 +141,7 @@ int echo_main(Args& args) {
       static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
   options.client_cpu =
       static_cast<int>(args.take_u64("--client-cpu", 0, CPU_SETSIZE - 1).value_or(1));
-  const bool runtime_baseline = args.take_u64("--runtime-baseline", 0, 1).value_or(0) == 1;
+  const bool diagnostic = args.take_u64("--diagnostic", 0, 1).value_or(0) == 1;
   args.finish();
   pin_to_cpu(options.client_cpu);
 
@@ -151,7 +151,10 @@ int echo_main(Args& args) {
   } else {
     std::printf("%.*s\n", static_cast<int>(liburing_skipped.size()), liburing_skipped.data());
   }
-  if (runtime_baseline) servers.push_back({"coring-rt", &serve_runtime_echo});
+  if (diagnostic) {
+    servers.push_back({"coring-recv", &serve_coring_echo_recv});
+    servers.push_back({"coring-rt", &serve_runtime_echo});
+  }
   std::vector<std::vector<EchoRun>> runs(servers.size());
   for (std::uint64_t rep = 0; rep < options.reps; ++rep) {
     for (std::size_t i = 0; i < servers.size(); ++i) {
@@ -166,10 +169,10 @@ int echo_main(Args& args) {
       options.load.conns, options.load.size, static_cast<long long>(options.measured.count()),
       static_cast<long long>(options.warmup.count()), static_cast<unsigned long long>(options.reps),
       options.server_cpu, options.client_cpu);
-  std::printf("%-10s %12s %22s %16s %16s\n", "server", "msgs_per_s", "server_cpu_us_per_msg",
+  std::printf("%-12s %12s %22s %16s %16s\n", "server", "msgs_per_s", "server_cpu_us_per_msg",
               "server_cpu_util", "client_cpu_util");
   for (std::size_t i = 0; i < servers.size(); ++i) {
-    std::printf("%-10.*s %12.0f %22.3f %16.2f %16.2f\n", static_cast<int>(servers[i].name.size()),
+    std::printf("%-12.*s %12.0f %22.3f %16.2f %16.2f\n", static_cast<int>(servers[i].name.size()),
                 servers[i].name.data(), median_of(runs[i], &EchoRun::msgs_per_s),
                 median_of(runs[i], &EchoRun::server_cpu_us_per_msg),
                 median_of(runs[i], &EchoRun::server_cpu_share),

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -91,6 +92,19 @@ struct EchoClient::State {
     sqe->user_data = (std::uint64_t{index} << 1) | 1;
   }
 
+  // Where a reply chunk of `bytes` at conn.received first differs, and what it holds.
+  std::string describe_difference(const Conn& conn, std::uint32_t bytes) const {
+    std::uint32_t at = conn.received;
+    while (at < conn.received + bytes && conn.reply[at] == conn.message[at]) ++at;
+    char text[160];
+    std::snprintf(text, sizeof(text),
+                  "%u bytes received before, %u in this chunk, first difference at byte %u "
+                  "(got 0x%02x, sent 0x%02x)",
+                  conn.received, bytes, at, static_cast<unsigned>(conn.reply[at]),
+                  static_cast<unsigned>(conn.message[at]));
+    return text;
+  }
+
   [[noreturn]] void fail(std::uint32_t index, const std::string& what) const {
     throw std::runtime_error("echo client, connection " + std::to_string(index) + ", message " +
                              std::to_string(conns[index].number) + ": " + what);
@@ -107,7 +121,7 @@ struct EchoClient::State {
     } else {
       if (bytes == 0) fail(index, "the server closed the connection");
       if (std::memcmp(conn.reply + conn.received, conn.message + conn.received, bytes) != 0) {
-        fail(index, "the reply differs from the message");
+        fail(index, "the reply differs from the message: " + describe_difference(conn, bytes));
       }
       conn.received += bytes;
       if (conn.received < size) return recv(index);

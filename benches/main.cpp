@@ -47,7 +47,7 @@ constexpr std::array subcommands{
                runtime_nop_compare_main},
     Subcommand{"echo",
                "--conns C --size S --seconds T [--reps R] [--server-cpu A] [--client-cpu B] "
-               "[--runtime-baseline 1]",
+               "[--diagnostic 1]",
                "server CPU per message: coring's echo server vs epoll and liburing ones (3 reps)",
                echo_main},
     Subcommand{"http", "[--seconds T] [--conns C] [--reps R] [--server-cpu A] [--client-cpu B]",

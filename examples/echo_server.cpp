@@ -1,26 +1,65 @@
-// The echo handler: a recv, then a send of what it brought, one at a time.
+// The echo handler: receive, send back what arrived, one message at a time.
 //
-// One send almost always takes everything (the socket's send buffer has room for what
-// one recv brought); send_all() is only for the rest when it did not.
+// Receiving. With the loop's receive pool, one multishot receive stays armed for the
+// whole connection: the kernel puts each arrival in a buffer of the pool and posts a CQE,
+// with no SQE and no poll re-arm per message — for a server whose connections wait for
+// their next message most of the time, that is most of the per-message cost of a
+// completion-based recv (a recv issued before data arrives first arms a poll, which the
+// arrival then fires to retry it). The buffer goes back to the pool when its lease is
+// dropped, after the send. Without a pool: a recv per message into the frame's buffer.
+//
+// Sending. One send almost always takes everything (the socket's send buffer has room
+// for one receive's worth); send_all() is only for the rest when it did not.
 #include "echo_server.hpp"
 
 #include <array>
 #include <cstddef>
 #include <span>
 
-namespace coring::examples {
+#include <coring/net/recv_stream.hpp>
 
-Task<void> serve_echo(net::TcpStream stream, Connection& /*conn*/) {
+namespace coring::examples {
+namespace {
+
+// After a send that moved `put` of `data`: sends the rest if any; false if the connection
+// failed. A coroutine of its own (a frame allocated) only on the rare short send.
+Task<bool> send_rest(const net::TcpStream& stream, std::span<const std::byte> data, IoResult put) {
+  if (put.res < 0) co_return false;
+  const net::TransferResult rest = co_await stream.send_all(data.subspan(put.value()));
+  co_return rest.ok();
+}
+
+Task<void> echo_with_pool(const net::TcpStream& stream, net::BufferPool& pool) {
+  net::RecvStream chunks = stream.recv_stream(pool);
+  for (;;) {
+    Result<net::BufferLease> chunk = co_await chunks.next();
+    // An error, the peer's end of stream, or the server's shutdown.
+    if (!chunk || chunk->empty()) break;
+    const std::span<const std::byte> data = chunk->data();
+    const IoResult put = co_await stream.send(data);
+    if (put.res != static_cast<int>(data.size()) && !co_await send_rest(stream, data, put)) break;
+  }
+  co_await chunks.close();
+}
+
+Task<void> echo_with_recv(const net::TcpStream& stream) {
   std::array<std::byte, 4096> buffer;
   for (;;) {
     const IoResult got = co_await stream.recv(buffer);
-    if (got.res <= 0) co_return;  // end of stream, an error, or the server's shutdown
-    const auto data = std::span(buffer).first(got.value());
+    if (got.res <= 0) break;
+    const std::span<const std::byte> data = std::span(buffer).first(got.value());
     const IoResult put = co_await stream.send(data);
-    if (put.res == got.res) continue;
-    if (put.res < 0) co_return;
-    const net::TransferResult rest = co_await stream.send_all(data.subspan(put.value()));
-    if (!rest) co_return;
+    if (put.res != got.res && !co_await send_rest(stream, data, put)) break;
+  }
+}
+
+}  // namespace
+
+Task<void> serve_echo(net::TcpStream stream, Connection& conn) {
+  if (net::BufferPool* pool = conn.receive_pool()) {
+    co_await echo_with_pool(stream, *pool);
+  } else {
+    co_await echo_with_recv(stream);
   }
 }
 

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <system_error>
@@ -29,6 +30,9 @@ namespace coring::examples {
 // its task's frame), the sweeper's tick, and shutting them all down.
 class LoopConnections {
  public:
+  explicit LoopConnections(net::BufferPool* pool) noexcept : pool_(pool) {}
+  [[nodiscard]] net::BufferPool* pool() const noexcept { return pool_; }
+
   void add(Connection& conn, int fd) noexcept {
     conn.owner_ = this;
     conn.fd_ = fd;
@@ -64,11 +68,14 @@ class LoopConnections {
     conn.last_tick_ = ~std::uint64_t{0} / 2;  // once is enough
   }
 
+  net::BufferPool* pool_;
   Connection* head_ = nullptr;
   std::uint64_t tick_ = 0;
 };
 
 void Connection::active() noexcept { last_tick_ = owner_->tick(); }
+
+net::BufferPool* Connection::receive_pool() const noexcept { return owner_->pool(); }
 
 namespace {
 
@@ -163,8 +170,11 @@ int Server::run() {
   return 0;
 }
 
-Task<void> Server::serve_loop(EventLoop& /*loop*/, std::size_t index) {
-  LoopConnections connections;
+Task<void> Server::serve_loop(EventLoop& loop, std::size_t index) {
+  // Declared first: the pool outlives every connection's receives.
+  std::optional<net::BufferPool> pool;
+  if (options_.receive_pool) pool.emplace(loop, *options_.receive_pool);
+  LoopConnections connections(pool ? &*pool : nullptr);
   TaskScope scope;
   if (index == 0 && options_.handle_signals) scope.spawn(watch_signals(stop_));
   if (options_.idle_timeout.count() > 0) {

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include <coring/net/address.hpp>
+#include <coring/net/buffer_pool.hpp>
 #include <coring/net/listener.hpp>
 #include <coring/net/stream.hpp>
 #include <coring/runtime/runtime.hpp>
@@ -47,6 +48,8 @@ class Connection {
  public:
   // Marks the connection active now (a request arrived): one store, no system call.
   void active() noexcept;
+  // The loop's receive pool (ServerOptions::receive_pool), or nullptr.
+  [[nodiscard]] net::BufferPool* receive_pool() const noexcept;
 
  private:
   friend class LoopConnections;
@@ -66,6 +69,10 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{0};
   // Whether SIGINT and SIGTERM stop the server (they are then blocked in the process).
   bool handle_signals = true;
+  // If set, each loop has a BufferPool of these options for its connections' receives
+  // (Connection::receive_pool()): a multishot receive into it costs one SQE per
+  // connection instead of one per message.
+  std::optional<net::BufferPoolOptions> receive_pool;
 };
 
 class Server {
