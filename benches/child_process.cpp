@@ -197,8 +197,6 @@ bool ChildProcess::exited() {
   int status = 0;
   if (::waitpid(pid_, &status, WNOHANG) == pid_) {
     status_ = exit_code(status);
-    if (status_ != 0)
-      std::fprintf(stderr, "server process %d: %s\n", pid_, describe_status(status).c_str());
     return true;
   }
   return false;
