@@ -17,7 +17,7 @@ int serve(int ready_fd, bool with_pool) {
   examples::ServerOptions options;
   options.address = net::Address::ipv4_loopback(0);
   options.threads = 1;
-  if (with_pool) options.receive_pool = examples::echo_receive_pool();
+  if (with_pool) options.receive_pool = examples::default_receive_pool();
   examples::Server server(options, &examples::serve_echo);
   report_listening(ready_fd, server.port());
   return server.run();

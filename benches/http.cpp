@@ -191,6 +191,7 @@ int serve_coring_http(int ready_fd) {
   options.address = net::Address::ipv4_loopback(0);
   options.threads = 1;
   options.idle_timeout = std::chrono::seconds(30);
+  options.receive_pool = examples::default_receive_pool();  // as coring-http runs
   examples::Server server(options, &examples::serve_http);
   report_listening(ready_fd, server.port());
   return server.run();

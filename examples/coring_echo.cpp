@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
     ServerOptions options;
     options.address = resolve(line.host, line.port);
     options.threads = line.threads;
-    options.receive_pool = echo_receive_pool();
+    options.receive_pool = default_receive_pool();
     Server server(options, &serve_echo);
     std::printf("coring-echo: listening on %s port %u with %zu thread(s)\n", line.host.c_str(),
                 server.port(), line.threads);

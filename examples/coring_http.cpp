@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     options.address = resolve(line.host, line.port);
     options.threads = line.threads;
     options.idle_timeout = std::chrono::milliseconds(line.extra[0]);
+    options.receive_pool = default_receive_pool();
     Server server(options, &serve_http);
     std::printf("coring-http: listening on %s port %u with %zu thread(s)\n", line.host.c_str(),
                 server.port(), line.threads);

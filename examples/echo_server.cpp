@@ -21,14 +21,6 @@
 namespace coring::examples {
 namespace {
 
-// After a send that moved `put` of `data`: sends the rest if any; false if the connection
-// failed. A coroutine of its own (a frame allocated) only on the rare short send.
-Task<bool> send_rest(const net::TcpStream& stream, std::span<const std::byte> data, IoResult put) {
-  if (put.res < 0) co_return false;
-  const net::TransferResult rest = co_await stream.send_all(data.subspan(put.value()));
-  co_return rest.ok();
-}
-
 Task<void> echo_with_pool(const net::TcpStream& stream, net::BufferPool& pool) {
   net::RecvStream chunks = stream.recv_stream(pool);
   for (;;) {

@@ -23,6 +23,8 @@
 #include <ctime>
 #include <string_view>
 
+#include <coring/net/recv_stream.hpp>
+
 namespace coring::examples {
 namespace {
 
@@ -164,30 +166,89 @@ bool HttpSession::feed(std::span<const char> data) {
   return false;
 }
 
-Task<void> serve_http(net::TcpStream stream, Connection& conn) {
-  HttpSession session;
-  std::array<char, recv_buffer_bytes> buffer;
-  const auto bytes = std::as_writable_bytes(std::span(buffer));
-  bool keep_open = true;
-  while (keep_open) {
-    const IoResult got = co_await stream.recv(bytes);
-    if (got.res <= 0) co_return;  // the peer closed, or the sweeper shut it down
+namespace {
+
+std::span<const char> as_chars(std::span<const std::byte> bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+// How a connection's request loop ended.
+enum class Ending : std::uint8_t {
+  peer,    // the peer closed it, an error, or the server shut it down: just close
+  server,  // the server ends it (Connection: close, HTTP/1.0, 400, 431): linger first
+};
+
+// Receives with one multishot receive into the loop's pool.
+Task<Ending> requests_from_pool(const net::TcpStream& stream, Connection& conn,
+                                HttpSession& session, net::BufferPool& pool) {
+  net::RecvStream chunks = stream.recv_stream(pool);
+  Ending ending = Ending::peer;
+  for (;;) {
+    Result<net::BufferLease> chunk = co_await chunks.next();
+    if (!chunk || chunk->empty()) break;
     conn.active();
-    keep_open = session.feed(std::span(buffer).first(got.value()));
-    std::string& out = session.output();
-    if (out.empty()) continue;
-    const net::TransferResult sent = co_await stream.send_all(std::as_bytes(std::span(out)));
-    out.clear();
-    if (!sent) co_return;
+    const bool keep_open = session.feed(as_chars(chunk->data()));
+    chunk->reset();  // the buffer goes back to the kernel before the send
+    if (std::string& out = session.output(); !out.empty()) {
+      // One send, the rest only if it was short (inline: a coroutine of its own would
+      // allocate a frame per request).
+      const auto data = std::as_bytes(std::span(out));
+      const IoResult put = co_await stream.send(data);
+      const bool sent =
+          put.res == static_cast<int>(data.size()) || co_await send_rest(stream, data, put);
+      out.clear();
+      if (!sent) break;
+    }
+    if (!keep_open) {
+      ending = Ending::server;
+      break;
+    }
   }
-  // Lingering close (see the top of the file).
+  co_await chunks.close();
+  co_return ending;
+}
+
+// Receives with a recv per chunk into the frame's buffer.
+Task<Ending> requests_from_recv(const net::TcpStream& stream, Connection& conn,
+                                HttpSession& session) {
+  std::array<std::byte, recv_buffer_bytes> buffer;
+  for (;;) {
+    const IoResult got = co_await stream.recv(buffer);
+    if (got.res <= 0) co_return Ending::peer;
+    conn.active();
+    const bool keep_open = session.feed(as_chars(std::span(buffer).first(got.value())));
+    if (std::string& out = session.output(); !out.empty()) {
+      const auto data = std::as_bytes(std::span(out));
+      const IoResult put = co_await stream.send(data);
+      const bool sent =
+          put.res == static_cast<int>(data.size()) || co_await send_rest(stream, data, put);
+      out.clear();
+      if (!sent) co_return Ending::peer;
+    }
+    if (!keep_open) co_return Ending::server;
+  }
+}
+
+// The lingering close (see the top of the file).
+Task<void> linger(const net::TcpStream& stream) {
   co_await stream.shutdown(SHUT_WR);
+  std::array<std::byte, recv_buffer_bytes> buffer;
   std::size_t discarded = 0;
   while (discarded < linger_max_bytes) {
-    const IoResult got = co_await stream.recv(bytes).with_timeout(linger_time);
+    const IoResult got = co_await stream.recv(buffer).with_timeout(linger_time);
     if (got.res <= 0) break;
     discarded += got.value();
   }
+}
+
+}  // namespace
+
+Task<void> serve_http(net::TcpStream stream, Connection& conn) {
+  HttpSession session;
+  net::BufferPool* pool = conn.receive_pool();
+  const Ending ending = pool != nullptr ? co_await requests_from_pool(stream, conn, session, *pool)
+                                        : co_await requests_from_recv(stream, conn, session);
+  if (ending == Ending::server) co_await linger(stream);
 }
 
 }  // namespace coring::examples

@@ -57,7 +57,9 @@ class HttpSession {
   bool closing_ = false;
 };
 
-// The Server handler: serves HTTP on `stream` until either side closes it.
+// The Server handler: serves HTTP on `stream` until either side closes it. With a
+// receive pool (Connection::receive_pool()) it receives with one multishot receive into
+// the pool, else with one recv per chunk into its own buffer.
 Task<void> serve_http(net::TcpStream stream, Connection& conn);
 
 }  // namespace coring::examples

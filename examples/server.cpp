@@ -209,6 +209,21 @@ Task<void> Server::run_connection(net::TcpStream stream, LoopConnections& connec
   connections.remove(conn);
 }
 
+net::BufferPoolOptions default_receive_pool() {
+  net::BufferPoolOptions options;
+  options.buffer_size = 4096;
+  options.count = 512;
+  options.incremental = false;
+  return options;
+}
+
+Task<bool> send_rest(const net::TcpStream& stream, std::span<const std::byte> data, IoResult put) {
+  if (put.res < 0) co_return false;
+  if (put.value() == data.size()) co_return true;
+  const net::TransferResult rest = co_await stream.send_all(data.subspan(put.value()));
+  co_return rest.ok();
+}
+
 // --- Command line ------------------------------------------------------------------------
 
 namespace {

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -102,6 +103,17 @@ class Server {
   std::uint16_t port_ = 0;
   std::optional<Runtime> runtime_;  // built last: its threads start at once
 };
+
+// The receive pool the example servers give each loop: 512 buffers of 4 KiB, a whole
+// buffer per receive. (Incremental consumption, where small messages share a buffer, is
+// off: with several connections on one pool it handed a piece to the wrong connection,
+// see NOTES-net-apps.md.)
+net::BufferPoolOptions default_receive_pool();
+
+// After a send of `data` that moved put.res bytes: sends the rest, if any. Returns false
+// if the connection failed. A coroutine of its own — a frame allocated — that handlers
+// call only on the rare short send, so that the common path allocates nothing.
+Task<bool> send_rest(const net::TcpStream& stream, std::span<const std::byte> data, IoResult put);
 
 // Parses a server's command line: --port P (required), --host H (127.0.0.1), --threads N
 // (1), and the extra integer options the server names. Prints the usage and exits with

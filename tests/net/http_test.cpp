@@ -109,12 +109,15 @@ class Client {
 
 constexpr std::string_view get_root = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
 
-class HttpServerTest : public testing::Test {
+// Parameter: whether the server receives with a multishot receive into a BufferPool
+// (as coring-http runs) or with a recv per chunk.
+class HttpServerTest : public testing::TestWithParam<bool> {
  protected:
   void start(std::chrono::milliseconds idle_timeout = 30s) {
     ServerOptions options;
     options.idle_timeout = idle_timeout;
     options.handle_signals = false;
+    if (GetParam()) options.receive_pool = default_receive_pool();
     server_ = std::make_unique<Server>(options, &serve_http);
     thread_ = std::thread([this] { status_ = server_->run(); });
   }
@@ -134,7 +137,7 @@ class HttpServerTest : public testing::Test {
   int status_ = -1;
 };
 
-TEST_F(HttpServerTest, GetRootIsHelloWorldAndKeepsTheConnection) {
+TEST_P(HttpServerTest, GetRootIsHelloWorldAndKeepsTheConnection) {
   Client client(port());
   for (int i = 0; i < 3; ++i) {
     client.send(get_root);
@@ -146,7 +149,7 @@ TEST_F(HttpServerTest, GetRootIsHelloWorldAndKeepsTheConnection) {
   }
 }
 
-TEST_F(HttpServerTest, OtherPathsAre404AndOtherMethods405) {
+TEST_P(HttpServerTest, OtherPathsAre404AndOtherMethods405) {
   Client client(port());
   client.send("GET /index.html HTTP/1.1\r\nHost: test\r\n\r\n");
   EXPECT_EQ(client.read_response().status, 404);
@@ -164,7 +167,7 @@ TEST_F(HttpServerTest, OtherPathsAre404AndOtherMethods405) {
   EXPECT_EQ(next.body, "Hello, World!");
 }
 
-TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
+TEST_P(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   Client client(port());
   std::string requests;
   for (int i = 0; i < 50; ++i) {
@@ -178,7 +181,7 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_TRUE(client.unread().empty());
 }
 
-TEST_F(HttpServerTest, RequestsSentOneByteAtATime) {
+TEST_P(HttpServerTest, RequestsSentOneByteAtATime) {
   Client client(port());
   const std::string two = std::string(get_root) + "GET /x HTTP/1.1\r\nHost: test\r\n\r\n";
   for (const char byte : two) {
@@ -189,7 +192,7 @@ TEST_F(HttpServerTest, RequestsSentOneByteAtATime) {
   EXPECT_EQ(client.read_response().status, 404);
 }
 
-TEST_F(HttpServerTest, MalformedRequestGets400AndTheConnectionCloses) {
+TEST_P(HttpServerTest, MalformedRequestGets400AndTheConnectionCloses) {
   for (const std::string_view bad :
        {std::string_view("GARBAGE\r\n\r\n"), std::string_view("GET / HTTP/9.Q\r\n\r\n"),
         std::string_view("GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
@@ -203,7 +206,7 @@ TEST_F(HttpServerTest, MalformedRequestGets400AndTheConnectionCloses) {
   }
 }
 
-TEST_F(HttpServerTest, RequestAfterAGoodOneCanStillBeMalformed) {
+TEST_P(HttpServerTest, RequestAfterAGoodOneCanStillBeMalformed) {
   Client client(port());
   client.send(std::string(get_root) + "NOT HTTP AT ALL\r\n\r\n" + std::string(get_root));
   EXPECT_EQ(client.read_response().status, 200);
@@ -211,7 +214,7 @@ TEST_F(HttpServerTest, RequestAfterAGoodOneCanStillBeMalformed) {
   EXPECT_TRUE(client.closed_by_server());  // the request after the bad one gets nothing
 }
 
-TEST_F(HttpServerTest, HeaderSectionOver8KiBGets431AndTheConnectionCloses) {
+TEST_P(HttpServerTest, HeaderSectionOver8KiBGets431AndTheConnectionCloses) {
   Client client(port());
   client.send("GET / HTTP/1.1\r\nHost: test\r\nX-Big: " + std::string(9000, 'a') + "\r\n\r\n");
   const Response response = client.read_response();
@@ -220,13 +223,13 @@ TEST_F(HttpServerTest, HeaderSectionOver8KiBGets431AndTheConnectionCloses) {
   EXPECT_TRUE(client.closed_by_server());
 }
 
-TEST_F(HttpServerTest, HeaderSectionUnder8KiBIsServed) {
+TEST_P(HttpServerTest, HeaderSectionUnder8KiBIsServed) {
   Client client(port());
   client.send("GET / HTTP/1.1\r\nHost: test\r\nX-Big: " + std::string(7000, 'a') + "\r\n\r\n");
   EXPECT_EQ(client.read_response().status, 200);
 }
 
-TEST_F(HttpServerTest, Http10ClosesUnlessAskedToKeepAlive) {
+TEST_P(HttpServerTest, Http10ClosesUnlessAskedToKeepAlive) {
   {
     Client client(port());
     client.send("GET / HTTP/1.0\r\n\r\n");
@@ -245,7 +248,7 @@ TEST_F(HttpServerTest, Http10ClosesUnlessAskedToKeepAlive) {
   }
 }
 
-TEST_F(HttpServerTest, ConnectionCloseIsHonouredAndLaterPipelinedRequestsIgnored) {
+TEST_P(HttpServerTest, ConnectionCloseIsHonouredAndLaterPipelinedRequestsIgnored) {
   Client client(port());
   client.send(std::string(get_root) + "GET / HTTP/1.1\r\nConnection: close\r\n\r\n" +
               std::string(get_root));
@@ -261,7 +264,7 @@ class HttpIdleTest : public HttpServerTest {
   void SetUp() override { start(200ms); }
 };
 
-TEST_F(HttpIdleTest, IdleConnectionIsClosedAfterTheTimeout) {
+TEST_P(HttpIdleTest, IdleConnectionIsClosedAfterTheTimeout) {
   Client idle(port());
   Client active(port());
   active.send(get_root);
@@ -272,7 +275,7 @@ TEST_F(HttpIdleTest, IdleConnectionIsClosedAfterTheTimeout) {
   EXPECT_TRUE(active.closed_by_server());
 }
 
-TEST_F(HttpIdleTest, ActivityKeepsAConnectionOpen) {
+TEST_P(HttpIdleTest, ActivityKeepsAConnectionOpen) {
   Client client(port());
   // Ten requests 50 ms apart span 2.5 timeouts; none is idle for longer than a quarter.
   for (int i = 0; i < 10; ++i) {
@@ -282,13 +285,20 @@ TEST_F(HttpIdleTest, ActivityKeepsAConnectionOpen) {
   }
 }
 
-TEST_F(HttpServerTest, StopEndsOpenConnections) {
+TEST_P(HttpServerTest, StopEndsOpenConnections) {
   Client client(port());
   client.send(get_root);
   EXPECT_EQ(client.read_response().status, 200);
   server_->stop();
   EXPECT_TRUE(client.closed_by_server());
 }
+
+std::string receive_mode(const testing::TestParamInfo<bool>& info) {
+  return info.param ? "pool" : "recv";
+}
+
+INSTANTIATE_TEST_SUITE_P(Receive, HttpServerTest, testing::Bool(), receive_mode);
+INSTANTIATE_TEST_SUITE_P(Receive, HttpIdleTest, testing::Bool(), receive_mode);
 
 }  // namespace
 }  // namespace coring::examples
