@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "coring/net/recv_stream.hpp"
+#include "coring/ring/detail/log.hpp"
 #include "coring/ring/error.hpp"
 #include "coring/runtime/event_loop.hpp"
 
@@ -61,6 +62,12 @@ BufferPool::BufferPool(EventLoop& loop, BufferPoolOptions options)
 }
 
 BufferPool::~BufferPool() {
+  if (streams_ != 0) {
+    coring::detail::log(
+        "net", coring::detail::LogLevel::error,
+        "BufferPool destroyed while " + std::to_string(streams_) + " RecvStream(s) still use it");
+  }
+  assert(streams_ == 0 && "destroy a BufferPool after the RecvStreams that use it");
   while (starved_ != nullptr) remove_starved(*starved_);
 }
 

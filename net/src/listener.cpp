@@ -69,7 +69,13 @@ void Listener::close_record() noexcept {
 }
 
 Task<IoResult> Listener::close() {
-  if (record_) co_await record_->close();
+  if (record_) {
+    co_await record_->close();
+    // Freed here, on the loop's thread while the loop is alive: a closed Multishot's
+    // destructor may still call into its loop (EventLoop::forget_cancel), which must not
+    // happen after the loop is gone, as it would for a listener destroyed later.
+    record_.reset();
+  }
   co_return co_await Socket::close();
 }
 

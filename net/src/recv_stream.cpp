@@ -29,14 +29,14 @@ RecvStream::RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions 
       msg_flags_(options.msg_flags),
       direct_(direct) {
   slots_ = std::make_unique<IoResult[]>(capacity_);
+  ++pool_->streams_;
 }
 
 RecvStream::~RecvStream() {
   assert(!in_flight() && "co_await close() on a RecvStream before destroying it");
   release_queue();
   pool_->remove_starved(*this);
-  // A cancel the loop deferred (SQ full) that the final CQE overtook.
-  if (cancel_sent_) loop_->forget_cancel(*this);
+  --pool_->streams_;
 }
 
 void RecvStream::prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
@@ -49,6 +49,12 @@ void RecvStream::complete_fn(Operation& self, const ring::Cqe& cqe, bool /*secon
   auto& stream = static_cast<RecvStream&>(self);
   const IoResult result{cqe.res, cqe.flags};
   const bool final = !result.has_more();
+  if (final && std::exchange(stream.cancel_sent_, false)) {
+    // A cancel the loop had to defer (SQ full) must not outlive this request: it would
+    // hit the next one, or touch the record after it is gone. Unlinking it here, on the
+    // loop's thread while the loop is alive, also leaves the destructor nothing to do.
+    stream.loop_->forget_cancel(stream);
+  }
   if (stream.phase_ == Phase::closing || stream.loop_->draining()) {
     (void)stream.pool_->lease(result);  // nobody will take it: the buffer goes back
     if (final) stream.finish_close();

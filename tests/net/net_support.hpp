@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -13,6 +14,7 @@
 #include "coring/ring/probe.hpp"
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/task.hpp"
+#include "coring/runtime/time.hpp"
 
 namespace coring::net::test {
 
@@ -30,6 +32,9 @@ inline std::vector<std::byte> pattern(std::size_t size, std::uint32_t seed = 0) 
   for (std::size_t i = 0; i < size; ++i) bytes[i] = std::byte((i + seed) % 251);
   return bytes;
 }
+
+// A task that sleeps, for loop.run() between steps of a test.
+inline Task<void> sleep_task(std::chrono::nanoseconds duration) { co_await sleep_for(duration); }
 
 // Whether the running kernel has opcode `op` (probed through `loop`'s ring).
 inline bool kernel_has(EventLoop& loop, ring::Op op) {

@@ -17,8 +17,10 @@
 // it (a CQE without IORING_CQE_F_BUF_MORE) and every lease on a piece of it is dropped;
 // the pool counts the leases per buffer.
 //
-// Leases can be dropped in any order. The pool must outlive its leases and RecvStreams,
-// and be destroyed before its loop. Loop thread only. No allocation after construction.
+// Leases can be dropped in any order. Lifetimes: create the pool before, and destroy it
+// after, every lease and RecvStream that uses it — declared first in the same frame does
+// it, even when the loop's destruction destroys that frame — and destroy it before its
+// loop. Loop thread only. No allocation after construction.
 #pragma once
 
 #include <cassert>
@@ -145,6 +147,7 @@ class BufferPool {
   std::uint32_t held_ = 0;
   std::uint64_t returned_ = 0;
   RecvStream* starved_ = nullptr;  // streams waiting for buffers (intrusive list)
+  std::uint32_t streams_ = 0;      // RecvStreams alive on this pool
 };
 
 inline void BufferLease::reset() noexcept {

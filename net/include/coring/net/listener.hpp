@@ -47,7 +47,7 @@ struct ListenOptions {
   bool reuse_port = false;          // SO_REUSEPORT: one listener per core on the same port
   bool direct = false;              // accept as direct descriptors (see above)
   std::uint32_t accept_queue = 64;  // accepted connections queued before pausing
-  std::stop_token stop;             // closes the listener's accept stream: accept() → ECANCELED
+  std::stop_token stop{};           // closes the listener's accept stream: accept() → ECANCELED
 };
 
 namespace detail {
@@ -56,7 +56,8 @@ struct AcceptPrep {
   bool direct;
   void operator()(ring::Sqe& sqe) const noexcept {
     if (direct) {
-      ring::prep_multishot_accept_direct(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
+      // No SOCK_CLOEXEC: a direct descriptor is in no fd table (the kernel refuses it).
+      ring::prep_multishot_accept_direct(sqe, fd, nullptr, nullptr, 0);
     } else {
       ring::prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
     }
@@ -79,19 +80,23 @@ class Listener : public Socket {
 
   class [[nodiscard]] AcceptAwaiter {
    public:
-    explicit AcceptAwaiter(Listener& listener) noexcept
-        : listener_(&listener), next_(listener.record_->next()) {}
-    bool await_ready() noexcept { return next_.await_ready(); }
-    void await_suspend(std::coroutine_handle<> waiter) noexcept { next_.await_suspend(waiter); }
+    explicit AcceptAwaiter(Listener& listener) noexcept : listener_(&listener) {}
+    bool await_ready() noexcept {
+      return listener_->record_ == nullptr || listener_->record_->next().await_ready();
+    }
+    void await_suspend(std::coroutine_handle<> waiter) noexcept {
+      listener_->record_->next().await_suspend(waiter);
+    }
     Result<StreamSocket> await_resume() noexcept {
-      return listener_->accepted(next_.await_resume());
+      if (listener_->record_ == nullptr)
+        return fail(std::make_error_code(std::errc::operation_canceled));
+      return listener_->accepted(listener_->record_->next().await_resume());
     }
 
    private:
     Listener* listener_;
-    detail::AcceptRecord::NextAwaiter next_;
   };
-  // The next connection, in the order the kernel accepted them.
+  // The next connection, in the order the kernel accepted them; ECANCELED once closed.
   AcceptAwaiter accept() noexcept {
     if (loop_ == nullptr) loop_ = EventLoop::current();
     return AcceptAwaiter(*this);
@@ -101,9 +106,11 @@ class Listener : public Socket {
   Task<IoResult> close();
 
   // For tests and diagnostics: accept requests submitted and pauses for backpressure.
-  [[nodiscard]] std::uint64_t accept_arms() const noexcept { return record_->arms(); }
-  [[nodiscard]] std::uint64_t accept_pauses() const noexcept { return record_->pauses(); }
-  [[nodiscard]] std::uint32_t queued() const noexcept { return record_->size(); }
+  [[nodiscard]] std::uint64_t accept_arms() const noexcept { return record_ ? record_->arms() : 0; }
+  [[nodiscard]] std::uint64_t accept_pauses() const noexcept {
+    return record_ ? record_->pauses() : 0;
+  }
+  [[nodiscard]] std::uint32_t queued() const noexcept { return record_ ? record_->size() : 0; }
 
  private:
   Listener(Socket socket, const ListenOptions& options);

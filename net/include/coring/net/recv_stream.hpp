@@ -131,7 +131,7 @@ class RecvStream final : public Operation {
   int fd_;
   int msg_flags_;
   bool direct_;
-  bool cancel_sent_ = false;  // a cancel went through the loop (forget_cancel on destruction)
+  bool cancel_sent_ = false;  // a cancel went through the loop since the last arm
   Phase phase_ = Phase::unarmed;
   IoResult end_{};
   std::uint64_t returned_at_arm_ = 0;  // pool.returned() when the request was armed

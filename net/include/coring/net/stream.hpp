@@ -49,7 +49,7 @@ struct TransferResult {
 
 struct ConnectOptions {
   std::chrono::nanoseconds timeout{0};  // 0: as long as the kernel tries (about 2 minutes)
-  std::stop_token stop;                 // cancels the connect (the result is ECANCELED)
+  std::stop_token stop{};               // cancels the connect (the result is ECANCELED)
 };
 
 namespace detail {
@@ -122,9 +122,9 @@ struct TransferBody {
   void prep(ring::Sqe& sqe) const noexcept {
     const std::size_t length = std::min(size - done, max_request_bytes);
     if (sending) {
-      ring::prep_send(sqe, fd, {data + done, length}, MSG_NOSIGNAL | MSG_WAITALL);
+      ring::prep_send(sqe, fd, {data + done, length}, MSG_NOSIGNAL);
     } else {
-      ring::prep_recv(sqe, fd, {data + done, length}, MSG_WAITALL);
+      ring::prep_recv(sqe, fd, {data + done, length}, 0);
     }
     fix_file(sqe, direct);
   }
