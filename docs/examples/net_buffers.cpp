@@ -66,7 +66,8 @@ int main() {
   BufferPool pool(loop, {.buffer_size = 1024, .count = 4});
   auto pair = UnixStream::pair();
   if (!pair) return 1;
-  auto& [writer, reader] = *pair;
+  auto& writer = (*pair).first;
+  auto& reader = (*pair).second;
 
   std::string message;
   for (int i = 0; message.size() < 64 * 1024; ++i) message += std::to_string(i) + ' ';

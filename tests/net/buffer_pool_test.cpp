@@ -45,7 +45,9 @@ std::pair<StreamSocket, StreamSocket> stream_pair() {
 TEST(BufferPool, RecvIntoAPoolBufferAndGiveItBack) {
   EventLoop loop;
   BufferPool pool(loop, {.buffer_size = 1024, .count = 8});
-  auto [a, b] = stream_pair();
+  auto a_b = stream_pair();
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   auto [text, held_while_leased, eof_empty] =
       loop.run([&]() -> Task<std::tuple<std::string, std::uint32_t, bool>> {
         co_await a.send_all(as_bytes("provided"));
@@ -67,7 +69,9 @@ TEST(BufferPool, RecvIntoAPoolBufferAndGiveItBack) {
 TEST(BufferPool, SingleRecvReportsAnEmptyPool) {
   EventLoop loop;
   BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = false});
-  auto [a, b] = stream_pair();
+  auto a_b = stream_pair();
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   auto second = loop.run([&]() -> Task<Result<BufferLease>> {
     co_await a.send_all(as_bytes(std::string(100, 'x')));
     Result<BufferLease> first = co_await b.recv(pool);  // takes the only buffer
@@ -91,7 +95,9 @@ TEST_P(RecvStreamDry, RunsDryAndLosesNothing) {
   if (incremental && !pool.incremental())
     GTEST_SKIP() << "kernel lacks incremental buffer rings (6.12)";
   EXPECT_EQ(pool.incremental(), incremental);
-  auto [a, b] = stream_pair();
+  auto a_b = stream_pair();
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   const auto sent = pattern(96 * 1024, 11);
   std::vector<std::byte> received;
   std::uint64_t starvations = 0, arms = 0;
@@ -140,7 +146,9 @@ TEST(RecvStream, PausesWhenTheConsumerFallsBehind) {
   EventLoop loop;
   REQUIRE_RECV_MULTISHOT(loop);
   BufferPool pool(loop, {.buffer_size = 512, .count = 128, .incremental = false});
-  auto [a, b] = stream_pair();
+  auto a_b = stream_pair();
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   const auto sent = pattern(32 * 1024, 5);
   std::vector<std::byte> received;
   std::uint64_t pauses = 0;
@@ -172,7 +180,9 @@ TEST(RecvStream, CloseGivesUnconsumedBuffersBack) {
   EventLoop loop;
   REQUIRE_RECV_MULTISHOT(loop);
   BufferPool pool(loop, {.buffer_size = 256, .count = 16, .incremental = false});
-  auto [a, b] = stream_pair();
+  auto a_b = stream_pair();
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   auto [queued, after_close] = loop.run([&]() -> Task<std::pair<std::uint32_t, bool>> {
     RecvStream chunks = b.recv_stream(pool);
     co_await a.send_all(as_bytes("first"));
@@ -221,7 +231,9 @@ TEST(RecvStream, ReportsEndOfStreamAndResetAsValues) {
 }
 
 TEST(RecvStream, LoopDestructionDrainsAnArmedStream) {
-  auto [a, b] = stream_pair();
+  auto a_b = stream_pair();
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   bool got_chunk = false;
   bool frame_destroyed = false;
   // Sets its flag when the coroutine frame holding it is destroyed (not when moved from).

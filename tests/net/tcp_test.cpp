@@ -171,7 +171,9 @@ TEST(Tcp, SendAllAndRecvExactMoveLargeBuffersIntact) {
   EventLoop loop;
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
-  auto [client, server] = loop.run(connected_pair(*listener));
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
+  auto& server = client_server.second;
   // 8 MiB is more than the socket buffers hold: sends and receives are partial, and
   // send_all/recv_exact must resubmit for the rest. (Tiny SO_SNDBUF/SO_RCVBUF would force
   // more of them, but a window far below loopback's 64 KiB MSS stalls TCP for 40 ms a turn.)
@@ -192,7 +194,8 @@ TEST(Tcp, VectoredSendAndReceive) {
   EventLoop loop;
   auto pair = StreamSocket::pair();
   ASSERT_TRUE(pair);
-  auto& [a, b] = *pair;
+  auto& a = (*pair).first;
+  auto& b = (*pair).second;
   std::string head = "head-", body = "body-", tail = "tail";
   const std::array<iovec, 3> out{
       {{head.data(), head.size()}, {body.data(), body.size()}, {tail.data(), tail.size()}}};
@@ -214,7 +217,9 @@ TEST(Tcp, SendZcReleasesTheBufferOnlyAfterTheNotification) {
     GTEST_SKIP() << "kernel lacks IORING_OP_SEND_ZC (6.0)";
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
-  auto [client, server] = loop.run(connected_pair(*listener));
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
+  auto& server = client_server.second;
   const auto expected = pattern(1 << 20, 3);
   auto buffer = expected;
   std::vector<std::byte> received(expected.size());
@@ -245,7 +250,9 @@ TEST(Tcp, HalfCloseDeliversEndOfStreamAndKeepsTheOtherDirection) {
   EventLoop loop;
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
-  auto [client, server] = loop.run(connected_pair(*listener));
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
+  auto& server = client_server.second;
   auto [client_log, server_log] = loop.run(when_all(
       [&]() -> Task<std::string> {
         co_await client.send_all(as_bytes("request"));
@@ -282,7 +289,9 @@ TEST(Tcp, PeerResetMidStreamIsAnErrorValue) {
   EventLoop loop;
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
-  auto [client, server] = loop.run(connected_pair(*listener));
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
+  auto& server = client_server.second;
   auto [first, after_reset, send_after_reset] =
       loop.run([&]() -> Task<std::tuple<IoResult, IoResult, IoResult>> {
         co_await client.send_all(as_bytes("partial"));
@@ -341,7 +350,9 @@ TEST(Tcp, RecvTimeoutFiresNotEarly) {
   EventLoop loop;
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
-  auto [client, server] = loop.run(connected_pair(*listener));
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
+  auto& server = client_server.second;
   std::array<std::byte, 16> buffer{};
   const auto start = std::chrono::steady_clock::now();
   IoResult r = loop.run(
@@ -516,7 +527,8 @@ TEST(Tcp, SocketOptions) {
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
   EventLoop loop;
-  auto [client, server] = loop.run(connected_pair(*listener));
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
   ASSERT_TRUE(client.set_nodelay(true));
   EXPECT_TRUE(*client.nodelay());
   ASSERT_TRUE(client.set_nodelay(false));
@@ -539,7 +551,9 @@ TEST(Tcp, UnclosedSocketsAreClosedOnDestruction) {
   const int fds_before = ring::test::count_open_fds();
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
-  auto [client, server] = loop.run(connected_pair(*listener));
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
+  auto& server = client_server.second;
   EXPECT_EQ(ring::test::count_open_fds(), fds_before + 3);
   // The server end goes out of scope without close(): the peer sees the end of stream.
   { TcpStream dropped = std::move(server); }
