@@ -14,6 +14,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -128,6 +129,45 @@ void print_ratio(std::string_view peer, const std::vector<EchoRun>& coring,
 }
 
 }  // namespace
+
+int echo_server_main(Args& args) {
+  const std::uint64_t index = args.take_u64("--server", 0, 4).value_or(0);
+  const int cpu = static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
+  args.finish();
+  static constexpr std::array<Server, 5> all{{{"coring", &serve_coring_echo},
+                                              {"epoll", &serve_epoll},
+                                              {"liburing", &serve_liburing},
+                                              {"coring-recv", &serve_coring_echo_recv},
+                                              {"coring-rt", &serve_runtime_echo}}};
+  const Server& server = all[index];
+  if (server.serve == &serve_liburing && !liburing_echo_available()) {
+    std::printf("%.*s\n", static_cast<int>(liburing_skipped.size()), liburing_skipped.data());
+    return 0;
+  }
+  ChildProcess child = ChildProcess::fork_server(cpu, server.serve);
+  std::printf("%.*s echo server: pid=%d port=%u\n", static_cast<int>(server.name.size()),
+              server.name.data(), static_cast<int>(child.pid()), child.port());
+  std::fflush(stdout);
+  return child.wait();
+}
+
+int echo_load_main(Args& args) {
+  const auto port = args.take_u64("--port", 1, 65535);
+  if (!port) throw UsageError("--port is required");
+  EchoLoad load;
+  load.conns = static_cast<std::uint32_t>(args.take_u64("--conns", 1, 10000).value_or(load.conns));
+  load.size = static_cast<std::uint32_t>(args.take_u64("--size", 1, 1 << 20).value_or(load.size));
+  const auto seconds = std::chrono::seconds(args.take_u64("--seconds", 1, 3600).value_or(5));
+  args.finish();
+  EchoClient client(static_cast<std::uint16_t>(*port), load);
+  const Stopwatch clock;
+  const std::uint64_t msgs = client.run_until(Clock::now() + seconds);
+  const Sample elapsed = clock.elapsed();
+  std::printf("msgs=%llu msgs_per_s=%.0f client_cpu_us_per_msg=%.3f\n",
+              static_cast<unsigned long long>(msgs), per_second(msgs, elapsed.wall),
+              per_item_ns(elapsed.cpu, msgs) / 1000.0);
+  return 0;
+}
 
 int echo_main(Args& args) {
   EchoOptions options;

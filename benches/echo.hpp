@@ -7,6 +7,11 @@
 namespace coring::bench {
 
 int echo_main(Args& args);
+// The load client alone, against a server already listening on 127.0.0.1:port (to
+// profile a server by itself, e.g. coring-echo under callgrind).
+int echo_load_main(Args& args);
+// One of echo's servers alone, in a child process, until it is killed.
+int echo_server_main(Args& args);
 
 // The coring echo server of the benchmark, listening on 127.0.0.1 (reported through
 // `ready_fd`, see ChildProcess::fork_server) until SIGINT or SIGTERM (then it returns 0).

@@ -50,6 +50,12 @@ constexpr std::array subcommands{
                "[--diagnostic 1]",
                "server CPU per message: coring's echo server vs epoll and liburing ones (3 reps)",
                echo_main},
+    Subcommand{"echo-load", "--port P [--conns C] [--size S] [--seconds T]",
+               "echo's load client alone, against a server on 127.0.0.1:P", echo_load_main},
+    Subcommand{"echo-server", "[--server N] [--server-cpu A]",
+               "one of echo's servers alone: 0 coring, 1 epoll, 2 liburing, 3 coring-recv, "
+               "4 coring-rt",
+               echo_server_main},
     Subcommand{"http", "[--seconds T] [--conns C] [--reps R] [--server-cpu A] [--client-cpu B]",
                "server CPU per request: coring-http vs nginx under wrk -t1 -c64 (3 reps)",
                http_main},

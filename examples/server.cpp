@@ -154,13 +154,18 @@ Server::Server(ServerOptions options, ConnectionHandler handler)
     const sigset_t signals = stop_signals();
     ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   }
-  runtime_.emplace(runtime_options(options_));
+  if (options_.threads > 1) runtime_.emplace(runtime_options(options_));
 }
 
 Server::~Server() = default;
 
 int Server::run() {
   try {
+    if (!runtime_) {
+      EventLoop loop;
+      loop.run(serve_loop(loop, 0));
+      return 0;
+    }
     runtime_->run_on_each(
         [this](EventLoop& loop, std::size_t index) { return serve_loop(loop, index); });
   } catch (const std::exception& e) {

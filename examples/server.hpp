@@ -5,8 +5,9 @@
 //                 [](net::TcpStream stream, Connection& conn) -> Task<void> { ... });
 //   return server.run();  // until SIGINT, SIGTERM or stop()
 //
-// Threads. The Runtime runs `threads` loops on as many threads; each loop has its own
-// listener on the same port (SO_REUSEPORT when there are several, so that the kernel
+// Threads. One loop runs on the thread that calls run(). With `threads` > 1 a Runtime
+// runs that many loops on as many threads of its own; each loop has its own listener on
+// the same port (SO_REUSEPORT when there are several, so that the kernel
 // spreads connections over them) and serves the connections it accepted to their end:
 // nothing is shared between loops on the hot path.
 //
@@ -78,8 +79,9 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Binds the listeners (throws std::system_error, e.g. EADDRINUSE) and starts the loops'
-  // threads; connections are accepted from run() on (the backlog holds them till then).
+  // Binds the listeners (throws std::system_error, e.g. EADDRINUSE) and, for more than one
+  // loop, starts the loops' threads; connections are accepted from run() on (the backlog
+  // holds them till then).
   Server(ServerOptions options, ConnectionHandler handler);
   ~Server();
   Server(const Server&) = delete;
@@ -101,7 +103,7 @@ class Server {
   std::stop_source stop_;
   std::vector<net::TcpListener> listeners_;
   std::uint16_t port_ = 0;
-  std::optional<Runtime> runtime_;  // built last: its threads start at once
+  std::optional<Runtime> runtime_;  // threads > 1 only; built last: its threads start at once
 };
 
 // The receive pool the example servers give each loop: 512 buffers of 4 KiB, a whole
