@@ -151,6 +151,10 @@ Server::Server(ServerOptions options, ConnectionHandler handler)
   if (options_.handle_signals) {
     // Before the loops' threads start, so that they inherit the mask: the signals then
     // reach only the signalfd.
+    // A signal a parent left ignored (a shell does so to SIGINT for background jobs) would
+    // be discarded before reaching the signalfd: take the default disposition first.
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
     const sigset_t signals = stop_signals();
     ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   }
