@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "http_server.hpp"
 #include "server.hpp"
@@ -291,6 +292,28 @@ TEST_P(HttpServerTest, StopEndsOpenConnections) {
   EXPECT_EQ(client.read_response().status, 200);
   server_->stop();
   EXPECT_TRUE(client.closed_by_server());
+}
+
+TEST(HttpServerThreads, TwoLoopsShareThePortAndStopCleanly) {
+  ServerOptions options;
+  options.threads = 2;
+  options.handle_signals = false;
+  options.receive_pool = default_receive_pool();
+  Server server(options, &serve_http);
+  int status = -1;
+  std::thread runner([&] { status = server.run(); });
+  {
+    // Enough connections that SO_REUSEPORT's hash puts some on each loop (not asserted:
+    // which loop takes one is the kernel's choice); every one must be served.
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 16; ++i) clients.push_back(std::make_unique<Client>(server.port()));
+    for (auto& client : clients) client->send(get_root);
+    for (auto& client : clients) EXPECT_EQ(client->read_response().status, 200);
+    server.stop();
+    for (auto& client : clients) EXPECT_TRUE(client->closed_by_server());
+  }
+  runner.join();
+  EXPECT_EQ(status, 0);
 }
 
 std::string receive_mode(const testing::TestParamInfo<bool>& info) {
