@@ -220,8 +220,8 @@ Task<void> Server::run_connection(net::TcpStream stream, LoopConnections& connec
 
 net::BufferPoolOptions default_receive_pool() {
   net::BufferPoolOptions options;
-  options.buffer_size = 4096;
-  options.count = 512;
+  options.buffer_size = 2048;
+  options.count = 128;
   options.incremental = false;
   return options;
 }

@@ -106,10 +106,11 @@ class Server {
   std::optional<Runtime> runtime_;  // threads > 1 only; built last: its threads start at once
 };
 
-// The receive pool the example servers give each loop: 512 buffers of 4 KiB, a whole
+// The receive pool the example servers give each loop: 128 buffers of 2 KiB, a whole
 // buffer per receive. (Incremental consumption, where small messages share a buffer, is
 // off: with several connections on one pool it handed a piece to the wrong connection,
-// see NOTES-net-apps.md.)
+// see NOTES-net-apps.md.) A small pool keeps the buffers the kernel cycles through warm
+// in the cache; a connection that finds it empty waits for a buffer to come back.
 net::BufferPoolOptions default_receive_pool();
 
 // After a send of `data` that moved put.res bytes: sends the rest, if any. Returns false
