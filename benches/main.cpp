@@ -15,7 +15,9 @@
 #include <string_view>
 
 #include "cli.hpp"
+#include "echo.hpp"
 #include "file_randread.hpp"
+#include "http.hpp"
 #include "measure.hpp"
 #include "ring_nop.hpp"
 #include "runtime_nop.hpp"
@@ -50,6 +52,20 @@ constexpr std::array subcommands{
     Subcommand{"file-randread-compare", "--file F [--qd Q] [--seconds T] [--reps R] [--direct]",
                "file-randread and fio's io_uring engine, interleaved R times (3); medians",
                file_randread_compare_main},
+    Subcommand{"echo",
+               "--conns C --size S --seconds T [--reps R] [--server-cpu A] [--client-cpu B] "
+               "[--diagnostic 1]",
+               "server CPU per message: coring's echo server vs epoll and liburing ones (3 reps)",
+               echo_main},
+    Subcommand{"echo-load", "--port P [--conns C] [--size S] [--seconds T]",
+               "echo's load client alone, against a server on 127.0.0.1:P", echo_load_main},
+    Subcommand{"echo-server", "[--server N] [--server-cpu A]",
+               "one of echo's servers alone: 0 coring, 1 epoll, 2 liburing, 3 coring-recv, "
+               "4 coring-rt",
+               echo_server_main},
+    Subcommand{"http", "[--seconds T] [--conns C] [--reps R] [--server-cpu A] [--client-cpu B]",
+               "server CPU per request: coring-http vs nginx under wrk -t1 -c64 (3 reps)",
+               http_main},
 };
 
 void print_usage(std::FILE* out, const Subcommand& sub) {

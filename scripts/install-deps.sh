@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages coring needs to build, test and benchmark.
 #
-#   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog
-#   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev, fio)
+#   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog,
+#                                     http_parser (coring-http's request parser)
+#   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev, fio,
+#                                     nginx and wrk)
 #
 # Idempotent: it asks dpkg which packages are already installed and does nothing else
 # when none is missing. Only then does it run `apt-get update` and install the missing
@@ -27,10 +29,13 @@ packages=(
   libbenchmark-dev
   libspdlog-dev
   pkg-config
+  libhttp-parser-dev  # examples/coring-http parses requests with it; the library never links it
 )
 peers=(
   liburing-dev  # benches/ compares coring with liburing; the library never links it
   fio           # coring-bench file-randread-compare runs fio's io_uring engine as the peer
+  nginx         # coring-bench http: the HTTP server peer
+  wrk           # coring-bench http: the load generator
 )
 
 for arg in "$@"; do

@@ -34,6 +34,7 @@
 #include <array>
 #include <cerrno>
 #include <system_error>
+#include <utility>
 
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/fault.hpp"
@@ -297,8 +298,11 @@ std::size_t EventLoop::reap() {
 std::size_t EventLoop::reap_with_faults() {
   std::size_t handled = 0;
   std::vector<ring::Cqe> batch;
+  // Drawn once per reap, whatever the kernel's flags say, so that the draws do not
+  // depend on timing (a seed replays).
+  bool raised = faults_->overflow_flag();
   for (;;) {
-    if (ring_.cq_ring_needs_flush() || faults_->overflow_flag()) {
+    if (std::exchange(raised, false) || ring_.cq_ring_needs_flush()) {
       auto entered = ring_.enter(0, 0, ring::enter_flags::getevents);
       if (!entered && !transient(entered.error())) throw enter_failure(entered.error());
     }

@@ -1,0 +1,295 @@
+// coring-bench http: server CPU per request of coring-http against nginx, both loaded by
+// `wrk -t1 -c64` on another CPU.
+//
+// coring-http's code (examples/http_server.hpp on the Server frame, one loop) runs in a
+// child process pinned to the server CPU, as the echo benchmark's servers do. nginx runs
+// from a generated configuration in a temporary prefix: one worker process, no access
+// log, `return 200 "Hello, World!"` on /, its own port, no limit on the requests per
+// connection (as coring-http has none), started pinned to the server CPU (its worker
+// inherits the affinity). wrk runs pinned to the client CPU, first for a second of
+// warm-up, then for T seconds; the server's CPU time (its processes' threads' run time)
+// is read around the measured wrk run and divided by the requests wrk completed. A run
+// with any non-2xx response or socket error fails. The two servers alternate run by run
+// and the table reports medians.
+#include "http.hpp"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "child_process.hpp"
+#include "http_server.hpp"
+#include "measure.hpp"
+#include "server.hpp"
+
+namespace coring::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct HttpOptions {
+  std::chrono::seconds measured{5};
+  std::uint64_t connections = 64;
+  std::uint64_t reps = 3;
+  int server_cpu = 0;
+  int client_cpu = 1;
+};
+
+struct HttpRun {
+  std::uint64_t requests = 0;
+  std::chrono::nanoseconds wall{0};
+  std::chrono::nanoseconds server_cpu{0};
+
+  [[nodiscard]] double requests_per_s() const noexcept { return per_second(requests, wall); }
+  [[nodiscard]] double server_cpu_us_per_request() const noexcept {
+    return per_item_ns(server_cpu, requests) / 1000.0;
+  }
+  [[nodiscard]] double server_cpu_share() const noexcept {
+    return static_cast<double>(server_cpu.count()) / static_cast<double>(wall.count());
+  }
+};
+
+// The first of `names` found as an executable in PATH or in /usr/sbin, or "".
+std::string find_program(std::string_view name) {
+  std::string path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
+  path += ":/usr/sbin:/sbin";
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const std::size_t end = std::min(path.find(':', start), path.size());
+    const fs::path candidate = fs::path(path.substr(start, end - start)) / name;
+    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    start = end + 1;
+  }
+  return {};
+}
+
+// A temporary directory, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "coring-bench-http.XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const fs::path& path() const noexcept { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+void write_nginx_config(const fs::path& dir, std::uint16_t port) {
+  std::ofstream config(dir / "nginx.conf");
+  const std::string prefix = dir.string();
+  config << "worker_processes 1;\n"
+            "daemon off;\n"
+            "pid "
+         << prefix << "/nginx.pid;\n"
+         << "error_log " << prefix << "/error.log warn;\n"
+         << "events { worker_connections 1024; }\n"
+            "http {\n"
+            "  access_log off;\n"
+            "  keepalive_requests 1000000000;\n"
+            "  keepalive_timeout 30s;\n"
+            "  client_body_temp_path "
+         << prefix << "/body;\n"
+         << "  proxy_temp_path " << prefix << "/proxy;\n"
+         << "  fastcgi_temp_path " << prefix << "/fastcgi;\n"
+         << "  uwsgi_temp_path " << prefix << "/uwsgi;\n"
+         << "  scgi_temp_path " << prefix << "/scgi;\n"
+         << "  server {\n"
+            "    listen 127.0.0.1:"
+         << port << ";\n"
+         << "    location = / { default_type text/plain; return 200 \"Hello, World!\"; }\n"
+            "    location / { return 404; }\n"
+            "  }\n"
+            "}\n";
+  if (!config) throw std::runtime_error("cannot write " + (dir / "nginx.conf").string());
+}
+
+// Reads everything from `fd` until end of file.
+std::string read_all(int fd) {
+  std::string text;
+  std::array<char, 4096> chunk;
+  for (;;) {
+    const ssize_t got = ::read(fd, chunk.data(), chunk.size());
+    if (got > 0) {
+      text.append(chunk.data(), static_cast<std::size_t>(got));
+    } else if (got == 0 || errno != EINTR) {
+      return text;
+    }
+  }
+}
+
+struct WrkResult {
+  std::uint64_t requests = 0;
+  std::chrono::nanoseconds wall{0};
+};
+
+// Runs wrk against 127.0.0.1:port; throws if it fails or saw errors.
+WrkResult run_wrk(const std::string& wrk, const HttpOptions& options, std::uint16_t port,
+                  std::chrono::seconds duration) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  const auto start = std::chrono::steady_clock::now();
+  ChildProcess child = ChildProcess::exec(options.client_cpu,
+                                          {wrk, "-t1", "-c" + std::to_string(options.connections),
+                                           "-d" + std::to_string(duration.count()) + "s",
+                                           "http://127.0.0.1:" + std::to_string(port) + "/"},
+                                          pipe_fds[1]);
+  ::close(pipe_fds[1]);
+  const std::string output = read_all(pipe_fds[0]);
+  ::close(pipe_fds[0]);
+  const int status = child.wait();
+  WrkResult result;
+  result.wall = std::chrono::steady_clock::now() - start;
+  std::smatch match;
+  if (status != 0 || !std::regex_search(output, match, std::regex(R"((\d+) requests in)"))) {
+    throw std::runtime_error("wrk failed (exit status " + std::to_string(status) + "):\n" + output);
+  }
+  result.requests = std::stoull(match[1]);
+  if (output.find("Non-2xx") != std::string::npos ||
+      output.find("Socket errors") != std::string::npos) {
+    throw std::runtime_error("wrk saw errors:\n" + output);
+  }
+  return result;
+}
+
+HttpRun measure(ChildProcess& server, const std::string& wrk, const HttpOptions& options,
+                std::uint16_t port) {
+  ::close(connect_loopback(port, std::chrono::milliseconds(10'000)));  // it listens
+  run_wrk(wrk, options, port, std::chrono::seconds(1));                // warm-up
+  HttpRun run;
+  const std::chrono::nanoseconds cpu_start = server.cpu_time();
+  const WrkResult result = run_wrk(wrk, options, port, options.measured);
+  run.server_cpu = server.cpu_time() - cpu_start;
+  run.requests = result.requests;
+  run.wall = result.wall;
+  if (server.exited()) throw std::runtime_error("the server exited during the run");
+  return run;
+}
+
+int serve_coring_http(int ready_fd) {
+  examples::ServerOptions options;
+  options.address = net::Address::ipv4_loopback(0);
+  options.threads = 1;
+  options.idle_timeout = std::chrono::seconds(30);
+  options.receive_pool = examples::default_receive_pool();  // as coring-http runs
+  examples::Server server(options, &examples::serve_http);
+  report_listening(ready_fd, server.port());
+  return server.run();
+}
+
+HttpRun run_coring(const std::string& wrk, const HttpOptions& options) {
+  ChildProcess server = ChildProcess::fork_server(options.server_cpu, &serve_coring_http);
+  HttpRun run = measure(server, wrk, options, server.port());
+  const int status = server.stop(SIGTERM, std::chrono::milliseconds(5000));
+  if (status != 0) {
+    throw std::runtime_error("coring-http: exit status " + std::to_string(status) +
+                             " after SIGTERM (want a clean shutdown, 0)");
+  }
+  return run;
+}
+
+HttpRun run_nginx(const std::string& nginx, const std::string& wrk, const HttpOptions& options) {
+  TempDir dir;
+  const std::uint16_t port = free_loopback_port();
+  write_nginx_config(dir.path(), port);
+  ChildProcess server =
+      ChildProcess::exec(options.server_cpu, {nginx, "-p", dir.path().string(), "-c",
+                                              (dir.path() / "nginx.conf").string(), "-e",
+                                              (dir.path() / "error.log").string()});
+  try {
+    HttpRun run = measure(server, wrk, options, port);
+    server.stop(SIGQUIT, std::chrono::milliseconds(5000));  // nginx's graceful shutdown
+    return run;
+  } catch (const std::exception& e) {
+    std::ifstream log(dir.path() / "error.log");
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    throw std::runtime_error(std::string("nginx: ") + e.what() + "\nerror.log:\n" + text);
+  }
+}
+
+double median_of(const std::vector<HttpRun>& runs, double (HttpRun::*metric)() const noexcept) {
+  std::vector<double> values;
+  for (const HttpRun& run : runs) values.push_back((run.*metric)());
+  return median(values);
+}
+
+void print_row(std::string_view name, const std::vector<HttpRun>& runs) {
+  std::printf("%-8.*s %14.0f %26.3f %16.2f\n", static_cast<int>(name.size()), name.data(),
+              median_of(runs, &HttpRun::requests_per_s),
+              median_of(runs, &HttpRun::server_cpu_us_per_request),
+              median_of(runs, &HttpRun::server_cpu_share));
+}
+
+}  // namespace
+
+int http_main(Args& args) {
+  HttpOptions options;
+  options.measured = std::chrono::seconds(args.take_u64("--seconds", 1, 3600).value_or(5));
+  options.connections = args.take_u64("--conns", 1, 10000).value_or(options.connections);
+  options.reps = args.take_u64("--reps", 1, 100).value_or(options.reps);
+  options.server_cpu =
+      static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
+  options.client_cpu =
+      static_cast<int>(args.take_u64("--client-cpu", 0, CPU_SETSIZE - 1).value_or(1));
+  args.finish();
+  const std::string nginx = find_program("nginx");
+  const std::string wrk = find_program("wrk");
+  if (nginx.empty() || wrk.empty()) {
+    std::printf("skipped: apt-get install nginx wrk\n");
+    return 0;
+  }
+
+  std::vector<HttpRun> coring;
+  std::vector<HttpRun> peer;
+  for (std::uint64_t rep = 0; rep < options.reps; ++rep) {
+    coring.push_back(run_coring(wrk, options));
+    peer.push_back(run_nginx(nginx, wrk, options));
+  }
+
+  std::printf(
+      "http: wrk -t1 -c%llu, GET / -> 200 \"Hello, World!\", keep-alive; %lld s measured per run "
+      "after 1 s of warm-up; %llu runs per server, interleaved; server on CPU %d (nginx: one "
+      "worker, access_log off), wrk on CPU %d; medians\n",
+      static_cast<unsigned long long>(options.connections),
+      static_cast<long long>(options.measured.count()),
+      static_cast<unsigned long long>(options.reps), options.server_cpu, options.client_cpu);
+  std::printf("%-8s %14s %26s %16s\n", "server", "requests_per_s", "server_cpu_us_per_request",
+              "server_cpu_util");
+  print_row("coring", coring);
+  print_row("nginx", peer);
+  std::vector<double> paired;
+  for (std::size_t i = 0; i < coring.size(); ++i) {
+    paired.push_back(coring[i].server_cpu_us_per_request() / peer[i].server_cpu_us_per_request());
+  }
+  const auto [low, high] = std::minmax_element(paired.begin(), paired.end());
+  std::printf(
+      "coring/nginx server_cpu_us_per_request ratio %.3f (runs %.3f..%.3f; target <= 0.85)  "
+      "requests_per_s ratio %.3f\n",
+      median_of(coring, &HttpRun::server_cpu_us_per_request) /
+          median_of(peer, &HttpRun::server_cpu_us_per_request),
+      *low, *high,
+      median_of(coring, &HttpRun::requests_per_s) / median_of(peer, &HttpRun::requests_per_s));
+  return 0;
+}
+
+}  // namespace coring::bench

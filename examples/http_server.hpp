@@ -1,0 +1,65 @@
+// coring-http's connection handler: HTTP/1.1 with keep-alive and pipelining, requests
+// parsed by http_parser (Debian's libhttp-parser-dev, 2.9).
+//
+//   GET / (or HEAD /)      200 "Hello, World!"
+//   another method on /    405, Allow: GET, HEAD
+//   any other path         404
+//   malformed request      400, then the connection is closed
+//   header section > 8 KiB 431, then the connection is closed
+//
+// Keep-alive follows http_should_keep_alive(): HTTP/1.1 keeps the connection unless the
+// request says `Connection: close`; HTTP/1.0 closes it unless the request says
+// `Connection: keep-alive`. Pipelined requests are answered in order, the answers to
+// every request found in one recv leaving in one send. Idle connections are closed by
+// the Server's sweeper (server.hpp); the handler reports each recv as activity.
+#pragma once
+
+#include <http_parser.h>
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+#include "server.hpp"
+#include <coring/net/stream.hpp>
+#include <coring/runtime/task.hpp>
+
+namespace coring::examples {
+
+// The largest header section (request line and header fields) accepted.
+inline constexpr std::size_t http_max_header_bytes = 8 * 1024;
+
+// The protocol side of one connection, without I/O: bytes in, responses out.
+class HttpSession {
+ public:
+  HttpSession() noexcept;
+  HttpSession(const HttpSession&) = delete;
+  HttpSession& operator=(const HttpSession&) = delete;
+
+  // Parses `data`, appending the response to every complete request to output().
+  // Returns false once the connection must be closed after output() is sent (a request
+  // without keep-alive, or a bad one, which got a 400 or 431); the bytes after that
+  // point are ignored.
+  bool feed(std::span<const char> data);
+  [[nodiscard]] std::string& output() noexcept { return output_; }
+
+ private:
+  static const http_parser_settings& settings();
+  static int on_message_begin(http_parser* parser);
+  static int on_url(http_parser* parser, const char* at, std::size_t length);
+  static int on_message_complete(http_parser* parser);
+  void respond();
+  void respond_error(int status);
+
+  http_parser parser_;
+  std::string url_;
+  std::string output_;
+  bool closing_ = false;
+};
+
+// The Server handler: serves HTTP on `stream` until either side closes it. With a
+// receive pool (Connection::receive_pool()) it receives with one multishot receive into
+// the pool, else with one recv per chunk into its own buffer.
+Task<void> serve_http(net::TcpStream stream, Connection& conn);
+
+}  // namespace coring::examples

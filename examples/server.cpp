@@ -1,0 +1,308 @@
+// The example servers' frame: listeners, loops, connection registry, sweeper, signals.
+#include "server.hpp"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include <coring/ring/prep.hpp>
+#include <coring/runtime/event_loop.hpp>
+#include <coring/runtime/io.hpp>
+#include <coring/runtime/scope.hpp>
+#include <coring/runtime/time.hpp>
+
+namespace coring::examples {
+
+// The connections of one loop: an intrusive list (no allocation per connection beyond
+// its task's frame), the sweeper's tick, and shutting them all down.
+class LoopConnections {
+ public:
+  explicit LoopConnections(net::BufferPool* pool) noexcept : pool_(pool) {}
+  [[nodiscard]] net::BufferPool* pool() const noexcept { return pool_; }
+
+  void add(Connection& conn, int fd) noexcept {
+    conn.owner_ = this;
+    conn.fd_ = fd;
+    conn.last_tick_ = tick_;
+    conn.next_ = head_;
+    if (head_ != nullptr) head_->prev_ = &conn;
+    head_ = &conn;
+  }
+  void remove(Connection& conn) noexcept {
+    if (conn.prev_ != nullptr) conn.prev_->next_ = conn.next_;
+    if (conn.next_ != nullptr) conn.next_->prev_ = conn.prev_;
+    if (head_ == &conn) head_ = conn.next_;
+    conn.prev_ = conn.next_ = nullptr;
+  }
+  [[nodiscard]] std::uint64_t tick() const noexcept { return tick_; }
+
+  // Advances the tick and shuts down the connections idle for more than `idle_ticks`.
+  void sweep(std::uint64_t idle_ticks) noexcept {
+    ++tick_;
+    for (Connection* conn = head_; conn != nullptr; conn = conn->next_) {
+      if (tick_ - conn->last_tick_ > idle_ticks) shut(*conn);
+    }
+  }
+  void shut_all() noexcept {
+    for (Connection* conn = head_; conn != nullptr; conn = conn->next_) shut(*conn);
+  }
+
+ private:
+  // Ends the connection's pending recv (with 0 bytes) and any further send; its handler
+  // then returns as at the peer's end of stream and its socket is closed there.
+  static void shut(Connection& conn) noexcept {
+    ::shutdown(conn.fd_, SHUT_RDWR);
+    conn.last_tick_ = ~std::uint64_t{0} / 2;  // once is enough
+  }
+
+  net::BufferPool* pool_;
+  Connection* head_ = nullptr;
+  std::uint64_t tick_ = 0;
+};
+
+void Connection::active() noexcept { last_tick_ = owner_->tick(); }
+
+net::BufferPool* Connection::receive_pool() const noexcept { return owner_->pool(); }
+
+namespace {
+
+constexpr int sweeps_per_timeout = 4;
+
+sigset_t stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  return signals;
+}
+
+// Reads SIGINT/SIGTERM from a signalfd through the loop, then triggers `stop`. Ends
+// without a signal once `stop` is triggered by something else.
+Task<void> watch_signals(std::stop_source stop) {
+  const sigset_t signals = stop_signals();
+  const int fd = ::signalfd(-1, &signals, SFD_CLOEXEC);
+  if (fd < 0) {
+    std::fprintf(stderr, "signalfd: %s; SIGINT/SIGTERM will not stop the server cleanly\n",
+                 std::strerror(errno));
+    co_return;
+  }
+  signalfd_siginfo info{};
+  const IoResult read = co_await io([&](ring::Sqe& sqe) {
+                          ring::prep_read(sqe, fd, std::as_writable_bytes(std::span(&info, 1)), 0);
+                        }).with_stop(stop.get_token());
+  ::close(fd);
+  if (read.res == static_cast<int>(sizeof(info))) {
+    std::fprintf(stderr, "%s: shutting down\n", ::strsignal(static_cast<int>(info.ssi_signo)));
+  }
+  stop.request_stop();
+}
+
+Task<void> sweep_idle(LoopConnections& connections, std::chrono::milliseconds timeout,
+                      std::stop_token stop) {
+  const auto period = std::max(timeout / sweeps_per_timeout, std::chrono::milliseconds(1));
+  while (!stop.stop_requested()) {
+    co_await sleep_for(period).with_stop(stop);
+    connections.sweep(static_cast<std::uint64_t>(sweeps_per_timeout));
+  }
+}
+
+net::TcpListener bind_listener(const net::Address& address, bool reuse_port, std::stop_token stop) {
+  net::ListenOptions options;
+  options.reuse_port = reuse_port;
+  options.stop = std::move(stop);
+  auto listener = net::TcpListener::bind(address, options);
+  if (!listener) throw std::system_error(listener.error(), "listen on " + address.to_string());
+  return std::move(*listener);
+}
+
+RuntimeOptions runtime_options(const ServerOptions& options) {
+  RuntimeOptions runtime;
+  runtime.threads = options.threads;
+  return runtime;
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options, ConnectionHandler handler)
+    : options_(std::move(options)), handler_(std::move(handler)) {
+  if (options_.threads == 0) options_.threads = 1;
+  const bool reuse_port = options_.threads > 1;
+  listeners_.push_back(bind_listener(options_.address, reuse_port, stop_.get_token()));
+  auto bound = listeners_.front().local_address();
+  if (!bound) throw std::system_error(bound.error(), "getsockname");
+  port_ = bound->port();
+  net::Address same_port = *bound;
+  for (std::size_t i = 1; i < options_.threads; ++i) {
+    listeners_.push_back(bind_listener(same_port, reuse_port, stop_.get_token()));
+  }
+  if (options_.handle_signals) {
+    // Before the loops' threads start, so that they inherit the mask: the signals then
+    // reach only the signalfd.
+    // A signal a parent left ignored (a shell does so to SIGINT for background jobs) would
+    // be discarded before reaching the signalfd: take the default disposition first.
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    const sigset_t signals = stop_signals();
+    ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  }
+  if (options_.threads > 1) runtime_.emplace(runtime_options(options_));
+}
+
+Server::~Server() = default;
+
+int Server::run() {
+  try {
+    if (!runtime_) {
+      EventLoop loop;
+      loop.run(serve_loop(loop, 0));
+      return 0;
+    }
+    runtime_->run_on_each(
+        [this](EventLoop& loop, std::size_t index) { return serve_loop(loop, index); });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+Task<void> Server::serve_loop(EventLoop& loop, std::size_t index) {
+  // Declared first: the pool outlives every connection's receives.
+  std::optional<net::BufferPool> pool;
+  if (options_.receive_pool) pool.emplace(loop, *options_.receive_pool);
+  LoopConnections connections(pool ? &*pool : nullptr);
+  TaskScope scope;
+  if (index == 0 && options_.handle_signals) scope.spawn(watch_signals(stop_));
+  if (options_.idle_timeout.count() > 0) {
+    scope.spawn(sweep_idle(connections, options_.idle_timeout, stop_.get_token()));
+  }
+  // The listener lives and dies on its loop: destroying its accept record elsewhere,
+  // even closed, would touch the loop (Multishot's destructor calls forget_cancel).
+  net::TcpListener listener = std::move(listeners_[index]);
+  for (;;) {
+    auto stream = co_await listener.accept();
+    if (stream) {
+      scope.spawn(run_connection(std::move(*stream), connections));
+      continue;
+    }
+    if (stop_.stop_requested()) break;
+    // EMFILE and the like: the next accept() re-arms; give connections time to close.
+    std::fprintf(stderr, "accept: %s\n", stream.error().message().c_str());
+    co_await sleep_for(std::chrono::milliseconds(10));
+  }
+  co_await listener.close();
+  connections.shut_all();
+  co_await scope.join();
+}
+
+Task<void> Server::run_connection(net::TcpStream stream, LoopConnections& connections) {
+  Connection conn;
+  connections.add(conn, stream.fd());
+  // Replies are written whole: Nagle's algorithm would only delay them. A failure here
+  // (the peer already gone) shows on the first recv.
+  (void)stream.set_nodelay(true);
+  co_await handler_(std::move(stream), conn);
+  connections.remove(conn);
+}
+
+net::BufferPoolOptions default_receive_pool() {
+  net::BufferPoolOptions options;
+  options.buffer_size = 2048;
+  options.count = 128;
+  options.incremental = false;
+  return options;
+}
+
+Task<bool> send_rest(const net::TcpStream& stream, std::span<const std::byte> data, IoResult put) {
+  if (put.res < 0) co_return false;
+  if (put.value() == data.size()) co_return true;
+  const net::TransferResult rest = co_await stream.send_all(data.subspan(put.value()));
+  co_return rest.ok();
+}
+
+// --- Command line ------------------------------------------------------------------------
+
+namespace {
+
+[[noreturn]] void usage_error(const char* usage, const std::string& what) {
+  std::fprintf(stderr, "%s\n%s", what.c_str(), usage);
+  std::exit(2);
+}
+
+std::uint64_t parse_number(const char* usage, std::string_view name, std::string_view text,
+                           std::uint64_t min, std::uint64_t max) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < min || value > max) {
+    usage_error(usage, std::string(name) + " wants an integer in [" + std::to_string(min) + ", " +
+                           std::to_string(max) + "], not '" + std::string(text) + "'");
+  }
+  return value;
+}
+
+}  // namespace
+
+CommandLine parse_command_line(int argc, char** argv, const char* usage,
+                               const std::vector<ExtraOption>& extra_options) {
+  CommandLine line;
+  line.extra.resize(extra_options.size());
+  for (std::size_t i = 0; i < extra_options.size(); ++i) {
+    line.extra[i] = extra_options[i].default_value;
+  }
+  bool have_port = false;
+  const std::span<char* const> words(argv + 1, static_cast<std::size_t>(std::max(argc - 1, 0)));
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    const std::string_view word = words[i];
+    if (word == "--help" || word == "-h") {
+      std::fputs(usage, stdout);
+      std::exit(0);
+    }
+    if (i + 1 == words.size()) usage_error(usage, std::string(word) + " wants a value");
+    const std::string_view value = words[++i];
+    if (word == "--port") {
+      line.port = static_cast<std::uint16_t>(parse_number(usage, word, value, 0, 65535));
+      have_port = true;
+    } else if (word == "--host") {
+      line.host = value;
+    } else if (word == "--threads") {
+      line.threads = parse_number(usage, word, value, 1, 1024);
+    } else {
+      const auto extra =
+          std::find_if(extra_options.begin(), extra_options.end(),
+                       [word](const ExtraOption& option) { return word == option.name; });
+      if (extra == extra_options.end()) {
+        usage_error(usage, "unknown option '" + std::string(word) + "'");
+      }
+      line.extra[static_cast<std::size_t>(extra - extra_options.begin())] =
+          parse_number(usage, word, value, extra->min, extra->max);
+    }
+  }
+  if (!have_port) usage_error(usage, "--port is required");
+  return line;
+}
+
+net::Address resolve(const std::string& host, std::uint16_t port) {
+  const bool ipv6 = host.find(':') != std::string::npos && host.front() != '[';
+  const std::string text = (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  auto address = net::Address::parse(text);
+  if (!address) {
+    std::fprintf(stderr, "--host: %s\n", address.message().c_str());
+    std::exit(2);
+  }
+  return *address;
+}
+
+}  // namespace coring::examples

@@ -1,0 +1,142 @@
+// The frame the example servers (coring-echo, coring-http) share: listeners on N loops,
+// a task per connection, idle timeouts, and a clean shutdown on SIGINT/SIGTERM.
+//
+//   Server server({.address = *net::Address::parse("127.0.0.1:8080"), .threads = 2},
+//                 [](net::TcpStream stream, Connection& conn) -> Task<void> { ... });
+//   return server.run();  // until SIGINT, SIGTERM or stop()
+//
+// Threads. One loop runs on the thread that calls run(). With `threads` > 1 a Runtime
+// runs that many loops on as many threads of its own; each loop has its own listener on
+// the same port (SO_REUSEPORT when there are several, so that the kernel
+// spreads connections over them) and serves the connections it accepted to their end:
+// nothing is shared between loops on the hot path.
+//
+// Idle timeouts. A connection that has not reported activity (Connection::active()) for
+// `idle_timeout` is shut down (shutdown(2) both ways), which ends its pending recv with 0
+// bytes, so its handler ends as it would at the peer's end of stream. A sweeper per loop
+// checks every quarter of the timeout, so a connection is closed between 1 and 1.25
+// timeouts after its last activity. This costs the hot path one store per request,
+// where a linked timeout on every recv would cost an SQE and a CQE each.
+//
+// Shutdown. SIGINT and SIGTERM (blocked in every thread and read from a signalfd by loop
+// 0) or stop() trigger the server's stop source: every listener's accept stream ends,
+// each loop closes its listener, shuts down its connections and waits for their handlers
+// to return, and run() returns 0.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include <coring/net/address.hpp>
+#include <coring/net/buffer_pool.hpp>
+#include <coring/net/listener.hpp>
+#include <coring/net/stream.hpp>
+#include <coring/runtime/runtime.hpp>
+#include <coring/runtime/task.hpp>
+
+namespace coring::examples {
+
+class LoopConnections;
+
+// A connection's entry in its loop's registry, for idle timeouts and shutdown.
+class Connection {
+ public:
+  // Marks the connection active now (a request arrived): one store, no system call.
+  void active() noexcept;
+  // The loop's receive pool (ServerOptions::receive_pool), or nullptr.
+  [[nodiscard]] net::BufferPool* receive_pool() const noexcept;
+
+ private:
+  friend class LoopConnections;
+  LoopConnections* owner_ = nullptr;
+  Connection* prev_ = nullptr;
+  Connection* next_ = nullptr;
+  int fd_ = -1;
+  std::uint64_t last_tick_ = 0;
+};
+
+using ConnectionHandler = std::function<Task<void>(net::TcpStream stream, Connection& conn)>;
+
+struct ServerOptions {
+  net::Address address = net::Address::ipv4_loopback(0);
+  std::size_t threads = 1;
+  // 0: connections never time out.
+  std::chrono::milliseconds idle_timeout{0};
+  // Whether SIGINT and SIGTERM stop the server (they are then blocked in the process).
+  bool handle_signals = true;
+  // If set, each loop has a BufferPool of these options for its connections' receives
+  // (Connection::receive_pool()): a multishot receive into it costs one SQE per
+  // connection instead of one per message.
+  std::optional<net::BufferPoolOptions> receive_pool;
+};
+
+class Server {
+ public:
+  // Binds the listeners (throws std::system_error, e.g. EADDRINUSE) and, for more than one
+  // loop, starts the loops' threads; connections are accepted from run() on (the backlog
+  // holds them till then).
+  Server(ServerOptions options, ConnectionHandler handler);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The port the listeners are bound to (the kernel's choice when the address had port 0).
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  // Serves until a signal or stop(); returns 0 after a clean shutdown, 1 if a loop failed.
+  int run();
+  // Ends run() as SIGTERM would. Any thread, any time (also before run()).
+  void stop() noexcept { stop_.request_stop(); }
+
+ private:
+  Task<void> serve_loop(EventLoop& loop, std::size_t index);
+  Task<void> run_connection(net::TcpStream stream, LoopConnections& connections);
+
+  ServerOptions options_;
+  ConnectionHandler handler_;
+  std::stop_source stop_;
+  std::vector<net::TcpListener> listeners_;
+  std::uint16_t port_ = 0;
+  std::optional<Runtime> runtime_;  // threads > 1 only; built last: its threads start at once
+};
+
+// The receive pool the example servers give each loop: 128 buffers of 2 KiB, a whole
+// buffer per receive. (Incremental consumption, where small messages share a buffer, is
+// off: with several connections on one pool it handed a piece to the wrong connection,
+// see NOTES-net-apps.md.) A small pool keeps the buffers the kernel cycles through warm
+// in the cache; a connection that finds it empty waits for a buffer to come back.
+net::BufferPoolOptions default_receive_pool();
+
+// After a send of `data` that moved put.res bytes: sends the rest, if any. Returns false
+// if the connection failed. A coroutine of its own — a frame allocated — that handlers
+// call only on the rare short send, so that the common path allocates nothing.
+Task<bool> send_rest(const net::TcpStream& stream, std::span<const std::byte> data, IoResult put);
+
+// Parses a server's command line: --port P (required), --host H (127.0.0.1), --threads N
+// (1), and the extra integer options the server names. Prints the usage and exits with
+// status 2 on bad input, 0 on --help.
+struct CommandLine {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::size_t threads = 1;
+  std::vector<std::uint64_t> extra;  // the values of `extra_options`, in their order
+};
+struct ExtraOption {
+  const char* name;  // "--idle-timeout-ms"
+  std::uint64_t min;
+  std::uint64_t max;
+  std::uint64_t default_value;
+};
+CommandLine parse_command_line(int argc, char** argv, const char* usage,
+                               const std::vector<ExtraOption>& extra_options = {});
+
+// "host:port" for net::Address::parse, with brackets around an IPv6 host.
+net::Address resolve(const std::string& host, std::uint16_t port);
+
+}  // namespace coring::examples

@@ -1,0 +1,175 @@
+// BufferPool: receive buffers the kernel picks, from a provided-buffer ring of one loop.
+//
+//   BufferPool pool(loop, {.buffer_size = 16384, .count = 256});
+//   Result<BufferLease> got = co_await stream.recv(pool);   // one receive
+//   RecvStream chunks = stream.recv_stream(pool);            // multishot: many receives
+//   Result<BufferLease> next = co_await chunks.next();
+//   use(next->data());                                       // the kernel-filled bytes
+//   // dropping the lease hands the buffer back to the kernel
+//
+// The pool owns `count` buffers of `buffer_size` bytes and a BufferRing (ring layer)
+// registered on the loop's ring under its own group id. A receive that selects from the
+// group gets a buffer only when data arrives, so idle connections hold no memory.
+//
+// Incremental consumption (6.12; the pool falls back to whole buffers before that): the
+// kernel fills one buffer piece by piece across receives, so small messages do not each
+// take a whole buffer. A buffer goes back to the kernel once the kernel has finished with
+// it (a CQE without IORING_CQE_F_BUF_MORE) and every lease on a piece of it is dropped;
+// the pool counts the leases per buffer.
+//
+// Leases can be dropped in any order. Lifetimes: create the pool before, and destroy it
+// after, every lease and RecvStream that uses it — declared first in the same frame does
+// it, even when the loop's destruction destroys that frame — and destroy it before its
+// loop. Loop thread only. No allocation after construction.
+#pragma once
+
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
+
+#include "coring/net/socket.hpp"
+#include "coring/ring/buffer_ring.hpp"
+#include "coring/ring/prep.hpp"
+#include "coring/ring/result.hpp"
+#include "coring/runtime/operation.hpp"
+
+namespace coring {
+class EventLoop;
+}
+
+namespace coring::net {
+
+class BufferPool;
+class RecvStream;
+
+struct BufferPoolOptions {
+  std::uint32_t buffer_size = 4096;  // bytes per buffer
+  std::uint32_t count = 256;         // buffers, a power of two up to 32768
+  std::uint16_t group_id = 0;        // 0: the next free id of this process's counter
+  bool incremental = true;           // ask for incremental consumption (6.12)
+};
+
+// The bytes of one receive, in a buffer of a BufferPool; the buffer goes back to the
+// kernel when the lease is dropped (or reset()). An empty lease with no bytes is the
+// peer's end of stream.
+class BufferLease {
+ public:
+  BufferLease() noexcept = default;
+  BufferLease(BufferLease&& other) noexcept
+      : pool_(std::exchange(other.pool_, nullptr)),
+        data_(other.data_),
+        size_(std::exchange(other.size_, 0)),
+        id_(other.id_) {}
+  BufferLease& operator=(BufferLease&& other) noexcept {
+    if (this != &other) {
+      reset();
+      pool_ = std::exchange(other.pool_, nullptr);
+      data_ = other.data_;
+      size_ = std::exchange(other.size_, 0);
+      id_ = other.id_;
+    }
+    return *this;
+  }
+  BufferLease(const BufferLease&) = delete;
+  BufferLease& operator=(const BufferLease&) = delete;
+  ~BufferLease() { reset(); }
+
+  [[nodiscard]] std::span<std::byte> data() const noexcept { return {data_, size_}; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  // No bytes: the peer ended the stream.
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  // The buffer's id in its pool (for diagnostics); meaningful while the lease holds one.
+  [[nodiscard]] std::uint16_t buffer_id() const noexcept { return id_; }
+  // Gives the buffer back now.
+  inline void reset() noexcept;
+
+ private:
+  friend class BufferPool;
+  BufferLease(BufferPool* pool, std::byte* data, std::uint32_t size, std::uint16_t id) noexcept
+      : pool_(pool), data_(data), size_(size), id_(id) {}
+
+  BufferPool* pool_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::uint32_t size_ = 0;
+  std::uint16_t id_ = 0;
+};
+
+class BufferPool {
+ public:
+  // Registers the ring on `loop`'s ring; throws std::system_error if the kernel refuses
+  // (before 5.19: no provided-buffer rings) or memory runs out.
+  explicit BufferPool(EventLoop& loop, BufferPoolOptions options = {});
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  [[nodiscard]] std::uint16_t group_id() const noexcept { return ring_.group_id(); }
+  [[nodiscard]] std::uint32_t buffer_size() const noexcept { return buffer_size_; }
+  [[nodiscard]] std::uint32_t count() const noexcept { return ring_.entries(); }
+  [[nodiscard]] bool incremental() const noexcept { return ring_.incremental(); }
+  // Buffers the application holds (some lease on them, or the kernel is still filling
+  // them piece by piece): count() - held() are in the kernel's hands.
+  [[nodiscard]] std::uint32_t held() const noexcept { return held_; }
+  // Buffers handed back to the kernel since construction (for tests and diagnostics).
+  [[nodiscard]] std::uint64_t returned() const noexcept { return returned_; }
+  [[nodiscard]] EventLoop& loop() const noexcept { return *loop_; }
+
+  // The bytes a receive's CQE delivered (res, flags) as a lease; an error result is
+  // returned as its error; a result of 0 is an empty lease (end of stream).
+  Result<BufferLease> lease(const IoResult& result) noexcept;
+
+ private:
+  friend class BufferLease;
+  friend class RecvStream;
+
+  struct Slot {
+    std::uint32_t head = 0;    // bytes of the buffer handed out so far (incremental)
+    std::uint32_t leases = 0;  // leases on pieces of it
+    bool in_kernel = true;     // the kernel owns it, or may still add pieces to it
+  };
+
+  void release(std::uint16_t id) noexcept;
+  void give_back(std::uint16_t id) noexcept;
+  [[nodiscard]] std::byte* buffer(std::uint16_t id) const noexcept {
+    return memory_.get() + std::size_t{buffer_size_} * id;
+  }
+  void add_starved(RecvStream& stream) noexcept;
+  void remove_starved(RecvStream& stream) noexcept;
+
+  EventLoop* loop_;
+  ring::BufferRing ring_;
+  std::uint32_t buffer_size_;
+  std::unique_ptr<std::byte[]> memory_;
+  std::unique_ptr<Slot[]> slots_;
+  std::uint32_t held_ = 0;
+  std::uint64_t returned_ = 0;
+  RecvStream* starved_ = nullptr;  // streams waiting for buffers (intrusive list)
+  std::uint32_t streams_ = 0;      // RecvStreams alive on this pool
+};
+
+inline void BufferLease::reset() noexcept {
+  if (pool_ == nullptr) return;
+  std::exchange(pool_, nullptr)->release(id_);
+  size_ = 0;
+}
+
+namespace detail {
+// recv(pool): one IORING_OP_RECV that selects a buffer of the pool.
+struct PoolRecvBody {
+  BufferPool* pool;
+  int fd;
+  int flags;
+  bool direct;
+  void prep(ring::Sqe& sqe) const noexcept {
+    ring::prep_recv_buffer_select(sqe, fd, pool->group_id(), 0, flags);
+    fix_file(sqe, direct);
+  }
+  static bool again(const IoResult&) noexcept { return false; }
+  Result<BufferLease> result(const IoResult& result) const noexcept { return pool->lease(result); }
+};
+}  // namespace detail
+
+}  // namespace coring::net

@@ -1,0 +1,138 @@
+// Socket: the fd every net type owns, its options, and closing it.
+//
+// A Socket owns one fd — or, for a socket accepted as a direct descriptor, one slot of
+// its loop's registered file table — and closes it exactly once:
+//
+//   co_await sock.close();   // IORING_OP_CLOSE through the loop: the way to close
+//   // or let it go out of scope: the destructor closes it without blocking the loop
+//
+// The destructor calls close(2) directly. close(2) on a socket returns at once — the
+// kernel sends what is still queued and ends the connection in the background — unless
+// SO_LINGER is set with a timeout, which coring never sets; a caller that sets it must
+// co_await close() instead. A plain syscall is cheaper than allocating a detached task
+// to submit IORING_OP_CLOSE, and it works after the loop has gone. A direct descriptor
+// has no fd to close(2): the destructor clears its slot with a files-update registration
+// on the loop's ring (also a non-blocking syscall), or logs if the loop is gone.
+//
+// Options are plain setsockopt(2)/getsockopt(2) calls: they never block, and a system
+// call of its own is what io_uring's own socket command would cost too. On a direct
+// descriptor they return std::errc::bad_file_descriptor (it has no fd to call them on).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include "coring/net/address.hpp"
+#include "coring/ring/prep.hpp"
+#include "coring/ring/result.hpp"
+#include "coring/runtime/io.hpp"
+
+namespace coring {
+class EventLoop;
+}
+
+namespace coring::net {
+
+// TCP keepalive probes; unset fields keep the system's defaults.
+struct KeepAlive {
+  std::chrono::seconds idle{0};      // TCP_KEEPIDLE: silence before the first probe
+  std::chrono::seconds interval{0};  // TCP_KEEPINTVL: between probes
+  int count = 0;                     // TCP_KEEPCNT: unanswered probes before giving up
+};
+
+namespace detail {
+// Marks an SQE's fd as a registered-file slot.
+inline void fix_file(ring::Sqe& sqe, bool direct) noexcept {
+  if (direct) sqe.flags |= ring::sqe_flags::fixed_file;
+}
+struct ClosePrep {
+  int fd;
+  bool direct;
+  void operator()(ring::Sqe& sqe) const noexcept {
+    if (direct) {
+      ring::prep_close_direct(sqe, static_cast<std::uint32_t>(fd));
+    } else {
+      ring::prep_close(sqe, fd);
+    }
+  }
+};
+}  // namespace detail
+
+class Socket {
+ public:
+  Socket() noexcept = default;
+  // Takes ownership of `fd` (a slot of `loop`'s registered file table if `loop` is set).
+  explicit Socket(int fd, EventLoop* direct_loop = nullptr) noexcept
+      : fd_(fd), direct_loop_(direct_loop) {}
+  Socket(Socket&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)),
+        direct_loop_(std::exchange(other.direct_loop_, nullptr)) {}
+  Socket& operator=(Socket&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+      direct_loop_ = std::exchange(other.direct_loop_, nullptr);
+    }
+    return *this;
+  }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  ~Socket() { reset(); }
+
+  // The fd, or the registered-file slot of a direct descriptor; -1 once closed.
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
+  // Whether fd() is a slot of the loop's registered file table (accepted as direct).
+  [[nodiscard]] bool is_direct() const noexcept { return direct_loop_ != nullptr; }
+  // Gives up ownership: the caller closes the fd.
+  int release() noexcept {
+    direct_loop_ = nullptr;
+    return std::exchange(fd_, -1);
+  }
+
+  // co_await close(): IORING_OP_CLOSE (the slot's own close for a direct descriptor).
+  // The socket is closed from here on, whatever the result; closing a closed socket
+  // gives -EBADF.
+  auto close() noexcept {
+    const bool direct = is_direct();
+    direct_loop_ = nullptr;
+    return io(detail::ClosePrep{std::exchange(fd_, -1), direct});
+  }
+  // Closes now, with close(2) (see the header comment); nothing if closed.
+  void reset() noexcept;
+
+  // getsockname(2) and getpeername(2).
+  [[nodiscard]] Result<Address> local_address() const noexcept;
+  [[nodiscard]] Result<Address> peer_address() const noexcept;
+
+  // SO_REUSEADDR, SO_SNDBUF, SO_RCVBUF (the kernel doubles what it is given and reports
+  // the doubled size), SO_KEEPALIVE with optional TCP tuning, TCP_NODELAY.
+  Result<void> set_reuse_address(bool on) noexcept;
+  Result<void> set_send_buffer_size(int bytes) noexcept;
+  Result<void> set_recv_buffer_size(int bytes) noexcept;
+  [[nodiscard]] Result<int> send_buffer_size() const noexcept;
+  [[nodiscard]] Result<int> recv_buffer_size() const noexcept;
+  Result<void> set_keepalive(bool on) noexcept;
+  Result<void> set_keepalive(const KeepAlive& options) noexcept;
+  [[nodiscard]] Result<bool> keepalive() const noexcept;
+  Result<void> set_nodelay(bool on) noexcept;
+  [[nodiscard]] Result<bool> nodelay() const noexcept;
+  // Any integer option.
+  Result<void> set_option(int level, int name, int value) noexcept;
+  [[nodiscard]] Result<int> option(int level, int name) const noexcept;
+  // SO_ERROR: the pending error of the socket, cleared by reading it.
+  [[nodiscard]] Result<int> pending_error() const noexcept { return option(SOL_SOCKET, SO_ERROR); }
+
+ protected:
+  int fd_ = -1;
+  EventLoop* direct_loop_ = nullptr;
+};
+
+// socket(2) with SOCK_CLOEXEC; the error names errno.
+Result<Socket> open_socket(int domain, int type, int protocol = 0) noexcept;
+
+}  // namespace coring::net

@@ -1,0 +1,145 @@
+// BufferPool: a provided-buffer ring with per-buffer lease counts.
+//
+// Each buffer is in one of three states: in the kernel's ring (available), being filled
+// piece by piece (incremental mode: the kernel still owns it while leases exist on the
+// pieces it has posted), or out of the kernel's hands with leases on it. A buffer goes
+// back to the ring when the kernel is done with it and its last lease is dropped. Each
+// return bumps returned_, which RecvStreams compare to tell whether a buffer came back
+// while their ENOBUFS ending was on its way, and wakes the streams waiting for buffers.
+#include "coring/net/buffer_pool.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <system_error>
+
+#include "coring/net/recv_stream.hpp"
+#include "coring/ring/detail/log.hpp"
+#include "coring/ring/error.hpp"
+#include "coring/runtime/event_loop.hpp"
+
+namespace coring::net {
+namespace {
+
+// Group ids handed out when the caller does not pick one; process-wide, so that pools
+// on one ring never collide (ids already taken on a ring are skipped).
+std::atomic<std::uint16_t> next_group_id{1};
+
+ring::BufferRing register_ring(EventLoop& loop, const BufferPoolOptions& options) {
+  if (options.buffer_size == 0) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "BufferPool: buffer_size must not be 0");
+  }
+  const std::uint16_t flags = options.incremental ? ring::pbuf_flags::inc : 0;
+  for (int attempt = 0;; ++attempt) {
+    std::uint16_t id = options.group_id;
+    while (id == 0) id = next_group_id.fetch_add(1, std::memory_order_relaxed);
+    auto created = ring::BufferRing::create(loop.ring(), id, options.count, flags);
+    if (!created && flags != 0 && created.error() == std::errc::invalid_argument) {
+      created = ring::BufferRing::create(loop.ring(), id, options.count, 0);  // before 6.12
+    }
+    if (created) return std::move(created).value();
+    const bool taken = created.error() == std::errc::file_exists;
+    if (!taken || options.group_id != 0 || attempt > 64) {
+      throw std::system_error(
+          created.error(), "BufferPool: registering provided-buffer group " + std::to_string(id));
+    }
+  }
+}
+
+}  // namespace
+
+BufferPool::BufferPool(EventLoop& loop, BufferPoolOptions options)
+    : loop_(&loop),
+      ring_(register_ring(loop, options)),
+      buffer_size_(options.buffer_size),
+      memory_(new std::byte[std::size_t{options.buffer_size} * options.count]),
+      slots_(new Slot[options.count]) {
+  for (std::uint32_t id = 0; id < options.count; ++id) {
+    const auto bid = static_cast<std::uint16_t>(id);
+    ring_.add({buffer(bid), buffer_size_}, bid, bid);
+  }
+  ring_.advance(static_cast<std::uint16_t>(options.count));
+}
+
+BufferPool::~BufferPool() {
+  if (streams_ != 0) {
+    coring::detail::log(
+        "net", coring::detail::LogLevel::error,
+        "BufferPool destroyed while " + std::to_string(streams_) + " RecvStream(s) still use it");
+  }
+  assert(streams_ == 0 && "destroy a BufferPool after the RecvStreams that use it");
+  while (starved_ != nullptr) remove_starved(*starved_);
+}
+
+Result<BufferLease> BufferPool::lease(const IoResult& result) noexcept {
+  if (result.res < 0) return fail(result.error());
+  if ((result.flags & ring::cqe_flags::buffer) == 0) {
+    if (result.res == 0) return BufferLease();  // end of stream, no buffer taken
+    return fail(ring::Errc::buffer_id_invalid);
+  }
+  const auto id = static_cast<std::uint16_t>(result.flags >> ring::cqe_flags::buffer_shift);
+  if (id >= count()) return fail(ring::Errc::buffer_id_invalid);
+  Slot& slot = slots_[id];
+  const std::uint32_t length = result.value();
+  const std::uint32_t offset = incremental() ? slot.head : 0;
+  slot.head = offset + length;
+  if (slot.leases == 0 && slot.in_kernel) ++held_;
+  if ((result.flags & ring::cqe_flags::buf_more) == 0) slot.in_kernel = false;
+  ++slot.leases;
+  return BufferLease(this, buffer(id) + offset, length, id);
+}
+
+void BufferPool::release(std::uint16_t id) noexcept {
+  Slot& slot = slots_[id];
+  assert(slot.leases > 0);
+  if (--slot.leases > 0) return;
+  if (slot.in_kernel) {
+    --held_;  // the kernel is still filling it: nothing to hand back
+    return;
+  }
+  give_back(id);
+}
+
+void BufferPool::give_back(std::uint16_t id) noexcept {
+  Slot& slot = slots_[id];
+  slot.head = 0;
+  slot.in_kernel = true;
+  ring_.add({buffer(id), buffer_size_}, id, 0);
+  ring_.advance(1);
+  --held_;
+  ++returned_;
+  if (starved_ == nullptr || loop_->draining()) return;
+  // Streams re-arm now; one that runs dry again re-enters the list, so take it whole.
+  RecvStream* stream = std::exchange(starved_, nullptr);
+  while (stream != nullptr) {
+    RecvStream* next = stream->starved_next_;
+    stream->starved_linked_ = false;
+    stream->starved_prev_ = stream->starved_next_ = nullptr;
+    if (next != nullptr) next->starved_prev_ = nullptr;
+    stream->buffers_back();
+    stream = next;
+  }
+}
+
+void BufferPool::add_starved(RecvStream& stream) noexcept {
+  if (stream.starved_linked_) return;
+  stream.starved_linked_ = true;
+  stream.starved_prev_ = nullptr;
+  stream.starved_next_ = starved_;
+  if (starved_ != nullptr) starved_->starved_prev_ = &stream;
+  starved_ = &stream;
+}
+
+void BufferPool::remove_starved(RecvStream& stream) noexcept {
+  if (!stream.starved_linked_) return;
+  if (stream.starved_prev_ != nullptr) {
+    stream.starved_prev_->starved_next_ = stream.starved_next_;
+  } else {
+    starved_ = stream.starved_next_;
+  }
+  if (stream.starved_next_ != nullptr) stream.starved_next_->starved_prev_ = stream.starved_prev_;
+  stream.starved_linked_ = false;
+  stream.starved_prev_ = stream.starved_next_ = nullptr;
+}
+
+}  // namespace coring::net

@@ -1,0 +1,51 @@
+#include "coring/net/error.hpp"
+
+#include <string>
+
+namespace coring::net {
+namespace {
+
+class NetCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "coring.net"; }
+  std::string message(int value) const override {
+    switch (static_cast<Errc>(value)) {
+      case Errc::invalid_address:
+        return "invalid address (expected 1.2.3.4:port, [v6]:port, unix:/path or unix:@name)";
+      case Errc::invalid_port:
+        return "invalid port (expected a number from 0 to 65535)";
+      case Errc::path_too_long:
+        return "Unix socket path too long (sun_path holds 107 bytes)";
+      case Errc::end_of_stream:
+        return "the peer closed the stream before every byte arrived";
+      case Errc::host_not_found:
+        return "host not found";
+      case Errc::resolve_failed:
+        return "name resolution failed";
+      case Errc::unsupported_family:
+        return "address family not supported (IPv4, IPv6 and Unix are)";
+    }
+    return "unknown coring.net error";
+  }
+  std::error_condition default_error_condition(int value) const noexcept override {
+    switch (static_cast<Errc>(value)) {
+      case Errc::invalid_address:
+      case Errc::invalid_port:
+      case Errc::path_too_long:
+        return std::errc::invalid_argument;
+      case Errc::unsupported_family:
+        return std::errc::address_family_not_supported;
+      default:
+        return {value, *this};
+    }
+  }
+};
+
+}  // namespace
+
+const std::error_category& net_category() noexcept {
+  static const NetCategory category;
+  return category;
+}
+
+}  // namespace coring::net
