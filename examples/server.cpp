@@ -128,9 +128,21 @@ net::TcpListener bind_listener(const net::Address& address, bool reuse_port, std
   return std::move(*listener);
 }
 
+// A server's loops: the runtime admits only as many operations as the CQ holds, and
+// every connection keeps one (its receive) in flight while it waits for its peer. With
+// the default CQ (512) a server holding more idle connections than that would leave the
+// busy ones queued behind them; 65,536 CQEs (the kernel's maximum, 1 MiB) hold them.
+LoopOptions server_loop_options() {
+  LoopOptions loop;
+  loop.entries = 4096;
+  loop.cq_entries = 65536;
+  return loop;
+}
+
 RuntimeOptions runtime_options(const ServerOptions& options) {
   RuntimeOptions runtime;
   runtime.threads = options.threads;
+  runtime.loop = server_loop_options();
   return runtime;
 }
 
@@ -166,7 +178,7 @@ Server::~Server() = default;
 int Server::run() {
   try {
     if (!runtime_) {
-      EventLoop loop;
+      EventLoop loop(server_loop_options());
       loop.run(serve_loop(loop, 0));
       return 0;
     }
