@@ -17,6 +17,7 @@
 #include <span>
 #include <stdexcept>
 #include <stop_token>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -46,36 +47,43 @@ bool injected(const IoResult& r, const FaultPlan& plan) {
   return false;
 }
 
-// Writes all of `data` to `fd` (at `offset`, or the pipe's position with -1), going on
-// after short writes and trying again after injected errors.
-Task<void> write_all(int fd, std::span<const std::byte> data, std::uint64_t offset,
-                     const FaultPlan& plan, std::vector<std::int32_t>* trace) {
+// Moves `size` bytes in as many requests as it takes — `fill(sqe, done, at)` prepares
+// the one for the bytes from `done` on, at file offset `at` (or the pipe's position when
+// `offset` is ring::current_position) — going on after short transfers and trying again
+// after injected errors.
+template <typename Fill>
+Task<void> transfer_all(std::size_t size, std::uint64_t offset, Fill fill, const FaultPlan& plan,
+                        std::vector<std::int32_t>* trace, const char* what) {
   std::size_t done = 0;
-  for (int attempts = 0; done < data.size(); ++attempts) {
-    if (attempts > 10'000) throw std::runtime_error("write_all: no progress");
-    const auto rest = data.subspan(done);
+  for (int attempts = 0; done < size; ++attempts) {
+    if (attempts > 10'000) throw std::runtime_error(std::string(what) + ": no progress");
     const std::uint64_t at = offset == ring::current_position ? offset : offset + done;
-    const IoResult r = co_await io([&](ring::Sqe& sqe) { ring::prep_write(sqe, fd, rest, at); });
+    const IoResult r = co_await io([&](ring::Sqe& sqe) { fill(sqe, done, at); });
     if (trace != nullptr) trace->push_back(r.res);
     if (injected(r, plan)) continue;
-    if (r.res <= 0) throw std::system_error(r.error(), "write");
+    if (r.res <= 0) throw std::system_error(r.error(), std::string(what) + ": early end");
     done += r.value();
   }
 }
 
+Task<void> write_all(int fd, std::span<const std::byte> data, std::uint64_t offset,
+                     const FaultPlan& plan, std::vector<std::int32_t>* trace) {
+  return transfer_all(
+      data.size(), offset,
+      [fd, data](ring::Sqe& sqe, std::size_t done, std::uint64_t at) {
+        ring::prep_write(sqe, fd, data.subspan(done), at);
+      },
+      plan, trace, "write");
+}
+
 Task<void> read_exact(int fd, std::span<std::byte> data, std::uint64_t offset,
                       const FaultPlan& plan, std::vector<std::int32_t>* trace) {
-  std::size_t done = 0;
-  for (int attempts = 0; done < data.size(); ++attempts) {
-    if (attempts > 10'000) throw std::runtime_error("read_exact: no progress");
-    const auto rest = data.subspan(done);
-    const std::uint64_t at = offset == ring::current_position ? offset : offset + done;
-    const IoResult r = co_await io([&](ring::Sqe& sqe) { ring::prep_read(sqe, fd, rest, at); });
-    if (trace != nullptr) trace->push_back(r.res);
-    if (injected(r, plan)) continue;
-    if (r.res <= 0) throw std::system_error(r.error(), "read: early end");
-    done += r.value();
-  }
+  return transfer_all(
+      data.size(), offset,
+      [fd, data](ring::Sqe& sqe, std::size_t done, std::uint64_t at) {
+        ring::prep_read(sqe, fd, data.subspan(done), at);
+      },
+      plan, trace, "read");
 }
 
 FaultPlan every_fault(std::uint64_t seed) {
