@@ -47,7 +47,7 @@ Task<void> echo_with_recv(const net::TcpStream& stream) {
 
 }  // namespace
 
-Task<void> serve_echo(net::TcpStream stream, Connection& conn) {
+Task<void> serve_echo(const net::TcpStream& stream, Connection& conn) {
   if (net::BufferPool* pool = conn.receive_pool()) {
     co_await echo_with_pool(stream, *pool);
   } else {

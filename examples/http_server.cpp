@@ -243,7 +243,7 @@ Task<void> linger(const net::TcpStream& stream) {
 
 }  // namespace
 
-Task<void> serve_http(net::TcpStream stream, Connection& conn) {
+Task<void> serve_http(const net::TcpStream& stream, Connection& conn) {
   HttpSession session;
   net::BufferPool* pool = conn.receive_pool();
   const Ending ending = pool != nullptr ? co_await requests_from_pool(stream, conn, session, *pool)

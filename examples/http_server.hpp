@@ -60,6 +60,6 @@ class HttpSession {
 // The Server handler: serves HTTP on `stream` until either side closes it. With a
 // receive pool (Connection::receive_pool()) it receives with one multishot receive into
 // the pool, else with one recv per chunk into its own buffer.
-Task<void> serve_http(net::TcpStream stream, Connection& conn);
+Task<void> serve_http(const net::TcpStream& stream, Connection& conn);
 
 }  // namespace coring::examples

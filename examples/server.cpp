@@ -2,6 +2,7 @@
 #include "server.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,12 +31,13 @@ namespace coring::examples {
 // its task's frame), the sweeper's tick, and shutting them all down.
 class LoopConnections {
  public:
-  explicit LoopConnections(net::BufferPool* pool) noexcept : pool_(pool) {}
+  LoopConnections(EventLoop& loop, net::BufferPool* pool) noexcept : loop_(loop), pool_(pool) {}
   [[nodiscard]] net::BufferPool* pool() const noexcept { return pool_; }
 
-  void add(Connection& conn, int fd) noexcept {
+  void add(Connection& conn, const net::TcpStream& stream) noexcept {
     conn.owner_ = this;
-    conn.fd_ = fd;
+    conn.fd_ = stream.fd();
+    conn.direct_ = stream.is_direct();
     conn.last_tick_ = tick_;
     conn.next_ = head_;
     if (head_ != nullptr) head_->prev_ = &conn;
@@ -62,12 +64,23 @@ class LoopConnections {
 
  private:
   // Ends the connection's pending recv (with 0 bytes) and any further send; its handler
-  // then returns as at the peer's end of stream and its socket is closed there.
-  static void shut(Connection& conn) noexcept {
-    ::shutdown(conn.fd_, SHUT_RDWR);
+  // then returns as at the peer's end of stream, and the frame closes the connection.
+  // A direct descriptor's shutdown goes into the SQ now, ahead of the close the frame
+  // submits later; if the SQ has no room, the next sweep tries again.
+  void shut(Connection& conn) noexcept {
+    if (conn.direct_) {
+      const bool submitted = loop_.submit_detached([&conn](ring::Sqe& sqe) {
+        ring::prep_shutdown(sqe, conn.fd_, SHUT_RDWR);
+        sqe.flags |= ring::sqe_flags::fixed_file;
+      });
+      if (!submitted) return;
+    } else {
+      ::shutdown(conn.fd_, SHUT_RDWR);
+    }
     conn.last_tick_ = ~std::uint64_t{0} / 2;  // once is enough
   }
 
+  EventLoop& loop_;
   net::BufferPool* pool_;
   Connection* head_ = nullptr;
   std::uint64_t tick_ = 0;
@@ -119,14 +132,33 @@ Task<void> sweep_idle(LoopConnections& connections, std::chrono::milliseconds ti
   }
 }
 
-net::TcpListener bind_listener(const net::Address& address, bool reuse_port, std::stop_token stop) {
+net::TcpListener bind_listener(const net::Address& address, bool reuse_port, bool direct,
+                               std::stop_token stop) {
   net::ListenOptions options;
   options.reuse_port = reuse_port;
+  options.direct = direct;
   options.stop = std::move(stop);
   auto listener = net::TcpListener::bind(address, options);
   if (!listener) throw std::system_error(listener.error(), "listen on " + address.to_string());
+  // Replies are written whole: Nagle's algorithm would only delay them. Accepted
+  // connections inherit the option; a Unix socket has none (the error is ignored).
+  (void)listener->set_nodelay(true);
   return std::move(*listener);
 }
+
+// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit then.
+rlim_t raise_open_files_limit() noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return limit.rlim_cur;
+}
+
+constexpr rlim_t max_direct_slots = 65536;
 
 // A server's loops: the runtime admits only as many operations as the CQ holds, and
 // every connection keeps one (its receive) in flight while it waits for its peer. With
@@ -152,13 +184,16 @@ Server::Server(ServerOptions options, ConnectionHandler handler)
     : options_(std::move(options)), handler_(std::move(handler)) {
   if (options_.threads == 0) options_.threads = 1;
   const bool reuse_port = options_.threads > 1;
-  listeners_.push_back(bind_listener(options_.address, reuse_port, stop_.get_token()));
+  const bool direct = options_.direct_descriptors;
+  const rlim_t open_files = raise_open_files_limit();
+  direct_slots_ = static_cast<std::uint32_t>(std::min(open_files, max_direct_slots));
+  listeners_.push_back(bind_listener(options_.address, reuse_port, direct, stop_.get_token()));
   auto bound = listeners_.front().local_address();
   if (!bound) throw std::system_error(bound.error(), "getsockname");
   port_ = bound->port();
   net::Address same_port = *bound;
   for (std::size_t i = 1; i < options_.threads; ++i) {
-    listeners_.push_back(bind_listener(same_port, reuse_port, stop_.get_token()));
+    listeners_.push_back(bind_listener(same_port, reuse_port, direct, stop_.get_token()));
   }
   if (options_.handle_signals) {
     // Before the loops' threads start, so that they inherit the mask: the signals then
@@ -195,7 +230,15 @@ Task<void> Server::serve_loop(EventLoop& loop, std::size_t index) {
   // Declared first: the pool outlives every connection's receives.
   std::optional<net::BufferPool> pool;
   if (options_.receive_pool) pool.emplace(loop, *options_.receive_pool);
-  LoopConnections connections(pool ? &*pool : nullptr);
+  if (options_.direct_descriptors) {
+    auto table = net::enable_direct_descriptors(loop, direct_slots_);
+    if (!table) {
+      throw std::system_error(table.error(), "registering a file table of " +
+                                                 std::to_string(direct_slots_) +
+                                                 " slots for direct descriptors");
+    }
+  }
+  LoopConnections connections(loop, pool ? &*pool : nullptr);
   TaskScope scope;
   if (index == 0 && options_.handle_signals) scope.spawn(watch_signals(stop_));
   if (options_.idle_timeout.count() > 0) {
@@ -222,12 +265,11 @@ Task<void> Server::serve_loop(EventLoop& loop, std::size_t index) {
 
 Task<void> Server::run_connection(net::TcpStream stream, LoopConnections& connections) {
   Connection conn;
-  connections.add(conn, stream.fd());
-  // Replies are written whole: Nagle's algorithm would only delay them. A failure here
-  // (the peer already gone) shows on the first recv.
-  (void)stream.set_nodelay(true);
-  co_await handler_(std::move(stream), conn);
+  connections.add(conn, stream);
+  co_await handler_(stream, conn);
   connections.remove(conn);
+  // Through the ring, behind any shutdown the sweeper submitted (LoopConnections::shut).
+  co_await stream.close();
 }
 
 net::BufferPoolOptions default_receive_pool() {

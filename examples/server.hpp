@@ -2,7 +2,7 @@
 // a task per connection, idle timeouts, and a clean shutdown on SIGINT/SIGTERM.
 //
 //   Server server({.address = *net::Address::parse("127.0.0.1:8080"), .threads = 2},
-//                 [](net::TcpStream stream, Connection& conn) -> Task<void> { ... });
+//                 [](const net::TcpStream& stream, Connection& conn) -> Task<void> { ... });
 //   return server.run();  // until SIGINT, SIGTERM or stop()
 //
 // Threads. One loop runs on the thread that calls run(). With `threads` > 1 a Runtime
@@ -11,12 +11,29 @@
 // spreads connections over them) and serves the connections it accepted to their end:
 // nothing is shared between loops on the hot path.
 //
+// Connections. Each is accepted as a direct descriptor (ServerOptions::direct_descriptors):
+// a slot of its loop's registered file table instead of an fd, so that no request on it
+// looks the file up in the process's fd table. TCP_NODELAY is set on the listener, which
+// accepted connections inherit (Linux copies it), since socket options cannot be set on
+// a direct descriptor. The frame owns each connection: the handler gets the stream by
+// const reference and returns; the frame then takes the connection off its loop's
+// registry and closes it through the ring.
+//
 // Idle timeouts. A connection that has not reported activity (Connection::active()) for
-// `idle_timeout` is shut down (shutdown(2) both ways), which ends its pending recv with 0
-// bytes, so its handler ends as it would at the peer's end of stream. A sweeper per loop
-// checks every quarter of the timeout, so a connection is closed between 1 and 1.25
-// timeouts after its last activity. This costs the hot path one store per request,
-// where a linked timeout on every recv would cost an SQE and a CQE each.
+// `idle_timeout` is shut down both ways (IORING_OP_SHUTDOWN for a direct descriptor,
+// shutdown(2) for an fd), which ends its pending recv with 0 bytes, so its handler ends
+// as it would at the peer's end of stream. A sweeper per loop checks every quarter of
+// the timeout, so a connection is closed between 1 and 1.25 timeouts after its last
+// activity. This costs the hot path one store per request, where a linked timeout on
+// every recv would cost an SQE and a CQE each. The shutdown cannot reach another
+// connection that reused the slot or fd: it is issued while the connection is still
+// registered, and the frame closes a connection only after taking it off the registry
+// (its close SQE then follows the shutdown's in the SQ).
+//
+// Descriptors. The constructor raises the process's RLIMIT_NOFILE soft limit to its hard
+// limit (a server holds one descriptor or slot per connection); each loop's file table
+// has that many slots, at most 65,536. Past that, accept() fails with ENFILE (or EMFILE)
+// until connections close; the loop logs it and retries.
 //
 // Shutdown. SIGINT and SIGTERM (blocked in every thread and read from a signalfd by loop
 // 0) or stop() trigger the server's stop source: every listener's accept stream ends,
@@ -58,11 +75,14 @@ class Connection {
   LoopConnections* owner_ = nullptr;
   Connection* prev_ = nullptr;
   Connection* next_ = nullptr;
-  int fd_ = -1;
+  int fd_ = -1;          // or the slot of a direct descriptor
+  bool direct_ = false;  // fd_ is a slot of the loop's registered file table
   std::uint64_t last_tick_ = 0;
 };
 
-using ConnectionHandler = std::function<Task<void>(net::TcpStream stream, Connection& conn)>;
+// Serves one connection until either side ends it. The frame closes the stream after
+// the handler returns (see "Connections" above).
+using ConnectionHandler = std::function<Task<void>(const net::TcpStream& stream, Connection& conn)>;
 
 struct ServerOptions {
   net::Address address = net::Address::ipv4_loopback(0);
@@ -75,6 +95,9 @@ struct ServerOptions {
   // (Connection::receive_pool()): a multishot receive into it costs one SQE per
   // connection instead of one per message.
   std::optional<net::BufferPoolOptions> receive_pool;
+  // Accept connections as direct descriptors (see "Connections" above). Off: plain fds,
+  // for a handler that needs the fd for system calls of its own (setsockopt, say).
+  bool direct_descriptors = true;
 };
 
 class Server {
@@ -99,6 +122,7 @@ class Server {
   Task<void> run_connection(net::TcpStream stream, LoopConnections& connections);
 
   ServerOptions options_;
+  std::uint32_t direct_slots_ = 0;  // per loop, when options_.direct_descriptors
   ConnectionHandler handler_;
   std::stop_source stop_;
   std::vector<net::TcpListener> listeners_;

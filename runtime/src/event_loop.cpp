@@ -344,7 +344,7 @@ void EventLoop::dispatch(const ring::Cqe& cqe) noexcept {
     return;
   }
   if (final) --inflight_;
-  if (data == 0) return;  // a cancel request's own completion
+  if (data == 0) return;  // a cancel request's own completion, or submit_detached()'s
   if ((data & msg_ring_sent_tag) != 0) {
     msg_ring_wake_sent(cqe);
     return;

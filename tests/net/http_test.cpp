@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -21,6 +22,7 @@
 
 #include "http_server.hpp"
 #include "server.hpp"
+#include "support.hpp"
 
 namespace coring::examples {
 namespace {
@@ -94,7 +96,12 @@ class Client {
  private:
   bool fill() {
     char chunk[4096];
-    const ssize_t got = ::recv(fd_, chunk, sizeof(chunk), 0);
+    ssize_t got = 0;
+    // With SO_RCVTIMEO, a blocking recv interrupted by a signal (or by task work the
+    // kernel queued for this thread) fails with EINTR instead of restarting.
+    do {
+      got = ::recv(fd_, chunk, sizeof(chunk), 0);
+    } while (got < 0 && errno == EINTR);
     if (got <= 0) {
       eof_ = got == 0;
       return false;
@@ -316,12 +323,55 @@ TEST(HttpServerThreads, TwoLoopsShareThePortAndStopCleanly) {
   EXPECT_EQ(status, 0);
 }
 
+// The frame's descriptors: with direct descriptors (the default) an accepted connection
+// takes a slot of the loop's file table and no fd; without, an fd each. Either way the
+// idle timeout's shutdown ends the connections (through the ring for a direct one).
+class ServerDescriptorsTest : public testing::TestWithParam<bool> {};
+
+TEST_P(ServerDescriptorsTest, ConnectionsTakeAnFdOnlyWithoutDirectDescriptors) {
+  const bool direct = GetParam();
+  ServerOptions options;
+  options.handle_signals = false;
+  options.direct_descriptors = direct;
+  options.idle_timeout = 300ms;
+  options.receive_pool = default_receive_pool();
+  Server server(options, &serve_http);
+  int status = -1;
+  std::thread runner([&] { status = server.run(); });
+  {
+    // A first connection served: the loop is running, its pool and file table are set up.
+    Client first(server.port());
+    first.send(get_root);
+    ASSERT_EQ(first.read_response().status, 200);
+    const int before = ring::test::count_open_fds();
+    constexpr int connections = 8;
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < connections; ++i)
+      clients.push_back(std::make_unique<Client>(server.port()));
+    for (auto& client : clients) client->send(get_root);
+    for (auto& client : clients) ASSERT_EQ(client->read_response().status, 200);
+    // Each client holds one fd of this process; the server's side, one more each or none.
+    EXPECT_EQ(ring::test::count_open_fds() - before, direct ? connections : 2 * connections);
+    for (auto& client : clients) EXPECT_TRUE(client->closed_by_server());
+    EXPECT_TRUE(first.closed_by_server());
+  }
+  server.stop();
+  runner.join();
+  EXPECT_EQ(status, 0);
+}
+
 std::string receive_mode(const testing::TestParamInfo<bool>& info) {
   return info.param ? "pool" : "recv";
 }
 
 INSTANTIATE_TEST_SUITE_P(Receive, HttpServerTest, testing::Bool(), receive_mode);
 INSTANTIATE_TEST_SUITE_P(Receive, HttpIdleTest, testing::Bool(), receive_mode);
+
+std::string descriptor_mode(const testing::TestParamInfo<bool>& info) {
+  return info.param ? "direct" : "fds";
+}
+
+INSTANTIATE_TEST_SUITE_P(Frame, ServerDescriptorsTest, testing::Bool(), descriptor_mode);
 
 }  // namespace
 }  // namespace coring::examples

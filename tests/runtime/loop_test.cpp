@@ -10,9 +10,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -107,6 +109,35 @@ TEST(RuntimeLoop, NopsCompleteThroughTheRing) {
 
 // More coroutines than SQ entries and than CQ entries, all with an operation in
 // flight at once: the loop admits what fits and queues the rest, losing none.
+// submit_detached(): its SQE reaches the kernel ahead of every SQE prepared after it,
+// its CQE resumes nobody, and in_flight() counts it until that CQE is reaped.
+TEST(RuntimeLoop, DetachedRequestGoesFirstAndItsCompletionIsDropped) {
+  auto pair = ring::test::make_tcp_pair();
+  EventLoop loop;
+  static constexpr std::string_view first = "detached;";
+  static constexpr std::string_view second = "awaited";
+  auto body = [&]() -> Task<std::string> {
+    const bool submitted = loop.submit_detached([&](ring::Sqe& sqe) {
+      ring::prep_send(sqe, pair.client.get(), std::as_bytes(std::span(first)), 0);
+    });
+    EXPECT_TRUE(submitted);
+    EXPECT_EQ(loop.in_flight(), 2U);  // the loop's wake read and the detached send
+    const IoResult sent = co_await io([&](ring::Sqe& sqe) {
+      ring::prep_send(sqe, pair.client.get(), std::as_bytes(std::span(second)), 0);
+    });
+    EXPECT_EQ(sent.res, static_cast<int>(second.size()));
+    std::string received(first.size() + second.size(), '\0');
+    const IoResult got = co_await io([&](ring::Sqe& sqe) {
+      ring::prep_recv(sqe, pair.server.get(), std::as_writable_bytes(std::span(received)),
+                      MSG_WAITALL);
+    });
+    EXPECT_EQ(got.res, static_cast<int>(received.size()));
+    co_return received;
+  };
+  EXPECT_EQ(loop.run(body()), "detached;awaited");
+  EXPECT_EQ(loop.in_flight(), 1U);  // only the wake read: the detached CQE was reaped
+}
+
 TEST(RuntimeLoop, TenTimesMoreOperationsThanSqEntries) {
   LoopOptions options;
   options.entries = 8;

@@ -134,6 +134,25 @@ class EventLoop {
     }
     submit_slow(op);
   }
+  // A request nobody waits for: `fill` writes one SQE now — into the SQ, ahead of
+  // every SQE prepared after this call, so the kernel issues it first — and its CQE is
+  // counted and dropped. For requests whose result does not matter, such as shutting
+  // down a connection that an idle timeout ends. Returns false, having prepared
+  // nothing, when the SQ has no room even after handing its SQEs to the kernel. Like a
+  // cancel, it is not held back by the CQ admission limit. Loop thread only.
+  template <typename Fill>
+  bool submit_detached(Fill&& fill) noexcept {
+    ring::Sqe* sqe = ring_.get_sqe();
+    if (sqe == nullptr) {
+      submit_now();
+      sqe = ring_.get_sqe();
+      if (sqe == nullptr) return false;
+    }
+    fill(*sqe);
+    sqe->user_data = 0;  // dispatch() drops it, as it does a cancel request's own CQE
+    ++inflight_;
+    return true;
+  }
   // Asks the kernel to cancel `op`; its CQE still arrives. Loop thread only.
   void cancel(Operation& op) noexcept;
   // cancel() from any thread: deferred to the loop's next turn when called elsewhere.
