@@ -33,6 +33,8 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdint>
+#include <stdexcept>
 #include <system_error>
 #include <utility>
 
@@ -131,6 +133,27 @@ std::system_error enter_failure(const std::error_code& error) {
   return std::system_error(error, "EventLoop: io_uring_enter");
 }
 
+// The destructor cancels whatever is in flight with one ASYNC_CANCEL matching every
+// request (IORING_ASYNC_CANCEL_ANY | ALL, Linux 5.19). A kernel without those flags
+// would reject that cancel and leave the destructor waiting for ever, so a loop refuses
+// such a kernel when it is made. The probe, on the new ring before anything else is
+// submitted, cancels nothing: -ENOENT where the flags are known, -EINVAL where not.
+void require_cancel_any(ring::Ring& ring) {
+  ring::Sqe* sqe = ring.get_sqe();
+  if (sqe == nullptr) throw std::logic_error("EventLoop: a new ring without a free SQE");
+  ring::prep_cancel(*sqe, 0, ring::cancel_flags::any);
+  sqe->user_data = 0;
+  auto entered = ring.submit_and_wait(1);
+  if (!entered) throw enter_failure(entered.error());
+  std::int32_t res = 0;
+  (void)ring.for_each_cqe([&res](const ring::Cqe& cqe) { res = cqe.res; });
+  if (res == -EINVAL) {
+    throw std::system_error(std::make_error_code(std::errc::function_not_supported),
+                            "EventLoop: the kernel lacks IORING_ASYNC_CANCEL_ANY (Linux 5.19), "
+                            "which a loop needs to cancel what is in flight when it is destroyed");
+  }
+}
+
 }  // namespace
 
 // The loop's own read of its wake eventfd: completes when another thread posts,
@@ -166,6 +189,7 @@ EventLoop::EventLoop(LoopOptions options)
     : ring_(make_ring(options)), owner_(std::this_thread::get_id()) {
   static_assert(alignof(EventLoop) > msg_ring_sent_tag);
   max_inflight_ = ring_.cq_entries() - msg_ring_reserved_cqes;
+  require_cancel_any(ring_);
   auto probe = ring_.get_probe();
   msg_ring_supported_ = probe && probe->is_supported(ring::Op::msg_ring);
   // Entering through a registered ring fd saves an fd lookup per enter; a kernel
@@ -262,16 +286,22 @@ void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
                                       ? ring_.submit_and_wait(1)
                                       : ring_.submit_and_wait_timeout(1, timeout);
   if (entered) return;
-  switch (entered.error().value()) {
-    case EINTR:  // a signal: the next turn tries again
-    case ETIME:  // the wait timed out
-      return;
-    case EAGAIN:  // the kernel is short of resources or the CQ is overcommitted:
-    case EBUSY:   // reaping (next) frees both, and the next turn submits again
-      return;
-    default:
-      throw enter_failure(entered.error());
+  const std::error_code error = entered.error();
+  // errno values only: the ring's own codes (a timed wait the kernel lacks, say) share
+  // numbers with them and are failures.
+  if (error.category() == std::system_category()) {
+    switch (error.value()) {
+      case EINTR:  // a signal: the next turn tries again
+      case ETIME:  // the wait timed out
+        return;
+      case EAGAIN:  // the kernel is short of resources or the CQ is overcommitted:
+      case EBUSY:   // reaping (next) frees both, and the next turn submits again
+        return;
+      default:
+        break;
+    }
   }
+  throw enter_failure(error);
 }
 
 std::size_t EventLoop::reap() {
