@@ -26,11 +26,19 @@ if(NOT status EQUAL 0)
   message(FATAL_ERROR "coring-bench all exited with ${status}:\n${err}")
 endif()
 
-function(require condition what)
-  if(NOT ${condition})
+# Fails the test with `what` unless `condition` (the text of an if() condition, e.g.
+# "count EQUAL want") holds.
+macro(require condition what)
+  cmake_language(EVAL CODE "
+    if(${condition})
+      set(require_ok TRUE)
+    else()
+      set(require_ok FALSE)
+    endif()")
+  if(NOT require_ok)
     message(FATAL_ERROR "${what}\nstdout:\n${out}\nstderr:\n${err}")
   endif()
-endfunction()
+endmacro()
 
 # --- the table ------------------------------------------------------------------------------
 string(FIND "${out}" "coring CPU/op" at)

@@ -255,7 +255,7 @@ BenchResult echo_suite(const SuiteOptions& suite) {
   BenchResult result{
       "echo",
       "C=" + std::to_string(options.load.conns) + " S=" + std::to_string(options.load.size),
-      {Metric{"server_cpu_us_per_msg", "us", true}, Metric{"msgs_per_s", "1/s", false}},
+      echo_metrics,
       {},
       {}};
   for (std::size_t i = 0; i < servers.size(); ++i) {

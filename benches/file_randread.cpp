@@ -249,7 +249,7 @@ BenchResult randread_suite(const SuiteOptions& suite) {
   return BenchResult{
       "file-randread",
       "qd " + std::to_string(options.queue_depth),
-      {Metric{"cpu_us_per_io", "us", true}, Metric{"iops", "1/s", false}},
+      randread_metrics,
       {measured_side("coring", coring, cpu, rate),
        fio.empty() ? skipped_side("fio", "fio is not installed", "apt-get install -y fio")
                    : measured_side("fio", peer, cpu, rate)},

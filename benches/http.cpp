@@ -256,11 +256,7 @@ BenchResult http_suite(const SuiteOptions& suite) {
   options.server_cpu = suite.server_cpu;
   options.client_cpu = suite.client_cpu;
   BenchResult result{
-      "http",
-      "wrk -t1 -c" + std::to_string(options.connections),
-      {Metric{"server_cpu_us_per_request", "us", true}, Metric{"requests_per_s", "1/s", false}},
-      {},
-      {}};
+      "http", "wrk -t1 -c" + std::to_string(options.connections), http_metrics, {}, {}};
   const std::string wrk = find_program("wrk");
   const std::string nginx = find_program("nginx");
   if (wrk.empty()) {

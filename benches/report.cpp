@@ -220,12 +220,6 @@ std::string ratio_text(double ratio) {
   return text;
 }
 
-std::string format_value(double value, const std::string& unit) {
-  char text[48];
-  std::snprintf(text, sizeof(text), value < 10 ? "%.2f %s" : "%.0f %s", value, unit.c_str());
-  return text;
-}
-
 // gnuplot's script and data: a bar per side, groups per benchmark separated by a gap,
 // heights relative to coring's median CPU per operation in that benchmark.
 std::string chart_script(const std::string& path, const std::vector<BenchResult>& results,
@@ -245,7 +239,7 @@ std::string chart_script(const std::string& path, const std::vector<BenchResult>
     }
     notes << "set label "
           << gnuplot_string(result.name + "\n" + result.params +
-                            "\ncoring: " + format_value(coring, result.metrics[0].unit) + "/op")
+                            "\ncoring: " + format_figure(coring, result.metrics[0].unit) + "/op")
           << " at " << (first + x - 1) / 2 << ", graph 0.97 center front\n";
     notes << "set arrow from " << x << ", graph 0 to " << x
           << ", graph 1 nohead dt 3 lc rgb '#999999'\n";

@@ -201,10 +201,6 @@ NopRun checked(std::string_view side, NopRun run) {
   return run;
 }
 
-std::array<Metric, 2> nop_metrics() {
-  return {Metric{"cpu_ns_per_op", "ns", true}, Metric{"ops_per_s", "1/s", false}};
-}
-
 }  // namespace
 
 std::vector<BenchResult> nop_suite(const SuiteOptions& options) {
@@ -227,13 +223,12 @@ std::vector<BenchResult> nop_suite(const SuiteOptions& options) {
           : skipped_side("liburing", "liburing-dev was missing when coring-bench was built",
                          "apt-get install -y liburing-dev");
   const std::string batch = std::to_string(options.nop_batch);
-  return {
-      BenchResult{"ring-nop", "batch " + batch, nop_metrics(), {side("coring", 1), liburing}, {}},
-      BenchResult{"runtime-nop",
-                  batch + " in flight",
-                  nop_metrics(),
-                  {side("coring", 0), side("coring-ring", 1), liburing},
-                  {}}};
+  return {BenchResult{"ring-nop", "batch " + batch, nop_metrics, {side("coring", 1), liburing}, {}},
+          BenchResult{"runtime-nop",
+                      batch + " in flight",
+                      nop_metrics,
+                      {side("coring", 0), side("coring-ring", 1), liburing},
+                      {}}};
 }
 
 NopRun run_runtime_nop(const RuntimeNopOptions& options) {

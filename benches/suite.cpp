@@ -88,19 +88,11 @@ std::vector<Entry> entries() {
   const auto one = [](BenchResult (*run)(const SuiteOptions&)) {
     return [run](const SuiteOptions& options) { return std::vector<BenchResult>{run(options)}; };
   };
-  const Metric nop_cpu{"cpu_ns_per_op", "ns", true};
-  const Metric nop_rate{"ops_per_s", "1/s", false};
   return {
-      {{"ring-nop", "runtime-nop"}, {nop_cpu, nop_rate}, &nop_suite},
-      {{"echo"},
-       {Metric{"server_cpu_us_per_msg", "us", true}, Metric{"msgs_per_s", "1/s", false}},
-       one(&echo_suite)},
-      {{"http"},
-       {Metric{"server_cpu_us_per_request", "us", true}, Metric{"requests_per_s", "1/s", false}},
-       one(&http_suite)},
-      {{"file-randread"},
-       {Metric{"cpu_us_per_io", "us", true}, Metric{"iops", "1/s", false}},
-       one(&randread_suite)},
+      {{"ring-nop", "runtime-nop"}, nop_metrics, &nop_suite},
+      {{"echo"}, echo_metrics, one(&echo_suite)},
+      {{"http"}, http_metrics, one(&http_suite)},
+      {{"file-randread"}, randread_metrics, one(&randread_suite)},
   };
 }
 
@@ -122,7 +114,9 @@ std::vector<BenchResult> run_entry(const Entry& entry, const SuiteOptions& optio
   return results;
 }
 
-std::string format_value(double value, const std::string& unit) {
+}  // namespace
+
+std::string format_figure(double value, const std::string& unit) {
   char text[32];
   if (unit == "1/s") {
     if (value >= 1e6) {
@@ -135,6 +129,8 @@ std::string format_value(double value, const std::string& unit) {
   }
   return text;
 }
+
+namespace {
 
 std::string format_ratio(const Side& coring, const Side& peer, std::size_t metric) {
   if (!coring.ran() || !peer.ran()) return "-";
@@ -153,7 +149,7 @@ void print_peer_row(const std::string& label, const BenchResult& result, const S
     return;
   }
   const auto value = [&result](const Side& side, std::size_t m) {
-    return side.ran() ? format_value(side.median_of(m), result.metrics[m].unit)
+    return side.ran() ? format_figure(side.median_of(m), result.metrics[m].unit)
                       : std::string("skipped");
   };
   std::printf(row_format, label.c_str(), peer.name.c_str(), value(coring, 0).c_str(),

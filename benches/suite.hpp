@@ -63,6 +63,19 @@ struct BenchResult {
   std::string error;              // non-empty when the benchmark failed
 };
 
+// The metrics of each benchmark's rows.
+inline const std::array<Metric, 2> nop_metrics{Metric{"cpu_ns_per_op", "ns", true},
+                                               Metric{"ops_per_s", "1/s", false}};
+inline const std::array<Metric, 2> echo_metrics{Metric{"server_cpu_us_per_msg", "us", true},
+                                                Metric{"msgs_per_s", "1/s", false}};
+inline const std::array<Metric, 2> http_metrics{Metric{"server_cpu_us_per_request", "us", true},
+                                                Metric{"requests_per_s", "1/s", false}};
+inline const std::array<Metric, 2> randread_metrics{Metric{"cpu_us_per_io", "us", true},
+                                                    Metric{"iops", "1/s", false}};
+
+// A figure with its unit for people: "8.68 us", "78.4 ns", "12.75 M/s".
+[[nodiscard]] std::string format_figure(double value, const std::string& unit);
+
 // A side that did not run; `install` may be empty (e.g. a peer left out of the build).
 [[nodiscard]] Side skipped_side(std::string name, std::string why, std::string install);
 
