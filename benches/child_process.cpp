@@ -12,9 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
@@ -252,6 +255,30 @@ std::uint16_t free_loopback_port() {
   const std::uint16_t port = local_port(fd);
   ::close(fd);
   return port;
+}
+
+std::string find_program(std::string_view name) {
+  const char* override = std::getenv("CORING_BENCH_PATH");
+  const char* path = override != nullptr ? override : std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "";
+  if (override == nullptr) dirs += ":/usr/sbin:/sbin";
+  std::size_t start = 0;
+  while (start <= dirs.size()) {
+    const std::size_t end = std::min(dirs.find(':', start), dirs.size());
+    const std::filesystem::path candidate =
+        std::filesystem::path(dirs.substr(start, end - start)) / name;
+    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    start = end + 1;
+  }
+  return {};
+}
+
+std::string sibling_program(std::string_view name) {
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return {};
+  const std::filesystem::path candidate = self.parent_path() / name;
+  return ::access(candidate.c_str(), X_OK) == 0 ? candidate.string() : std::string();
 }
 
 }  // namespace coring::bench

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace coring::bench {
@@ -71,5 +72,15 @@ int connect_loopback(std::uint16_t port, std::chrono::milliseconds patience);
 
 // A TCP port on 127.0.0.1 that was free a moment ago, for servers that take --port.
 std::uint16_t free_loopback_port();
+
+// Where an external peer program (nginx, wrk, fio) is: the first executable `name` in
+// the directories of $CORING_BENCH_PATH if that is set (a test sets it to an empty
+// directory to see every such peer skipped), else of $PATH and then /usr/sbin and
+// /sbin (nginx lives there, outside a user's PATH). "" if there is none.
+std::string find_program(std::string_view name);
+
+// The program `name` next to the running coring-bench (the peers built with it, such
+// as coring-peer-asio-epoll), or "" if there is none.
+std::string sibling_program(std::string_view name);
 
 }  // namespace coring::bench

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 
 namespace coring::bench {
 namespace {
@@ -61,6 +62,24 @@ std::optional<std::uint64_t> Args::take_u64(std::string_view name, std::uint64_t
   auto text = take(name);
   if (!text) return std::nullopt;
   return parse_u64(name, *text, min, max);
+}
+
+std::optional<std::chrono::milliseconds> Args::take_seconds(std::string_view name,
+                                                            std::chrono::milliseconds min,
+                                                            std::chrono::milliseconds max) {
+  auto text = take(name);
+  if (!text) return std::nullopt;
+  double seconds = 0;
+  const char* end = text->data() + text->size();
+  const auto [stop, ec] = std::from_chars(text->data(), end, seconds);
+  const double ms = seconds * 1000.0;
+  // The comparisons are false for NaN, so it is rejected too.
+  if (ec != std::errc{} || stop != end ||
+      !(ms >= static_cast<double>(min.count()) && ms <= static_cast<double>(max.count()))) {
+    throw UsageError(std::string(name) + " wants seconds in [" + std::to_string(min.count()) +
+                     " ms, " + std::to_string(max.count()) + " ms], not '" + *text + "'");
+  }
+  return std::chrono::milliseconds(std::llround(ms));
 }
 
 std::optional<std::string> Args::take_string(std::string_view name) {

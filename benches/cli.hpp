@@ -6,6 +6,7 @@
 // fails before a long run instead of being ignored. Bad input throws UsageError.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -34,6 +35,11 @@ class Args {
   // Like take_u64(), for a comma-separated list such as 1,8,32,128.
   std::optional<std::vector<std::uint64_t>> take_u64_list(std::string_view name, std::uint64_t min,
                                                           std::uint64_t max);
+  // Removes `--name`'s value if present, a number of seconds such as 2 or 0.25, in
+  // milliseconds; throws UsageError if it is not a number in [min, max].
+  std::optional<std::chrono::milliseconds> take_seconds(std::string_view name,
+                                                        std::chrono::milliseconds min,
+                                                        std::chrono::milliseconds max);
   // Removes `--name`'s value if present, as it was given.
   std::optional<std::string> take_string(std::string_view name);
   // Removes `--name` if present, a flag given without a value.

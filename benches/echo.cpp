@@ -1,5 +1,5 @@
-// coring-bench echo: server CPU per message of coring's echo server against an epoll and
-// a liburing echo server.
+// coring-bench echo: server CPU per message of coring's echo server against an epoll, a
+// liburing and two Boost.Asio echo servers (Asio's epoll reactor and its io_uring backend).
 //
 // Each run starts one server in a child process pinned to the server CPU (child_process.hpp),
 // connects the load client (echo_client.hpp, pinned to the client CPU) with C
@@ -9,17 +9,24 @@
 // ...), so drift in the machine's state falls on all of them, and the table reports
 // medians. The ratios compare coring's median server CPU per message with each peer's;
 // each run's ratio to the peer run right after it gives the spread.
+//
+// coring's, the epoll and the liburing servers are functions of coring-bench run in a
+// forked child; the Asio servers are programs of their own (peers/asio_echo.cpp, built
+// next to coring-bench when Boost's headers were found), exec'd with --port P.
 #include "echo.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "child_process.hpp"
@@ -27,6 +34,7 @@
 #include "measure.hpp"
 #include "peers/echo_peers.hpp"
 #include "peers/liburing_nop.hpp"
+#include "suite.hpp"
 
 namespace coring::bench {
 namespace {
@@ -35,16 +43,21 @@ using Clock = std::chrono::steady_clock;
 
 struct EchoOptions {
   EchoLoad load;
-  std::chrono::seconds measured{5};
+  std::chrono::milliseconds measured{5000};
   std::chrono::milliseconds warmup{1000};
   std::uint64_t reps = 3;
   int server_cpu = 0;
   int client_cpu = 1;
 };
 
+// A server of the benchmark: a function run in a forked child, or a program exec'd
+// with --port P. `missing` says why it cannot run in this build or on this machine.
 struct Server {
-  std::string_view name;
-  int (*serve)(int ready_fd);
+  std::string name;
+  int (*serve)(int ready_fd) = nullptr;
+  std::string program;
+  std::string missing;
+  std::string install;  // the apt-get line that adds what is missing
 };
 
 int serve_epoll(int ready_fd) {
@@ -57,6 +70,54 @@ int serve_liburing(int ready_fd) {
   const int listen_fd = listen_loopback();
   report_listening(ready_fd, local_port(listen_fd));
   return serve_liburing_echo(listen_fd);
+}
+
+Server asio_server(std::string name, std::string_view program, std::string_view packages) {
+  Server server{std::move(name), nullptr, sibling_program(program), {}, {}};
+  if (server.program.empty()) {
+    server.missing = std::string(program) + " was not built (it needs " + std::string(packages) +
+                     " when coring-bench is built)";
+    server.install = "apt-get install -y " + std::string(packages);
+  }
+  return server;
+}
+
+// coring's server and its peers, in the order of the table; `diagnostic` adds two
+// more coring rows (see echo.hpp).
+std::vector<Server> echo_servers(bool diagnostic) {
+  std::vector<Server> servers{{"coring", &serve_coring_echo, {}, {}, {}},
+                              {"epoll", &serve_epoll, {}, {}, {}},
+                              {"liburing", &serve_liburing, {}, {}, {}}};
+  if (!liburing_echo_available()) {
+    servers.back().missing = "liburing-dev was missing when coring-bench was built";
+    servers.back().install = "apt-get install -y liburing-dev";
+  }
+  servers.push_back(asio_server("asio-epoll", "coring-peer-asio-epoll", "libboost1.81-dev"));
+  servers.push_back(
+      asio_server("asio-uring", "coring-peer-asio-uring", "libboost1.81-dev liburing-dev"));
+  if (diagnostic) {
+    servers.push_back({"coring-recv", &serve_coring_echo_recv, {}, {}, {}});
+    servers.push_back({"coring-rt", &serve_runtime_echo, {}, {}, {}});
+  }
+  return servers;
+}
+
+struct RunningServer {
+  ChildProcess child;
+  std::uint16_t port;
+};
+
+RunningServer start(const Server& server, int cpu) {
+  if (server.serve != nullptr) {
+    ChildProcess child = ChildProcess::fork_server(cpu, server.serve);
+    const std::uint16_t port = child.port();
+    return {std::move(child), port};
+  }
+  const std::uint16_t port = free_loopback_port();
+  RunningServer running{ChildProcess::exec(cpu, {server.program, "--port", std::to_string(port)}),
+                        port};
+  ::close(connect_loopback(port, std::chrono::milliseconds(10'000)));  // it listens
+  return running;
 }
 
 struct EchoRun {
@@ -78,10 +139,11 @@ struct EchoRun {
 };
 
 EchoRun run_once(const Server& server, const EchoOptions& options) {
-  ChildProcess child = ChildProcess::fork_server(options.server_cpu, server.serve);
+  RunningServer running = start(server, options.server_cpu);
+  ChildProcess& child = running.child;
   EchoRun run;
   {
-    EchoClient client(child.port(), options.load);
+    EchoClient client(running.port, options.load);
     client.run_until(Clock::now() + options.warmup);
     const std::chrono::nanoseconds cpu_start = child.cpu_time();
     const Stopwatch client_clock;
@@ -92,16 +154,35 @@ EchoRun run_once(const Server& server, const EchoOptions& options) {
     run.client_cpu = client_time.cpu;
   }
   if (child.exited()) {
-    throw std::runtime_error(std::string(server.name) + " echo server exited during the run");
+    throw std::runtime_error(server.name + " echo server exited during the run");
   }
   // coring's server shuts down cleanly on SIGTERM; the peers simply die of it.
   const int status = child.stop(SIGTERM, std::chrono::milliseconds(5000));
   if (server.name.starts_with("coring") && status != 0) {
-    throw std::runtime_error(std::string(server.name) + " echo server: exit status " +
-                             std::to_string(status) + " after SIGTERM (want a clean shutdown, 0)");
+    throw std::runtime_error(server.name + " echo server: exit status " + std::to_string(status) +
+                             " after SIGTERM (want a clean shutdown, 0)");
   }
-  if (run.msgs == 0) throw std::runtime_error(std::string(server.name) + ": no message echoed");
+  if (run.msgs == 0) throw std::runtime_error(server.name + ": no message echoed");
   return run;
+}
+
+// The runs of every server that can run, interleaved: runs[i] belongs to servers[i]
+// (empty for one that is missing).
+std::vector<std::vector<EchoRun>> run_echo(const std::vector<Server>& servers,
+                                           const EchoOptions& options) {
+  std::vector<std::function<EchoRun()>> sides;
+  for (const Server& server : servers) {
+    if (server.missing.empty()) {
+      sides.emplace_back([&server, &options] { return run_once(server, options); });
+    }
+  }
+  std::vector<std::vector<EchoRun>> ran = interleave(options.reps, sides);
+  std::vector<std::vector<EchoRun>> runs(servers.size());
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < servers.size(); ++i) {
+    if (servers[i].missing.empty()) runs[i] = std::move(ran[next++]);
+  }
+  return runs;
 }
 
 double median_of(const std::vector<EchoRun>& runs, double (EchoRun::*metric)() const noexcept) {
@@ -128,27 +209,80 @@ void print_ratio(std::string_view peer, const std::vector<EchoRun>& coring,
       static_cast<int>(target.size()), target.data(), rate_ratio);
 }
 
+// What echo_main() prints: a row per server that ran, then coring's ratio to each peer.
+void print_table(const std::vector<Server>& servers, const std::vector<std::vector<EchoRun>>& runs,
+                 const EchoOptions& options) {
+  std::printf(
+      "echo: %u connections, %u-byte messages, one in flight each, every reply checked; "
+      "%lld ms measured per run after %lld ms of warm-up; %llu runs per server, interleaved; "
+      "server on CPU %d, client on CPU %d; medians\n",
+      options.load.conns, options.load.size, static_cast<long long>(options.measured.count()),
+      static_cast<long long>(options.warmup.count()), static_cast<unsigned long long>(options.reps),
+      options.server_cpu, options.client_cpu);
+  std::printf("%-12s %12s %22s %16s %16s\n", "server", "msgs_per_s", "server_cpu_us_per_msg",
+              "server_cpu_util", "client_cpu_util");
+  for (std::size_t i = 0; i < servers.size(); ++i) {
+    if (runs[i].empty()) {
+      std::printf("%-12s skipped: %s (%s)\n", servers[i].name.c_str(), servers[i].missing.c_str(),
+                  servers[i].install.c_str());
+      continue;
+    }
+    std::printf("%-12s %12.0f %22.3f %16.2f %16.2f\n", servers[i].name.c_str(),
+                median_of(runs[i], &EchoRun::msgs_per_s),
+                median_of(runs[i], &EchoRun::server_cpu_us_per_msg),
+                median_of(runs[i], &EchoRun::server_cpu_share),
+                median_of(runs[i], &EchoRun::client_cpu_share));
+  }
+  // The targets of issue 5 for the first two peers; the others are for information.
+  constexpr std::array<std::string_view, 5> targets{"", "<= 0.90", "<= 1.10", "none", "none"};
+  for (std::size_t i = 1; i < targets.size(); ++i) {
+    if (!runs[i].empty()) print_ratio(servers[i].name, runs[0], runs[i], targets[i]);
+  }
+}
+
 }  // namespace
 
+BenchResult echo_suite(const SuiteOptions& suite) {
+  EchoOptions options;
+  options.load = EchoLoad{suite.echo_conns, suite.echo_size};
+  options.measured = suite.measured;
+  options.warmup = suite.warmup;
+  options.reps = suite.reps;
+  options.server_cpu = suite.server_cpu;
+  options.client_cpu = suite.client_cpu;
+  const std::vector<Server> servers = echo_servers(false);
+  const std::vector<std::vector<EchoRun>> runs = run_echo(servers, options);
+  BenchResult result{
+      "echo",
+      "C=" + std::to_string(options.load.conns) + " S=" + std::to_string(options.load.size),
+      echo_metrics,
+      {},
+      {}};
+  for (std::size_t i = 0; i < servers.size(); ++i) {
+    result.sides.push_back(
+        runs[i].empty() ? skipped_side(servers[i].name, servers[i].missing, servers[i].install)
+                        : measured_side(servers[i].name, runs[i], &EchoRun::server_cpu_us_per_msg,
+                                        &EchoRun::msgs_per_s));
+  }
+  return result;
+}
+
 int echo_server_main(Args& args) {
-  const std::uint64_t index = args.take_u64("--server", 0, 4).value_or(0);
+  const std::uint64_t index = args.take_u64("--server", 0, 6).value_or(0);
   const int cpu = static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
   args.finish();
-  static constexpr std::array<Server, 5> all{{{"coring", &serve_coring_echo},
-                                              {"epoll", &serve_epoll},
-                                              {"liburing", &serve_liburing},
-                                              {"coring-recv", &serve_coring_echo_recv},
-                                              {"coring-rt", &serve_runtime_echo}}};
-  const Server& server = all[index];
-  if (server.serve == &serve_liburing && !liburing_echo_available()) {
-    std::printf("%.*s\n", static_cast<int>(liburing_skipped.size()), liburing_skipped.data());
+  const std::vector<Server> servers = echo_servers(true);
+  // The order of --server: the table's, then the diagnostic rows.
+  const Server& server = servers[index];
+  if (!server.missing.empty()) {
+    std::printf("skipped: %s (%s)\n", server.missing.c_str(), server.install.c_str());
     return 0;
   }
-  ChildProcess child = ChildProcess::fork_server(cpu, server.serve);
-  std::printf("%.*s echo server: pid=%d port=%u\n", static_cast<int>(server.name.size()),
-              server.name.data(), static_cast<int>(child.pid()), child.port());
+  RunningServer running = start(server, cpu);
+  std::printf("%s echo server: pid=%d port=%u\n", server.name.c_str(),
+              static_cast<int>(running.child.pid()), running.port);
   std::fflush(stdout);
-  return child.wait();
+  return running.child.wait();
 }
 
 int echo_load_main(Args& args) {
@@ -184,42 +318,8 @@ int echo_main(Args& args) {
   const bool diagnostic = args.take_u64("--diagnostic", 0, 1).value_or(0) == 1;
   args.finish();
   pin_to_cpu(options.client_cpu);
-
-  std::vector<Server> servers{{"coring", &serve_coring_echo}, {"epoll", &serve_epoll}};
-  if (liburing_echo_available()) {
-    servers.push_back({"liburing", &serve_liburing});
-  } else {
-    std::printf("%.*s\n", static_cast<int>(liburing_skipped.size()), liburing_skipped.data());
-  }
-  if (diagnostic) {
-    servers.push_back({"coring-recv", &serve_coring_echo_recv});
-    servers.push_back({"coring-rt", &serve_runtime_echo});
-  }
-  std::vector<std::vector<EchoRun>> runs(servers.size());
-  for (std::uint64_t rep = 0; rep < options.reps; ++rep) {
-    for (std::size_t i = 0; i < servers.size(); ++i) {
-      runs[i].push_back(run_once(servers[i], options));
-    }
-  }
-
-  std::printf(
-      "echo: %u connections, %u-byte messages, one in flight each, every reply checked; "
-      "%lld s measured per run after %lld ms of warm-up; %llu runs per server, interleaved; "
-      "server on CPU %d, client on CPU %d; medians\n",
-      options.load.conns, options.load.size, static_cast<long long>(options.measured.count()),
-      static_cast<long long>(options.warmup.count()), static_cast<unsigned long long>(options.reps),
-      options.server_cpu, options.client_cpu);
-  std::printf("%-12s %12s %22s %16s %16s\n", "server", "msgs_per_s", "server_cpu_us_per_msg",
-              "server_cpu_util", "client_cpu_util");
-  for (std::size_t i = 0; i < servers.size(); ++i) {
-    std::printf("%-12.*s %12.0f %22.3f %16.2f %16.2f\n", static_cast<int>(servers[i].name.size()),
-                servers[i].name.data(), median_of(runs[i], &EchoRun::msgs_per_s),
-                median_of(runs[i], &EchoRun::server_cpu_us_per_msg),
-                median_of(runs[i], &EchoRun::server_cpu_share),
-                median_of(runs[i], &EchoRun::client_cpu_share));
-  }
-  print_ratio("epoll", runs[0], runs[1], "<= 0.90");
-  if (liburing_echo_available()) print_ratio("liburing", runs[0], runs[2], "<= 1.10");
+  const std::vector<Server> servers = echo_servers(diagnostic);
+  print_table(servers, run_echo(servers, options), options);
   return 0;
 }
 

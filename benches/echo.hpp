@@ -1,5 +1,5 @@
-// coring-bench echo: coring's echo server against an epoll and a liburing echo server,
-// under the same load, each on one CPU with the load client on another.
+// coring-bench echo: coring's echo server against an epoll, a liburing and two Boost.Asio
+// echo servers, under the same load, each on one CPU with the load client on another.
 #pragma once
 
 #include "cli.hpp"
@@ -10,7 +10,8 @@ int echo_main(Args& args);
 // The load client alone, against a server already listening on 127.0.0.1:port (to
 // profile a server by itself, e.g. coring-echo under callgrind).
 int echo_load_main(Args& args);
-// One of echo's servers alone, in a child process, until it is killed.
+// One of echo's servers alone, in a child process, until it is killed (--server N: 0
+// coring, 1 epoll, 2 liburing, 3 asio-epoll, 4 asio-uring, 5 coring-recv, 6 coring-rt).
 int echo_server_main(Args& args);
 
 // The coring echo server of the benchmark, listening on 127.0.0.1 (reported through

@@ -1,4 +1,4 @@
-// A diagnostic row of `coring-bench echo` (--runtime-baseline 1): an echo server on the
+// A diagnostic row of `coring-bench echo` (--diagnostic 1): an echo server on the
 // runtime's own awaitables without net/ — a Multishot accept, then per connection a
 // coroutine that awaits io(prep_recv) and io(prep_send). Against the "coring" row
 // (coring-echo's code on net/ and the Server frame) it shows what those layers cost.

@@ -22,23 +22,27 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include "child_process.hpp"
 #include "coring/fs/buffers.hpp"
 #include "coring/fs/file.hpp"
 #include "coring/fs/file_table.hpp"
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/when_all.hpp"
+#include "suite.hpp"
 
 namespace coring::bench {
 namespace {
@@ -122,12 +126,11 @@ std::optional<int> pinned_cpu() {
   return std::nullopt;
 }
 
-struct FioRun {
+// One run's figures, of either side.
+struct ReadFigures {
   double iops = 0;
   double cpu_us_per_io = 0;
 };
-
-bool fio_available() { return std::system("fio --version >/dev/null 2>&1") == 0; }
 
 // The number after `"key" :` at or after `from` in fio's JSON.
 double json_number(const std::string& json, const std::string& key, std::size_t from) {
@@ -137,20 +140,21 @@ double json_number(const std::string& json, const std::string& key, std::size_t 
   return std::strtod(json.c_str() + colon + 1, nullptr);
 }
 
-std::string fio_command(const RandReadOptions& options) {
-  std::string command = "fio --name=r --filename='" + options.file +
+std::string fio_command(const std::string& fio, const RandReadOptions& options) {
+  std::string command = "'" + fio + "' --name=r --filename='" + options.file +
                         "' --rw=randread --bs=4k --iodepth=" + std::to_string(options.queue_depth) +
                         " --ioengine=io_uring --fixedbufs --registerfiles --invalidate=0"
                         " --direct=" +
                         (options.direct ? "1" : "0") +
-                        " --time_based --runtime=" + std::to_string(options.seconds) +
+                        " --time_based --runtime=" + std::to_string(options.duration.count()) +
+                        "ms"
                         " --output-format=json";
   if (const auto cpu = pinned_cpu()) command += " --cpus_allowed=" + std::to_string(*cpu);
   return command + " 2>&1";
 }
 
-FioRun run_fio_randread(const RandReadOptions& options) {
-  const std::string command = fio_command(options);
+ReadFigures run_fio_randread(const std::string& fio, const RandReadOptions& options) {
+  const std::string command = fio_command(fio, options);
   std::FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw std::system_error(errno, std::system_category(), "popen fio");
   std::string output;
@@ -162,7 +166,7 @@ FioRun run_fio_randread(const RandReadOptions& options) {
   const double ios = json_number(output, "total_ios", read);
   const double runtime_ms = json_number(output, "runtime", read);
   const double cpu_percent = json_number(output, "usr_cpu", 0) + json_number(output, "sys_cpu", 0);
-  FioRun run;
+  ReadFigures run;
   run.iops = json_number(output, "iops", read);
   run.cpu_us_per_io = ios > 0 ? cpu_percent / 100.0 * runtime_ms * 1000.0 / ios : 0.0;
   return run;
@@ -175,7 +179,7 @@ RandReadOptions take_options(Args& args) {
   options.file = *file;
   options.queue_depth = static_cast<std::uint32_t>(
       args.take_u64("--qd", 1, 4096).value_or(RandReadOptions{}.queue_depth));
-  options.seconds = args.take_u64("--seconds", 1, 3600).value_or(RandReadOptions{}.seconds);
+  options.duration = std::chrono::seconds(args.take_u64("--seconds", 1, 3600).value_or(5));
   options.direct = args.take_flag("--direct");
   return options;
 }
@@ -184,6 +188,28 @@ void check_errors(const RandReadRun& run) {
   if (run.errors != 0) {
     throw std::runtime_error(std::to_string(run.errors) + " reads failed or came back short");
   }
+}
+
+ReadFigures run_coring_checked(const RandReadOptions& options) {
+  const RandReadRun run = run_coring_randread(options);
+  check_errors(run);
+  return {run.iops(), run.cpu_us_per_io()};
+}
+
+// coring's runs and fio's, interleaved, after warming the file; fio's are empty when
+// `fio` is "".
+std::array<std::vector<ReadFigures>, 2> run_randread_compare(const RandReadOptions& options,
+                                                             std::uint64_t reps,
+                                                             const std::string& fio) {
+  if (!options.direct) warm(options.file);
+  std::vector<std::function<ReadFigures()>> sides{
+      [&options] { return run_coring_checked(options); }};
+  if (!fio.empty()) {
+    sides.emplace_back([&fio, &options] { return run_fio_randread(fio, options); });
+  }
+  std::vector<std::vector<ReadFigures>> runs = interleave(reps, sides);
+  if (fio.empty()) runs.emplace_back();
+  return {std::move(runs[0]), std::move(runs[1])};
 }
 
 }  // namespace
@@ -196,7 +222,7 @@ RandReadRun run_coring_randread(const RandReadOptions& options) {
   fs::BufferPool pool(loop, fs::BufferPoolOptions{options.queue_depth, block_size, true});
   Shared shared;
   shared.warmup = std::uint64_t{options.queue_depth} * 64;
-  shared.duration = std::chrono::seconds(options.seconds);
+  shared.duration = options.duration;
   loop.run(run_readers(options, table, pool, shared));
   return shared.run;
 }
@@ -211,37 +237,53 @@ int file_randread_main(Args& args) {
   return 0;
 }
 
+BenchResult randread_suite(const SuiteOptions& suite) {
+  RandReadOptions options;
+  options.file = suite.randread_file;
+  options.queue_depth = suite.randread_qd;
+  options.duration = suite.measured;
+  const std::string fio = find_program("fio");
+  const auto [coring, peer] = run_randread_compare(options, suite.reps, fio);
+  const auto cpu = [](const ReadFigures& run) { return run.cpu_us_per_io; };
+  const auto rate = [](const ReadFigures& run) { return run.iops; };
+  return BenchResult{
+      "file-randread",
+      "qd " + std::to_string(options.queue_depth),
+      randread_metrics,
+      {measured_side("coring", coring, cpu, rate),
+       fio.empty() ? skipped_side("fio", "fio is not installed", "apt-get install -y fio")
+                   : measured_side("fio", peer, cpu, rate)},
+      {}};
+}
+
 int file_randread_compare_main(Args& args) {
   const RandReadOptions options = take_options(args);
   const std::uint64_t reps = args.take_u64("--reps", 1, 100).value_or(default_reps);
   args.finish();
-  if (!fio_available()) {
+  const std::string fio = find_program("fio");
+  if (fio.empty()) {
     std::printf("skipped: apt-get install fio\n");
     return 0;
   }
-  if (!options.direct) warm(options.file);
+  const auto [coring, peer] = run_randread_compare(options, reps, fio);
   std::vector<double> coring_iops, coring_cpu, fio_iops, fio_cpu, paired;
-  for (std::uint64_t rep = 0; rep < reps; ++rep) {
-    const RandReadRun run = run_coring_randread(options);
-    check_errors(run);
-    const FioRun fio = run_fio_randread(options);
-    coring_iops.push_back(run.iops());
-    coring_cpu.push_back(run.cpu_us_per_io());
-    fio_iops.push_back(fio.iops);
-    fio_cpu.push_back(fio.cpu_us_per_io);
-    paired.push_back(run.iops() / fio.iops);
+  for (std::size_t rep = 0; rep < coring.size(); ++rep) {
+    coring_iops.push_back(coring[rep].iops);
+    coring_cpu.push_back(coring[rep].cpu_us_per_io);
+    fio_iops.push_back(peer[rep].iops);
+    fio_cpu.push_back(peer[rep].cpu_us_per_io);
+    paired.push_back(coring[rep].iops / peer[rep].iops);
     std::fprintf(
-        stderr,
-        "rep %llu: coring iops=%.0f cpu_us_per_io=%.3f | fio iops=%.0f cpu_us_per_io=%.3f\n",
-        static_cast<unsigned long long>(rep + 1), run.iops(), run.cpu_us_per_io(), fio.iops,
-        fio.cpu_us_per_io);
+        stderr, "rep %zu: coring iops=%.0f cpu_us_per_io=%.3f | fio iops=%.0f cpu_us_per_io=%.3f\n",
+        rep + 1, coring[rep].iops, coring[rep].cpu_us_per_io, peer[rep].iops,
+        peer[rep].cpu_us_per_io);
   }
   const auto [low, high] = std::minmax_element(paired.begin(), paired.end());
   std::printf(
       "file-randread vs fio io_uring (--fixedbufs --registerfiles --invalidate=0): %s, "
-      "4 KiB random reads, qd %u, %llu s per run, %llu runs per side interleaved, "
+      "4 KiB random reads, qd %u, %lld ms per run, %llu runs per side interleaved, "
       "direct=%d; medians\n",
-      options.file.c_str(), options.queue_depth, static_cast<unsigned long long>(options.seconds),
+      options.file.c_str(), options.queue_depth, static_cast<long long>(options.duration.count()),
       static_cast<unsigned long long>(reps), options.direct ? 1 : 0);
   std::printf("%8s %12s %15s\n", "side", "iops", "cpu_us_per_io");
   std::printf("%8s %12.0f %15.3f\n", "coring", median(coring_iops), median(coring_cpu));

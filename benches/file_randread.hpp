@@ -2,6 +2,7 @@
 // comparison with fio's io_uring engine on the same file and parameters.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -12,9 +13,9 @@ namespace coring::bench {
 
 struct RandReadOptions {
   std::string file;
-  std::uint32_t queue_depth = 32;  // reads in flight
-  std::uint64_t seconds = 5;       // timed run
-  bool direct = false;             // O_DIRECT (then the page cache is not used)
+  std::uint32_t queue_depth = 32;            // reads in flight
+  std::chrono::milliseconds duration{5000};  // timed run
+  bool direct = false;                       // O_DIRECT (then the page cache is not used)
 };
 
 struct RandReadRun {

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,7 @@
 #include "http_server.hpp"
 #include "measure.hpp"
 #include "server.hpp"
+#include "suite.hpp"
 
 namespace coring::bench {
 namespace {
@@ -40,7 +42,8 @@ namespace {
 namespace fs = std::filesystem;
 
 struct HttpOptions {
-  std::chrono::seconds measured{5};
+  std::chrono::seconds measured{5};  // wrk's -d takes whole seconds
+  std::chrono::seconds warmup{1};    // none if 0
   std::uint64_t connections = 64;
   std::uint64_t reps = 3;
   int server_cpu = 0;
@@ -60,20 +63,6 @@ struct HttpRun {
     return static_cast<double>(server_cpu.count()) / static_cast<double>(wall.count());
   }
 };
-
-// The first of `names` found as an executable in PATH or in /usr/sbin, or "".
-std::string find_program(std::string_view name) {
-  std::string path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
-  path += ":/usr/sbin:/sbin";
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    const std::size_t end = std::min(path.find(':', start), path.size());
-    const fs::path candidate = fs::path(path.substr(start, end - start)) / name;
-    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-    start = end + 1;
-  }
-  return {};
-}
 
 // A temporary directory, removed with its contents on destruction.
 class TempDir {
@@ -175,7 +164,7 @@ WrkResult run_wrk(const std::string& wrk, const HttpOptions& options, std::uint1
 HttpRun measure(ChildProcess& server, const std::string& wrk, const HttpOptions& options,
                 std::uint16_t port) {
   ::close(connect_loopback(port, std::chrono::milliseconds(10'000)));  // it listens
-  run_wrk(wrk, options, port, std::chrono::seconds(1));                // warm-up
+  if (options.warmup.count() > 0) run_wrk(wrk, options, port, options.warmup);
   HttpRun run;
   const std::chrono::nanoseconds cpu_start = server.cpu_time();
   const WrkResult result = run_wrk(wrk, options, port, options.measured);
@@ -240,7 +229,56 @@ void print_row(std::string_view name, const std::vector<HttpRun>& runs) {
               median_of(runs, &HttpRun::server_cpu_share));
 }
 
+// The runs of coring-http and nginx, interleaved; nginx's are empty when `nginx` is "".
+std::array<std::vector<HttpRun>, 2> run_http(const HttpOptions& options, const std::string& wrk,
+                                             const std::string& nginx) {
+  std::vector<std::function<HttpRun()>> sides{
+      [&wrk, &options] { return run_coring(wrk, options); }};
+  if (!nginx.empty()) {
+    sides.emplace_back([&nginx, &wrk, &options] { return run_nginx(nginx, wrk, options); });
+  }
+  std::vector<std::vector<HttpRun>> runs = interleave(options.reps, sides);
+  if (nginx.empty()) runs.emplace_back();
+  return {std::move(runs[0]), std::move(runs[1])};
+}
+
 }  // namespace
+
+BenchResult http_suite(const SuiteOptions& suite) {
+  HttpOptions options;
+  // wrk measures whole seconds, at least one; a warm-up second unless the run is shorter.
+  options.measured =
+      std::max(std::chrono::seconds(1), std::chrono::round<std::chrono::seconds>(suite.measured));
+  options.warmup = std::chrono::floor<std::chrono::seconds>(
+      std::min<std::chrono::milliseconds>(suite.warmup, std::chrono::seconds(1)));
+  options.connections = suite.http_conns;
+  options.reps = suite.reps;
+  options.server_cpu = suite.server_cpu;
+  options.client_cpu = suite.client_cpu;
+  BenchResult result{
+      "http", "wrk -t1 -c" + std::to_string(options.connections), http_metrics, {}, {}};
+  const std::string wrk = find_program("wrk");
+  const std::string nginx = find_program("nginx");
+  if (wrk.empty()) {
+    result.sides = {skipped_side("coring", "wrk, the load generator, is not installed",
+                                 "apt-get install -y wrk"),
+                    skipped_side("nginx", "wrk, the load generator, is not installed",
+                                 "apt-get install -y wrk")};
+    if (nginx.empty()) {
+      result.sides[1] =
+          skipped_side("nginx", "nginx and wrk are not installed", "apt-get install -y nginx wrk");
+    }
+    return result;
+  }
+  const auto [coring, peer] = run_http(options, wrk, nginx);
+  const auto cpu = &HttpRun::server_cpu_us_per_request;
+  const auto rate = &HttpRun::requests_per_s;
+  result.sides.push_back(measured_side("coring", coring, cpu, rate));
+  result.sides.push_back(
+      nginx.empty() ? skipped_side("nginx", "nginx is not installed", "apt-get install -y nginx")
+                    : measured_side("nginx", peer, cpu, rate));
+  return result;
+}
 
 int http_main(Args& args) {
   HttpOptions options;
@@ -258,13 +296,7 @@ int http_main(Args& args) {
     std::printf("skipped: apt-get install nginx wrk\n");
     return 0;
   }
-
-  std::vector<HttpRun> coring;
-  std::vector<HttpRun> peer;
-  for (std::uint64_t rep = 0; rep < options.reps; ++rep) {
-    coring.push_back(run_coring(wrk, options));
-    peer.push_back(run_nginx(nginx, wrk, options));
-  }
+  const auto [coring, peer] = run_http(options, wrk, nginx);
 
   std::printf(
       "http: wrk -t1 -c%llu, GET / -> 200 \"Hello, World!\", keep-alive; %lld s measured per run "

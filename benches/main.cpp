@@ -21,6 +21,7 @@
 #include "measure.hpp"
 #include "ring_nop.hpp"
 #include "runtime_nop.hpp"
+#include "suite.hpp"
 
 namespace coring::bench {
 namespace {
@@ -33,6 +34,12 @@ struct Subcommand {
 };
 
 constexpr std::array subcommands{
+    Subcommand{"all",
+               "[--json FILE] [--reps R] [--seconds S] [--ops N] [--file F] [--file-mib M] "
+               "[--server-cpu A] [--client-cpu B]",
+               "every benchmark against its peers, R runs each (3) interleaved; one table of "
+               "medians",
+               all_main},
     Subcommand{"ring-nop", "--batch B [--ops N]",
                "NOPs through coring's Ring: B per submit_and_wait, N in all (2000000)",
                ring_nop_main},
@@ -55,13 +62,14 @@ constexpr std::array subcommands{
     Subcommand{"echo",
                "--conns C --size S --seconds T [--reps R] [--server-cpu A] [--client-cpu B] "
                "[--diagnostic 1]",
-               "server CPU per message: coring's echo server vs epoll and liburing ones (3 reps)",
+               "server CPU per message: coring's echo server vs epoll, liburing and Asio ones "
+               "(3 reps)",
                echo_main},
     Subcommand{"echo-load", "--port P [--conns C] [--size S] [--seconds T]",
                "echo's load client alone, against a server on 127.0.0.1:P", echo_load_main},
     Subcommand{"echo-server", "[--server N] [--server-cpu A]",
-               "one of echo's servers alone: 0 coring, 1 epoll, 2 liburing, 3 coring-recv, "
-               "4 coring-rt",
+               "one of echo's servers alone: 0 coring, 1 epoll, 2 liburing, 3 asio-epoll, "
+               "4 asio-uring, 5 coring-recv, 6 coring-rt",
                echo_server_main},
     Subcommand{"http", "[--seconds T] [--conns C] [--reps R] [--server-cpu A] [--client-cpu B]",
                "server CPU per request: coring-http vs nginx under wrk -t1 -c64 (3 reps)",

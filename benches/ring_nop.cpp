@@ -58,25 +58,12 @@ std::uint32_t take_batch(Args& args) {
   return static_cast<std::uint32_t>(*batch);
 }
 
-// Throws if a run broke one of the benchmark's promises.
-void check(std::string_view side, const NopRun& run) {
-  if (run.errors != 0) {
-    throw std::runtime_error(std::string(side) + ": " + std::to_string(run.errors) + " of " +
-                             std::to_string(run.ops) + " NOP completions had res != 0");
-  }
-  if (run.allocations != 0) {
-    throw std::runtime_error(std::string(side) + ": the timed loop allocated " +
-                             std::to_string(run.allocations) +
-                             " times (DESIGN invariant 7: the hot path does not allocate)");
-  }
-}
-
 void print_liburing_skipped() {
   std::printf("%.*s\n", static_cast<int>(liburing_skipped.size()), liburing_skipped.data());
 }
 
 int print_single(std::string_view side, const NopRun& run) {
-  check(side, run);
+  check_nop_run(side, run);
   std::printf("ops_per_s=%.0f\n", run.ops_per_s());
   return 0;
 }
@@ -127,6 +114,18 @@ void print_table(const std::vector<BatchRuns>& all, std::uint64_t ops, std::uint
 }
 
 }  // namespace
+
+void check_nop_run(std::string_view side, const NopRun& run) {
+  if (run.errors != 0) {
+    throw std::runtime_error(std::string(side) + ": " + std::to_string(run.errors) + " of " +
+                             std::to_string(run.ops) + " NOP completions had res != 0");
+  }
+  if (run.allocations != 0) {
+    throw std::runtime_error(std::string(side) + ": the timed loop allocated " +
+                             std::to_string(run.allocations) +
+                             " times (DESIGN invariant 7: the hot path does not allocate)");
+  }
+}
 
 NopRun run_coring_nop(const NopOptions& options) {
   ring::Ring ring(nop_ring_entries(options.batch),
@@ -181,8 +180,9 @@ int ring_nop_compare_main(Args& args) {
     BatchRuns& runs = all.emplace_back();
     runs.batch = options.batch;
     for (std::uint64_t rep = 0; rep < reps; ++rep) {
-      check("coring", runs.coring.emplace_back(run_coring_nop(options)));
-      if (with_peer) check("liburing", runs.liburing.emplace_back(run_liburing_nop(options)));
+      check_nop_run("coring", runs.coring.emplace_back(run_coring_nop(options)));
+      if (with_peer)
+        check_nop_run("liburing", runs.liburing.emplace_back(run_liburing_nop(options)));
     }
   }
   print_table(all, base.ops, reps);

@@ -2,6 +2,8 @@
 // completes inline, so that what is measured is the SQ/CQ handling and io_uring_enter(2).
 #pragma once
 
+#include <string_view>
+
 #include "cli.hpp"
 #include "nop.hpp"
 
@@ -10,6 +12,10 @@ namespace coring::bench {
 // Runs ring-nop on a coring::ring::Ring. Throws std::system_error when the ring cannot
 // be set up or io_uring_enter(2) fails.
 NopRun run_coring_nop(const NopOptions& options);
+
+// Throws std::runtime_error naming `side` if a run broke one of the benchmark's promises:
+// a NOP completion with res != 0, or an allocation in the timed loop (DESIGN invariant 7).
+void check_nop_run(std::string_view side, const NopRun& run);
 
 // The subcommands: ring-nop, ring-nop-liburing and ring-nop-compare.
 int ring_nop_main(Args& args);

@@ -16,19 +16,24 @@
 #include "runtime_nop.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <coroutine>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/io.hpp"
 #include "coring/runtime/task.hpp"
+#include "peers/liburing_nop.hpp"
 #include "ring_nop.hpp"
+#include "suite.hpp"
 
 namespace coring::bench {
 namespace {
@@ -191,7 +196,40 @@ void print_compare_table(const std::vector<InflightRuns>& all, std::uint64_t ops
   }
 }
 
+NopRun checked(std::string_view side, NopRun run) {
+  check_nop_run(side, run);
+  return run;
+}
+
 }  // namespace
+
+std::vector<BenchResult> nop_suite(const SuiteOptions& options) {
+  const NopOptions ring = ring_options(options.nop_batch, options.nop_ops);
+  const RuntimeNopOptions runtime = runtime_options(options.nop_batch, options.nop_ops);
+  std::vector<std::function<NopRun()>> sides{
+      [&runtime] { return checked("runtime-nop", run_runtime_nop(runtime)); },
+      [&ring] { return checked("ring-nop", run_coring_nop(ring)); }};
+  const bool with_liburing = liburing_peer_available();
+  if (with_liburing) {
+    sides.emplace_back([&ring] { return checked("ring-nop-liburing", run_liburing_nop(ring)); });
+  }
+  const auto runs = interleave(options.reps, sides);
+  const auto side = [&runs](std::string name, std::size_t index) {
+    return measured_side(std::move(name), runs[index], cpu_ns_per_op_of, ops_per_s_of);
+  };
+  const Side liburing =
+      with_liburing
+          ? side("liburing", 2)
+          : skipped_side("liburing", "liburing-dev was missing when coring-bench was built",
+                         "apt-get install -y liburing-dev");
+  const std::string batch = std::to_string(options.nop_batch);
+  return {BenchResult{"ring-nop", "batch " + batch, nop_metrics, {side("coring", 1), liburing}, {}},
+          BenchResult{"runtime-nop",
+                      batch + " in flight",
+                      nop_metrics,
+                      {side("coring", 0), side("coring-ring", 1), liburing},
+                      {}}};
+}
 
 NopRun run_runtime_nop(const RuntimeNopOptions& options) {
   // The SQ holds all K NOPs of a turn, so that preparing them never forces an early

@@ -3,8 +3,9 @@
 #
 #   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog,
 #                                     http_parser (coring-http's request parser)
-#   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev, fio,
-#                                     nginx and wrk)
+#   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev,
+#                                     libboost1.81-dev, fio, nginx and wrk) and gnuplot-nox,
+#                                     which draws `coring-bench all`'s chart
 #
 # Idempotent: it asks dpkg which packages are already installed and does nothing else
 # when none is missing. Only then does it run `apt-get update` and install the missing
@@ -36,6 +37,11 @@ peers=(
   fio           # coring-bench file-randread-compare runs fio's io_uring engine as the peer
   nginx         # coring-bench http: the HTTP server peer
   wrk           # coring-bench http: the load generator
+  # coring-bench echo: the Boost.Asio peers. Asio is header-only, and Debian packages
+  # every Boost header in this one package (libboost-system1.81-dev and the other
+  # component packages only add compiled libraries on top of it).
+  libboost1.81-dev
+  gnuplot-nox   # coring-bench all --json FILE: the chart, FILE with .png
 )
 
 for arg in "$@"; do
@@ -84,7 +90,14 @@ else
 fi
 
 "${as_root[@]}" apt-get update -q
-"${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+# All at once; if that fails (one package this release lacks fails the whole set), one
+# by one, so that every package that can be had is installed.
+if ! "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null; then
+  for pkg in "${missing[@]}"; do
+    "${as_root[@]}" apt-get install -y -q --no-install-recommends "$pkg" </dev/null ||
+      echo "install-deps: apt-get could not install $pkg" >&2
+  done
+fi
 
 still_missing=()
 for pkg in "${missing[@]}"; do

@@ -1,0 +1,119 @@
+// coring-bench all: every benchmark against its peers in one run, one table of medians.
+//
+// Each benchmark contributes rows through a function that runs coring and its peers
+// interleaved (interleave() below) and returns a BenchResult: per side, the figures of
+// every run for two metrics, CPU per operation first (the one the ratios are about)
+// and throughput second. A peer this machine lacks is a skipped Side that carries the
+// apt-get line that adds it; it is never an error. The same functions serve the
+// benchmarks' own *-compare subcommands, which print their own, more detailed tables.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli.hpp"
+#include "measure.hpp"
+
+namespace coring::bench {
+
+// What `all` hands every benchmark.
+struct SuiteOptions {
+  std::uint64_t reps = 3;                    // runs per side, interleaved
+  std::chrono::milliseconds measured{2000};  // timed window of echo, http, file-randread
+  std::chrono::milliseconds warmup{1000};    // untimed load before it (echo, http)
+  std::uint64_t nop_ops = 2'000'000;         // NOPs per run of ring-nop and runtime-nop
+  std::uint32_t nop_batch = 32;              // NOPs per enter, coroutines in flight
+  std::uint32_t echo_conns = 50;
+  std::uint32_t echo_size = 64;
+  std::uint32_t http_conns = 64;
+  std::uint32_t randread_qd = 32;
+  std::string randread_file;  // made (and warmed) by `all` unless given
+  int server_cpu = 0;         // the servers of echo and http
+  int client_cpu = 1;         // their load, and the in-process benchmarks
+};
+
+struct Metric {
+  std::string name;  // e.g. "server_cpu_us_per_msg"
+  std::string unit;  // e.g. "us"
+  bool lower_is_better = true;
+};
+
+// One side of a benchmark: coring, or one of its peers.
+struct Side {
+  std::string name;
+  std::array<std::vector<double>, 2> values;  // [metric][run], empty when skipped
+  std::string skipped;                        // why it did not run; empty if it ran
+  std::string install;                        // the apt-get line that adds it, if any
+
+  [[nodiscard]] bool ran() const noexcept { return skipped.empty(); }
+  // The median of metric m's runs; the side must have run.
+  [[nodiscard]] double median_of(std::size_t m) const;
+};
+
+struct BenchResult {
+  std::string name;               // "echo"
+  std::string params;             // "C=50 S=64", what the row measured
+  std::array<Metric, 2> metrics;  // [0] CPU per operation, [1] throughput
+  std::vector<Side> sides;        // [0] coring's
+  std::string error;              // non-empty when the benchmark failed
+};
+
+// The metrics of each benchmark's rows.
+inline const std::array<Metric, 2> nop_metrics{Metric{"cpu_ns_per_op", "ns", true},
+                                               Metric{"ops_per_s", "1/s", false}};
+inline const std::array<Metric, 2> echo_metrics{Metric{"server_cpu_us_per_msg", "us", true},
+                                                Metric{"msgs_per_s", "1/s", false}};
+inline const std::array<Metric, 2> http_metrics{Metric{"server_cpu_us_per_request", "us", true},
+                                                Metric{"requests_per_s", "1/s", false}};
+inline const std::array<Metric, 2> randread_metrics{Metric{"cpu_us_per_io", "us", true},
+                                                    Metric{"iops", "1/s", false}};
+
+// A figure with its unit for people: "8.68 us", "78.4 ns", "12.75 M/s".
+[[nodiscard]] std::string format_figure(double value, const std::string& unit);
+
+// A side that did not run; `install` may be empty (e.g. a peer left out of the build).
+[[nodiscard]] Side skipped_side(std::string name, std::string why, std::string install);
+
+// A side's figures from its runs: cpu(run) and rate(run) for the two metrics.
+template <typename Run, typename Cpu, typename Rate>
+[[nodiscard]] Side measured_side(std::string name, const std::vector<Run>& runs, Cpu cpu,
+                                 Rate rate) {
+  Side side;
+  side.name = std::move(name);
+  for (const Run& run : runs) {
+    side.values[0].push_back(std::invoke(cpu, run));
+    side.values[1].push_back(std::invoke(rate, run));
+  }
+  return side;
+}
+
+// Runs every side once per round, in order, for `reps` rounds, so that drift in the
+// machine's state (frequency, other load) falls on all of them alike. Returns
+// runs[side][round]. An exception from a run propagates.
+template <typename Run>
+[[nodiscard]] std::vector<std::vector<Run>> interleave(
+    std::uint64_t reps, const std::vector<std::function<Run()>>& sides) {
+  std::vector<std::vector<Run>> runs(sides.size());
+  for (std::uint64_t rep = 0; rep < reps; ++rep) {
+    for (std::size_t i = 0; i < sides.size(); ++i) runs[i].push_back(sides[i]());
+  }
+  return runs;
+}
+
+// The benchmarks' contributions (each defined next to its benchmark). nop_suite()
+// returns two rows from one interleaved set of runs: ring-nop (coring's Ring against
+// liburing) and runtime-nop (coring's EventLoop against both rings).
+std::vector<BenchResult> nop_suite(const SuiteOptions& options);
+BenchResult echo_suite(const SuiteOptions& options);
+BenchResult http_suite(const SuiteOptions& options);
+BenchResult randread_suite(const SuiteOptions& options);
+
+// The subcommand.
+int all_main(Args& args);
+
+}  // namespace coring::bench
