@@ -1,5 +1,6 @@
 // FaultInjector: see fault.hpp for what each fault is and why it stays within what the
-// kernel itself could do.
+// kernel itself could do. Every decision goes through roll() (whether) and below() (which),
+// which read the seeded PRNG streams or, in script mode, the script.
 #include "coring/runtime/fault.hpp"
 
 #include <algorithm>
@@ -97,8 +98,10 @@ FaultInjector::FaultInjector(FaultPlan plan) : plan_(std::move(plan)) {
 }
 
 // The n-th draw of a stream: splitmix64's finaliser over the seed, the stream and n, so
-// that each stream's draws depend on nothing but how many it has made.
+// that each stream's draws depend on nothing but how many it has made. In script mode,
+// the script's next byte.
 std::uint64_t FaultInjector::draw(Stream stream) noexcept {
+  if (scripted()) return script_bytes(1);
   std::uint64_t z = plan_.seed + 0x9e3779b97f4a7c15ULL * (++drawn_[stream]) +
                     (static_cast<std::uint64_t>(stream) << 56);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -107,11 +110,29 @@ std::uint64_t FaultInjector::draw(Stream stream) noexcept {
 }
 
 bool FaultInjector::roll(Stream stream, std::uint32_t ppm) noexcept {
-  return ppm != 0 && below(stream, million) < ppm;
+  if (ppm == 0) return false;
+  if (scripted()) {
+    // An exhausted script says no, rather than letting a zero byte say yes.
+    if (script_at_ >= plan_.script.size()) return false;
+    return std::uint64_t{script_bytes(1)} * million < std::uint64_t{ppm} * 256;
+  }
+  return below(stream, million) < ppm;
 }
 
 std::uint32_t FaultInjector::below(Stream stream, std::uint32_t bound) noexcept {
+  if (scripted()) {
+    const std::size_t width = bound <= 0x100 ? 1 : bound <= 0x10000 ? 2 : 4;
+    return script_bytes(width) % bound;
+  }
   return static_cast<std::uint32_t>(draw(stream) % bound);
+}
+
+std::uint32_t FaultInjector::script_bytes(std::size_t width) noexcept {
+  std::uint32_t value = 0;
+  for (std::size_t i = 0; i < width && script_at_ < plan_.script.size(); ++i) {
+    value |= std::uint32_t{plan_.script[script_at_++]} << (8 * i);
+  }
+  return value;
 }
 
 void FaultInjector::before_submit(ring::Ring& ring, std::uint64_t own) noexcept {

@@ -284,5 +284,85 @@ TEST(RuntimeFault, PlanIsCheckedWhenTheInjectorIsMade) {
   EXPECT_NO_THROW(FaultInjector{fine});
 }
 
+// Script mode: each decision reads the script — one byte for whether (b / 256 below the
+// probability), one for which error — and an exhausted script injects nothing.
+TEST(RuntimeFault, ScriptDecidesEachFaultInOrder) {
+  const std::vector<std::uint8_t> script = {0, 1, 7, 0, 0};
+  FaultPlan plan;
+  plan.error_ppm = 1;  // only a byte 0 says yes
+  plan.errors = {EIO, EPIPE};
+  plan.script = script;
+  FaultInjector faults(plan);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  Fd read_end(fds[0]);
+  Fd write_end(fds[1]);
+  const std::string data = "abcd";
+  std::vector<std::int32_t> results;
+  {
+    EventLoop loop;
+    loop.set_fault_injector(&faults);
+    auto body = [&]() -> Task<void> {
+      for (int i = 0; i < 4; ++i) {
+        const IoResult r = co_await io([&](ring::Sqe& sqe) {
+          ring::prep_write(sqe, write_end.get(), ring::test::bytes_of(data),
+                           ring::current_position);
+        });
+        results.push_back(r.res);
+      }
+    };
+    loop.run(body());
+  }
+  EXPECT_EQ(results, (std::vector<std::int32_t>{-EPIPE, 4, -EIO, 4}));
+  EXPECT_EQ(faults.script_consumed(), script.size());
+  EXPECT_EQ(faults.counts().errors, 2U);
+  // The two writes that ran, and only they, reached the pipe.
+  std::array<char, 16> back{};
+  EXPECT_EQ(::read(read_end.get(), back.data(), back.size()), 8);
+}
+
+// The same script on a program whose order does not depend on timing gives the same run,
+// step by step, with every kind of fault; another script does not; and the program stays
+// correct whatever the bytes say.
+TEST(RuntimeFault, SameScriptReplaysTheSameRun) {
+  ring::test::TempDir dir;
+  auto run = [&](const std::vector<std::uint8_t>& script) {
+    Fd file(::open(dir.file("script").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (file.get() < 0) throw std::system_error(errno, std::generic_category(), "open");
+    FaultPlan plan = every_fault(1);
+    plan.script = script;
+    FaultInjector faults(plan);
+    std::vector<std::int32_t> trace;
+    std::vector<std::byte> data(32 * 1024);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = pattern(i);
+    std::vector<std::byte> back(data.size());
+    {
+      EventLoop loop;
+      loop.set_fault_injector(&faults);
+      auto body = [&]() -> Task<void> {
+        for (std::size_t at = 0; at < data.size(); at += 2048) {
+          co_await write_all(file.get(), std::span(data).subspan(at, 2048), at, faults.plan(),
+                             &trace);
+        }
+        co_await read_exact(file.get(), back, 0, faults.plan(), &trace);
+      };
+      loop.run(body());
+    }
+    EXPECT_EQ(back, data);
+    EXPECT_GT(faults.counts().errors, 0U);
+    EXPECT_GT(faults.counts().short_counts, 0U);
+    EXPECT_EQ(faults.script_consumed(), script.size());  // a plain run once it is used up
+    return trace;
+  };
+  std::vector<std::uint8_t> script(120);
+  for (std::size_t i = 0; i < script.size(); ++i)
+    script[i] = static_cast<std::uint8_t>(i * 37 % 64);  // below 64: many faults
+  std::vector<std::uint8_t> other = script;
+  other[0] ^= 0x80;
+  const auto first = run(script);
+  EXPECT_EQ(first, run(script));
+  EXPECT_NE(first, run(other));
+}
+
 }  // namespace
 }  // namespace coring

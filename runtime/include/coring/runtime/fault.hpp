@@ -30,10 +30,21 @@
 // program replay the same faults as long as the program's own order of submissions
 // and completions repeats: print the seed of a run that fails. Not for production: it costs a
 // branch per turn, nothing per operation when absent. Loop thread only.
+//
+// Script mode, for fuzzing: a plan with a `script` takes every decision from those bytes
+// instead of the PRNG — a fuzzer's input then says which request fails with which error,
+// which batch is shuffled how, and so on. The decisions read the script in the order the
+// injector makes them (all kinds from one cursor): a yes/no for a kind with a non-zero
+// probability reads one byte b and means yes when b / 256 < ppm / 1,000,000 (so 1,000,000
+// ppm is always yes, and b = 0 is yes for any non-zero ppm); a choice among n reads one
+// byte (n <= 256), two or four, little-endian, modulo n. Once the script is used up every
+// decision is "no fault" (and every choice the first), so a run ends as a plain run.
 #pragma once
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -55,6 +66,9 @@ struct FaultPlan {
   std::uint32_t overflow_flag_ppm = 0;  // per reap
   // The errors `errors` draws from (positive errno values), uniformly.
   std::vector<int> errors = {EINTR, EAGAIN, ECANCELED, ENOBUFS, ECONNRESET};
+  // Not empty: script mode (see above), the seed is unused. The bytes are not copied:
+  // they must outlive the injector.
+  std::span<const std::uint8_t> script;
 };
 
 // What an injector has done so far.
@@ -80,6 +94,8 @@ class FaultInjector {
 
   [[nodiscard]] const FaultPlan& plan() const noexcept { return plan_; }
   [[nodiscard]] const FaultCounts& counts() const noexcept { return counts_; }
+  // Script mode: how many of the script's bytes the decisions have read so far.
+  [[nodiscard]] std::size_t script_consumed() const noexcept { return script_at_; }
 
   // --- For the EventLoop ---------------------------------------------------------------
   // Rewrites the SQEs `ring` has handed out but not yet published. `own` is the
@@ -100,11 +116,15 @@ class FaultInjector {
   std::uint64_t draw(Stream stream) noexcept;
   bool roll(Stream stream, std::uint32_t ppm) noexcept;
   std::uint32_t below(Stream stream, std::uint32_t bound) noexcept;
+  [[nodiscard]] bool scripted() const noexcept { return !plan_.script.empty(); }
+  // Script mode: the next `width` bytes, little-endian; missing ones read as 0.
+  std::uint32_t script_bytes(std::size_t width) noexcept;
   void reorder(std::vector<ring::Cqe>& batch);
 
   FaultPlan plan_;
   FaultCounts counts_;
   std::uint64_t drawn_[streams] = {};  // draws so far, per stream
+  std::size_t script_at_ = 0;          // script mode: the next byte to read
   // Requests turned into NOPs: the error their CQE is to carry.
   std::unordered_map<std::uint64_t, std::int32_t> injected_errors_;
   // Multishot requests in flight (by user_data), which may be ended.
