@@ -31,7 +31,8 @@
 // the workload resumes exactly once (awaits started == awaits resumed, a frame resumed
 // twice is ASan's); nothing escapes a task; the abandoned task's frame is destroyed once;
 // the loop finishes the workload within a time limit (a hang is a crash, through
-// __builtin_trap, with the input that caused it); ASan, UBSan and LeakSanitizer stay
+// __builtin_trap, with the input that caused it; a hang in the loop's destruction is
+// libFuzzer's -timeout); ASan, UBSan and LeakSanitizer stay
 // silent. A failed check prints what it saw and traps.
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -43,6 +44,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <span>
 #include <stop_token>
 #include <utility>
@@ -334,7 +336,16 @@ Task<void> abandoned(Run& run, int idle_fd) {
   }
 }
 
+// A hang is a crash: a loop that stops making progress still fires this timer (its
+// timeout is not an operation the injector may fail).
+Task<void> watchdog(std::stop_token stop) {
+  const IoResult r = co_await sleep_for(time_limit).with_stop(std::move(stop));
+  if (r.res == 0) fail("the loop hangs");
+}
+
 Task<void> workload(Run& run, ring::BufferGroup& group, int idle_fd) {
+  std::stop_source finished;
+  EventLoop::current()->spawn(watchdog(finished.get_token()));
   EventLoop::current()->spawn(abandoned(run, idle_fd));
   std::vector<Task<void>> parts;
   parts.push_back(pipe_stream(run));
@@ -342,6 +353,7 @@ Task<void> workload(Run& run, ring::BufferGroup& group, int idle_fd) {
   parts.push_back(timers(run));
   parts.push_back(races(run, idle_fd));
   co_await when_all(std::move(parts));
+  finished.request_stop();
   run.done = true;
 }
 
@@ -380,15 +392,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto group =
         ring::BufferGroup::create(loop.ring(), buffer_group_id, buffer_bytes, buffer_count);
     if (!group) fail("BufferGroup::create", group.error().value());
-    loop.spawn(workload(run, *group, idle_read_end.get()));
-    const auto deadline = std::chrono::steady_clock::now() + time_limit;
-    while (!run.done) {
-      loop.run_once(1ms);
-      if (std::chrono::steady_clock::now() > deadline) fail("the loop hangs");
-    }
+    loop.run(workload(run, *group, idle_read_end.get()));
+    check(run.done, "the workload did not finish");
     check(loop.unhandled_exceptions() == 0, "an exception escaped a task");
     check(run.abandoned_frames == 0, "the abandoned task ended early");
     // The loop's destruction: cancels the abandoned read, drains, destroys its frame.
+  }
+  if (std::getenv("LOOP_FUZZ_VERBOSE") != nullptr) {  // what an input did, when replaying it
+    const FaultCounts& c = faults.counts();
+    std::fprintf(
+        stderr,
+        "loop_fuzz: script %zu/%zu bytes read; faults: %llu short, %llu errors, %llu "
+        "multishot ends, %llu busy enters, %llu reorders, %llu overflow flags; %llu "
+        "awaits, %llu failures met\n",
+        faults.script_consumed(), plan.script.size(),
+        static_cast<unsigned long long>(c.short_counts), static_cast<unsigned long long>(c.errors),
+        static_cast<unsigned long long>(c.multishot_ends),
+        static_cast<unsigned long long>(c.enter_busy), static_cast<unsigned long long>(c.reorders),
+        static_cast<unsigned long long>(c.overflow_flags),
+        static_cast<unsigned long long>(run.awaits), static_cast<unsigned long long>(run.failures));
   }
   check(run.abandoned_frames == 1, "the abandoned task's frame", run.abandoned_frames);
   check(run.awaits == run.resumed, "awaits and resumptions differ",
