@@ -17,8 +17,8 @@
 # the runtime are checks the fuzzer should reach), the whole project with coverage,
 # ASan and UBSan (tests/fuzz/CMakeLists.txt says why and which checks).
 # Environment: BUILD_DIR (default build-fuzz), JOBS (default: the number of CPUs),
-# FUZZ_UPDATE_CORPUS=1 to replace each committed corpus afterwards by the minimised
-# (-merge=1) union of it and what the run grew — for a commit that refreshes the corpus.
+# FUZZ_UPDATE_CORPUS=1 to add to each committed corpus afterwards the inputs of the run
+# that reach coverage it lacks (-merge=1; the seeds stay) — for a commit that grows it.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -104,11 +104,7 @@ for target in "${targets[@]}"; do
   summary+=("$line")
 
   if [[ ${FUZZ_UPDATE_CORPUS:-0} == 1 ]]; then
-    merged="$work/$target/merged"
-    mkdir -p "$merged"
-    "$binary" -merge=1 "$merged" "$committed" "$corpus" >"$work/$target/merge.log" 2>&1
-    rm -rf "$committed"
-    mv "$merged" "$committed"
+    "$binary" -merge=1 "$committed" "$corpus" >"$work/$target/merge.log" 2>&1
     echo "fuzz $target: committed corpus now $(find "$committed" -type f | wc -l) files," \
       "$(du -sb "$committed" | cut -f1) bytes"
   fi
