@@ -79,8 +79,9 @@ bool may_be_multishot(ring::Op op) noexcept {
 }  // namespace
 
 FaultInjector::FaultInjector(FaultPlan plan) : plan_(std::move(plan)) {
-  for (std::uint32_t ppm : {plan_.short_count_ppm, plan_.error_ppm, plan_.multishot_end_ppm,
-                            plan_.enter_busy_ppm, plan_.reorder_ppm, plan_.overflow_flag_ppm}) {
+  for (std::uint32_t ppm :
+       {plan_.short_count_ppm, plan_.error_ppm, plan_.multishot_end_ppm, plan_.enter_busy_ppm,
+        plan_.reorder_ppm, plan_.overflow_flag_ppm, plan_.delay_ppm}) {
     if (ppm > million) {
       throw std::invalid_argument("FaultPlan: a probability of " + std::to_string(ppm) +
                                   " ppm is above 1000000");
@@ -181,6 +182,13 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
     const std::uint64_t user_data = cqe.user_data;
     const bool more = (cqe.flags & ring::cqe_flags::more) != 0;
     if (user_data == fault_cancel_data) continue;  // our own cancel's completion
+    if (user_data == fault_late_data) {
+      // The NOP behind the late CQEs: they come now, after what was reaped before it.
+      scratch_.insert(scratch_.end(), late_.begin(), late_.end());
+      late_.clear();
+      late_nop_pending_ = false;
+      continue;
+    }
     if (auto error = injected_errors_.find(user_data); error != injected_errors_.end()) {
       cqe.res = error->second;  // the NOP that replaced the request
       injected_errors_.erase(error);
@@ -216,6 +224,7 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
       }
     }
     if (!more) multishots_.erase(user_data);
+    if (!more && hold(ring, cqe)) continue;
     scratch_.push_back(cqe);
   }
   batch.swap(scratch_);
@@ -223,6 +232,23 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
     reorder(batch);
     ++counts_.reorders;
   }
+}
+
+// Holds a final CQE back for a later reap, if the plan says so. A final CQE is the last
+// of its request, so no CQE of the same request can overtake it; the NOP makes sure that
+// a later reap comes even when nothing else is in flight (the loop's drain waits for it).
+bool FaultInjector::hold(ring::Ring& ring, const ring::Cqe& cqe) {
+  if (!roll(final_cqes, plan_.delay_ppm)) return false;
+  if (!late_nop_pending_) {
+    ring::Sqe* sqe = ring.get_sqe();
+    if (sqe == nullptr) return false;
+    ring::prep_nop(*sqe);
+    sqe->user_data = fault_late_data;
+    late_nop_pending_ = true;
+  }
+  late_.push_back(cqe);
+  ++delays_;
+  return true;
 }
 
 // A random order in which the CQEs of each request (one user_data) keep theirs: every

@@ -3,15 +3,16 @@
 //
 // The input is a FaultPlan in script mode (runtime/include/coring/runtime/fault.hpp):
 //
-//   bytes 0-5  how likely each kind of fault is, 0..255 for 0..1,000,000 ppm: short
+//   bytes 0-6  how likely each kind of fault is, 0..255 for 0..1,000,000 ppm: short
 //              counts, errors, multishot ends, busy enters, reordered batches, overflow
-//              flags (0 turns a kind off: its decisions then read nothing)
+//              flags, late CQEs (0 turns a kind off: its decisions then read nothing)
 //   the rest   the script every decision reads, in the order the injector makes them;
 //              once it is used up the run goes on without faults
 //
 // so the fuzzer chooses which request fails with which error, which transfer is cut
-// short and where, which batch of CQEs is shuffled how, and when a multishot request
-// ends — everything the kernel could do. Each run builds a loop with a small SQ and CQ
+// short and where, which batch of CQEs is shuffled how, which completion the loop sees
+// only in a later reap, and when a multishot request ends — everything the kernel could
+// do. Each run builds a loop with a small SQ and CQ
 // (admission and the full-SQ path are part of the game) and runs one workload on it:
 //
 //   pipe       16 KiB written in 4 KiB requests and read in 3 KiB ones with a linked
@@ -66,7 +67,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::size_t header_bytes = 6;
+constexpr std::size_t header_bytes = 7;
 constexpr std::size_t pipe_bytes = 16 * 1024;
 constexpr std::size_t pipe_write_bytes = 4096;
 constexpr std::size_t pipe_read_bytes = 3072;
@@ -370,6 +371,7 @@ FaultPlan plan_of(std::span<const std::uint8_t> input) {
   plan.enter_busy_ppm = ppm(input[3]);
   plan.reorder_ppm = ppm(input[4]);
   plan.overflow_flag_ppm = ppm(input[5]);
+  plan.delay_ppm = ppm(input[6]);
   plan.errors = {EINTR, EAGAIN, ECANCELED, ENOBUFS, ECONNRESET, EPIPE, EIO, ENOMEM};
   return plan;
 }
@@ -403,13 +405,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::fprintf(
         stderr,
         "loop_fuzz: script %zu/%zu bytes read; faults: %llu short, %llu errors, %llu "
-        "multishot ends, %llu busy enters, %llu reorders, %llu overflow flags; %llu "
-        "awaits, %llu failures met\n",
+        "multishot ends, %llu busy enters, %llu reorders, %llu overflow flags, %llu "
+        "late CQEs; %llu awaits, %llu failures met\n",
         faults.script_consumed(), plan.script.size(),
         static_cast<unsigned long long>(c.short_counts), static_cast<unsigned long long>(c.errors),
         static_cast<unsigned long long>(c.multishot_ends),
         static_cast<unsigned long long>(c.enter_busy), static_cast<unsigned long long>(c.reorders),
         static_cast<unsigned long long>(c.overflow_flags),
+        static_cast<unsigned long long>(faults.delays()),
         static_cast<unsigned long long>(run.awaits), static_cast<unsigned long long>(run.failures));
   }
   check(run.abandoned_frames == 1, "the abandoned task's frame", run.abandoned_frames);

@@ -364,5 +364,56 @@ TEST(RuntimeFault, SameScriptReplaysTheSameRun) {
   EXPECT_NE(first, run(other));
 }
 
+// Late CQEs: final CQEs held back for a later reap (with reordered batches and errors).
+// Coroutines resume and submit in between, and the loop still completes every operation
+// once and drains when destroyed with a read waiting.
+TEST(RuntimeFault, LateCompletionsStillCompleteEachOperationOnce) {
+  constexpr std::size_t size = 32 * 1024;
+  std::vector<std::byte> sent(size);
+  for (std::size_t i = 0; i < size; ++i) sent[i] = pattern(i);
+  std::uint64_t delays = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    Fd read_end(fds[0]);
+    Fd write_end(fds[1]);
+    int idle[2];
+    ASSERT_EQ(::pipe2(idle, O_CLOEXEC), 0);
+    Fd idle_read(idle[0]);
+    Fd idle_write(idle[1]);
+    FaultPlan plan;
+    plan.seed = seed;
+    plan.delay_ppm = 400'000;
+    plan.reorder_ppm = 500'000;
+    plan.error_ppm = 100'000;
+    FaultInjector faults(plan);
+    std::vector<std::byte> received(size);
+    std::array<std::byte, 8> idle_buffer{};
+    {
+      EventLoop loop;
+      loop.set_fault_injector(&faults);
+      auto idler = [&]() -> Task<void> {
+        for (;;) {
+          co_await io([&](ring::Sqe& sqe) {
+            ring::prep_read(sqe, idle_read.get(), idle_buffer, ring::current_position);
+          });
+        }
+      };
+      auto body = [&]() -> Task<void> {
+        loop.spawn(idler());  // still waiting when the loop is destroyed
+        loop.spawn(write_all(write_end.get(), sent, ring::current_position, plan, nullptr));
+        co_await read_exact(read_end.get(), received, ring::current_position, plan, nullptr);
+        const IoResult slept = co_await sleep_for(10us);
+        EXPECT_EQ(slept.res, 0);
+      };
+      loop.run(body());
+      EXPECT_EQ(loop.unhandled_exceptions(), 0U) << "seed " << seed;
+    }
+    ASSERT_EQ(received, sent) << "seed " << seed;
+    delays += faults.delays();
+  }
+  EXPECT_GT(delays, 0U);
+}
+
 }  // namespace
 }  // namespace coring

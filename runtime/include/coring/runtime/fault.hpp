@@ -23,7 +23,11 @@
 //                    -ECANCELED;
 //   busy enters      an io_uring_enter(2) is not made and the turn sees EBUSY;
 //   reordering       a reaped batch is shuffled; CQEs of one request keep their order;
-//   overflow flag    the reap sees IORING_SQ_CQ_OVERFLOW raised and enters to flush.
+//   overflow flag    the reap sees IORING_SQ_CQ_OVERFLOW raised and enters to flush;
+//   late CQEs        a request's final CQE is held back and handed over in a later reap,
+//                    after the loop has resumed coroutines and submitted again — as when
+//                    the kernel posts a completion late (a NOP of the injector's own,
+//                    swallowed, makes sure that later reap comes).
 //
 // Each kind of decision draws from a stream of its own (per SQE, per enter, per reap,
 // per multishot CQE), numbered from the seed, so the same plan and seed on the same
@@ -66,6 +70,7 @@ struct FaultPlan {
   std::uint32_t overflow_flag_ppm = 0;  // per reap
   // The errors `errors` draws from (positive errno values), uniformly.
   std::vector<int> errors = {EINTR, EAGAIN, ECANCELED, ENOBUFS, ECONNRESET};
+  std::uint32_t delay_ppm = 0;  // per final CQE of a request (not a multishot's ended one)
   // Not empty: script mode (see above), the seed is unused. The bytes are not copied:
   // they must outlive the injector.
   std::span<const std::uint8_t> script;
@@ -94,6 +99,8 @@ class FaultInjector {
 
   [[nodiscard]] const FaultPlan& plan() const noexcept { return plan_; }
   [[nodiscard]] const FaultCounts& counts() const noexcept { return counts_; }
+  // Final CQEs held back for a later reap so far (delay_ppm).
+  [[nodiscard]] std::uint64_t delays() const noexcept { return delays_; }
   // Script mode: how many of the script's bytes the decisions have read so far.
   [[nodiscard]] std::size_t script_consumed() const noexcept { return script_at_; }
 
@@ -112,7 +119,7 @@ class FaultInjector {
 
  private:
   // The decision streams.
-  enum Stream : std::uint8_t { sqes, enters, reaps, multishot_cqes, streams };
+  enum Stream : std::uint8_t { sqes, enters, reaps, multishot_cqes, final_cqes, streams };
   std::uint64_t draw(Stream stream) noexcept;
   bool roll(Stream stream, std::uint32_t ppm) noexcept;
   std::uint32_t below(Stream stream, std::uint32_t bound) noexcept;
@@ -120,6 +127,7 @@ class FaultInjector {
   // Script mode: the next `width` bytes, little-endian; missing ones read as 0.
   std::uint32_t script_bytes(std::size_t width) noexcept;
   void reorder(std::vector<ring::Cqe>& batch);
+  bool hold(ring::Ring& ring, const ring::Cqe& cqe);
 
   FaultPlan plan_;
   FaultCounts counts_;
@@ -132,9 +140,15 @@ class FaultInjector {
   // Requests being ended: the CQEs held back until the kernel's final one.
   std::unordered_map<std::uint64_t, std::vector<ring::Cqe>> ending_;
   std::vector<ring::Cqe> scratch_;
+  // Late CQEs, in the order they were reaped, until the NOP's CQE comes back.
+  std::vector<ring::Cqe> late_;
+  bool late_nop_pending_ = false;
+  std::uint64_t delays_ = 0;
 };
 
 // user_data of the injector's cancel requests: no operation's (bits 0 and 2 set).
 inline constexpr std::uint64_t fault_cancel_data = 5;
+// user_data of the NOP behind late CQEs: no operation's (bits 0, 2 and 3 set).
+inline constexpr std::uint64_t fault_late_data = 13;
 
 }  // namespace coring
