@@ -75,10 +75,9 @@ for target in "${targets[@]}"; do
   if ((${#regressions[@]} > 0)); then
     echo "fuzz $target: replaying ${#regressions[@]} regression input(s)"
     if ! "$binary" -timeout=10 "${regressions[@]}" >"$work/$target/regressions.log" 2>&1; then
-      tail -n 60 "$work/$target/regressions.log"
-      echo "fuzz $target: a regression input fails again (log: $work/$target/regressions.log)"
-      failed+=("$target")
-      continue
+      grep -E '^(http|loop)_fuzz: ' "$work/$target/regressions.log" || true
+      echo "fuzz $target: FAILED: a regression input fails (log: $work/$target/regressions.log)"
+      failed+=("$target regressions")
     fi
   fi
 
@@ -113,7 +112,7 @@ done
 echo
 for line in "${summary[@]}"; do echo "$line"; done
 if ((${#failed[@]} > 0)); then
-  echo "fuzz: FAILED: ${failed[*]} (kept in $work)"
+  echo "fuzz: FAILED: $(IFS=,; echo "${failed[*]}") (kept in $work)"
   exit 1
 fi
 rm -rf "$work"
