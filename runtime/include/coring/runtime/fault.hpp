@@ -30,7 +30,7 @@
 //                    swallowed, makes sure that later reap comes).
 //
 // Each kind of decision draws from a stream of its own (per SQE, per enter, per reap,
-// per multishot CQE), numbered from the seed, so the same plan and seed on the same
+// per multishot CQE, per final CQE), numbered from the seed, so the same plan and seed on the same
 // program replay the same faults as long as the program's own order of submissions
 // and completions repeats: print the seed of a run that fails. Not for production: it costs a
 // branch per turn, nothing per operation when absent. Loop thread only.
