@@ -140,28 +140,36 @@ void FaultInjector::before_submit(ring::Ring& ring, std::uint64_t own) noexcept 
   ring.for_each_unpublished_sqe([&](ring::Sqe& sqe) noexcept {
     if (!is_operation(sqe.user_data, own)) return;
     const auto op = static_cast<ring::Op>(sqe.opcode);
-    if (can_fail(op) && roll(sqes, plan_.error_ppm)) {
-      // The request never runs: a NOP takes its place (keeping its links, so a linked
-      // timeout behind it is cancelled as the kernel cancels one behind a failed
-      // request) and its CQE gets the error in after_reap().
-      const int error = plan_.errors[below(sqes, static_cast<std::uint32_t>(plan_.errors.size()))];
-      injected_errors_[sqe.user_data] = -error;
-      const std::uint8_t links =
-          sqe.flags & (ring::sqe_flags::io_link | ring::sqe_flags::io_hardlink);
-      const std::uint64_t user_data = sqe.user_data;
-      ring::prep_nop(sqe);
-      sqe.flags = links;
-      sqe.user_data = user_data;
-      ++counts_.errors;
-      return;
-    }
     const bool selects_buffer = (sqe.flags & ring::sqe_flags::buffer_select) != 0;
+    if (can_fail(op) && roll(sqes, plan_.error_ppm)) {
+      const int error = plan_.errors[below(sqes, static_cast<std::uint32_t>(plan_.errors.size()))];
+      // The kernel fails a request that selects a provided buffer with -ENOBUFS only when
+      // the group's ring is empty, which the injector cannot know: that one stays the
+      // kernel's to say (a program may rightly wait for a buffer to come back first).
+      if (error != ENOBUFS || !selects_buffer) {
+        replace_with_error(sqe, error);
+        return;
+      }
+    }
     if (counts_bytes(op) && !selects_buffer && sqe.len > 1 && roll(sqes, plan_.short_count_ppm)) {
       sqe.len = 1 + below(sqes, sqe.len - 1);
       ++counts_.short_counts;
     }
     if (may_be_multishot(op)) multishots_.insert(sqe.user_data);
   });
+}
+
+// The request never runs: a NOP takes its place (keeping its links, so a linked timeout
+// behind it is cancelled as the kernel cancels one behind a failed request) and its CQE
+// gets the error in after_reap().
+void FaultInjector::replace_with_error(ring::Sqe& sqe, int error) noexcept {
+  injected_errors_[sqe.user_data] = -error;
+  const std::uint8_t links = sqe.flags & (ring::sqe_flags::io_link | ring::sqe_flags::io_hardlink);
+  const std::uint64_t user_data = sqe.user_data;
+  ring::prep_nop(sqe);
+  sqe.flags = links;
+  sqe.user_data = user_data;
+  ++counts_.errors;
 }
 
 bool FaultInjector::enter_busy() noexcept {

@@ -20,6 +20,9 @@
 //   multishot  6 KiB sent over a socketpair in 1 KiB requests and received by a
 //              Multishot recv into 4 provided buffers of 512 bytes (so the kernel runs
 //              dry), re-armed when an error ends it, paused by a bound of 3;
+//   recvstream the same through net::RecvStream into a net::BufferPool (coring-http's
+//              receive path), which re-arms by itself when the pool runs dry and ends
+//              at the first error it reports;
 //   timers     sleeps of 0-40 us together in a when_all, and a long sleep that another
 //              task stops through its token;
 //   races      a when_any between a sleep and a read of an idle pipe (the loser is
@@ -27,7 +30,8 @@
 //   drain      a spawned task left waiting on the idle pipe, which the loop's
 //              destruction must cancel, drain and destroy.
 //
-// Checked for every input: every byte arrives once and in order; an idle read never
+// Checked for every input: every byte arrives once and in order (through RecvStream: a
+// prefix of them, all unless it reported an injected error, never ENOBUFS); an idle read never
 // returns data; a stopped sleep says -ECANCELED and a finished one 0; every co_await of
 // the workload resumes exactly once (awaits started == awaits resumed, a frame resumed
 // twice is ASan's); nothing escapes a task; the abandoned task's frame is destroyed once;
@@ -39,6 +43,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -51,6 +56,8 @@
 #include <utility>
 #include <vector>
 
+#include "coring/net/buffer_pool.hpp"
+#include "coring/net/recv_stream.hpp"
 #include "coring/ring/buffer_ring.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/event_loop.hpp"
@@ -76,6 +83,7 @@ constexpr std::size_t socket_send_bytes = 1024;
 constexpr std::uint32_t buffer_bytes = 512;
 constexpr std::uint32_t buffer_count = 4;
 constexpr std::uint16_t buffer_group_id = 7;
+constexpr std::uint16_t pool_group_id = 9;
 // Far beyond what a run takes (a few ms): reaching it means the loop hangs.
 constexpr auto time_limit = 5s;
 
@@ -127,6 +135,7 @@ struct Run {
   std::uint64_t resumed = 0;   // ... and resumed
   std::uint64_t failures = 0;  // errors the workload met and went on after
   int abandoned_frames = 0;    // frames of the abandoned task destroyed
+  unsigned parts_done = 0;     // a bit per part of the workload that finished
   bool done = false;
 
   // Errors are what the script injected or what the kernel said; the workload goes on
@@ -268,6 +277,46 @@ Task<void> socket_stream(Run& run, ring::BufferGroup& group) {
         static_cast<long long>(received.size()));
 }
 
+// --- recvstream: net's multishot receive into a BufferPool ------------------------------
+
+Task<void> pool_receiver(Run& run, int fd, net::BufferPool& pool,
+                         std::vector<std::byte>& received) {
+  net::RecvStream chunks(fd, false, pool, {.bound = 3});
+  while (received.size() < socket_bytes) {
+    ++run.awaits;
+    Result<net::BufferLease> chunk = co_await chunks.next();
+    ++run.resumed;
+    if (!chunk) {
+      // The stream is over: an error it reports must be one the script injected, and
+      // never the pool running dry, which it handles itself.
+      const int error = chunk.error().value();
+      check(run.injected(-error) && error != ENOBUFS, "recvstream: an unexpected error", error);
+      break;
+    }
+    check(!chunk->empty(), "recvstream: end of stream before the end",
+          static_cast<long long>(received.size()));
+    received.insert(received.end(), chunk->data().begin(), chunk->data().end());
+  }
+  co_await chunks.close();
+}
+
+Task<void> pool_stream(Run& run, net::BufferPool& pool) {
+  const auto fds = make_socketpair();
+  Fd receiving(fds[0]);
+  Fd sending(fds[1]);
+  std::vector<std::byte> sent(socket_bytes);
+  for (std::size_t i = 0; i < sent.size(); ++i) sent[i] = pattern(i + 13);
+  std::vector<std::byte> received;
+  std::vector<Task<void>> sides;
+  sides.push_back(socket_sender(run, sending.get(), sent));
+  sides.push_back(pool_receiver(run, receiving.get(), pool, received));
+  co_await when_all(std::move(sides));
+  check(
+      received.size() <= sent.size() && std::equal(received.begin(), received.end(), sent.begin()),
+      "recvstream: the bytes received are not the bytes sent",
+      static_cast<long long>(received.size()));
+}
+
 // --- timers, stops and races ---------------------------------------------------------------
 
 Task<void> short_sleep(Run& run, std::chrono::nanoseconds duration) {
@@ -339,20 +388,27 @@ Task<void> abandoned(Run& run, int idle_fd) {
 
 // A hang is a crash: a loop that stops making progress still fires this timer (its
 // timeout is not an operation the injector may fail).
-Task<void> watchdog(std::stop_token stop) {
+Task<void> watchdog(Run& run, std::stop_token stop) {
   const IoResult r = co_await sleep_for(time_limit).with_stop(std::move(stop));
-  if (r.res == 0) fail("the loop hangs");
+  if (r.res == 0) fail("the loop hangs (parts finished: bit mask)", run.parts_done);
 }
 
-Task<void> workload(Run& run, ring::BufferGroup& group, int idle_fd) {
+// Runs one part of the workload and notes that it finished, for the watchdog's report.
+Task<void> part(Run& run, unsigned index, Task<void> task) {
+  co_await std::move(task);
+  run.parts_done |= 1U << index;
+}
+
+Task<void> workload(Run& run, ring::BufferGroup& group, net::BufferPool& pool, int idle_fd) {
   std::stop_source finished;
-  EventLoop::current()->spawn(watchdog(finished.get_token()));
+  EventLoop::current()->spawn(watchdog(run, finished.get_token()));
   EventLoop::current()->spawn(abandoned(run, idle_fd));
   std::vector<Task<void>> parts;
-  parts.push_back(pipe_stream(run));
-  parts.push_back(socket_stream(run, group));
-  parts.push_back(timers(run));
-  parts.push_back(races(run, idle_fd));
+  parts.push_back(part(run, 0, pipe_stream(run)));
+  parts.push_back(part(run, 1, socket_stream(run, group)));
+  parts.push_back(part(run, 2, pool_stream(run, pool)));
+  parts.push_back(part(run, 3, timers(run)));
+  parts.push_back(part(run, 4, races(run, idle_fd)));
   co_await when_all(std::move(parts));
   finished.request_stop();
   run.done = true;
@@ -394,7 +450,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto group =
         ring::BufferGroup::create(loop.ring(), buffer_group_id, buffer_bytes, buffer_count);
     if (!group) fail("BufferGroup::create", group.error().value());
-    loop.run(workload(run, *group, idle_read_end.get()));
+    net::BufferPool pool(
+        loop, {.buffer_size = buffer_bytes, .count = buffer_count, .group_id = pool_group_id});
+    loop.run(workload(run, *group, pool, idle_read_end.get()));
     check(run.done, "the workload did not finish");
     check(loop.unhandled_exceptions() == 0, "an exception escaped a task");
     check(run.abandoned_frames == 0, "the abandoned task ended early");

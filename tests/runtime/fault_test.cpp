@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "coring/ring/buffer_ring.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/io.hpp"
@@ -413,6 +414,41 @@ TEST(RuntimeFault, LateCompletionsStillCompleteEachOperationOnce) {
     delays += faults.delays();
   }
   EXPECT_GT(delays, 0U);
+}
+
+// -ENOBUFS means "the group's ring is empty" to a request that selects a provided buffer:
+// the injector, which cannot know, leaves that error to the kernel (a RecvStream waiting
+// for a buffer to come back would otherwise wait for ever) and lets the request run.
+TEST(RuntimeFault, NoInjectedEnobufsForProvidedBufferRequests) {
+  FaultPlan plan;
+  plan.error_ppm = 1'000'000;
+  plan.errors = {ENOBUFS};
+  FaultInjector faults(plan);
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  Fd receiving(fds[0]);
+  Fd sending(fds[1]);
+  ASSERT_EQ(::send(sending.get(), "hello", 5, 0), 5);
+  std::array<char, 8> plain{};
+  IoResult selected;
+  IoResult own_buffer;
+  {
+    EventLoop loop;
+    loop.set_fault_injector(&faults);
+    auto group = ring::BufferGroup::create(loop.ring(), 3, 64, 4);
+    ASSERT_TRUE(group);
+    auto body = [&]() -> Task<void> {
+      selected = co_await io(
+          [&](ring::Sqe& sqe) { ring::prep_recv_buffer_select(sqe, receiving.get(), 3, 0, 0); });
+      own_buffer = co_await io([&](ring::Sqe& sqe) {
+        ring::prep_recv(sqe, receiving.get(), std::as_writable_bytes(std::span(plain)), 0);
+      });
+    };
+    loop.run(body());
+  }
+  EXPECT_EQ(selected.res, 5);
+  EXPECT_EQ(own_buffer.res, -ENOBUFS);  // a request with its own buffer may get it
+  EXPECT_EQ(faults.counts().errors, 1U);
 }
 
 }  // namespace

@@ -14,7 +14,9 @@
 //                    really transfers less and reports it;
 //   errors           an SQE is replaced by a NOP whose CQE then carries one of the plan's
 //                    errors (-EINTR, -EAGAIN, -ECANCELED, -ENOBUFS, -ECONNRESET): the
-//                    request never ran, as if the kernel had refused it;
+//                    request never ran, as if the kernel had refused it (but never
+//                    -ENOBUFS to one that selects a provided buffer: the kernel says that
+//                    only when the group's ring is empty, which the injector cannot know);
 //   multishot ends   a multishot request (accept, recv, recvmsg, read_multishot, poll) is
 //                    ended after one of its CQEs: the injector cancels it and hands that
 //                    CQE and any that were already on their way over without
@@ -128,6 +130,7 @@ class FaultInjector {
   std::uint32_t script_bytes(std::size_t width) noexcept;
   void reorder(std::vector<ring::Cqe>& batch);
   bool hold(ring::Ring& ring, const ring::Cqe& cqe);
+  void replace_with_error(ring::Sqe& sqe, int error) noexcept;
 
   FaultPlan plan_;
   FaultCounts counts_;
