@@ -96,7 +96,7 @@ for target in "${targets[@]}"; do
   rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")"
   cov="$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)"
   files="$(find "$corpus" -type f | wc -l)"
-  bytes="$(du -sb "$corpus" | cut -f1)"
+  bytes="$(find "$corpus" -type f -printf '%s\n' | awk '{ n += $1 } END { print n + 0 }')"
   line="fuzz $target: $execs executions in $seconds s ($rate/s), $cov, corpus"
   line+=" $files files / $bytes bytes (committed: $(find "$committed" -type f | wc -l))"
   echo "$line"
@@ -105,7 +105,7 @@ for target in "${targets[@]}"; do
   if [[ ${FUZZ_UPDATE_CORPUS:-0} == 1 ]]; then
     "$binary" -merge=1 "$committed" "$corpus" >"$work/$target/merge.log" 2>&1
     echo "fuzz $target: committed corpus now $(find "$committed" -type f | wc -l) files," \
-      "$(du -sb "$committed" | cut -f1) bytes"
+      "$(find "$committed" -type f -printf '%s\n' | awk '{ n += $1 } END { print n + 0 }') bytes"
   fi
 done
 
