@@ -12,8 +12,8 @@
 // so the fuzzer chooses which request fails with which error, which transfer is cut
 // short and where, which batch of CQEs is shuffled how, which completion the loop sees
 // only in a later reap, and when a multishot request ends — everything the kernel could
-// do. Each run builds a loop with a small SQ and CQ
-// (admission and the full-SQ path are part of the game) and runs one workload on it:
+// do. Each run builds a loop with a small SQ and CQ (admission and the full-SQ path are
+// part of the game) and runs one workload on it:
 //
 //   pipe       16 KiB written in 4 KiB requests and read in 3 KiB ones with a linked
 //              timeout, going on after short counts, timeouts and errors;
@@ -23,22 +23,23 @@
 //   recvstream the same through net::RecvStream into a net::BufferPool (coring-http's
 //              receive path), which re-arms by itself when the pool runs dry and ends
 //              at the first error it reports;
-//   timers     sleeps of 0-40 us together in a when_all, and a long sleep that another
+//   timers     sleeps of 0-30 us together in a when_all, and a long sleep that another
 //              task stops through its token;
 //   races      a when_any between a sleep and a read of an idle pipe (the loser is
 //              cancelled and joined), and a read of that pipe with a linked timeout;
 //   drain      a spawned task left waiting on the idle pipe, which the loop's
 //              destruction must cancel, drain and destroy.
 //
-// Checked for every input: every byte arrives once and in order (through RecvStream: a
-// prefix of them, all unless it reported an injected error, never ENOBUFS); an idle read never
-// returns data; a stopped sleep says -ECANCELED and a finished one 0; every co_await of
-// the workload resumes exactly once (awaits started == awaits resumed, a frame resumed
-// twice is ASan's); nothing escapes a task; the abandoned task's frame is destroyed once;
-// the loop finishes the workload within a time limit (a hang is a crash, through
-// __builtin_trap, with the input that caused it; a hang in the loop's destruction is
-// libFuzzer's -timeout); ASan, UBSan and LeakSanitizer stay
-// silent. A failed check prints what it saw and traps.
+// Checked for every input: every byte arrives once and in order (through RecvStream, a
+// prefix of them: all of them unless it reported an error, which must be an injected one
+// and never ENOBUFS); an idle read never returns data; a stopped sleep says -ECANCELED and
+// a finished one 0; every co_await of the workload resumes exactly once (awaits started
+// == awaits resumed; a frame resumed twice is ASan's); nothing escapes a task; the
+// abandoned task's frame is destroyed once; the loop finishes the workload within a time
+// limit (a hang is a crash, through __builtin_trap, with the input that caused it and the
+// parts that had finished; a hang in the loop's destruction is libFuzzer's -timeout);
+// ASan, UBSan and LeakSanitizer stay silent. A failed check prints what it saw and traps.
+// LOOP_FUZZ_VERBOSE=1 in the environment prints what each input injected.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
