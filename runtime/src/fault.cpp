@@ -1,5 +1,6 @@
 // FaultInjector: see fault.hpp for what each fault is and why it stays within what the
-// kernel itself could do.
+// kernel itself could do. Every decision goes through roll() (whether) and below() (which),
+// which read the seeded PRNG streams or, in script mode, the script.
 #include "coring/runtime/fault.hpp"
 
 #include <algorithm>
@@ -78,8 +79,9 @@ bool may_be_multishot(ring::Op op) noexcept {
 }  // namespace
 
 FaultInjector::FaultInjector(FaultPlan plan) : plan_(std::move(plan)) {
-  for (std::uint32_t ppm : {plan_.short_count_ppm, plan_.error_ppm, plan_.multishot_end_ppm,
-                            plan_.enter_busy_ppm, plan_.reorder_ppm, plan_.overflow_flag_ppm}) {
+  for (std::uint32_t ppm :
+       {plan_.short_count_ppm, plan_.error_ppm, plan_.multishot_end_ppm, plan_.enter_busy_ppm,
+        plan_.reorder_ppm, plan_.overflow_flag_ppm, plan_.delay_ppm}) {
     if (ppm > million) {
       throw std::invalid_argument("FaultPlan: a probability of " + std::to_string(ppm) +
                                   " ppm is above 1000000");
@@ -97,8 +99,10 @@ FaultInjector::FaultInjector(FaultPlan plan) : plan_(std::move(plan)) {
 }
 
 // The n-th draw of a stream: splitmix64's finaliser over the seed, the stream and n, so
-// that each stream's draws depend on nothing but how many it has made.
+// that each stream's draws depend on nothing but how many it has made. In script mode,
+// the script's next byte.
 std::uint64_t FaultInjector::draw(Stream stream) noexcept {
+  if (scripted()) return script_bytes(1);
   std::uint64_t z = plan_.seed + 0x9e3779b97f4a7c15ULL * (++drawn_[stream]) +
                     (static_cast<std::uint64_t>(stream) << 56);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -107,39 +111,65 @@ std::uint64_t FaultInjector::draw(Stream stream) noexcept {
 }
 
 bool FaultInjector::roll(Stream stream, std::uint32_t ppm) noexcept {
-  return ppm != 0 && below(stream, million) < ppm;
+  if (ppm == 0) return false;
+  if (scripted()) {
+    // An exhausted script says no, rather than letting a zero byte say yes.
+    if (script_at_ >= plan_.script.size()) return false;
+    return std::uint64_t{script_bytes(1)} * million < std::uint64_t{ppm} * 256;
+  }
+  return below(stream, million) < ppm;
 }
 
 std::uint32_t FaultInjector::below(Stream stream, std::uint32_t bound) noexcept {
+  if (scripted()) {
+    const std::size_t width = bound <= 0x100 ? 1 : bound <= 0x10000 ? 2 : 4;
+    return script_bytes(width) % bound;
+  }
   return static_cast<std::uint32_t>(draw(stream) % bound);
+}
+
+std::uint32_t FaultInjector::script_bytes(std::size_t width) noexcept {
+  std::uint32_t value = 0;
+  for (std::size_t i = 0; i < width && script_at_ < plan_.script.size(); ++i) {
+    value |= std::uint32_t{plan_.script[script_at_++]} << (8 * i);
+  }
+  return value;
 }
 
 void FaultInjector::before_submit(ring::Ring& ring, std::uint64_t own) noexcept {
   ring.for_each_unpublished_sqe([&](ring::Sqe& sqe) noexcept {
     if (!is_operation(sqe.user_data, own)) return;
     const auto op = static_cast<ring::Op>(sqe.opcode);
-    if (can_fail(op) && roll(sqes, plan_.error_ppm)) {
-      // The request never runs: a NOP takes its place (keeping its links, so a linked
-      // timeout behind it is cancelled as the kernel cancels one behind a failed
-      // request) and its CQE gets the error in after_reap().
-      const int error = plan_.errors[below(sqes, static_cast<std::uint32_t>(plan_.errors.size()))];
-      injected_errors_[sqe.user_data] = -error;
-      const std::uint8_t links =
-          sqe.flags & (ring::sqe_flags::io_link | ring::sqe_flags::io_hardlink);
-      const std::uint64_t user_data = sqe.user_data;
-      ring::prep_nop(sqe);
-      sqe.flags = links;
-      sqe.user_data = user_data;
-      ++counts_.errors;
-      return;
-    }
     const bool selects_buffer = (sqe.flags & ring::sqe_flags::buffer_select) != 0;
+    if (can_fail(op) && roll(sqes, plan_.error_ppm)) {
+      const int error = plan_.errors[below(sqes, static_cast<std::uint32_t>(plan_.errors.size()))];
+      // The kernel fails a request that selects a provided buffer with -ENOBUFS only when
+      // the group's ring is empty, which the injector cannot know: that one stays the
+      // kernel's to say (a program may rightly wait for a buffer to come back first).
+      if (error != ENOBUFS || !selects_buffer) {
+        replace_with_error(sqe, error);
+        return;
+      }
+    }
     if (counts_bytes(op) && !selects_buffer && sqe.len > 1 && roll(sqes, plan_.short_count_ppm)) {
       sqe.len = 1 + below(sqes, sqe.len - 1);
       ++counts_.short_counts;
     }
     if (may_be_multishot(op)) multishots_.insert(sqe.user_data);
   });
+}
+
+// The request never runs: a NOP takes its place (keeping its links, so a linked timeout
+// behind it is cancelled as the kernel cancels one behind a failed request) and its CQE
+// gets the error in after_reap().
+void FaultInjector::replace_with_error(ring::Sqe& sqe, int error) noexcept {
+  injected_errors_[sqe.user_data] = -error;
+  const std::uint8_t links = sqe.flags & (ring::sqe_flags::io_link | ring::sqe_flags::io_hardlink);
+  const std::uint64_t user_data = sqe.user_data;
+  ring::prep_nop(sqe);
+  sqe.flags = links;
+  sqe.user_data = user_data;
+  ++counts_.errors;
 }
 
 bool FaultInjector::enter_busy() noexcept {
@@ -160,6 +190,13 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
     const std::uint64_t user_data = cqe.user_data;
     const bool more = (cqe.flags & ring::cqe_flags::more) != 0;
     if (user_data == fault_cancel_data) continue;  // our own cancel's completion
+    if (user_data == fault_late_data) {
+      // The NOP behind the late CQEs: they come now, after what was reaped before it.
+      scratch_.insert(scratch_.end(), late_.begin(), late_.end());
+      late_.clear();
+      late_nop_pending_ = false;
+      continue;
+    }
     if (auto error = injected_errors_.find(user_data); error != injected_errors_.end()) {
       cqe.res = error->second;  // the NOP that replaced the request
       injected_errors_.erase(error);
@@ -195,6 +232,7 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
       }
     }
     if (!more) multishots_.erase(user_data);
+    if (!more && hold(ring, cqe)) continue;
     scratch_.push_back(cqe);
   }
   batch.swap(scratch_);
@@ -202,6 +240,23 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
     reorder(batch);
     ++counts_.reorders;
   }
+}
+
+// Holds a final CQE back for a later reap, if the plan says so. A final CQE is the last
+// of its request, so no CQE of the same request can overtake it; the NOP makes sure that
+// a later reap comes even when nothing else is in flight (the loop's drain waits for it).
+bool FaultInjector::hold(ring::Ring& ring, const ring::Cqe& cqe) {
+  if (!roll(final_cqes, plan_.delay_ppm)) return false;
+  if (!late_nop_pending_) {
+    ring::Sqe* sqe = ring.get_sqe();
+    if (sqe == nullptr) return false;
+    ring::prep_nop(*sqe);
+    sqe->user_data = fault_late_data;
+    late_nop_pending_ = true;
+  }
+  late_.push_back(cqe);
+  ++delays_;
+  return true;
 }
 
 // A random order in which the CQEs of each request (one user_data) keep theirs: every

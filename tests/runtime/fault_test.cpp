@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "coring/ring/buffer_ring.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/io.hpp"
@@ -282,6 +283,172 @@ TEST(RuntimeFault, PlanIsCheckedWhenTheInjectorIsMade) {
   FaultPlan fine;
   fine.error_ppm = 1'000'000;
   EXPECT_NO_THROW(FaultInjector{fine});
+}
+
+// Script mode: each decision reads the script — one byte for whether (b / 256 below the
+// probability), one for which error — and an exhausted script injects nothing.
+TEST(RuntimeFault, ScriptDecidesEachFaultInOrder) {
+  const std::vector<std::uint8_t> script = {0, 1, 7, 0, 0};
+  FaultPlan plan;
+  plan.error_ppm = 1;  // only a byte 0 says yes
+  plan.errors = {EIO, EPIPE};
+  plan.script = script;
+  FaultInjector faults(plan);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  Fd read_end(fds[0]);
+  Fd write_end(fds[1]);
+  const std::string data = "abcd";
+  std::vector<std::int32_t> results;
+  {
+    EventLoop loop;
+    loop.set_fault_injector(&faults);
+    auto body = [&]() -> Task<void> {
+      for (int i = 0; i < 4; ++i) {
+        const IoResult r = co_await io([&](ring::Sqe& sqe) {
+          ring::prep_write(sqe, write_end.get(), ring::test::bytes_of(data),
+                           ring::current_position);
+        });
+        results.push_back(r.res);
+      }
+    };
+    loop.run(body());
+  }
+  EXPECT_EQ(results, (std::vector<std::int32_t>{-EPIPE, 4, -EIO, 4}));
+  EXPECT_EQ(faults.script_consumed(), script.size());
+  EXPECT_EQ(faults.counts().errors, 2U);
+  // The two writes that ran, and only they, reached the pipe.
+  std::array<char, 16> back{};
+  EXPECT_EQ(::read(read_end.get(), back.data(), back.size()), 8);
+}
+
+// The same script on a program whose order does not depend on timing gives the same run,
+// step by step, with every kind of fault; another script does not; and the program stays
+// correct whatever the bytes say.
+TEST(RuntimeFault, SameScriptReplaysTheSameRun) {
+  ring::test::TempDir dir;
+  auto run = [&](const std::vector<std::uint8_t>& script) {
+    Fd file(::open(dir.file("script").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (file.get() < 0) throw std::system_error(errno, std::generic_category(), "open");
+    FaultPlan plan = every_fault(1);
+    plan.script = script;
+    FaultInjector faults(plan);
+    std::vector<std::int32_t> trace;
+    std::vector<std::byte> data(32 * 1024);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = pattern(i);
+    std::vector<std::byte> back(data.size());
+    {
+      EventLoop loop;
+      loop.set_fault_injector(&faults);
+      auto body = [&]() -> Task<void> {
+        for (std::size_t at = 0; at < data.size(); at += 2048) {
+          co_await write_all(file.get(), std::span(data).subspan(at, 2048), at, faults.plan(),
+                             &trace);
+        }
+        co_await read_exact(file.get(), back, 0, faults.plan(), &trace);
+      };
+      loop.run(body());
+    }
+    EXPECT_EQ(back, data);
+    EXPECT_GT(faults.counts().errors, 0U);
+    EXPECT_GT(faults.counts().short_counts, 0U);
+    EXPECT_EQ(faults.script_consumed(), script.size());  // a plain run once it is used up
+    return trace;
+  };
+  std::vector<std::uint8_t> script(120);
+  for (std::size_t i = 0; i < script.size(); ++i)
+    script[i] = static_cast<std::uint8_t>(i * 37 % 64);  // below 64: many faults
+  std::vector<std::uint8_t> other = script;
+  other[0] ^= 0x80;
+  const auto first = run(script);
+  EXPECT_EQ(first, run(script));
+  EXPECT_NE(first, run(other));
+}
+
+// Late CQEs: final CQEs held back for a later reap (with reordered batches and errors).
+// Coroutines resume and submit in between, and the loop still completes every operation
+// once and drains when destroyed with a read waiting.
+TEST(RuntimeFault, LateCompletionsStillCompleteEachOperationOnce) {
+  constexpr std::size_t size = 32 * 1024;
+  std::vector<std::byte> sent(size);
+  for (std::size_t i = 0; i < size; ++i) sent[i] = pattern(i);
+  std::uint64_t delays = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    Fd read_end(fds[0]);
+    Fd write_end(fds[1]);
+    int idle[2];
+    ASSERT_EQ(::pipe2(idle, O_CLOEXEC), 0);
+    Fd idle_read(idle[0]);
+    Fd idle_write(idle[1]);
+    FaultPlan plan;
+    plan.seed = seed;
+    plan.delay_ppm = 400'000;
+    plan.reorder_ppm = 500'000;
+    plan.error_ppm = 100'000;
+    FaultInjector faults(plan);
+    std::vector<std::byte> received(size);
+    std::array<std::byte, 8> idle_buffer{};
+    {
+      EventLoop loop;
+      loop.set_fault_injector(&faults);
+      auto idler = [&]() -> Task<void> {
+        for (;;) {
+          co_await io([&](ring::Sqe& sqe) {
+            ring::prep_read(sqe, idle_read.get(), idle_buffer, ring::current_position);
+          });
+        }
+      };
+      auto body = [&]() -> Task<void> {
+        loop.spawn(idler());  // still waiting when the loop is destroyed
+        loop.spawn(write_all(write_end.get(), sent, ring::current_position, plan, nullptr));
+        co_await read_exact(read_end.get(), received, ring::current_position, plan, nullptr);
+        const IoResult slept = co_await sleep_for(10us);
+        EXPECT_EQ(slept.res, 0);
+      };
+      loop.run(body());
+      EXPECT_EQ(loop.unhandled_exceptions(), 0U) << "seed " << seed;
+    }
+    ASSERT_EQ(received, sent) << "seed " << seed;
+    delays += faults.delays();
+  }
+  EXPECT_GT(delays, 0U);
+}
+
+// -ENOBUFS means "the group's ring is empty" to a request that selects a provided buffer:
+// the injector, which cannot know, leaves that error to the kernel (a RecvStream waiting
+// for a buffer to come back would otherwise wait for ever) and lets the request run.
+TEST(RuntimeFault, NoInjectedEnobufsForProvidedBufferRequests) {
+  FaultPlan plan;
+  plan.error_ppm = 1'000'000;
+  plan.errors = {ENOBUFS};
+  FaultInjector faults(plan);
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  Fd receiving(fds[0]);
+  Fd sending(fds[1]);
+  ASSERT_EQ(::send(sending.get(), "hello", 5, 0), 5);
+  std::array<char, 8> plain{};
+  IoResult selected;
+  IoResult own_buffer;
+  {
+    EventLoop loop;
+    loop.set_fault_injector(&faults);
+    auto group = ring::BufferGroup::create(loop.ring(), 3, 64, 4);
+    ASSERT_TRUE(group);
+    auto body = [&]() -> Task<void> {
+      selected = co_await io(
+          [&](ring::Sqe& sqe) { ring::prep_recv_buffer_select(sqe, receiving.get(), 3, 0, 0); });
+      own_buffer = co_await io([&](ring::Sqe& sqe) {
+        ring::prep_recv(sqe, receiving.get(), std::as_writable_bytes(std::span(plain)), 0);
+      });
+    };
+    loop.run(body());
+  }
+  EXPECT_EQ(selected.res, 5);
+  EXPECT_EQ(own_buffer.res, -ENOBUFS);  // a request with its own buffer may get it
+  EXPECT_EQ(faults.counts().errors, 1U);
 }
 
 }  // namespace

@@ -14,7 +14,9 @@
 //                    really transfers less and reports it;
 //   errors           an SQE is replaced by a NOP whose CQE then carries one of the plan's
 //                    errors (-EINTR, -EAGAIN, -ECANCELED, -ENOBUFS, -ECONNRESET): the
-//                    request never ran, as if the kernel had refused it;
+//                    request never ran, as if the kernel had refused it (but never
+//                    -ENOBUFS to one that selects a provided buffer: the kernel says that
+//                    only when the group's ring is empty, which the injector cannot know);
 //   multishot ends   a multishot request (accept, recv, recvmsg, read_multishot, poll) is
 //                    ended after one of its CQEs: the injector cancels it and hands that
 //                    CQE and any that were already on their way over without
@@ -23,17 +25,32 @@
 //                    -ECANCELED;
 //   busy enters      an io_uring_enter(2) is not made and the turn sees EBUSY;
 //   reordering       a reaped batch is shuffled; CQEs of one request keep their order;
-//   overflow flag    the reap sees IORING_SQ_CQ_OVERFLOW raised and enters to flush.
+//   overflow flag    the reap sees IORING_SQ_CQ_OVERFLOW raised and enters to flush;
+//   late CQEs        a request's final CQE is held back and handed over in a later reap,
+//                    after the loop has resumed coroutines and submitted again — as when
+//                    the kernel posts a completion late (a NOP of the injector's own,
+//                    swallowed, makes sure that later reap comes).
 //
 // Each kind of decision draws from a stream of its own (per SQE, per enter, per reap,
-// per multishot CQE), numbered from the seed, so the same plan and seed on the same
+// per multishot CQE, per final CQE), numbered from the seed, so the same plan and seed on the same
 // program replay the same faults as long as the program's own order of submissions
 // and completions repeats: print the seed of a run that fails. Not for production: it costs a
 // branch per turn, nothing per operation when absent. Loop thread only.
+//
+// Script mode, for fuzzing: a plan with a `script` takes every decision from those bytes
+// instead of the PRNG — a fuzzer's input then says which request fails with which error,
+// which batch is shuffled how, and so on. The decisions read the script in the order the
+// injector makes them (all kinds from one cursor): a yes/no for a kind with a non-zero
+// probability reads one byte b and means yes when b / 256 < ppm / 1,000,000 (so 1,000,000
+// ppm is always yes, and b = 0 is yes for any non-zero ppm); a choice among n reads one
+// byte (n <= 256), two or four, little-endian, modulo n. Once the script is used up every
+// decision is "no fault" (and every choice the first), so a run ends as a plain run.
 #pragma once
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -55,6 +72,10 @@ struct FaultPlan {
   std::uint32_t overflow_flag_ppm = 0;  // per reap
   // The errors `errors` draws from (positive errno values), uniformly.
   std::vector<int> errors = {EINTR, EAGAIN, ECANCELED, ENOBUFS, ECONNRESET};
+  std::uint32_t delay_ppm = 0;  // per final CQE of a request (not a multishot's ended one)
+  // Not empty: script mode (see above), the seed is unused. The bytes are not copied:
+  // they must outlive the injector.
+  std::span<const std::uint8_t> script;
 };
 
 // What an injector has done so far.
@@ -80,6 +101,10 @@ class FaultInjector {
 
   [[nodiscard]] const FaultPlan& plan() const noexcept { return plan_; }
   [[nodiscard]] const FaultCounts& counts() const noexcept { return counts_; }
+  // Final CQEs held back for a later reap so far (delay_ppm).
+  [[nodiscard]] std::uint64_t delays() const noexcept { return delays_; }
+  // Script mode: how many of the script's bytes the decisions have read so far.
+  [[nodiscard]] std::size_t script_consumed() const noexcept { return script_at_; }
 
   // --- For the EventLoop ---------------------------------------------------------------
   // Rewrites the SQEs `ring` has handed out but not yet published. `own` is the
@@ -96,15 +121,21 @@ class FaultInjector {
 
  private:
   // The decision streams.
-  enum Stream : std::uint8_t { sqes, enters, reaps, multishot_cqes, streams };
+  enum Stream : std::uint8_t { sqes, enters, reaps, multishot_cqes, final_cqes, streams };
   std::uint64_t draw(Stream stream) noexcept;
   bool roll(Stream stream, std::uint32_t ppm) noexcept;
   std::uint32_t below(Stream stream, std::uint32_t bound) noexcept;
+  [[nodiscard]] bool scripted() const noexcept { return !plan_.script.empty(); }
+  // Script mode: the next `width` bytes, little-endian; missing ones read as 0.
+  std::uint32_t script_bytes(std::size_t width) noexcept;
   void reorder(std::vector<ring::Cqe>& batch);
+  bool hold(ring::Ring& ring, const ring::Cqe& cqe);
+  void replace_with_error(ring::Sqe& sqe, int error) noexcept;
 
   FaultPlan plan_;
   FaultCounts counts_;
   std::uint64_t drawn_[streams] = {};  // draws so far, per stream
+  std::size_t script_at_ = 0;          // script mode: the next byte to read
   // Requests turned into NOPs: the error their CQE is to carry.
   std::unordered_map<std::uint64_t, std::int32_t> injected_errors_;
   // Multishot requests in flight (by user_data), which may be ended.
@@ -112,9 +143,15 @@ class FaultInjector {
   // Requests being ended: the CQEs held back until the kernel's final one.
   std::unordered_map<std::uint64_t, std::vector<ring::Cqe>> ending_;
   std::vector<ring::Cqe> scratch_;
+  // Late CQEs, in the order they were reaped, until the NOP's CQE comes back.
+  std::vector<ring::Cqe> late_;
+  bool late_nop_pending_ = false;
+  std::uint64_t delays_ = 0;
 };
 
 // user_data of the injector's cancel requests: no operation's (bits 0 and 2 set).
 inline constexpr std::uint64_t fault_cancel_data = 5;
+// user_data of the NOP behind late CQEs: no operation's (bits 0, 2 and 3 set).
+inline constexpr std::uint64_t fault_late_data = 13;
 
 }  // namespace coring
