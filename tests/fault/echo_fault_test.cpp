@@ -395,7 +395,9 @@ class FaultEcho : public testing::TestWithParam<std::uint64_t> {};
 TEST_P(FaultEcho, EveryByteEchoedOnceOrReported) {
   const std::uint64_t first = 1 + GetParam() * echo_seeds_per_shard;
   FaultCounts before = totals().faults;
-  for (std::uint64_t seed : seeds_to_run(first, echo_seeds_per_shard)) {
+  const std::vector<std::uint64_t> seeds = seeds_to_run(first, echo_seeds_per_shard);
+  if (seeds.empty()) GTEST_SKIP() << "CORING_FAULT_SEED names a seed of another shard";
+  for (std::uint64_t seed : seeds) {
     EchoRun run;
     run_echo_seed(seed, run);
     ++totals().seeds;

@@ -211,7 +211,9 @@ TEST_P(FaultFile, EveryByteWrittenOnceAndReadBack) {
   ring::test::TempDir dir;
   const std::uint64_t first = 1 + GetParam() * file_seeds_per_shard;
   const FaultCounts before = totals().faults;
-  for (std::uint64_t seed : seeds_to_run(first, file_seeds_per_shard)) {
+  const std::vector<std::uint64_t> seeds = seeds_to_run(first, file_seeds_per_shard);
+  if (seeds.empty()) GTEST_SKIP() << "CORING_FAULT_SEED names a seed of another shard";
+  for (std::uint64_t seed : seeds) {
     FileRun run;
     run_file_seed(seed, dir, run);
     ++totals().seeds;

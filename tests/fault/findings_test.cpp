@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -18,6 +19,7 @@
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/fault.hpp"
 #include "coring/runtime/task.hpp"
+#include "coring/runtime/time.hpp"
 #include "coring/runtime/when_all.hpp"
 #include "fault_support.hpp"
 #include "support.hpp"
@@ -103,6 +105,56 @@ TEST(FaultFindings, ListenerAcceptsAgainAfterAnEcanceledItDidNotAsk) {
   ASSERT_TRUE(run_bounded(loop, body(), 5s));
   EXPECT_EQ(first_error, std::errc::operation_canceled);
   EXPECT_TRUE(second_ok) << "the accept after the injected ECANCELED: " << second_error.message();
+}
+
+// Found by the full soak (scripts/soak.sh: 10,000 connections on coring-echo, whose
+// loop has one pool of 128 buffers): about half the connections waited more than 30 s
+// for an echo, and the rate fell to a tenth of what a pool of 16,384 buffers gives.
+// A RecvStream that finds its pool empty joins the pool's list of starved streams at
+// the front, and every buffer that comes back re-arms every stream on the list, front
+// first: the newest waiter is served first and the oldest last (a stack, not a queue),
+// and each returned buffer costs a request per starved stream. Here the only buffer of
+// a pool comes back with three streams waiting for it, a the longest: a should get it.
+TEST(FaultFindings, StarvedRecvStreamsGetReturnedBuffersOldestFirst) {
+  EventLoop loop;
+  net::BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = false});
+  auto holder = net::StreamSocket::pair();
+  auto a = net::StreamSocket::pair();
+  auto b = net::StreamSocket::pair();
+  auto c = net::StreamSocket::pair();
+  ASSERT_TRUE(holder && a && b && c);
+  for (auto* pair : {&holder, &a, &b, &c}) {
+    ASSERT_EQ(::send((*pair)->second.fd(), "x", 1, 0), 1);
+  }
+  std::uint32_t got_a = 0;
+  std::uint32_t got_b = 0;
+  std::uint32_t got_c = 0;
+  std::uint64_t starved = 0;
+  auto body = [&]() -> Task<void> {
+    Result<net::BufferLease> held = co_await holder->first.recv(pool);  // the only buffer
+    if (!held) co_return;
+    net::RecvStream stream_a = a->first.recv_stream(pool);
+    net::RecvStream stream_b = b->first.recv_stream(pool);
+    net::RecvStream stream_c = c->first.recv_stream(pool);
+    // Each finds the pool empty, in this order (one submission, one batch of CQEs).
+    stream_a.start();
+    stream_b.start();
+    stream_c.start();
+    co_await sleep_for(20ms);
+    starved = stream_a.starvations() + stream_b.starvations() + stream_c.starvations();
+    held->reset();  // the buffer comes back
+    co_await sleep_for(20ms);
+    got_a = stream_a.size();
+    got_b = stream_b.size();
+    got_c = stream_c.size();
+    co_await stream_a.close();
+    co_await stream_b.close();
+    co_await stream_c.close();
+  };
+  ASSERT_TRUE(run_bounded(loop, body(), 5s));
+  ASSERT_EQ(starved, 3U) << "each stream should have found the pool empty once";
+  EXPECT_EQ(got_a, 1U) << "the stream that waited longest did not get the buffer";
+  EXPECT_EQ(got_b + got_c, 0U);
 }
 
 }  // namespace
