@@ -29,7 +29,11 @@ Task<void> echo_with_pool(const net::TcpStream& stream, net::BufferPool& pool) {
     if (!chunk || chunk->empty()) break;
     const std::span<const std::byte> data = chunk->data();
     const IoResult put = co_await stream.send(data);
-    if (put.res != static_cast<int>(data.size()) && !co_await send_rest(stream, data, put)) break;
+    // Statements, not `a && co_await f()`: GCC 12 has destroyed a temporary twice in a
+    // conditional expression holding a co_await.
+    if (put.res != static_cast<int>(data.size())) {
+      if (!co_await send_rest(stream, data, put)) break;
+    }
   }
   co_await chunks.close();
 }
@@ -41,7 +45,9 @@ Task<void> echo_with_recv(const net::TcpStream& stream) {
     if (got.res <= 0) break;
     const std::span<const std::byte> data = std::span(buffer).first(got.value());
     const IoResult put = co_await stream.send(data);
-    if (put.res != got.res && !co_await send_rest(stream, data, put)) break;
+    if (put.res != got.res) {
+      if (!co_await send_rest(stream, data, put)) break;
+    }
   }
 }
 

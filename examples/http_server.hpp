@@ -46,6 +46,7 @@ class HttpSession {
  private:
   static const http_parser_settings& settings();
   static int on_message_begin(http_parser* parser);
+  static int on_headers_complete(http_parser* parser);
   static int on_url(http_parser* parser, const char* at, std::size_t length);
   static int on_message_complete(http_parser* parser);
   void respond();
@@ -55,6 +56,12 @@ class HttpSession {
   std::string url_;
   std::string output_;
   bool closing_ = false;
+  // The header section being parsed: its bytes so far, counted here because http_parser
+  // counts them only at line ends and at the end of each call, so that its own limit
+  // would fire at a place that depends on how the recvs cut the stream.
+  bool in_header_ = false;
+  bool began_ = false;  // the parser paused at a message's first byte
+  std::size_t header_bytes_ = 0;
 };
 
 // The Server handler: serves HTTP on `stream` until either side closes it. With a

@@ -109,8 +109,10 @@ void BufferPool::give_back(std::uint16_t id) noexcept {
   --held_;
   ++returned_;
   if (starved_ == nullptr || loop_->draining()) return;
-  // Streams re-arm now; one that runs dry again re-enters the list, so take it whole.
+  // Streams re-arm now, oldest first, so that the one that waited longest is submitted
+  // first; one that runs dry again joins the back of the queue, so take it whole.
   RecvStream* stream = std::exchange(starved_, nullptr);
+  starved_tail_ = nullptr;
   while (stream != nullptr) {
     RecvStream* next = stream->starved_next_;
     stream->starved_linked_ = false;
@@ -124,10 +126,14 @@ void BufferPool::give_back(std::uint16_t id) noexcept {
 void BufferPool::add_starved(RecvStream& stream) noexcept {
   if (stream.starved_linked_) return;
   stream.starved_linked_ = true;
-  stream.starved_prev_ = nullptr;
-  stream.starved_next_ = starved_;
-  if (starved_ != nullptr) starved_->starved_prev_ = &stream;
-  starved_ = &stream;
+  stream.starved_next_ = nullptr;
+  stream.starved_prev_ = starved_tail_;
+  if (starved_tail_ != nullptr) {
+    starved_tail_->starved_next_ = &stream;
+  } else {
+    starved_ = &stream;
+  }
+  starved_tail_ = &stream;
 }
 
 void BufferPool::remove_starved(RecvStream& stream) noexcept {
@@ -137,7 +143,11 @@ void BufferPool::remove_starved(RecvStream& stream) noexcept {
   } else {
     starved_ = stream.starved_next_;
   }
-  if (stream.starved_next_ != nullptr) stream.starved_next_->starved_prev_ = stream.starved_prev_;
+  if (stream.starved_next_ != nullptr) {
+    stream.starved_next_->starved_prev_ = stream.starved_prev_;
+  } else {
+    starved_tail_ = stream.starved_prev_;
+  }
   stream.starved_linked_ = false;
   stream.starved_prev_ = stream.starved_next_ = nullptr;
 }

@@ -84,7 +84,7 @@ Result<StreamSocket> Listener::accepted(const IoResult& result) noexcept {
     return StreamSocket(static_cast<int>(result.res), direct_ ? loop_ : nullptr);
   }
   // An error ended the stream (or it was closed): the next accept() tries again.
-  if (result.res != -ECANCELED) record_->rearm();
+  if (!record_->closed()) record_->rearm();
   return fail(result.error());
 }
 

@@ -287,9 +287,9 @@ void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
                                       : ring_.submit_and_wait_timeout(1, timeout);
   if (entered) return;
   const std::error_code error = entered.error();
-  // errno values only: the ring's own codes (a timed wait the kernel lacks, say) share
-  // numbers with them and are failures.
-  if (error.category() == std::system_category()) {
+  // io_uring_enter's errno values only: the ring's own codes (a timed wait the kernel
+  // lacks, say) share numbers with them and are failures.
+  if (error.category() == ring::enter_category()) {
     switch (error.value()) {
       case EINTR:  // a signal: the next turn tries again
       case ETIME:  // the wait timed out

@@ -266,8 +266,19 @@ void FaultInjector::reorder(std::vector<ring::Cqe>& batch) {
   const std::size_t n = batch.size();
   std::vector<std::uint64_t> keys(n);
   for (auto& key : keys) key = draw(reaps);
+  // Groups whose CQEs keep their order: each request's own, and one for every request
+  // with a CQE that carries a provided buffer — with incremental consumption the kernel's
+  // order of those CQEs is what tells where each piece of a buffer starts.
+  std::unordered_set<std::uint64_t> with_buffers;
+  for (const ring::Cqe& cqe : batch) {
+    if ((cqe.flags & ring::cqe_flags::buffer) != 0) with_buffers.insert(cqe.user_data);
+  }
+  constexpr std::uint64_t buffer_group = ~std::uint64_t{0};  // no request's user_data
   std::unordered_map<std::uint64_t, std::vector<std::size_t>> requests;
-  for (std::size_t i = 0; i < n; ++i) requests[batch[i].user_data].push_back(i);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t data = batch[i].user_data;
+    requests[with_buffers.contains(data) ? buffer_group : data].push_back(i);
+  }
   for (auto& [user_data, indices] : requests) {
     if (indices.size() < 2) continue;
     std::vector<std::uint64_t> own;

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <system_error>
 #include <utility>
 
 #include "coring/net/socket.hpp"
@@ -146,8 +147,9 @@ class BufferPool {
   std::unique_ptr<Slot[]> slots_;
   std::uint32_t held_ = 0;
   std::uint64_t returned_ = 0;
-  RecvStream* starved_ = nullptr;  // streams waiting for buffers (intrusive list)
-  std::uint32_t streams_ = 0;      // RecvStreams alive on this pool
+  RecvStream* starved_ = nullptr;  // streams waiting for buffers, oldest first (intrusive)
+  RecvStream* starved_tail_ = nullptr;
+  std::uint32_t streams_ = 0;  // RecvStreams alive on this pool
 };
 
 inline void BufferLease::reset() noexcept {
@@ -158,17 +160,39 @@ inline void BufferLease::reset() noexcept {
 
 namespace detail {
 // recv(pool): one IORING_OP_RECV that selects a buffer of the pool.
+//
+// The piece of the buffer is claimed when the CQE is reaped, not when the coroutine
+// resumes: with incremental consumption only the order of a buffer's CQEs says where
+// each piece starts, and other receives on the pool (a RecvStream, another recv(pool))
+// may complete in between.
 struct PoolRecvBody {
   BufferPool* pool;
   int fd;
   int flags;
   bool direct;
+  BufferLease claimed{};
+  std::error_code claim_error{};
+
   void prep(ring::Sqe& sqe) const noexcept {
     ring::prep_recv_buffer_select(sqe, fd, pool->group_id(), 0, flags);
     fix_file(sqe, direct);
   }
+  void on_cqe(const IoResult& cqe) noexcept {
+    Result<BufferLease> lease = pool->lease(cqe);
+    if (lease) {
+      claimed = std::move(*lease);
+    } else {
+      claim_error = lease.error();
+    }
+  }
   static bool again(const IoResult&) noexcept { return false; }
-  Result<BufferLease> result(const IoResult& result) const noexcept { return pool->lease(result); }
+  // `final` may differ from the CQE (a timeout's -ETIMEDOUT for the cancelled request's
+  // -ECANCELED); a CQE with an error carries no buffer.
+  Result<BufferLease> result(const IoResult& final) noexcept {
+    if (final.res < 0) return fail(final.error());
+    if (claim_error) return fail(claim_error);
+    return std::move(claimed);
+  }
 };
 }  // namespace detail
 

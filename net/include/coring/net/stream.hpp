@@ -189,7 +189,7 @@ class StreamSocket : public Socket {
   // on the bytes, an empty lease at end of stream, or the error (ENOBUFS when the pool
   // has no buffer left: a RecvStream waits for buffers instead).
   auto recv(BufferPool& pool, int msg_flags = 0) const noexcept {
-    return detail::body_op(detail::PoolRecvBody{&pool, fd_, msg_flags, is_direct()});
+    return detail::body_op(detail::PoolRecvBody{&pool, fd_, msg_flags, is_direct(), {}, {}});
   }
   // A multishot receive into `pool`; see recv_stream.hpp.
   RecvStream recv_stream(BufferPool& pool, RecvStreamOptions options = {}) const {

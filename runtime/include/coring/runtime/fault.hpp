@@ -24,7 +24,9 @@
 //                    multishot request of its own accord — and swallows the cancel's
 //                    -ECANCELED;
 //   busy enters      an io_uring_enter(2) is not made and the turn sees EBUSY;
-//   reordering       a reaped batch is shuffled; CQEs of one request keep their order;
+//   reordering       a reaped batch is shuffled; CQEs of one request keep their order,
+//                    and so do all CQEs of requests that got a provided buffer in it (with
+//                    incremental consumption that order says where each piece starts);
 //   overflow flag    the reap sees IORING_SQ_CQ_OVERFLOW raised and enters to flush;
 //   late CQEs        a request's final CQE is held back and handed over in a later reap,
 //                    after the loop has resumed coroutines and submitted again — as when
@@ -36,6 +38,11 @@
 // program replay the same faults as long as the program's own order of submissions
 // and completions repeats: print the seed of a run that fails. Not for production: it costs a
 // branch per turn, nothing per operation when absent. Loop thread only.
+//
+// Incremental provided-buffer rings: multishot ends and late CQEs hold some CQEs back,
+// which can move a buffer CQE behind a later one of another request — an order the
+// kernel never produces, which breaks where incremental pieces start. Run those faults
+// over whole-buffer pools (BufferPoolOptions::incremental = false), as the fault tests do.
 //
 // Script mode, for fuzzing: a plan with a `script` takes every decision from those bytes
 // instead of the PRNG — a fuzzer's input then says which request fails with which error,

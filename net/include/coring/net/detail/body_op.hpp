@@ -13,6 +13,14 @@
 //                                                 submit another before resuming?
 //   R result(const IoResult& r) noexcept;         what co_await returns
 //
+// and may supply a fourth:
+//
+//   void on_cqe(const IoResult& r) noexcept;      the request's own CQE, in the order the
+//                                                 loop reaps CQEs (before its linked
+//                                                 timeout's and before resuming), for
+//                                                 state that must be taken in that order
+//                                                 (a piece of an incremental buffer)
+//
 // The timeout is a deadline for the whole operation: every request it submits carries
 // an absolute linked timeout (IORING_TIMEOUT_ABS on CLOCK_MONOTONIC) at the same time.
 #pragma once
@@ -32,9 +40,10 @@ namespace coring::net::detail {
 template <typename Body>
 class [[nodiscard]] BodyOp final : public coring::detail::AwaitableOp {
  public:
-  explicit BodyOp(Body body) noexcept : AwaitableOp(&prep_fn, &complete_fn), body_(body) {}
+  explicit BodyOp(Body body) noexcept
+      : AwaitableOp(&prep_fn, &complete_fn), body_(std::move(body)) {}
   BodyOp(BodyOp&& other) noexcept
-      : AwaitableOp(std::move(other)), body_(other.body_), timeout_(other.timeout_) {}
+      : AwaitableOp(std::move(other)), body_(std::move(other.body_)), timeout_(other.timeout_) {}
 
   // Bounds the whole operation (every request it makes) by `timeout`: when it passes,
   // the request in flight is cancelled and the outcome is timed_out (or partial).
@@ -75,6 +84,7 @@ class [[nodiscard]] BodyOp final : public coring::detail::AwaitableOp {
       op.timed_out_ = cqe.res == -ETIME;
     } else {
       op.result_ = IoResult{cqe.res, cqe.flags};
+      if constexpr (requires { op.body_.on_cqe(op.result_); }) op.body_.on_cqe(op.result_);
     }
     if (op.in_flight()) return;  // the other CQE of the pair is still to come
     IoResult& result = op.result_;
@@ -96,7 +106,7 @@ class [[nodiscard]] BodyOp final : public coring::detail::AwaitableOp {
 
 template <typename Body>
 BodyOp<Body> body_op(Body body) noexcept {
-  return BodyOp<Body>(body);
+  return BodyOp<Body>(std::move(body));
 }
 
 }  // namespace coring::net::detail
