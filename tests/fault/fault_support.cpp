@@ -50,6 +50,19 @@ std::vector<std::uint64_t> seeds_to_run(std::uint64_t first, std::uint64_t count
   return seeds;
 }
 
+void expect_every_fault_since(const FaultCounts& before, bool multishot) {
+  if (std::getenv("CORING_FAULT_SEED") != nullptr) return;
+  const FaultCounts& after = totals().faults;
+  EXPECT_GT(after.short_counts, before.short_counts);
+  EXPECT_GT(after.errors, before.errors);
+  if (multishot) {
+    EXPECT_GT(after.multishot_ends, before.multishot_ends);
+  }
+  EXPECT_GT(after.enter_busy, before.enter_busy);
+  EXPECT_GT(after.reorders, before.reorders);
+  EXPECT_GT(after.overflow_flags, before.overflow_flags);
+}
+
 std::string replay_hint(std::uint64_t seed) {
   const testing::TestInfo* info = testing::UnitTest::GetInstance()->current_test_info();
   std::string filter = info != nullptr ? std::string(info->test_suite_name()) + "." + info->name()

@@ -27,6 +27,10 @@ std::vector<std::uint64_t> seeds_to_run(std::uint64_t first, std::uint64_t count
 
 // How to replay `seed` of the test that is running, for failure messages.
 std::string replay_hint(std::uint64_t seed);
+// Fails the test unless every kind of fault a workload can meet happened since `before`
+// (the totals' counts then): with `multishot`, multishot ends too. Not checked when
+// CORING_FAULT_SEED replays a single seed.
+void expect_every_fault_since(const FaultCounts& before, bool multishot);
 
 // Runs `task` on `loop` until it finishes or `limit` passes. Returns false on the
 // latter (the loop's destruction then cancels and drains what is left). An exception

@@ -98,6 +98,26 @@ FaultPlan every_fault(std::uint64_t seed) {
   return plan;
 }
 
+// One coroutine on a loop under `faults` writing `bytes` of pattern to `fd` in 2 KiB
+// requests and reading them back; each request's result goes into `trace`. Returns
+// whether the file read back as written.
+bool write_then_read(FaultInjector& faults, int fd, std::size_t bytes,
+                     std::vector<std::int32_t>& trace) {
+  std::vector<std::byte> data(bytes);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = pattern(i);
+  std::vector<std::byte> back(data.size());
+  EventLoop loop;
+  loop.set_fault_injector(&faults);
+  auto body = [&]() -> Task<void> {
+    for (std::size_t at = 0; at < data.size(); at += 2048) {
+      co_await write_all(fd, std::span(data).subspan(at, 2048), at, faults.plan(), &trace);
+    }
+    co_await read_exact(fd, back, 0, faults.plan(), &trace);
+  };
+  loop.run(body());
+  return back == data;
+}
+
 // A stream of 48 KiB through a pipe, written in 4 KiB requests and read in 3 KiB ones,
 // with short counts, errors, busy enters, reordered batches and overflow flags: every
 // byte arrives once, in order, for every seed.
@@ -161,20 +181,7 @@ TEST(RuntimeFault, SameSeedReplaysTheSameRun) {
     if (file.get() < 0) throw std::system_error(errno, std::generic_category(), "open");
     FaultInjector faults(every_fault(seed));
     std::vector<std::int32_t> trace;
-    std::vector<std::byte> data(64 * 1024);
-    for (std::size_t i = 0; i < data.size(); ++i) data[i] = pattern(i);
-    std::vector<std::byte> back(data.size());
-    EventLoop loop;
-    loop.set_fault_injector(&faults);
-    auto body = [&]() -> Task<void> {
-      for (std::size_t at = 0; at < data.size(); at += 2048) {
-        co_await write_all(file.get(), std::span(data).subspan(at, 2048), at, faults.plan(),
-                           &trace);
-      }
-      co_await read_exact(file.get(), back, 0, faults.plan(), &trace);
-    };
-    loop.run(body());
-    EXPECT_EQ(back, data) << "seed " << seed;
+    EXPECT_TRUE(write_then_read(faults, file.get(), 64 * 1024, trace)) << "seed " << seed;
     return std::pair(trace, faults.counts().total());
   };
   const auto first = run(7);
@@ -334,22 +341,7 @@ TEST(RuntimeFault, SameScriptReplaysTheSameRun) {
     plan.script = script;
     FaultInjector faults(plan);
     std::vector<std::int32_t> trace;
-    std::vector<std::byte> data(32 * 1024);
-    for (std::size_t i = 0; i < data.size(); ++i) data[i] = pattern(i);
-    std::vector<std::byte> back(data.size());
-    {
-      EventLoop loop;
-      loop.set_fault_injector(&faults);
-      auto body = [&]() -> Task<void> {
-        for (std::size_t at = 0; at < data.size(); at += 2048) {
-          co_await write_all(file.get(), std::span(data).subspan(at, 2048), at, faults.plan(),
-                             &trace);
-        }
-        co_await read_exact(file.get(), back, 0, faults.plan(), &trace);
-      };
-      loop.run(body());
-    }
-    EXPECT_EQ(back, data);
+    EXPECT_TRUE(write_then_read(faults, file.get(), 32 * 1024, trace));
     EXPECT_GT(faults.counts().errors, 0U);
     EXPECT_GT(faults.counts().short_counts, 0U);
     EXPECT_EQ(faults.script_consumed(), script.size());  // a plain run once it is used up
