@@ -131,10 +131,12 @@ class Server {
 };
 
 // The receive pool the example servers give each loop: 128 buffers of 2 KiB, a whole
-// buffer per receive. (Incremental consumption, where small messages share a buffer, is
-// off: with several connections on one pool it handed a piece to the wrong connection,
-// see NOTES-net-apps.md.) A small pool keeps the buffers the kernel cycles through warm
-// in the cache; a connection that finds it empty waits for a buffer to come back.
+// buffer per receive. (Incremental consumption, where small messages share a buffer,
+// works and is tested, but the servers' figures in docs/benchmarks.md were measured
+// with whole buffers; incremental pools have not been measured yet.) A small pool
+// keeps the buffers the kernel cycles through warm in the cache; a connection that
+// finds it empty waits for a buffer to come back (docs/tuning.md: each returned buffer
+// re-arms every waiting connection).
 net::BufferPoolOptions default_receive_pool();
 
 // After a send of `data` that moved put.res bytes: sends the rest, if any. Returns false
