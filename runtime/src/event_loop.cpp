@@ -267,8 +267,10 @@ std::size_t EventLoop::run_ready() {
 }
 
 void EventLoop::before_submit() noexcept {
-  if (faults_ != nullptr) [[unlikely]]
+  if (faults_ != nullptr) [[unlikely]] {
     faults_->before_submit(ring_, reinterpret_cast<std::uint64_t>(wake_op_));
+    faults_->submit_in_pieces(ring_);  // a deterministic plan's pieces; the rest is ours
+  }
 }
 
 void EventLoop::submit_now() noexcept {
@@ -278,8 +280,14 @@ void EventLoop::submit_now() noexcept {
 
 void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
   if (faults_ != nullptr) [[unlikely]] {
-    before_submit();
-    if (faults_->enter_busy()) return;  // as EBUSY: the next turn submits again
+    faults_->before_submit(ring_, reinterpret_cast<std::uint64_t>(wake_op_));
+    if (faults_->enter_busy()) {
+      // As EBUSY: the SQEs are in the SQ (published, as a submit publishes them before
+      // it enters) and the next enter hands them over.
+      (void)ring_.flush_sq();
+      return;
+    }
+    faults_->submit_in_pieces(ring_);
   }
   Result<std::uint32_t> entered = !wait ? ring_.submit()
                                   : timeout >= std::chrono::hours(24)
@@ -337,9 +345,10 @@ std::size_t EventLoop::reap_with_faults() {
       if (!entered && !transient(entered.error())) throw enter_failure(entered.error());
     }
     batch.clear();
-    const std::uint32_t count =
-        ring_.for_each_cqe([&](const ring::Cqe& cqe) { batch.push_back(cqe); });
-    if (count == 0) break;
+    (void)ring_.for_each_cqe([&](const ring::Cqe& cqe) { batch.push_back(cqe); });
+    // A deterministic plan waits here for requests that finish on their own.
+    faults_->settle(ring_, reinterpret_cast<std::uint64_t>(wake_op_), batch);
+    if (batch.empty()) break;
     faults_->after_reap(ring_, batch);
     for (const ring::Cqe& cqe : batch) dispatch(cqe);
     handled += batch.size();

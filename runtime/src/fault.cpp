@@ -3,9 +3,15 @@
 // which read the seeded PRNG streams or, in script mode, the script.
 #include "coring/runtime/fault.hpp"
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <array>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "coring/ring/prep.hpp"
@@ -21,59 +27,47 @@ bool is_operation(std::uint64_t user_data, std::uint64_t own) noexcept {
   return (user_data & 7) == 0 && user_data != 0 && user_data != own;
 }
 
-// Requests whose len is a byte count the kernel may fall short of.
-bool counts_bytes(ring::Op op) noexcept {
-  switch (op) {
-    case ring::Op::read:
-    case ring::Op::write:
-    case ring::Op::read_fixed:
-    case ring::Op::write_fixed:
-    case ring::Op::recv:
-    case ring::Op::send:
-    case ring::Op::send_zc:
-      return true;
-    default:
-      return false;
-  }
+// What the injector needs to know of each opcode.
+enum Trait : std::uint8_t {
+  counts_bytes = 1U << 0,      // len is a byte count the kernel may fall short of
+  can_fail = 1U << 1,          // can fail on its own in ways a program must handle
+  may_be_multishot = 1U << 2,  // (whether it is shows in its CQEs' F_MORE)
+  finishes = 1U << 3,          // finishes without anything else happening first (settling)
+  file_io = 1U << 4,           // finishes on its own when its fd is a file or a block device
+};
+
+constexpr std::array<std::uint8_t, 256> op_traits = [] {
+  std::array<std::uint8_t, 256> t{};
+  auto set = [&t](std::initializer_list<ring::Op> ops, std::uint8_t trait) {
+    for (ring::Op op : ops) t[static_cast<std::uint8_t>(op)] |= trait;
+  };
+  using enum ring::Op;
+  set({read, write, read_fixed, write_fixed, recv, send, send_zc}, counts_bytes);
+  set({read, write, readv, writev, read_fixed, write_fixed, recv, send, recvmsg, sendmsg, send_zc,
+       sendmsg_zc, accept, connect, read_multishot, poll_add},
+      can_fail);
+  set({accept, recv, recvmsg, read_multishot, poll_add}, may_be_multishot);
+  set({nop,         fsync,           sync_file_range, fallocate,    openat,
+       openat2,     close,           files_update,    statx,        fadvise,
+       madvise,     shutdown,        renameat,        unlinkat,     mkdirat,
+       symlinkat,   linkat,          fsetxattr,       setxattr,     fgetxattr,
+       getxattr,    socket,          ftruncate,       async_cancel, timeout_remove,
+       poll_remove, provide_buffers, remove_buffers,  epoll_ctl,    fixed_fd_install,
+       futex_wake},
+      finishes);
+  set({read, write, readv, writev, read_fixed, write_fixed, readv_fixed, writev_fixed}, file_io);
+  return t;
+}();
+
+bool has(ring::Op op, Trait trait) noexcept {
+  return (op_traits[static_cast<std::uint8_t>(op)] & trait) != 0;
 }
 
-// Requests that can fail on their own in ways a program must handle.
-bool can_fail(ring::Op op) noexcept {
-  switch (op) {
-    case ring::Op::read:
-    case ring::Op::write:
-    case ring::Op::readv:
-    case ring::Op::writev:
-    case ring::Op::read_fixed:
-    case ring::Op::write_fixed:
-    case ring::Op::recv:
-    case ring::Op::send:
-    case ring::Op::recvmsg:
-    case ring::Op::sendmsg:
-    case ring::Op::send_zc:
-    case ring::Op::sendmsg_zc:
-    case ring::Op::accept:
-    case ring::Op::connect:
-    case ring::Op::read_multishot:
-    case ring::Op::poll_add:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Requests that may be multishot (whether this one is shows in its CQEs' F_MORE).
-bool may_be_multishot(ring::Op op) noexcept {
-  switch (op) {
-    case ring::Op::accept:
-    case ring::Op::recv:
-    case ring::Op::recvmsg:
-    case ring::Op::read_multishot:
-    case ring::Op::poll_add:
-      return true;
-    default:
-      return false;
-  }
+// splitmix64's finaliser.
+std::uint64_t scramble(std::uint64_t z) noexcept {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
 }
 
 }  // namespace
@@ -103,29 +97,38 @@ FaultInjector::FaultInjector(FaultPlan plan) : plan_(std::move(plan)) {
 // the script's next byte.
 std::uint64_t FaultInjector::draw(Stream stream) noexcept {
   if (scripted()) return script_bytes(1);
-  std::uint64_t z = plan_.seed + 0x9e3779b97f4a7c15ULL * (++drawn_[stream]) +
-                    (static_cast<std::uint64_t>(stream) << 56);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+  return scramble(plan_.seed + 0x9e3779b97f4a7c15ULL * (++drawn_[stream]) +
+                  (static_cast<std::uint64_t>(stream) << 56));
+}
+
+void FaultInjector::mix(std::uint64_t value) noexcept {
+  digest_ = scramble(digest_ ^ (value + 0x9e3779b97f4a7c15ULL));
 }
 
 bool FaultInjector::roll(Stream stream, std::uint32_t ppm) noexcept {
   if (ppm == 0) return false;
+  bool yes = false;
   if (scripted()) {
     // An exhausted script says no, rather than letting a zero byte say yes.
-    if (script_at_ >= plan_.script.size()) return false;
-    return std::uint64_t{script_bytes(1)} * million < std::uint64_t{ppm} * 256;
+    yes = script_at_ < plan_.script.size() &&
+          std::uint64_t{script_bytes(1)} * million < std::uint64_t{ppm} * 256;
+  } else {
+    yes = below(stream, million) < ppm;
   }
-  return below(stream, million) < ppm;
+  mix(yes ? 1 : 2);
+  return yes;
 }
 
 std::uint32_t FaultInjector::below(Stream stream, std::uint32_t bound) noexcept {
+  std::uint32_t value = 0;
   if (scripted()) {
     const std::size_t width = bound <= 0x100 ? 1 : bound <= 0x10000 ? 2 : 4;
-    return script_bytes(width) % bound;
+    value = script_bytes(width) % bound;
+  } else {
+    value = static_cast<std::uint32_t>(draw(stream) % bound);
   }
-  return static_cast<std::uint32_t>(draw(stream) % bound);
+  mix(value);
+  return value;
 }
 
 std::uint32_t FaultInjector::script_bytes(std::size_t width) noexcept {
@@ -138,25 +141,122 @@ std::uint32_t FaultInjector::script_bytes(std::size_t width) noexcept {
 
 void FaultInjector::before_submit(ring::Ring& ring, std::uint64_t own) noexcept {
   ring.for_each_unpublished_sqe([&](ring::Sqe& sqe) noexcept {
-    if (!is_operation(sqe.user_data, own)) return;
-    const auto op = static_cast<ring::Op>(sqe.opcode);
-    const bool selects_buffer = (sqe.flags & ring::sqe_flags::buffer_select) != 0;
-    if (can_fail(op) && roll(sqes, plan_.error_ppm)) {
-      const int error = plan_.errors[below(sqes, static_cast<std::uint32_t>(plan_.errors.size()))];
-      // The kernel fails a request that selects a provided buffer with -ENOBUFS only when
-      // the group's ring is empty, which the injector cannot know: that one stays the
-      // kernel's to say (a program may rightly wait for a buffer to come back first).
-      if (error != ENOBUFS || !selects_buffer) {
-        replace_with_error(sqe, error);
-        return;
-      }
+    if (is_operation(sqe.user_data, own)) rewrite(sqe);
+    if (!plan_.deterministic) return;
+    ++unsubmitted_;
+    constexpr std::uint8_t link_flags = ring::sqe_flags::io_link | ring::sqe_flags::io_hardlink;
+    const bool linked_to = previous_links_;
+    previous_links_ = (sqe.flags & link_flags) != 0;
+    // Not in a chain (its place there is not its place in the submission), not a
+    // registered file's, not with SQPOLL (whose thread takes SQEs whenever it likes).
+    if (sqe.opcode == static_cast<std::uint8_t>(ring::Op::shutdown) && !linked_to &&
+        (sqe.flags & (link_flags | ring::sqe_flags::fixed_file)) == 0 &&
+        is_operation(sqe.user_data, own) && (ring.flags() & ring::setup::sqpoll) == 0) {
+      shutdowns_.push_back({unsubmitted_ - 1, sqe.user_data, sqe.fd, static_cast<int>(sqe.len)});
+      const std::uint64_t user_data = sqe.user_data;
+      ring::prep_nop(sqe);
+      sqe.user_data = user_data;
     }
-    if (counts_bytes(op) && !selects_buffer && sqe.len > 1 && roll(sqes, plan_.short_count_ppm)) {
-      sqe.len = 1 + below(sqes, sqe.len - 1);
-      ++counts_.short_counts;
-    }
-    if (may_be_multishot(op)) multishots_.insert(sqe.user_data);
+    // Every SQE, the injector's own and linked timeouts too: the order of a batch.
+    submitted_[sqe.user_data] = ++submissions_;
+    const bool alone = !chain_waits_ && finishes_alone(sqe);
+    if (alone && sqe.user_data != own) settling_.insert(sqe.user_data);
+    const bool links = (sqe.flags & (ring::sqe_flags::io_link | ring::sqe_flags::io_hardlink)) != 0;
+    chain_waits_ = links && !alone;
   });
+}
+
+void FaultInjector::rewrite(ring::Sqe& sqe) noexcept {
+  const auto op = static_cast<ring::Op>(sqe.opcode);
+  const bool selects_buffer = (sqe.flags & ring::sqe_flags::buffer_select) != 0;
+  if (has(op, can_fail) && roll(sqes, plan_.error_ppm)) {
+    const int error = plan_.errors[below(sqes, static_cast<std::uint32_t>(plan_.errors.size()))];
+    // The kernel fails a request that selects a provided buffer with -ENOBUFS only when
+    // the group's ring is empty, which the injector cannot know: that one stays the
+    // kernel's to say (a program may rightly wait for a buffer to come back first).
+    if (error != ENOBUFS || !selects_buffer) {
+      replace_with_error(sqe, error);
+      return;
+    }
+  }
+  if (has(op, counts_bytes) && !selects_buffer && sqe.len > 1 &&
+      roll(sqes, plan_.short_count_ppm)) {
+    sqe.len = 1 + below(sqes, sqe.len - 1);
+    ++counts_.short_counts;
+  }
+  if (has(op, may_be_multishot)) multishots_.insert(sqe.user_data);
+}
+
+bool FaultInjector::finishes_alone(const ring::Sqe& sqe) noexcept {
+  // Without a CQE on success there is nothing to wait for; a drain waits for everything.
+  if ((sqe.flags & (ring::sqe_flags::cqe_skip_success | ring::sqe_flags::io_drain)) != 0) {
+    return false;
+  }
+  const auto op = static_cast<ring::Op>(sqe.opcode);
+  if (has(op, finishes)) return true;
+  if (!has(op, file_io)) return false;
+  // On a file or a block device, yes; on a socket, pipe or terminal it waits for a peer.
+  // A registered file's index says nothing about what it is: not waited for.
+  if ((sqe.flags & ring::sqe_flags::fixed_file) != 0) return false;
+  struct stat st {};
+  if (::fstat(sqe.fd, &st) != 0) return false;
+  return S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
+}
+
+void FaultInjector::submit_in_pieces(ring::Ring& ring) noexcept {
+  if (!plan_.deterministic) return;
+  std::uint32_t submitted = 0;
+  bool in_order = true;
+  for (const Shutdown& shutdown : shutdowns_) {
+    if (in_order && shutdown.before > submitted) {
+      (void)ring.flush_sq();
+      const std::uint32_t count = shutdown.before - submitted;
+      auto entered = ring.enter(count, 0, 0);
+      // Short of that (the kernel is busy, say): the rest go in one, as without pieces.
+      in_order = entered && *entered == count;
+      if (in_order) submitted += count;
+    }
+    make_shutdown(shutdown);
+  }
+  shutdowns_.clear();
+  unsubmitted_ = 0;
+}
+
+void FaultInjector::make_shutdown(const Shutdown& shutdown) noexcept {
+  injected_errors_[shutdown.user_data] = ::shutdown(shutdown.fd, shutdown.how) == 0 ? 0 : -errno;
+}
+
+void FaultInjector::note_settled(const ring::Cqe& cqe) noexcept {
+  if ((cqe.flags & ring::cqe_flags::more) == 0) settling_.erase(cqe.user_data);
+}
+
+void FaultInjector::settle(ring::Ring& ring, std::uint64_t own, std::vector<ring::Cqe>& batch) {
+  if (!plan_.deterministic) return;
+  for (const ring::Cqe& cqe : batch) note_settled(cqe);
+  if (settling_.empty()) return;
+  ++settle_waits_;
+  using clock = std::chrono::steady_clock;
+  const clock::time_point deadline = clock::now() + plan_.settle_limit;
+  while (!settling_.empty()) {
+    const clock::duration left = deadline - clock::now();
+    if (left <= clock::duration::zero()) {
+      ++settle_timeouts_;
+      settling_.clear();  // (their CQEs come in later reaps, as the kernel posts them)
+      break;
+    }
+    before_submit(ring, own);  // what the loop has queued meanwhile: cancels of ours
+    submit_in_pieces(ring);
+    auto entered = ring.submit_and_wait_timeout(1, left);
+    if (!entered && (entered.error().category() != ring::enter_category() ||
+                     (entered.error().value() != ETIME && entered.error().value() != EINTR &&
+                      entered.error().value() != EAGAIN && entered.error().value() != EBUSY))) {
+      throw std::system_error(entered.error(), "FaultInjector: io_uring_enter while settling");
+    }
+    ring.for_each_cqe([&](const ring::Cqe& cqe) {
+      batch.push_back(cqe);
+      note_settled(cqe);
+    });
+  }
 }
 
 // The request never runs: a NOP takes its place (keeping its links, so a linked timeout
@@ -185,6 +285,7 @@ bool FaultInjector::overflow_flag() noexcept {
 }
 
 void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) {
+  if (plan_.deterministic) order_by_submission(batch);
   scratch_.clear();
   for (ring::Cqe cqe : batch) {
     const std::uint64_t user_data = cqe.user_data;
@@ -240,6 +341,16 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
     reorder(batch);
     ++counts_.reorders;
   }
+  // What the loop sees, named by submission number (an address differs between runs).
+  for (const ring::Cqe& cqe : batch) {
+    const auto number = submitted_.find(cqe.user_data);
+    mix(number != submitted_.end() ? number->second : 0);
+    mix(static_cast<std::uint32_t>(cqe.res));
+    mix(cqe.flags);
+    if ((cqe.flags & ring::cqe_flags::more) == 0 && number != submitted_.end()) {
+      submitted_.erase(number);
+    }
+  }
 }
 
 // Holds a final CQE back for a later reap, if the plan says so. A final CQE is the last
@@ -259,13 +370,29 @@ bool FaultInjector::hold(ring::Ring& ring, const ring::Cqe& cqe) {
   return true;
 }
 
-// A random order in which the CQEs of each request (one user_data) keep theirs: every
-// CQE draws a random key, each request's keys are sorted and handed back to its CQEs in
-// their original order, and the batch is sorted by key.
+// A random order in which the CQEs of each request (one user_data) keep theirs.
 void FaultInjector::reorder(std::vector<ring::Cqe>& batch) {
-  const std::size_t n = batch.size();
-  std::vector<std::uint64_t> keys(n);
+  std::vector<std::uint64_t> keys(batch.size());
   for (auto& key : keys) key = draw(reaps);
+  sort_by(batch, keys);
+}
+
+// The order in which the requests were submitted (a request submitted again, by its
+// latest submission; the injector's own CQEs among them by theirs).
+void FaultInjector::order_by_submission(std::vector<ring::Cqe>& batch) {
+  if (batch.size() < 2) return;
+  std::vector<std::uint64_t> keys(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const auto number = submitted_.find(batch[i].user_data);
+    keys[i] = number != submitted_.end() ? number->second : 0;
+  }
+  sort_by(batch, keys);
+}
+
+// Each request's keys are sorted and handed back to its CQEs in their original order,
+// and the batch is sorted by key.
+void FaultInjector::sort_by(std::vector<ring::Cqe>& batch, std::vector<std::uint64_t>& keys) {
+  const std::size_t n = batch.size();
   // Groups whose CQEs keep their order: each request's own, and one for every request
   // with a CQE that carries a provided buffer — with incremental consumption the kernel's
   // order of those CQEs is what tells where each piece of a buffer starts.

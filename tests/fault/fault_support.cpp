@@ -63,12 +63,37 @@ void expect_every_fault_since(const FaultCounts& before, bool multishot) {
   EXPECT_GT(after.overflow_flags, before.overflow_flags);
 }
 
-std::string replay_hint(std::uint64_t seed) {
+std::string replay_hint(std::uint64_t seed, std::uint64_t digest) {
   const testing::TestInfo* info = testing::UnitTest::GetInstance()->current_test_info();
   std::string filter = info != nullptr ? std::string(info->test_suite_name()) + "." + info->name()
                                        : std::string("*");
-  return "seed " + std::to_string(seed) + " (replay: CORING_FAULT_SEED=" + std::to_string(seed) +
-         " coring-fault-tests --gtest_filter='" + filter + "')";
+  return "seed " + std::to_string(seed) + ", run digest " + std::to_string(digest) +
+         " (replay: CORING_FAULT_SEED=" + std::to_string(seed) +
+         " coring-fault-tests --gtest_filter='" + filter + "', which prints the digest of its run)";
+}
+
+void note_run(std::uint64_t seed, const FaultInjector& faults) {
+  if (std::getenv("CORING_FAULT_SEED") != nullptr) {
+    std::printf("seed %llu: run digest %llu\n", static_cast<unsigned long long>(seed),
+                static_cast<unsigned long long>(faults.digest()));
+  }
+  EXPECT_EQ(faults.settle_timeouts(), 0U)
+      << "seed " << seed << ": a settling wait gave up, so this run may not replay";
+}
+
+void expect_same_runs(const std::vector<std::uint64_t>& seeds,
+                      const std::function<std::uint64_t(std::uint64_t)>& run) {
+  std::vector<std::uint64_t> first;
+  first.reserve(seeds.size());
+  for (std::uint64_t seed : seeds) {
+    first.push_back(run(seed));
+    ++totals().seeds;
+  }
+  for (std::size_t i = 0; i < seeds.size(); ++i) {
+    const std::uint64_t again = run(seeds[i]);
+    ++totals().seeds;
+    EXPECT_EQ(again, first[i]) << "seed " << seeds[i] << " ran differently the second time";
+  }
 }
 
 bool run_bounded(EventLoop& loop, Task<void> task, std::chrono::milliseconds limit) {
@@ -141,7 +166,7 @@ class PrintTotals : public testing::Environment {
     if (all.seeds == 0) return;
     const FaultCounts& f = all.faults;
     std::printf(
-        "[fault totals] seeds %llu; faults injected %llu: short counts %llu, errors %llu, "
+        "[fault totals] seed runs %llu; faults injected %llu: short counts %llu, errors %llu, "
         "multishot ends %llu, busy enters %llu, reordered batches %llu, overflow flags %llu\n",
         static_cast<unsigned long long>(all.seeds), static_cast<unsigned long long>(f.total()),
         static_cast<unsigned long long>(f.short_counts), static_cast<unsigned long long>(f.errors),

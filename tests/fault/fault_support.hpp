@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <system_error>
@@ -25,8 +26,18 @@ FaultPlan plan_for(std::uint64_t seed);
 // (and it lies in that range, so that a replay runs the one test that owns the seed).
 std::vector<std::uint64_t> seeds_to_run(std::uint64_t first, std::uint64_t count);
 
-// How to replay `seed` of the test that is running, for failure messages.
-std::string replay_hint(std::uint64_t seed);
+// How to replay `seed` of the test that is running, for failure messages; `digest` is
+// the run's FaultInjector::digest(), which the replay prints (see note_run()).
+std::string replay_hint(std::uint64_t seed, std::uint64_t digest);
+// After each seed's run: when CORING_FAULT_SEED replays one seed, prints its digest, so
+// that the replay can be seen to be the run that failed; fails the test if a settling
+// wait gave up (a request the injector took for one that finishes on its own did not).
+void note_run(std::uint64_t seed, const FaultInjector& faults);
+// Runs every seed of `seeds` twice (all of them, then all again) through `run`, which
+// returns the digest of a seed's run, and fails the test for each seed whose two runs
+// differ.
+void expect_same_runs(const std::vector<std::uint64_t>& seeds,
+                      const std::function<std::uint64_t(std::uint64_t)>& run);
 // Fails the test unless every kind of fault a workload can meet happened since `before`
 // (the totals' counts then): with `multishot`, multishot ends too. Not checked when
 // CORING_FAULT_SEED replays a single seed.
@@ -64,7 +75,7 @@ class Choices {
 
 // What the fault tests did, over the whole binary.
 struct Totals {
-  std::uint64_t seeds = 0;
+  std::uint64_t seeds = 0;  // seed runs (the replay tests run each of theirs twice)
   FaultCounts faults;
   std::map<int, std::uint64_t> errors_seen;  // errno -> times a workload got it back
   std::uint64_t bytes_verified = 0;          // arrived, in order, compared with what was sent

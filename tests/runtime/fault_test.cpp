@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -30,6 +31,7 @@
 #include "coring/runtime/multishot.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
+#include "coring/runtime/when_all.hpp"
 #include "support.hpp"
 
 namespace coring {
@@ -191,6 +193,138 @@ TEST(RuntimeFault, SameSeedReplaysTheSameRun) {
   EXPECT_EQ(first.first, again.first);
   EXPECT_EQ(first.second, again.second);
   EXPECT_NE(first.first, other.first);
+}
+
+// A deterministic plan (the default) waits, before a reap hands its batch over, for the
+// requests that finish on their own — here a write forced onto an io-wq worker — and
+// hands the batch over in submission order: the write's coroutine resumes before the
+// NOP's, although the NOP was done long before the worker got to the write. Two runs
+// give the same digest.
+TEST(RuntimeFault, DeterministicPlanWaitsForWorkersAndKeepsSubmissionOrder) {
+  ring::test::TempDir dir;
+  const std::vector<std::byte> data(1 << 20, std::byte{0x5a});
+  auto run = [&](std::uint64_t& digest) {
+    Fd file(::open(dir.file("settle").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (file.get() < 0) throw std::system_error(errno, std::generic_category(), "open");
+    FaultPlan plan;  // no faults: only settling and ordering
+    FaultInjector faults(plan);
+    std::vector<std::string> order;
+    {
+      EventLoop loop;
+      loop.set_fault_injector(&faults);
+      auto write = [&]() -> Task<void> {
+        const IoResult r = co_await io([&](ring::Sqe& sqe) {
+          ring::prep_write(sqe, file.get(), data, 0);
+          sqe.flags |= ring::sqe_flags::async;  // always through an io-wq worker
+        });
+        EXPECT_EQ(r.res, static_cast<std::int32_t>(data.size()));
+        order.emplace_back("write");
+      };
+      auto nop = [&]() -> Task<void> {
+        const IoResult r = co_await io([](ring::Sqe& sqe) { ring::prep_nop(sqe); });
+        EXPECT_EQ(r.res, 0);
+        order.emplace_back("nop");
+      };
+      auto body = [&]() -> Task<void> { co_await when_all(write(), nop()); };
+      loop.run(body());
+    }
+    EXPECT_EQ(order, (std::vector<std::string>{"write", "nop"}));
+    EXPECT_GT(faults.settle_waits(), 0U);
+    EXPECT_EQ(faults.settle_timeouts(), 0U);
+    digest = faults.digest();
+  };
+  std::uint64_t first = 0;
+  std::uint64_t again = 1;
+  run(first);
+  run(again);
+  EXPECT_EQ(first, again);
+}
+
+// io_uring runs a shutdown on an io-wq worker, so a send submitted right after it in the
+// same batch usually goes first. A deterministic plan makes the shutdown at its place in
+// the submission: the send after it always fails with EPIPE, and the one before it always
+// gets through. A shutdown of something that is not a socket gets the kernel's error.
+TEST(RuntimeFault, DeterministicPlanShutsDownAtItsPlaceInTheSubmission) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  Fd a(pair[0]);
+  Fd b(pair[1]);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  Fd pipe_read(pipe_fds[0]);
+  Fd pipe_write(pipe_fds[1]);
+  const std::array<std::byte, 3> data{std::byte{1}, std::byte{2}, std::byte{3}};
+  for (int round = 0; round < 20; ++round) {
+    FaultPlan plan;  // no faults
+    FaultInjector faults(plan);
+    std::vector<std::int32_t> results;
+    {
+      EventLoop loop;
+      loop.set_fault_injector(&faults);
+      auto send = [&]() -> Task<std::int32_t> {
+        co_return (co_await io([&](ring::Sqe& sqe) {
+          ring::prep_send(sqe, a.get(), data, MSG_NOSIGNAL);
+        })).res;
+      };
+      auto shut = [&](int fd) -> Task<std::int32_t> {
+        co_return (co_await io([fd](ring::Sqe& sqe) {
+          ring::prep_shutdown(sqe, fd, SHUT_WR);
+        })).res;
+      };
+      auto body = [&]() -> Task<void> {
+        // One submission: send, shutdown, send, shutdown of a pipe.
+        auto [before, shut_down, after, not_socket] =
+            co_await when_all(send(), shut(a.get()), send(), shut(pipe_write.get()));
+        results = {before, shut_down, after, not_socket};
+      };
+      loop.run(body());
+    }
+    ASSERT_EQ(results, (std::vector<std::int32_t>{3, 0, -EPIPE, -ENOTSOCK})) << "round " << round;
+    std::array<std::byte, 8> got{};
+    ASSERT_EQ(::recv(b.get(), got.data(), got.size(), 0), 3);
+    ASSERT_EQ(::recv(b.get(), got.data(), got.size(), 0), 0);  // the end of the stream
+    // A fresh pair for the next round.
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    a = Fd(pair[0]);
+    b = Fd(pair[1]);
+  }
+}
+
+// A request that looks as if it finishes on its own but waits for something else — an
+// open of a FIFO for reading, which waits for a writer (with O_CREAT, so that io_uring
+// opens it on a worker, blocking, rather than inline with O_NONBLOCK, which would not
+// wait) — makes the settling wait give up after
+// settle_limit, counted, and the loop goes on: the writer, opened by a timer's coroutine
+// after the wait gave up, lets the open finish.
+TEST(RuntimeFault, SettlingGivesUpOnARequestThatWaitsForOthers) {
+  ring::test::TempDir dir;
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  FaultPlan plan;
+  plan.settle_limit = std::chrono::milliseconds(50);
+  FaultInjector faults(plan);
+  Fd writer;
+  std::int32_t opened = -1;
+  {
+    EventLoop loop;
+    loop.set_fault_injector(&faults);
+    auto open_reader = [&]() -> Task<void> {
+      const IoResult r = co_await io([&](ring::Sqe& sqe) {
+        ring::prep_openat(sqe, AT_FDCWD, fifo.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+      });
+      opened = r.res;
+    };
+    auto open_writer = [&]() -> Task<void> {
+      co_await sleep_for(100ms);
+      writer = Fd(::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    };
+    auto body = [&]() -> Task<void> { co_await when_all(open_reader(), open_writer()); };
+    loop.run(body());
+  }
+  ASSERT_GE(writer.get(), 0) << std::strerror(errno);
+  ASSERT_GE(opened, 0);
+  ::close(opened);
+  EXPECT_EQ(faults.settle_timeouts(), 1U);
 }
 
 struct AcceptPrep {

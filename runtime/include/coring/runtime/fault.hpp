@@ -34,10 +34,35 @@
 //                    swallowed, makes sure that later reap comes).
 //
 // Each kind of decision draws from a stream of its own (per SQE, per enter, per reap,
-// per multishot CQE, per final CQE), numbered from the seed, so the same plan and seed on the same
-// program replay the same faults as long as the program's own order of submissions
-// and completions repeats: print the seed of a run that fails. Not for production: it costs a
-// branch per turn, nothing per operation when absent. Loop thread only.
+// per multishot CQE, per final CQE), numbered from the seed, so the same plan and seed on
+// the same program replay the same faults as long as the program's own order of
+// submissions and completions repeats. Left to itself the kernel does not repeat it: a
+// request it hands to an io-wq worker (a buffered write, a shutdown) completes whenever
+// that thread gets to it, so which reap sees its CQE, and in which order among others,
+// changes from run to run. A deterministic plan (the default) takes timing out of it:
+//
+//   settling         before a reap hands its batch over, the injector waits until every
+//                    request in flight that finishes on its own has its CQE in it — by
+//                    opcode (nop, close, shutdown, fsync, openat, statx, the path
+//                    operations...) and, for read and write requests, when the fd is a
+//                    regular file or a block device; not a request linked behind one that
+//                    waits for something else, nor one that posts no CQE on success;
+//   submission order a batch is handed over in the order its requests were submitted
+//                    (each request's CQEs in the kernel's order, and all CQEs that carry
+//                    a provided buffer in the kernel's order among themselves);
+//   shutdown         io_uring always runs IORING_OP_SHUTDOWN on a worker, where it races
+//                    whatever the loop does meanwhile on the connection's other end; the
+//                    injector makes it at its place in the submission instead, with
+//                    shutdown(2) between the SQEs before it and the rest, and hands its
+//                    result over in the CQE of the NOP that took its place (a registered
+//                    file's shutdown stays the kernel's).
+//
+// A single-threaded program whose other completions come from its own actions (loopback
+// sockets with TCP_NODELAY, pipes, files) then sees the same CQEs in the same batches on
+// every run of a seed, and digest() — a hash of every decision and of every CQE handed
+// over (named by its request's submission number, not its address) — is the same: a
+// failing seed replays exactly. Not for production: it costs a branch per turn, nothing
+// per operation when absent. Loop thread only.
 //
 // Incremental provided-buffer rings: multishot ends and late CQEs hold some CQEs back,
 // which can move a buffer CQE behind a later one of another request — an order the
@@ -55,6 +80,7 @@
 #pragma once
 
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -83,6 +109,11 @@ struct FaultPlan {
   // Not empty: script mode (see above), the seed is unused. The bytes are not copied:
   // they must outlive the injector.
   std::span<const std::uint8_t> script;
+  // Settling and submission order (see above). A settling wait gives up after
+  // `settle_limit` (a request that only looked self-finishing, say a write to a FIFO
+  // opened as a regular file's path) and counts it in settle_timeouts().
+  bool deterministic = true;
+  std::chrono::milliseconds settle_limit{2000};
 };
 
 // What an injector has done so far.
@@ -112,15 +143,32 @@ class FaultInjector {
   [[nodiscard]] std::uint64_t delays() const noexcept { return delays_; }
   // Script mode: how many of the script's bytes the decisions have read so far.
   [[nodiscard]] std::size_t script_consumed() const noexcept { return script_at_; }
+  // A hash of every decision made and every CQE handed to the loop so far: two runs of
+  // a seed that are the same run have the same digest.
+  [[nodiscard]] std::uint64_t digest() const noexcept { return digest_; }
+  // Deterministic plans: reaps that waited for a request to settle, and waits that gave
+  // up after settle_limit (each one a place where a replay may part from the run).
+  [[nodiscard]] std::uint64_t settle_waits() const noexcept { return settle_waits_; }
+  [[nodiscard]] std::uint64_t settle_timeouts() const noexcept { return settle_timeouts_; }
 
   // --- For the EventLoop ---------------------------------------------------------------
-  // Rewrites the SQEs `ring` has handed out but not yet published. `own` is the
+  // Rewrites the SQEs `ring` has handed out but not yet published, which the caller
+  // then publishes (flush_sq(), or a submit) before calling it again. `own` is the
   // user_data of the loop's own wake read, which is left alone.
   void before_submit(ring::Ring& ring, std::uint64_t own) noexcept;
   // Whether to skip this io_uring_enter(2) and report EBUSY.
   bool enter_busy() noexcept;
   // Whether this reap sees the CQ-overflow flag raised.
   bool overflow_flag() noexcept;
+  // Deterministic plans: adds to `batch` (CQEs copied out of the CQ) until every
+  // request in flight that finishes on its own has its CQE there, submitting what is
+  // queued (through before_submit) and waiting in the kernel as needed. Nothing for
+  // other plans. Throws std::system_error if io_uring_enter(2) fails for good.
+  void settle(ring::Ring& ring, std::uint64_t own, std::vector<ring::Cqe>& batch);
+  // Deterministic plans: submits the SQEs before each shutdown that before_submit() took
+  // over, then makes that shutdown; the caller's own submit hands over the rest. Nothing
+  // for other plans, or when nothing was taken over.
+  void submit_in_pieces(ring::Ring& ring) noexcept;
   // Takes a batch of CQEs copied out of the CQ and rewrites it in place into what the
   // loop is to see (some may be held back for later batches, some swallowed). May
   // prepare cancel SQEs on `ring` (unpublished, swallowed when they complete).
@@ -135,9 +183,20 @@ class FaultInjector {
   [[nodiscard]] bool scripted() const noexcept { return !plan_.script.empty(); }
   // Script mode: the next `width` bytes, little-endian; missing ones read as 0.
   std::uint32_t script_bytes(std::size_t width) noexcept;
+  // Sorts `batch` by `keys` (one per CQE), keeping the order among each request's CQEs
+  // and among all CQEs that carry a provided buffer.
+  void sort_by(std::vector<ring::Cqe>& batch, std::vector<std::uint64_t>& keys);
   void reorder(std::vector<ring::Cqe>& batch);
+  void order_by_submission(std::vector<ring::Cqe>& batch);
+  // Whether a request finishes without anything else happening first (see settling).
+  [[nodiscard]] static bool finishes_alone(const ring::Sqe& sqe) noexcept;
+  // Takes note of a CQE seen by settle(): a settling request's final one settles it.
+  void note_settled(const ring::Cqe& cqe) noexcept;
+  void mix(std::uint64_t value) noexcept;
   bool hold(ring::Ring& ring, const ring::Cqe& cqe);
   void replace_with_error(ring::Sqe& sqe, int error) noexcept;
+  // The faults an operation's SQE may get (errors, short counts).
+  void rewrite(ring::Sqe& sqe) noexcept;
 
   FaultPlan plan_;
   FaultCounts counts_;
@@ -154,6 +213,26 @@ class FaultInjector {
   std::vector<ring::Cqe> late_;
   bool late_nop_pending_ = false;
   std::uint64_t delays_ = 0;
+  // Deterministic plans: each request's submission number (by user_data, the latest
+  // submission's), and the requests in flight that settle() waits for.
+  std::unordered_map<std::uint64_t, std::uint64_t> submitted_;
+  std::uint64_t submissions_ = 0;
+  std::unordered_set<std::uint64_t> settling_;
+  bool chain_waits_ = false;  // the SQE before this one links to it and waits on others
+  // Shutdowns taken over: made by submit_in_pieces() when the SQEs before them are in.
+  struct Shutdown {
+    std::uint32_t before = 0;  // SQEs before it since the last submission
+    std::uint64_t user_data = 0;
+    int fd = -1;
+    int how = 0;
+  };
+  std::vector<Shutdown> shutdowns_;
+  std::uint32_t unsubmitted_ = 0;  // SQEs seen by before_submit() since the last submission
+  bool previous_links_ = false;    // the SQE before links to the next one
+  void make_shutdown(const Shutdown& shutdown) noexcept;
+  std::uint64_t settle_waits_ = 0;
+  std::uint64_t settle_timeouts_ = 0;
+  std::uint64_t digest_ = 0;
 };
 
 // user_data of the injector's cancel requests: no operation's (bits 0 and 2 set).
