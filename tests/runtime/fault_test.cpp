@@ -228,8 +228,9 @@ TEST(RuntimeFault, DeterministicPlanWaitsForWorkersAndKeepsSubmissionOrder) {
       auto body = [&]() -> Task<void> { co_await when_all(write(), nop()); };
       loop.run(body());
     }
+    // (Whether the reap had to wait for the worker depends on how slow the loop is — under
+    // ASan it may not — the order does not.)
     EXPECT_EQ(order, (std::vector<std::string>{"write", "nop"}));
-    EXPECT_GT(faults.settle_waits(), 0U);
     EXPECT_EQ(faults.settle_timeouts(), 0U);
     digest = faults.digest();
   };
@@ -325,6 +326,7 @@ TEST(RuntimeFault, SettlingGivesUpOnARequestThatWaitsForOthers) {
   ASSERT_GE(opened, 0);
   ::close(opened);
   EXPECT_EQ(faults.settle_timeouts(), 1U);
+  EXPECT_GE(faults.settle_waits(), 1U);
 }
 
 struct AcceptPrep {
