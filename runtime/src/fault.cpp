@@ -154,7 +154,9 @@ void FaultInjector::before_submit(ring::Ring& ring, std::uint64_t own) noexcept 
         is_operation(sqe.user_data, own) && (ring.flags() & ring::setup::sqpoll) == 0) {
       shutdowns_.push_back({unsubmitted_ - 1, sqe.user_data, sqe.fd, static_cast<int>(sqe.len)});
       const std::uint64_t user_data = sqe.user_data;
+      const std::uint8_t flags = sqe.flags;
       ring::prep_nop(sqe);
+      sqe.flags = flags;
       sqe.user_data = user_data;
     }
     // Every SQE, the injector's own and linked timeouts too: the order of a batch.
@@ -212,14 +214,22 @@ void FaultInjector::submit_in_pieces(ring::Ring& ring) noexcept {
       (void)ring.flush_sq();
       const std::uint32_t count = shutdown.before - submitted;
       auto entered = ring.enter(count, 0, 0);
-      // Short of that (the kernel is busy, say): the rest go in one, as without pieces.
+      // Short of that (the kernel is busy, say), the SQEs before a shutdown may not be in
+      // when it is made: the rest are made when their NOPs complete (after_reap), which
+      // is after those SQEs went in — where a worker could have made them too.
       in_order = entered && *entered == count;
       if (in_order) submitted += count;
     }
-    make_shutdown(shutdown);
+    if (in_order) {
+      make_shutdown(shutdown);
+    } else {
+      late_shutdowns_.push_back(shutdown);
+    }
   }
   shutdowns_.clear();
   unsubmitted_ = 0;
+  previous_links_ = false;  // a chain ends with its submission
+  chain_waits_ = false;
 }
 
 void FaultInjector::make_shutdown(const Shutdown& shutdown) noexcept {
@@ -297,6 +307,14 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
       late_.clear();
       late_nop_pending_ = false;
       continue;
+    }
+    if (!late_shutdowns_.empty()) {
+      const auto late = std::find_if(late_shutdowns_.begin(), late_shutdowns_.end(),
+                                     [&](const Shutdown& s) { return s.user_data == user_data; });
+      if (late != late_shutdowns_.end()) {
+        make_shutdown(*late);
+        late_shutdowns_.erase(late);
+      }
     }
     if (auto error = injected_errors_.find(user_data); error != injected_errors_.end()) {
       cqe.res = error->second;  // the NOP that replaced the request

@@ -227,8 +227,9 @@ class FaultInjector {
     int how = 0;
   };
   std::vector<Shutdown> shutdowns_;
-  std::uint32_t unsubmitted_ = 0;  // SQEs seen by before_submit() since the last submission
-  bool previous_links_ = false;    // the SQE before links to the next one
+  std::vector<Shutdown> late_shutdowns_;  // made when their NOP's CQE comes (see there)
+  std::uint32_t unsubmitted_ = 0;         // SQEs seen by before_submit() since the last submission
+  bool previous_links_ = false;           // the SQE before links to the next one
   void make_shutdown(const Shutdown& shutdown) noexcept;
   std::uint64_t settle_waits_ = 0;
   std::uint64_t settle_timeouts_ = 0;
