@@ -163,8 +163,7 @@ void FaultInjector::before_submit(ring::Ring& ring, std::uint64_t own) noexcept 
     submitted_[sqe.user_data] = ++submissions_;
     const bool alone = !chain_waits_ && finishes_alone(sqe);
     if (alone && sqe.user_data != own) settling_.insert(sqe.user_data);
-    const bool links = (sqe.flags & (ring::sqe_flags::io_link | ring::sqe_flags::io_hardlink)) != 0;
-    chain_waits_ = links && !alone;
+    chain_waits_ = previous_links_ && !alone;
   });
 }
 
