@@ -389,53 +389,64 @@ bool FaultInjector::hold(ring::Ring& ring, const ring::Cqe& cqe) {
 
 // A random order in which the CQEs of each request (one user_data) keep theirs.
 void FaultInjector::reorder(std::vector<ring::Cqe>& batch) {
-  std::vector<std::uint64_t> keys(batch.size());
-  for (auto& key : keys) key = draw(reaps);
-  sort_by(batch, keys);
+  keys_.resize(batch.size());
+  for (auto& key : keys_) key = draw(reaps);
+  sort_by(batch, keys_);
 }
 
 // The order in which the requests were submitted (a request submitted again, by its
 // latest submission; the injector's own CQEs among them by theirs).
 void FaultInjector::order_by_submission(std::vector<ring::Cqe>& batch) {
   if (batch.size() < 2) return;
-  std::vector<std::uint64_t> keys(batch.size());
+  keys_.resize(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const auto number = submitted_.find(batch[i].user_data);
-    keys[i] = number != submitted_.end() ? number->second : 0;
+    keys_[i] = number != submitted_.end() ? number->second : 0;
   }
-  sort_by(batch, keys);
+  sort_by(batch, keys_);
 }
 
 // Each request's keys are sorted and handed back to its CQEs in their original order,
-// and the batch is sorted by key.
+// and the batch is sorted by key. Groups whose CQEs keep their order: each request's own,
+// and one for every request with a CQE that carries a provided buffer — with incremental
+// consumption the kernel's order of those CQEs is what tells where each piece of a buffer
+// starts. (Vectors kept between batches, not maps: this runs on every reap of a
+// deterministic plan.)
 void FaultInjector::sort_by(std::vector<ring::Cqe>& batch, std::vector<std::uint64_t>& keys) {
+  // Keys in order already (most batches, by submission): every group's too, nothing moves.
+  if (std::is_sorted(keys.begin(), keys.end())) return;
   const std::size_t n = batch.size();
-  // Groups whose CQEs keep their order: each request's own, and one for every request
-  // with a CQE that carries a provided buffer — with incremental consumption the kernel's
-  // order of those CQEs is what tells where each piece of a buffer starts.
-  std::unordered_set<std::uint64_t> with_buffers;
+  buffered_.clear();
   for (const ring::Cqe& cqe : batch) {
-    if ((cqe.flags & ring::cqe_flags::buffer) != 0) with_buffers.insert(cqe.user_data);
+    if ((cqe.flags & ring::cqe_flags::buffer) != 0) buffered_.push_back(cqe.user_data);
   }
+  std::sort(buffered_.begin(), buffered_.end());
   constexpr std::uint64_t buffer_group = ~std::uint64_t{0};  // no request's user_data
-  std::unordered_map<std::uint64_t, std::vector<std::size_t>> requests;
+  groups_.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint64_t data = batch[i].user_data;
-    requests[with_buffers.contains(data) ? buffer_group : data].push_back(i);
+    groups_[i] = std::binary_search(buffered_.begin(), buffered_.end(), data) ? buffer_group : data;
   }
-  for (auto& [user_data, indices] : requests) {
-    if (indices.size() < 2) continue;
-    std::vector<std::uint64_t> own;
-    for (std::size_t i : indices) own.push_back(keys[i]);
-    std::sort(own.begin(), own.end());
-    for (std::size_t j = 0; j < indices.size(); ++j) keys[indices[j]] = own[j];
+  order_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+  std::stable_sort(order_.begin(), order_.end(),
+                   [&](std::size_t a, std::size_t b) { return groups_[a] < groups_[b]; });
+  for (std::size_t first = 0; first < n;) {
+    std::size_t last = first + 1;
+    while (last < n && groups_[order_[last]] == groups_[order_[first]]) ++last;
+    if (last - first >= 2) {
+      own_keys_.clear();
+      for (std::size_t j = first; j < last; ++j) own_keys_.push_back(keys[order_[j]]);
+      std::sort(own_keys_.begin(), own_keys_.end());
+      for (std::size_t j = first; j < last; ++j) keys[order_[j]] = own_keys_[j - first];
+    }
+    first = last;
   }
-  std::vector<std::size_t> order(n);
-  for (std::size_t i = 0; i < n; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
+  for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+  std::stable_sort(order_.begin(), order_.end(),
                    [&](std::size_t a, std::size_t b) { return keys[a] < keys[b]; });
   scratch_.clear();
-  for (std::size_t i : order) scratch_.push_back(batch[i]);
+  for (std::size_t i : order_) scratch_.push_back(batch[i]);
   batch.swap(scratch_);
 }
 

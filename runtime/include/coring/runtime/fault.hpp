@@ -209,6 +209,12 @@ class FaultInjector {
   // Requests being ended: the CQEs held back until the kernel's final one.
   std::unordered_map<std::uint64_t, std::vector<ring::Cqe>> ending_;
   std::vector<ring::Cqe> scratch_;
+  // reorder()'s and order_by_submission()'s keys, sort_by()'s working space.
+  std::vector<std::uint64_t> keys_;
+  std::vector<std::uint64_t> buffered_;
+  std::vector<std::uint64_t> groups_;
+  std::vector<std::size_t> order_;
+  std::vector<std::uint64_t> own_keys_;
   // Late CQEs, in the order they were reaped, until the NOP's CQE comes back.
   std::vector<ring::Cqe> late_;
   bool late_nop_pending_ = false;
