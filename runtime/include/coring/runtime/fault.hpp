@@ -109,9 +109,9 @@ struct FaultPlan {
   // Not empty: script mode (see above), the seed is unused. The bytes are not copied:
   // they must outlive the injector.
   std::span<const std::uint8_t> script;
-  // Settling and submission order (see above). A settling wait gives up after
-  // `settle_limit` (a request that only looked self-finishing, say a write to a FIFO
-  // opened as a regular file's path) and counts it in settle_timeouts().
+  // Settling, submission order and shutdowns (see above). A settling wait gives up after
+  // `settle_limit` (a request that only looked as if it finished on its own, say an
+  // openat of a FIFO, which waits for the other end) and counts it in settle_timeouts().
   bool deterministic = true;
   std::chrono::milliseconds settle_limit{2000};
 };
