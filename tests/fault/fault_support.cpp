@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -94,6 +95,12 @@ void expect_same_runs(const std::vector<std::uint64_t>& seeds,
     ++totals().seeds;
     EXPECT_EQ(again, first[i]) << "seed " << seeds[i] << " ran differently the second time";
   }
+  // A digest that says nothing (the same for every run) would pass the check above:
+  // different seeds are different runs, so their digests differ.
+  std::vector<std::uint64_t> distinct = first;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  EXPECT_EQ(distinct.size(), seeds.size()) << "different seeds gave the same digest";
 }
 
 bool run_bounded(EventLoop& loop, Task<void> task, std::chrono::milliseconds limit) {
