@@ -5,7 +5,8 @@
 // pieces it has posted), or out of the kernel's hands with leases on it. A buffer goes
 // back to the ring when the kernel is done with it and its last lease is dropped. Each
 // return bumps returned_, which RecvStreams compare to tell whether a buffer came back
-// while their ENOBUFS ending was on its way, and wakes the streams waiting for buffers.
+// while their ENOBUFS ending was on its way, and wakes the stream that has waited longest
+// for a buffer.
 #include "coring/net/buffer_pool.hpp"
 
 #include <atomic>
@@ -108,24 +109,36 @@ void BufferPool::give_back(std::uint16_t id) noexcept {
   ring_.advance(1);
   --held_;
   ++returned_;
-  if (starved_ == nullptr || loop_->draining()) return;
-  // Streams re-arm now, oldest first, so that the one that waited longest is submitted
-  // first; one that runs dry again joins the back of the queue, so take it whole.
-  RecvStream* stream = std::exchange(starved_, nullptr);
-  starved_tail_ = nullptr;
-  while (stream != nullptr) {
-    RecvStream* next = stream->starved_next_;
-    stream->starved_linked_ = false;
-    stream->starved_prev_ = stream->starved_next_ = nullptr;
-    if (next != nullptr) next->starved_prev_ = nullptr;
-    stream->buffers_back();
-    stream = next;
+  if (starved_ != nullptr) wake_starved();
+}
+
+void BufferPool::wake_starved() noexcept {
+  // One stream per returned buffer, the one that waited longest: every other would only
+  // find the ring dry again. A stream that cannot use the wake (its queue is full, say)
+  // declines it and the next one gets it; one whose request then ends without taking
+  // the buffer (end of stream, an error, close()) calls this again (RecvStream::woken_).
+  if (loop_->draining()) return;
+  while (starved_ != nullptr) {
+    RecvStream& stream = *starved_;
+    remove_starved(stream);
+    if (stream.buffers_back()) return;
   }
 }
 
-void BufferPool::add_starved(RecvStream& stream) noexcept {
+void BufferPool::add_starved(RecvStream& stream, bool first) noexcept {
   if (stream.starved_linked_) return;
   stream.starved_linked_ = true;
+  if (first) {
+    stream.starved_prev_ = nullptr;
+    stream.starved_next_ = starved_;
+    if (starved_ != nullptr) {
+      starved_->starved_prev_ = &stream;
+    } else {
+      starved_tail_ = &stream;
+    }
+    starved_ = &stream;
+    return;
+  }
   stream.starved_next_ = nullptr;
   stream.starved_prev_ = starved_tail_;
   if (starved_tail_ != nullptr) {

@@ -50,6 +50,12 @@ void RecvStream::complete_fn(Operation& self, const ring::Cqe& cqe, bool /*secon
   auto& stream = static_cast<RecvStream&>(self);
   const IoResult result{cqe.res, cqe.flags};
   const bool final = !result.has_more();
+  if ((cqe.flags & ring::cqe_flags::buffer) != 0 && std::exchange(stream.woken_, false) &&
+      (cqe.flags & ring::cqe_flags::buf_more) != 0) {
+    // The wake is used, but the buffer it was for stays in the ring with room left
+    // (incremental consumption): the next waiting stream may take the rest.
+    stream.pool_->wake_starved();
+  }
   if (final && std::exchange(stream.cancel_sent_, false)) {
     // A cancel the loop had to defer (SQ full) must not outlive this request: it would
     // hit the next one, or touch the record after it is gone. Unlinking it here, on the
@@ -80,11 +86,15 @@ void RecvStream::on_final(const IoResult& result) noexcept {
   }
   if (result.res == -ENOBUFS) {
     ++starvations_;
-    phase_ = Phase::starved;
+    // Woken for a buffer that another request took: still the longest waiter.
+    const bool was_woken = std::exchange(woken_, false);
     if (pool_->returned() != returned_at_arm_) {
-      buffers_back();  // a buffer came back while the ENOBUFS was on its way
+      // A buffer came back while the ENOBUFS was on its way.
+      phase_ = Phase::paused;
+      maybe_rearm();
     } else {
-      pool_->add_starved(*this);
+      phase_ = Phase::starved;
+      pool_->add_starved(*this, was_woken);
     }
     return;
   }
@@ -95,6 +105,7 @@ void RecvStream::on_final(const IoResult& result) noexcept {
   }
   phase_ = Phase::ended;  // 0: end of stream; < 0: the error that ended it
   end_ = result;
+  pass_wake();
 }
 
 void RecvStream::arm() noexcept {
@@ -118,10 +129,18 @@ void RecvStream::pause() noexcept {
   loop_->cancel(*this);
 }
 
-void RecvStream::buffers_back() noexcept {
-  if (phase_ != Phase::starved) return;
+bool RecvStream::buffers_back() noexcept {
+  if (phase_ != Phase::starved) return false;
   phase_ = Phase::paused;
   maybe_rearm();
+  // Re-armed: the wake is this request's until it takes a buffer. Not re-armed (the
+  // queue waits for its consumer; it re-arms when taken down): the next stream's.
+  woken_ = phase_ == Phase::armed;
+  return woken_;
+}
+
+void RecvStream::pass_wake() noexcept {
+  if (std::exchange(woken_, false)) pool_->wake_starved();
 }
 
 bool RecvStream::ready_now() noexcept {
@@ -162,6 +181,7 @@ bool RecvStream::begin_close() noexcept {
 void RecvStream::finish_close() noexcept {
   release_queue();
   pool_->remove_starved(*this);
+  pass_wake();  // closed before its request took the buffer it was woken for
   phase_ = Phase::closed;
   wake_consumer();
   if (closer_) loop_->schedule(std::exchange(closer_, {}));

@@ -9,6 +9,8 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "coring/net/listener.hpp"
@@ -138,6 +140,177 @@ TEST_P(RecvStreamDry, RunsDryAndLosesNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Consumption, RecvStreamDry, testing::Values(false, true),
+                         [](const testing::TestParamInfo<bool>& param) {
+                           return param.param ? "Incremental" : "WholeBuffers";
+                         });
+
+// Streams that found the pool empty wait in its list. A buffer that comes back re-arms
+// one of them, the one that waited longest: re-arming them all would cost a request per
+// waiting stream, every one but the first ending in ENOBUFS again.
+TEST(RecvStream, AReturnedBufferReArmsOneStarvedStream) {
+  constexpr std::size_t streams = 20;
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = false});
+  auto holder = stream_pair();
+  std::vector<std::pair<StreamSocket, StreamSocket>> pairs;
+  for (std::size_t i = 0; i < streams; ++i) {
+    pairs.push_back(stream_pair());
+    ASSERT_EQ(::send(pairs.back().second.fd(), "x", 1, 0), 1);
+  }
+  ASSERT_EQ(::send(holder.second.fd(), "h", 1, 0), 1);
+  std::uint64_t starved = 0, arms_before = 0, arms_after = 0;
+  std::vector<std::uint32_t> got;
+  loop.run([&]() -> Task<void> {
+    Result<BufferLease> held = co_await holder.first.recv(pool);  // the only buffer
+    if (!held || held->empty()) {
+      ADD_FAILURE() << "the holder's recv did not take the buffer";
+      co_return;
+    }
+    std::vector<std::unique_ptr<RecvStream>> chunks;
+    for (auto& pair : pairs) {
+      chunks.push_back(std::make_unique<RecvStream>(pair.first.fd(), false, pool));
+      chunks.back()->start();  // each finds the pool empty, in this order
+    }
+    co_await sleep_for(20ms);
+    for (auto& stream : chunks) {
+      starved += stream->starvations();
+      arms_before += stream->arms();
+    }
+    held->reset();  // the buffer comes back
+    co_await sleep_for(20ms);
+    for (auto& stream : chunks) {
+      arms_after += stream->arms();
+      got.push_back(stream->size());
+    }
+    for (auto& stream : chunks) co_await stream->close();
+  }());
+  ASSERT_EQ(starved, streams) << "each stream should have found the pool empty once";
+  EXPECT_EQ(arms_after - arms_before, 1U) << "one returned buffer re-armed more than one stream";
+  ASSERT_EQ(got.size(), streams);
+  EXPECT_EQ(got[0], 1U) << "the stream that waited longest did not get the buffer";
+  for (std::size_t i = 1; i < streams; ++i) EXPECT_EQ(got[i], 0U) << "stream " << i;
+  EXPECT_EQ(pool.held(), 0U);
+}
+
+// A request submitted before the woken stream's re-arm takes the buffer first; the
+// woken stream finds the pool empty again and keeps its place at the head of the list,
+// so the next buffer back is still its own.
+TEST(RecvStream, AStarvedStreamThatLosesItsBufferKeepsItsPlace) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = false});
+  auto holder = stream_pair();
+  auto oldest = stream_pair();
+  auto newer = stream_pair();
+  auto other = stream_pair();
+  for (auto* pair : {&holder, &oldest, &newer, &other}) {
+    ASSERT_EQ(::send(pair->second.fd(), "x", 1, 0), 1);
+  }
+  std::uint64_t oldest_starved = 0, newer_starved = 0;
+  std::uint32_t other_got = 0, oldest_got = 0, newer_got = 0;
+  loop.run([&]() -> Task<void> {
+    Result<BufferLease> held = co_await holder.first.recv(pool);
+    if (!held || held->empty()) {
+      ADD_FAILURE() << "the holder's recv did not take the buffer";
+      co_return;
+    }
+    RecvStream a = oldest.first.recv_stream(pool);
+    RecvStream b = newer.first.recv_stream(pool);
+    a.start();
+    b.start();
+    co_await sleep_for(20ms);  // both starved, a first
+    RecvStream c = other.first.recv_stream(pool);
+    c.start();      // submitted ahead of a's re-arm:
+    held->reset();  // the buffer wakes a, but c takes it
+    co_await sleep_for(20ms);
+    oldest_starved = a.starvations();
+    newer_starved = b.starvations();
+    other_got = c.size();
+    {
+      Result<BufferLease> taken = co_await c.next();  // dropped: the buffer is back
+    }
+    co_await sleep_for(20ms);
+    oldest_got = a.size();
+    newer_got = b.size();
+    for (RecvStream* stream : {&a, &b, &c}) co_await stream->close();
+  }());
+  EXPECT_EQ(other_got, 1U) << "the request submitted first did not take the buffer";
+  EXPECT_EQ(oldest_starved, 2U) << "the woken stream did not find the pool empty again";
+  EXPECT_EQ(newer_starved, 1U);
+  EXPECT_EQ(oldest_got, 1U) << "the stream that waited longest lost its place";
+  EXPECT_EQ(newer_got, 0U);
+  EXPECT_EQ(pool.held(), 0U);
+}
+
+// The stream woken for a returned buffer may not take it: its peer has ended the stream
+// (or an error ends its request, or it is closed). The wake then passes to the next
+// stream in the list, which would otherwise wait for another buffer with this one lying
+// unused in the ring. With incremental consumption, a stream that takes only a piece of
+// the buffer passes it on as well: the rest of it can serve the next.
+class RecvStreamWake : public testing::TestWithParam<bool> {};
+
+TEST_P(RecvStreamWake, PassesToTheNextStreamIfUnusedOrNotUsedUp) {
+  const bool incremental = GetParam();
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  // Incremental: the holder's 64 bytes fill the buffer, so the kernel is done with it.
+  BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = incremental});
+  if (incremental && !pool.incremental())
+    GTEST_SKIP() << "kernel lacks incremental buffer rings (6.12)";
+  auto holder = stream_pair();
+  auto ended = stream_pair();    // its peer is gone: end of stream, no byte
+  auto closing = stream_pair();  // its consumer closes it while it waits
+  auto first = stream_pair();    // one byte each
+  auto second = stream_pair();
+  ASSERT_EQ(::send(holder.second.fd(), std::string(64, 'h').data(), 64, 0), 64);
+  ASSERT_EQ(::send(closing.second.fd(), "c", 1, 0), 1);
+  ASSERT_EQ(::send(first.second.fd(), "1", 1, 0), 1);
+  ASSERT_EQ(::send(second.second.fd(), "2", 1, 0), 1);
+  ended.second.reset();
+  std::uint64_t starved = 0;
+  bool ended_saw_eof = false;
+  std::string got_first, got_second;
+  loop.run([&]() -> Task<void> {
+    Result<BufferLease> held = co_await holder.first.recv(pool);
+    if (!held || held->size() != 64) {
+      ADD_FAILURE() << "the holder's recv did not take the whole buffer";
+      co_return;
+    }
+    RecvStream a = ended.first.recv_stream(pool);
+    RecvStream b = closing.first.recv_stream(pool);
+    RecvStream c = first.first.recv_stream(pool);
+    RecvStream d = second.first.recv_stream(pool);
+    for (RecvStream* stream : {&a, &b, &c, &d}) stream->start();
+    co_await sleep_for(20ms);
+    for (RecvStream* stream : {&a, &b, &c, &d}) starved += stream->starvations();
+    co_await b.close();  // leaves the list before any buffer is back
+    held->reset();       // wakes a: it ends without the buffer and passes the wake on
+    co_await sleep_for(20ms);
+    Result<BufferLease> eof = co_await a.next();
+    ended_saw_eof = eof && eof->empty();
+    if (c.size() > 0) {
+      Result<BufferLease> chunk = co_await c.next();
+      if (chunk) got_first = to_string(chunk->data());
+    }
+    if (d.size() > 0) {
+      Result<BufferLease> chunk = co_await d.next();
+      if (chunk) got_second = to_string(chunk->data());
+    }
+    for (RecvStream* stream : {&a, &b, &c, &d}) co_await stream->close();
+  }());
+  ASSERT_EQ(starved, 4U) << "each stream should have found the pool empty once";
+  EXPECT_TRUE(ended_saw_eof);
+  EXPECT_EQ(got_first, "1") << "the wake did not pass on from the stream that ended";
+  if (incremental) {
+    EXPECT_EQ(got_second, "2") << "the rest of the buffer did not pass on to the next stream";
+  } else {
+    EXPECT_EQ(got_second, "") << "a whole buffer went to two streams";
+  }
+  EXPECT_EQ(pool.held(), 0U);
+}
+
+INSTANTIATE_TEST_SUITE_P(Consumption, RecvStreamWake, testing::Values(false, true),
                          [](const testing::TestParamInfo<bool>& param) {
                            return param.param ? "Incremental" : "WholeBuffers";
                          });

@@ -137,7 +137,10 @@ class BufferPool {
   [[nodiscard]] std::byte* buffer(std::uint16_t id) const noexcept {
     return memory_.get() + std::size_t{buffer_size_} * id;
   }
-  void add_starved(RecvStream& stream) noexcept;
+  void wake_starved() noexcept;
+  // At the back of the list of streams waiting for a buffer; at the front (`first`) for
+  // one that was woken and lost the buffer to another request.
+  void add_starved(RecvStream& stream, bool first = false) noexcept;
   void remove_starved(RecvStream& stream) noexcept;
 
   EventLoop* loop_;

@@ -14,10 +14,13 @@
 //
 // Running dry. When the pool has no buffer left the kernel ends the request with
 // -ENOBUFS; the bytes it could not place stay in the socket. The stream then waits in
-// the pool's list and re-arms as soon as a lease is dropped and a buffer is back — or at
-// once, if one came back while the ENOBUFS was on its way — so no byte is lost and none
-// is reordered. It never reports ENOBUFS: a consumer that holds every buffer of the pool
-// while it waits for more data waits for ever, so size the pool for what is held.
+// the pool's list, oldest first, and each buffer that comes back re-arms one stream:
+// the one that waited longest (a stream woken for a buffer that another request takes
+// keeps its place; one whose request ends without taking it — end of stream, an error,
+// close() — hands the wake to the next). A stream re-arms at once if a buffer came back
+// while its ENOBUFS was on its way. No byte is lost and none is reordered. It never
+// reports ENOBUFS: a consumer that holds every buffer of the pool while it waits for
+// more data waits for ever, so size the pool for what is held.
 //
 // Backpressure. When `bound` chunks wait unconsumed the record cancels its request (the
 // kernel stops taking buffers for this socket) and re-arms once next() has taken the
@@ -114,7 +117,11 @@ class RecvStream final : public Operation {
   void arm() noexcept;
   void maybe_rearm() noexcept;
   void pause() noexcept;
-  void buffers_back() noexcept;  // called by the pool
+  // The pool's wake for a returned buffer: re-arms a starved stream; false if it cannot
+  // use the wake now (it is not starved, or its queue is full).
+  bool buffers_back() noexcept;
+  // Hands the wake to the next starved stream if this one holds it unused.
+  void pass_wake() noexcept;
   bool ready_now() noexcept;
   Result<BufferLease> take() noexcept;
   bool begin_close() noexcept;
@@ -145,6 +152,10 @@ class RecvStream final : public Operation {
   RecvStream* starved_prev_ = nullptr;  // the pool's list
   RecvStream* starved_next_ = nullptr;
   bool starved_linked_ = false;
+  // Re-armed by the pool for a returned buffer, and no CQE with a buffer since: if the
+  // request ends without taking one, the wake passes to the next starved stream, which
+  // would otherwise wait for another buffer to come back while this one lies unused.
+  bool woken_ = false;
 };
 
 }  // namespace coring::net
