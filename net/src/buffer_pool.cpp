@@ -49,12 +49,35 @@ ring::BufferRing register_ring(EventLoop& loop, const BufferPoolOptions& options
 
 }  // namespace
 
+// The NOP behind woken streams' re-arms. Heap-allocated by the pool; if the pool goes
+// while the NOP is in flight, the record outlives it and frees itself at the CQE (the
+// loop's destruction reaps it too).
+class BufferPool::VerdictOp final : public Operation {
+ public:
+  explicit VerdictOp(BufferPool& pool) noexcept : Operation(&prep_fn, &complete_fn), pool_(&pool) {}
+  BufferPool* pool_;
+
+ private:
+  static void prep_fn(Operation& /*self*/, std::span<ring::Sqe* const> sqes) noexcept {
+    ring::prep_nop(*sqes[0]);
+  }
+  static void complete_fn(Operation& self, const ring::Cqe& /*cqe*/, bool /*second*/) noexcept {
+    auto& op = static_cast<VerdictOp&>(self);
+    if (op.pool_ == nullptr) {
+      delete &op;
+      return;
+    }
+    op.pool_->verdict_done();
+  }
+};
+
 BufferPool::BufferPool(EventLoop& loop, BufferPoolOptions options)
     : loop_(&loop),
       ring_(register_ring(loop, options)),
       buffer_size_(options.buffer_size),
       memory_(new std::byte[std::size_t{options.buffer_size} * options.count]),
-      slots_(new Slot[options.count]) {
+      slots_(new Slot[options.count]),
+      verdict_(new VerdictOp(*this)) {
   for (std::uint32_t id = 0; id < options.count; ++id) {
     const auto bid = static_cast<std::uint16_t>(id);
     ring_.add({buffer(bid), buffer_size_}, bid, bid);
@@ -70,6 +93,12 @@ BufferPool::~BufferPool() {
   }
   assert(streams_ == 0 && "destroy a BufferPool after the RecvStreams that use it");
   while (starved_ != nullptr) remove_starved(*starved_);
+  while (woken_ != nullptr) unwatch_woken(*woken_);
+  if (verdict_in_flight_) {
+    verdict_->pool_ = nullptr;  // it frees itself at its CQE
+  } else {
+    delete verdict_;
+  }
 }
 
 Result<BufferLease> BufferPool::lease(const IoResult& result) noexcept {
@@ -122,6 +151,52 @@ void BufferPool::wake_starved() noexcept {
     RecvStream& stream = *starved_;
     remove_starved(stream);
     if (stream.buffers_back()) return;
+  }
+}
+
+void BufferPool::watch_woken(RecvStream& stream) noexcept {
+  stream.woken_round_ = verdict_round_ + 1;  // the next NOP submitted is behind it
+  stream.woken_prev_ = nullptr;
+  stream.woken_next_ = woken_;
+  if (woken_ != nullptr) woken_->woken_prev_ = &stream;
+  woken_ = &stream;
+  if (!verdict_in_flight_) {
+    verdict_in_flight_ = true;
+    ++verdict_round_;
+    loop_->submit(*verdict_);
+  }
+}
+
+void BufferPool::unwatch_woken(RecvStream& stream) noexcept {
+  if (stream.woken_prev_ != nullptr) {
+    stream.woken_prev_->woken_next_ = stream.woken_next_;
+  } else {
+    woken_ = stream.woken_next_;
+  }
+  if (stream.woken_next_ != nullptr) stream.woken_next_->woken_prev_ = stream.woken_prev_;
+  stream.woken_prev_ = stream.woken_next_ = nullptr;
+}
+
+void BufferPool::verdict_done() noexcept {
+  verdict_in_flight_ = false;
+  if (loop_->draining()) return;
+  // Streams re-armed before this NOP and still without a CQE: waiting for data, not
+  // using the buffer. Their wakes go on to as many starved streams.
+  std::uint32_t idle = 0;
+  for (RecvStream* stream = woken_; stream != nullptr;) {
+    RecvStream* next = stream->woken_next_;
+    if (stream->woken_round_ <= verdict_round_) {
+      (void)stream->clear_woken();
+      ++idle;
+    }
+    stream = next;
+  }
+  while (idle-- > 0 && starved_ != nullptr) wake_starved();
+  if (woken_ != nullptr && !verdict_in_flight_) {
+    // Woken since this NOP went in: the next one judges them.
+    verdict_in_flight_ = true;
+    ++verdict_round_;
+    loop_->submit(*verdict_);
   }
 }
 

@@ -35,8 +35,9 @@ RecvStream::RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions 
 
 RecvStream::~RecvStream() {
   assert(!in_flight() && "co_await close() on a RecvStream before destroying it");
+  pool_->remove_starved(*this);  // first: a buffer released below must not wake this one
+  (void)clear_woken();
   release_queue();
-  pool_->remove_starved(*this);
   --pool_->streams_;
 }
 
@@ -50,7 +51,7 @@ void RecvStream::complete_fn(Operation& self, const ring::Cqe& cqe, bool /*secon
   auto& stream = static_cast<RecvStream&>(self);
   const IoResult result{cqe.res, cqe.flags};
   const bool final = !result.has_more();
-  if ((cqe.flags & ring::cqe_flags::buffer) != 0 && std::exchange(stream.woken_, false) &&
+  if ((cqe.flags & ring::cqe_flags::buffer) != 0 && stream.clear_woken() &&
       (cqe.flags & ring::cqe_flags::buf_more) != 0) {
     // The wake is used, but the buffer it was for stays in the ring with room left
     // (incremental consumption): the next waiting stream may take the rest.
@@ -87,7 +88,7 @@ void RecvStream::on_final(const IoResult& result) noexcept {
   if (result.res == -ENOBUFS) {
     ++starvations_;
     // Woken for a buffer that another request took: still the longest waiter.
-    const bool was_woken = std::exchange(woken_, false);
+    const bool was_woken = clear_woken();
     if (pool_->returned() != returned_at_arm_) {
       // A buffer came back while the ENOBUFS was on its way.
       phase_ = Phase::paused;
@@ -135,12 +136,21 @@ bool RecvStream::buffers_back() noexcept {
   maybe_rearm();
   // Re-armed: the wake is this request's until it takes a buffer. Not re-armed (the
   // queue waits for its consumer; it re-arms when taken down): the next stream's.
-  woken_ = phase_ == Phase::armed;
-  return woken_;
+  if (phase_ != Phase::armed) return false;
+  woken_ = true;
+  pool_->watch_woken(*this);  // after arm(): the pool's NOP goes in behind our SQE
+  return true;
+}
+
+bool RecvStream::clear_woken() noexcept {
+  if (!woken_) return false;
+  woken_ = false;
+  pool_->unwatch_woken(*this);
+  return true;
 }
 
 void RecvStream::pass_wake() noexcept {
-  if (std::exchange(woken_, false)) pool_->wake_starved();
+  if (clear_woken()) pool_->wake_starved();
 }
 
 bool RecvStream::ready_now() noexcept {
@@ -179,8 +189,8 @@ bool RecvStream::begin_close() noexcept {
 }
 
 void RecvStream::finish_close() noexcept {
+  pool_->remove_starved(*this);  // first: a buffer released below must not re-arm this one
   release_queue();
-  pool_->remove_starved(*this);
   pass_wake();  // closed before its request took the buffer it was woken for
   phase_ = Phase::closed;
   wake_consumer();

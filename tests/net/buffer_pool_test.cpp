@@ -243,6 +243,100 @@ TEST(RecvStream, AStarvedStreamThatLosesItsBufferKeepsItsPlace) {
   EXPECT_EQ(pool.held(), 0U);
 }
 
+// A stream whose peer is idle starves too: with the ring empty, the kernel ends its
+// request with ENOBUFS before it looks for data. Woken first (it waited longest), it
+// re-arms, and the kernel, finding no data, puts the buffer back and waits without a
+// CQE. The wake must still reach the next starved stream, whose byte is waiting.
+TEST(RecvStream, AnIdleStarvedStreamPassesItsWakeOn) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = false});
+  auto holder = stream_pair();
+  auto idle = stream_pair();
+  auto busy = stream_pair();
+  ASSERT_EQ(::send(holder.second.fd(), "h", 1, 0), 1);
+  ASSERT_EQ(::send(busy.second.fd(), "b", 1, 0), 1);
+  std::uint64_t idle_starved = 0, busy_starved = 0, idle_arms = 0;
+  std::string busy_got;
+  loop.run([&]() -> Task<void> {
+    Result<BufferLease> held = co_await holder.first.recv(pool);
+    if (!held || held->empty()) {
+      ADD_FAILURE() << "the holder's recv did not take the buffer";
+      co_return;
+    }
+    RecvStream a = idle.first.recv_stream(pool);
+    RecvStream b = busy.first.recv_stream(pool);
+    a.start();
+    b.start();
+    co_await sleep_for(20ms);
+    idle_starved = a.starvations();
+    busy_starved = b.starvations();
+    held->reset();  // wakes a, which waits for data without taking the buffer
+    co_await sleep_for(50ms);
+    idle_arms = a.arms();
+    if (b.size() > 0) {
+      Result<BufferLease> chunk = co_await b.next();
+      if (chunk) busy_got = to_string(chunk->data());
+    }
+    co_await a.close();
+    co_await b.close();
+  }());
+  ASSERT_EQ(idle_starved, 1U) << "the idle stream should have found the pool empty";
+  ASSERT_EQ(busy_starved, 1U);
+  EXPECT_EQ(idle_arms, 2U) << "the idle stream, which waited longest, was not woken first";
+  EXPECT_EQ(busy_got, "b") << "the wake stayed with a stream that waits for data";
+  EXPECT_EQ(pool.held(), 0U);
+}
+
+// Closing or destroying a starved stream that still has chunks queued: the chunks'
+// buffers go back to the pool, which must not wake the stream being closed (its request
+// would outlive close(), or the stream itself).
+TEST(RecvStream, ClosingAStarvedStreamWithQueuedChunksDoesNotReArmIt) {
+  for (const bool destroy : {false, true}) {
+    SCOPED_TRACE(destroy ? "destroyed" : "closed");
+    EventLoop loop;
+    REQUIRE_RECV_MULTISHOT(loop);
+    BufferPool pool(loop, {.buffer_size = 64, .count = 2, .incremental = false});
+    auto pair = stream_pair();
+    const std::string data(200, 'x');
+    ASSERT_EQ(::send(pair.second.fd(), data.data(), data.size(), 0), 200);
+    std::uint64_t starved = 0, arms_before = 0, arms_after = 0;
+    std::uint32_t queued = 0, queued_after = 0, held_after = 0;
+    bool canceled_after = false;
+    loop.run([&]() -> Task<void> {
+      auto stream =
+          std::make_unique<RecvStream>(pair.first.fd(), false, pool, RecvStreamOptions{.bound = 4});
+      stream->start();
+      co_await sleep_for(20ms);  // both buffers queued, then ENOBUFS
+      queued = stream->size();
+      starved = stream->starvations();
+      arms_before = stream->arms();
+      if (destroy) {
+        stream.reset();  // allowed: starved, so not in flight
+      } else {
+        co_await stream->close();
+        arms_after = stream->arms();
+      }
+      pair.second.reset();  // a stray request would end now, with the stream's bytes
+      co_await sleep_for(20ms);
+      held_after = pool.held();
+      if (!destroy) {
+        queued_after = stream->size();
+        Result<BufferLease> next = co_await stream->next();
+        canceled_after = !next && next.error() == std::errc::operation_canceled;
+      }
+    }());
+    ASSERT_EQ(queued, 2U);
+    ASSERT_EQ(starved, 1U);
+    EXPECT_EQ(held_after, 0U) << "a request of the stream took buffers after it was gone";
+    if (!destroy) {
+      EXPECT_EQ(arms_after, arms_before) << "close() re-armed the stream";
+      EXPECT_EQ(queued_after, 0U);
+      EXPECT_TRUE(canceled_after) << "next() after close() did not report ECANCELED";
+    }
+  }
+}
+
 // The stream woken for a returned buffer may not take it: its peer has ended the stream
 // (or an error ends its request, or it is closed). The wake then passes to the next
 // stream in the list, which would otherwise wait for another buffer with this one lying

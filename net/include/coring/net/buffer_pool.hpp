@@ -138,6 +138,15 @@ class BufferPool {
     return memory_.get() + std::size_t{buffer_size_} * id;
   }
   void wake_starved() noexcept;
+  // A woken stream's re-arm is in the SQ: submits a NOP behind it (verdict_), whose CQE
+  // tells whether the request took a buffer or ended at once (its CQE came first) or
+  // went to wait for data without a CQE (an idle socket: the kernel picks the buffer
+  // before it looks for data, so a stream starves without any). The wake of a stream
+  // still woken at the NOP's CQE passes to the next starved stream.
+  void watch_woken(RecvStream& stream) noexcept;
+  void unwatch_woken(RecvStream& stream) noexcept;
+  void verdict_done() noexcept;
+  class VerdictOp;
   // At the back of the list of streams waiting for a buffer; at the front (`first`) for
   // one that was woken and lost the buffer to another request.
   void add_starved(RecvStream& stream, bool first = false) noexcept;
@@ -152,6 +161,10 @@ class BufferPool {
   std::uint64_t returned_ = 0;
   RecvStream* starved_ = nullptr;  // streams waiting for buffers, oldest first (intrusive)
   RecvStream* starved_tail_ = nullptr;
+  RecvStream* woken_ = nullptr;      // re-armed for a returned buffer, verdict pending
+  VerdictOp* verdict_ = nullptr;     // owned; outlives the pool if its NOP is in flight
+  std::uint64_t verdict_round_ = 0;  // NOPs submitted so far
+  bool verdict_in_flight_ = false;
   std::uint32_t streams_ = 0;  // RecvStreams alive on this pool
 };
 

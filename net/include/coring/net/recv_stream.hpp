@@ -15,10 +15,13 @@
 // Running dry. When the pool has no buffer left the kernel ends the request with
 // -ENOBUFS; the bytes it could not place stay in the socket. The stream then waits in
 // the pool's list, oldest first, and each buffer that comes back re-arms one stream:
-// the one that waited longest (a stream woken for a buffer that another request takes
-// keeps its place; one whose request ends without taking it — end of stream, an error,
-// close() — hands the wake to the next). A stream re-arms at once if a buffer came back
-// while its ENOBUFS was on its way. No byte is lost and none is reordered. It never
+// the one that waited longest. A woken stream that loses the buffer to another request
+// goes back to the head of the list; one that does not take it hands the wake to the
+// next — its request ended (end of stream, an error, close()), or went to wait for data
+// (a stream with an idle peer starves too: the kernel picks the buffer before it looks
+// for data), which the pool learns from a NOP submitted behind the re-arm. A stream
+// re-arms at once if a buffer came back while its ENOBUFS was on its way, without a
+// place in the list. No byte is lost and none is reordered. It never
 // reports ENOBUFS: a consumer that holds every buffer of the pool while it waits for
 // more data waits for ever, so size the pool for what is held.
 //
@@ -122,6 +125,8 @@ class RecvStream final : public Operation {
   bool buffers_back() noexcept;
   // Hands the wake to the next starved stream if this one holds it unused.
   void pass_wake() noexcept;
+  // Drops the wake (out of the pool's list of woken streams); whether it was held.
+  bool clear_woken() noexcept;
   bool ready_now() noexcept;
   Result<BufferLease> take() noexcept;
   bool begin_close() noexcept;
@@ -156,6 +161,9 @@ class RecvStream final : public Operation {
   // request ends without taking one, the wake passes to the next starved stream, which
   // would otherwise wait for another buffer to come back while this one lies unused.
   bool woken_ = false;
+  std::uint64_t woken_round_ = 0;     // the pool's verdict NOP that judges this wake
+  RecvStream* woken_prev_ = nullptr;  // the pool's list of woken streams
+  RecvStream* woken_next_ = nullptr;
 };
 
 }  // namespace coring::net
