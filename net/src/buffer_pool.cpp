@@ -94,7 +94,7 @@ BufferPool::~BufferPool() {
   assert(streams_ == 0 && "destroy a BufferPool after the RecvStreams that use it");
   while (starved_ != nullptr) remove_starved(*starved_);
   while (woken_ != nullptr) unwatch_woken(*woken_);
-  if (verdict_in_flight_) {
+  if (verdict_->in_flight()) {
     verdict_->pool_ = nullptr;  // it frees itself at its CQE
   } else {
     delete verdict_;
@@ -160,11 +160,12 @@ void BufferPool::watch_woken(RecvStream& stream) noexcept {
   stream.woken_next_ = woken_;
   if (woken_ != nullptr) woken_->woken_prev_ = &stream;
   woken_ = &stream;
-  if (!verdict_in_flight_) {
-    verdict_in_flight_ = true;
-    ++verdict_round_;
-    loop_->submit(*verdict_);
-  }
+  if (!verdict_->in_flight()) submit_verdict();
+}
+
+void BufferPool::submit_verdict() noexcept {
+  ++verdict_round_;
+  loop_->submit(*verdict_);
 }
 
 void BufferPool::unwatch_woken(RecvStream& stream) noexcept {
@@ -178,7 +179,6 @@ void BufferPool::unwatch_woken(RecvStream& stream) noexcept {
 }
 
 void BufferPool::verdict_done() noexcept {
-  verdict_in_flight_ = false;
   if (loop_->draining()) return;
   // Streams re-armed before this NOP and still without a CQE: waiting for data, not
   // using the buffer. Their wakes go on to as many starved streams.
@@ -192,12 +192,8 @@ void BufferPool::verdict_done() noexcept {
     stream = next;
   }
   while (idle-- > 0 && starved_ != nullptr) wake_starved();
-  if (woken_ != nullptr && !verdict_in_flight_) {
-    // Woken since this NOP went in: the next one judges them.
-    verdict_in_flight_ = true;
-    ++verdict_round_;
-    loop_->submit(*verdict_);
-  }
+  // Woken since this NOP went in: the next one judges them.
+  if (woken_ != nullptr && !verdict_->in_flight()) submit_verdict();
 }
 
 void BufferPool::add_starved(RecvStream& stream, bool first) noexcept {

@@ -145,6 +145,7 @@ class BufferPool {
   // still woken at the NOP's CQE passes to the next starved stream.
   void watch_woken(RecvStream& stream) noexcept;
   void unwatch_woken(RecvStream& stream) noexcept;
+  void submit_verdict() noexcept;
   void verdict_done() noexcept;
   class VerdictOp;
   // At the back of the list of streams waiting for a buffer; at the front (`first`) for
@@ -164,8 +165,7 @@ class BufferPool {
   RecvStream* woken_ = nullptr;      // re-armed for a returned buffer, verdict pending
   VerdictOp* verdict_ = nullptr;     // owned; outlives the pool if its NOP is in flight
   std::uint64_t verdict_round_ = 0;  // NOPs submitted so far
-  bool verdict_in_flight_ = false;
-  std::uint32_t streams_ = 0;  // RecvStreams alive on this pool
+  std::uint32_t streams_ = 0;        // RecvStreams alive on this pool
 };
 
 inline void BufferLease::reset() noexcept {
