@@ -137,8 +137,7 @@ net::TcpListener bind_listener(const net::Address& address, bool reuse_port, boo
   net::ListenOptions options;
   options.reuse_port = reuse_port;
   options.direct = direct;
-  options.stop = std::move(stop);
-  auto listener = net::TcpListener::bind(address, options);
+  auto listener = net::TcpListener::bind(address, options, std::move(stop));
   if (!listener) throw std::system_error(listener.error(), "listen on " + address.to_string());
   // Replies are written whole: Nagle's algorithm would only delay them. Accepted
   // connections inherit the option; a Unix socket has none (the error is ignored).

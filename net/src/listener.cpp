@@ -22,7 +22,8 @@ Task<void> close_later(std::unique_ptr<detail::AcceptRecord> record, Socket sock
 
 }  // namespace
 
-Result<Listener> Listener::bind(const Address& address, ListenOptions options) {
+Result<Listener> Listener::bind(const Address& address, ListenOptions options,
+                                std::stop_token stop) {
   auto socket = open_socket(address.domain(), SOCK_STREAM);
   if (!socket) return fail(socket.error());
   if (!address.is_unix()) {
@@ -37,16 +38,16 @@ Result<Listener> Listener::bind(const Address& address, ListenOptions options) {
   }
   if (::bind(socket->fd(), address.data(), address.size()) != 0) return fail(last_error());
   if (::listen(socket->fd(), options.backlog) != 0) return fail(last_error());
-  return Listener(std::move(*socket), options);
+  return Listener(std::move(*socket), options, std::move(stop));
 }
 
-Listener::Listener(Socket socket, const ListenOptions& options)
+Listener::Listener(Socket socket, const ListenOptions& options, std::stop_token stop)
     : Socket(std::move(socket)), direct_(options.direct) {
   record_ = std::make_unique<detail::AcceptRecord>(
       detail::AcceptPrep{fd_, options.direct},
       MultishotOptions{.bound = options.accept_queue == 0 ? 1 : options.accept_queue,
-                       .fd_results = !options.direct,
-                       .stop = options.stop});
+                       .fd_results = !options.direct},
+      std::move(stop));
 }
 
 Listener& Listener::operator=(Listener&& other) noexcept {

@@ -6,15 +6,16 @@
 
 namespace coring::net {
 
-Task<Result<StreamSocket>> StreamSocket::connect(Address address, ConnectOptions options) {
+Task<Result<StreamSocket>> StreamSocket::connect(Address address, ConnectOptions options,
+                                                 std::stop_token stop) {
   auto socket = open_socket(address.domain(), SOCK_STREAM);
   if (!socket) co_return fail(socket.error());
   const detail::ConnectPrep prep{&address, socket->fd()};
   IoResult result;
   if (options.timeout.count() > 0) {
-    result = co_await io(prep).with_timeout(options.timeout).with_stop(options.stop);
+    result = co_await io(prep).with_timeout(options.timeout).with_stop(stop);
   } else {
-    result = co_await io(prep).with_stop(options.stop);
+    result = co_await io(prep).with_stop(stop);
   }
   if (!result) co_return fail(result.error());
   co_return StreamSocket(std::move(*socket));

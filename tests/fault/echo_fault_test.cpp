@@ -324,7 +324,7 @@ void run_echo_seed(std::uint64_t seed, EchoRun& run) {
     EventLoop loop;
     loop.set_fault_injector(&faults);
     std::stop_source stop;
-    auto listener = TcpListener::bind(net::Address::ipv4_loopback(), {.stop = stop.get_token()});
+    auto listener = TcpListener::bind(net::Address::ipv4_loopback(), {}, stop.get_token());
     if (!listener) {
       run.failures.push_back("bind: " + listener.error().message());
       return;

@@ -437,7 +437,7 @@ TEST(Tcp, ConnectStopTokenCancels) {
   loop.run(test::sleep_task(20ms));
   std::stop_source stop;
   auto [conn, stopped] =
-      loop.run(when_all(TcpStream::connect(local, {.stop = stop.get_token()}), [&]() -> Task<bool> {
+      loop.run(when_all(TcpStream::connect(local, {}, stop.get_token()), [&]() -> Task<bool> {
         co_await sleep_for(20ms);
         co_return stop.request_stop();
       }()));

@@ -373,9 +373,8 @@ TEST(RuntimeFault, EndedMultishotAcceptDeliversEveryConnectionOnce) {
     };
     loop.spawn(watchdog(deadline));
     auto body = [&]() -> Task<void> {
-      Multishot<AcceptPrep> accepts(
-          AcceptPrep{listener.fd.get()},
-          {.bound = 64, .fd_results = true, .stop = deadline.get_token()});
+      Multishot<AcceptPrep> accepts(AcceptPrep{listener.fd.get()},
+                                    {.bound = 64, .fd_results = true}, deadline.get_token());
       accepts.start();
       std::thread connector([&] {
         for (int i = 0; i < connections; ++i) {

@@ -94,8 +94,8 @@ TEST(RuntimeMultishot, AcceptsTwentyConnectionsFromOneSqe) {
   EventLoop loop;
   loop.spawn(watchdog(deadline));
   auto body = [&]() -> Task<std::vector<int>> {
-    AcceptStream accepts(AcceptPrep{listener.fd.get()},
-                         {.bound = 64, .fd_results = true, .stop = deadline.get_token()});
+    AcceptStream accepts(AcceptPrep{listener.fd.get()}, {.bound = 64, .fd_results = true},
+                         deadline.get_token());
     accepts.start();
     std::vector<int> fds;
     int with_more = 0;
@@ -130,8 +130,8 @@ TEST(RuntimeMultishot, BoundOfFourDeliversFiftyFdsExactlyOnce) {
   EventLoop loop;
   loop.spawn(watchdog(deadline));
   auto body = [&]() -> Task<std::vector<int>> {
-    AcceptStream accepts(AcceptPrep{listener.fd.get()},
-                         {.bound = 4, .fd_results = true, .stop = deadline.get_token()});
+    AcceptStream accepts(AcceptPrep{listener.fd.get()}, {.bound = 4, .fd_results = true},
+                         deadline.get_token());
     std::vector<int> fds;
     while (fds.size() < 50) {
       const IoResult r = co_await accepts.next();
@@ -164,8 +164,8 @@ TEST(RuntimeMultishot, RearmsWhenTheKernelEndsTheRequest) {
   EventLoop loop(options);
   loop.spawn(watchdog(deadline));
   auto body = [&]() -> Task<std::vector<int>> {
-    AcceptStream accepts(AcceptPrep{listener.fd.get()},
-                         {.bound = 64, .fd_results = true, .stop = deadline.get_token()});
+    AcceptStream accepts(AcceptPrep{listener.fd.get()}, {.bound = 64, .fd_results = true},
+                         deadline.get_token());
     std::vector<int> fds;
     int finals = 0;
     while (fds.size() < 20) {
@@ -226,7 +226,7 @@ TEST(RuntimeMultishot, RecvMegabyteThroughBufferGroupRunningDry) {
     const std::uint16_t group_id = group->group_id();
     Multishot recv(
         [fd, group_id](ring::Sqe& sqe) { ring::prep_recv_multishot(sqe, fd, group_id, 0); },
-        {.bound = 4, .buffer_group = &*group, .stop = deadline.get_token()});
+        {.bound = 4, .buffer_group = &*group}, deadline.get_token());
     RecvOutcome out;
     std::deque<IoResult> held;
     auto check_and_put_back = [&] {
@@ -293,7 +293,7 @@ TEST(RuntimeMultishot, RecvRunningDryUnderAWaitingConsumerReportsNoBuffers) {
     const std::uint16_t group_id = group->group_id();
     Multishot recv(
         [fd, group_id](ring::Sqe& sqe) { ring::prep_recv_multishot(sqe, fd, group_id, 0); },
-        {.bound = 8, .buffer_group = &*group, .stop = deadline.get_token()});
+        {.bound = 8, .buffer_group = &*group}, deadline.get_token());
     std::vector<int> results;
     std::vector<IoResult> held;
     for (char message = 'a'; message <= 'c'; ++message) {
@@ -331,7 +331,7 @@ TEST(RuntimeMultishot, PollOnEventfdFiresEveryTime) {
   auto body = [&]() -> Task<void> {
     const int fd = event.get();
     Multishot polls([fd](ring::Sqe& sqe) { ring::prep_poll_multishot(sqe, fd, POLLIN); },
-                    {.bound = 8, .stop = deadline.get_token()});
+                    {.bound = 8}, deadline.get_token());
     polls.start();
     for (int i = 0; i < 5; ++i) {
       const std::uint64_t one = 1;
@@ -384,8 +384,8 @@ TEST(RuntimeMultishot, ClosedRecordOutlivesItsLoop) {
   auto listener = ring::test::make_listener();
   std::stop_source source;
   std::optional<AcceptStream> accepts;
-  accepts.emplace(AcceptPrep{listener.fd.get()},
-                  MultishotOptions{.fd_results = true, .stop = source.get_token()});
+  accepts.emplace(AcceptPrep{listener.fd.get()}, MultishotOptions{.fd_results = true},
+                  source.get_token());
   auto loop = std::make_unique<EventLoop>();
   auto body = [&]() -> Task<void> {
     accepts->start();
@@ -482,8 +482,7 @@ TEST(RuntimeMultishot, StopTokenEndsTheStream) {
   EventLoop loop;
   std::stop_source source;
   auto body = [&]() -> Task<void> {
-    AcceptStream accepts(AcceptPrep{listener.fd.get()},
-                         {.fd_results = true, .stop = source.get_token()});
+    AcceptStream accepts(AcceptPrep{listener.fd.get()}, {.fd_results = true}, source.get_token());
     auto stopper = [](std::stop_source& s) -> Task<void> {
       co_await sleep_for(5ms);
       s.request_stop();
@@ -511,8 +510,7 @@ TEST(RuntimeMultishot, StopFromAnotherThreadReleasesQueuedFds) {
   const int baseline = count_open_fds();
   std::stop_source source;
   auto body = [&]() -> Task<int> {
-    AcceptStream accepts(AcceptPrep{listener.fd.get()},
-                         {.fd_results = true, .stop = source.get_token()});
+    AcceptStream accepts(AcceptPrep{listener.fd.get()}, {.fd_results = true}, source.get_token());
     const int first = (co_await accepts.next()).res;
     EXPECT_EQ(accepts.size(), 2U);
     std::thread([&] { source.request_stop(); }).join();

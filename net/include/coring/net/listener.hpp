@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <stop_token>
+#include <type_traits>
 
 #include "coring/net/address.hpp"
 #include "coring/net/socket.hpp"
@@ -47,8 +48,10 @@ struct ListenOptions {
   bool reuse_port = false;          // SO_REUSEPORT: one listener per core on the same port
   bool direct = false;              // accept as direct descriptors (see above)
   std::uint32_t accept_queue = 64;  // accepted connections queued before pausing
-  std::stop_token stop{};           // closes the listener's accept stream: accept() → ECANCELED
 };
+// Trivially destructible, so that a braced temporary inside co_await is safe with g++ 12
+// (see MultishotOptions).
+static_assert(std::is_trivially_destructible_v<ListenOptions>);
 
 namespace detail {
 struct AcceptPrep {
@@ -69,8 +72,10 @@ using AcceptRecord = Multishot<AcceptPrep>;
 class Listener : public Socket {
  public:
   // socket(2), SO_REUSEADDR/SO_REUSEPORT as asked, bind(2), listen(2). Port 0 picks a
-  // free port (local_address() tells which).
-  static Result<Listener> bind(const Address& address, ListenOptions options = {});
+  // free port (local_address() tells which). `stop` closes the accept stream: accept()
+  // then returns ECANCELED.
+  static Result<Listener> bind(const Address& address, ListenOptions options = {},
+                               std::stop_token stop = {});
 
   Listener(Listener&&) noexcept = default;
   Listener& operator=(Listener&& other) noexcept;
@@ -113,7 +118,7 @@ class Listener : public Socket {
   [[nodiscard]] std::uint32_t queued() const noexcept { return record_ ? record_->size() : 0; }
 
  private:
-  Listener(Socket socket, const ListenOptions& options);
+  Listener(Socket socket, const ListenOptions& options, std::stop_token stop);
   Result<StreamSocket> accepted(const IoResult& result) noexcept;
   void close_record() noexcept;
 

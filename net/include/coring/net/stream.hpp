@@ -24,6 +24,7 @@
 #include <span>
 #include <stop_token>
 #include <system_error>
+#include <type_traits>
 
 #include "coring/net/address.hpp"
 #include "coring/net/buffer_pool.hpp"
@@ -49,8 +50,10 @@ struct TransferResult {
 
 struct ConnectOptions {
   std::chrono::nanoseconds timeout{0};  // 0: as long as the kernel tries (about 2 minutes)
-  std::stop_token stop{};               // cancels the connect (the result is ECANCELED)
 };
+// Trivially destructible, so that a braced temporary inside co_await is safe with g++ 12
+// (see MultishotOptions).
+static_assert(std::is_trivially_destructible_v<ConnectOptions>);
 
 namespace detail {
 
@@ -180,8 +183,9 @@ class StreamSocket : public Socket {
   using Socket::Socket;
 
   // Opens a socket for `address`'s family and connects it. A refused connection is
-  // ECONNREFUSED, an expired timeout ETIMEDOUT, a triggered stop ECANCELED.
-  static Task<Result<StreamSocket>> connect(Address address, ConnectOptions options = {});
+  // ECONNREFUSED, an expired timeout ETIMEDOUT; `stop` cancels the connect (ECANCELED).
+  static Task<Result<StreamSocket>> connect(Address address, ConnectOptions options = {},
+                                            std::stop_token stop = {});
   // A connected pair of Unix stream sockets (socketpair(2)).
   static Result<std::pair<StreamSocket, StreamSocket>> pair() noexcept;
 

@@ -53,6 +53,7 @@
 #include <span>
 #include <stop_token>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include "coring/ring/abi.hpp"
@@ -115,9 +116,11 @@ struct MultishotOptions {
   ring::BufferGroup* buffer_group = nullptr;
   // Unset: multishot_policy::fds with fd_results, multishot_policy::values otherwise.
   MultishotPolicy policy = nullptr;
-  // Closes the stream when triggered (any thread): next() then returns -ECANCELED.
-  std::stop_token stop = {};
 };
+// Options are built as braced temporaries, also inside co_await expressions, where
+// g++ 12 destroys such a temporary twice: every public options struct is trivially
+// destructible (a stop token is a parameter of its own, never a member).
+static_assert(std::is_trivially_destructible_v<MultishotOptions>);
 
 // The record of one multishot request whose SQE `Prep` fills (any callable taking
 // ring::Sqe&; called again on every re-arm, so what it points to must stay valid).
@@ -125,7 +128,8 @@ struct MultishotOptions {
 template <typename Prep>
 class Multishot final : public detail::AwaitableOp {
  public:
-  explicit Multishot(Prep prep, MultishotOptions options = {})
+  // `stop` closes the stream when triggered (any thread): next() then returns -ECANCELED.
+  explicit Multishot(Prep prep, MultishotOptions options = {}, std::stop_token stop = {})
       : AwaitableOp(&prep_fn, &complete_fn),
         prep_(std::move(prep)),
         policy_(options.policy != nullptr ? options.policy
@@ -140,7 +144,7 @@ class Multishot final : public detail::AwaitableOp {
     }
     capacity_ = bound_ + (options.slack != 0 ? std::min(options.slack, max_bound) : bound_);
     slots_ = std::make_unique<IoResult[]>(capacity_);
-    stop_token_ = std::move(options.stop);
+    stop_token_ = std::move(stop);
   }
   Multishot(Multishot&&) = delete;
   // A record is destroyed only once the kernel is done with it: after close(), after
