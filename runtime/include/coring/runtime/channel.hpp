@@ -16,8 +16,11 @@
 // own loop (schedule() from the same loop, post() from another one). One mutex
 // guards the state; nothing spins. The buffer is allocated once, by the constructor.
 //
-// Lifetime: the Channel must outlive every suspended send() and recv(); a resumed
-// waiter does not touch it again.
+// Lifetime: the Channel must outlive every suspended send() and recv(), and no more: a
+// send() or recv() that has returned may destroy the Channel at once, even while
+// another thread is still inside send(), recv() or close() (which woke it under the
+// mutex). As with Event, a waiter that was suspended takes the mutex once more before
+// it returns, so the thread that woke it has let go of the Channel by then.
 #pragma once
 
 #include <cassert>
@@ -67,6 +70,7 @@ class Channel {
     }
     // Whether the value went into the channel (false: it was closed).
     bool await_resume() noexcept {
+      if (suspended_) wait_for_waker(channel_->mutex_);
       resumed_ = true;
       return sent_;
     }
@@ -95,6 +99,7 @@ class Channel {
     }
     // The next value, or nullopt once the channel is closed and drained.
     std::optional<T> await_resume() noexcept {
+      if (suspended_) wait_for_waker(channel_->mutex_);
       resumed_ = true;
       return std::move(value_);
     }

@@ -10,11 +10,15 @@
 // that loop's schedule() when set() runs in the same loop's turn and through post()
 // (a MSG_RING or eventfd wake) otherwise. A mutex guards the state; nothing spins.
 //
-// Lifetime: the Event must outlive every waiter's suspension. A resumed waiter does
-// not touch the Event again, so set() followed by destroying the Event is fine.
+// Lifetime: the Event must outlive every waiter's suspension, and no more: a waiter
+// that wait() has returned to may destroy the Event at once, even while set() on
+// another thread is still waking the others. Every way a waiter learns that the event
+// is set goes through the mutex — the state is read under it, and a waiter that was
+// suspended takes it once more before wait() returns — so set() has let go of the
+// Event before any waiter can destroy it (POSIX allows destroying a mutex as soon as
+// it can be locked: the unlocking thread no longer touches it).
 #pragma once
 
-#include <atomic>
 #include <cassert>
 #include <coroutine>
 #include <mutex>
@@ -41,6 +45,12 @@ class AsyncWaiter {
   }
   // Resumes the waiter on its own loop; the caller unlinked it and touches it no more.
   void wake() { loop_->resume_soon(handle_); }
+  // Returns once `owner_mutex`, which the waker held while it called wake(), is free:
+  // after this the waker touches neither the owner nor this waiter, and the resumed
+  // coroutine may destroy both.
+  static void wait_for_waker(std::mutex& owner_mutex) noexcept {
+    const std::lock_guard lock(owner_mutex);
+  }
   [[nodiscard]] bool linked() const noexcept { return linked_; }
 
  private:
@@ -98,17 +108,23 @@ class Event {
   // Sets the event and wakes every waiter. Any thread.
   void set() {
     std::lock_guard lock(mutex_);
-    set_.store(true, std::memory_order_release);
+    set_ = true;
     // Woken under the mutex: a waiter's frame being destroyed meanwhile (its loop's
-    // teardown) either unlinks itself first or finds its resumption already posted.
+    // teardown) either unlinks itself first or finds its resumption already posted, and
+    // a resumed waiter waits for the mutex before it returns (see above).
     while (!waiters_.empty()) waiters_.pop_front().wake();
   }
   // Clears the event: waits from now on suspend until the next set(). Any thread.
   void reset() noexcept {
     std::lock_guard lock(mutex_);
-    set_.store(false, std::memory_order_relaxed);
+    set_ = false;
   }
-  [[nodiscard]] bool is_set() const noexcept { return set_.load(std::memory_order_acquire); }
+  // Under the mutex, like every read of the state: true means set() has returned or
+  // holds the mutex no more, so the Event may be destroyed after it.
+  [[nodiscard]] bool is_set() const noexcept {
+    std::lock_guard lock(mutex_);
+    return set_;
+  }
 
   class [[nodiscard]] Awaiter : private detail::AsyncWaiter {
    public:
@@ -118,13 +134,17 @@ class Event {
       // Destroyed while suspended (its loop's teardown): leave the queue if still in it.
       if (suspended_ && !resumed_) event_->forget(*this);
     }
-    bool await_ready() const noexcept { return event_->is_set(); }
+    // Never ready without the mutex: see the top of this file.
+    bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> handle) {
       prepare(handle);
       suspended_ = event_->enqueue(*this);
       return suspended_;
     }
-    void await_resume() noexcept { resumed_ = true; }
+    void await_resume() noexcept {
+      if (suspended_) wait_for_waker(event_->mutex_);
+      resumed_ = true;
+    }
 
    private:
     Event* event_;
@@ -139,7 +159,7 @@ class Event {
   // Queues `waiter` unless the event was set meanwhile; returns whether it was queued.
   bool enqueue(detail::AsyncWaiter& waiter) {
     std::lock_guard lock(mutex_);
-    if (set_.load(std::memory_order_relaxed)) return false;
+    if (set_) return false;
     waiters_.push_back(waiter);
     return true;
   }
@@ -148,8 +168,8 @@ class Event {
     if (waiter.linked()) waiters_.remove(waiter);
   }
 
-  std::mutex mutex_;
-  std::atomic<bool> set_{false};  // written under mutex_; read without it by await_ready()
+  mutable std::mutex mutex_;
+  bool set_ = false;
   detail::WaiterQueue waiters_;
 };
 
