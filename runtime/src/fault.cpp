@@ -21,10 +21,11 @@ namespace {
 
 constexpr std::uint32_t million = 1'000'000;
 
-// An operation's own SQE: an address (8-aligned), no tag bits (not a linked timeout,
-// not a cancel, not a MSG_RING wake).
+// An operation's own SQE (not a linked timeout, a cancel, a MSG_RING wake or the loop's
+// wake read `own`).
 bool is_operation(std::uint64_t user_data, std::uint64_t own) noexcept {
-  return (user_data & 7) == 0 && user_data != 0 && user_data != own;
+  return detail::user_data::decode(user_data) == detail::user_data::Kind::operation &&
+         user_data != own;
 }
 
 // What the injector needs to know of each opcode.
@@ -106,7 +107,7 @@ void FaultInjector::mix(std::uint64_t value) noexcept {
 }
 
 bool FaultInjector::roll(Stream stream, std::uint32_t ppm) noexcept {
-  if (ppm == 0) return false;
+  if (ppm == 0 || quiesced_) return false;
   bool yes = false;
   if (scripted()) {
     // An exhausted script says no, rather than letting a zero byte say yes.
@@ -151,7 +152,8 @@ void FaultInjector::before_submit(ring::Ring& ring, std::uint64_t own) noexcept 
     // registered file's, not with SQPOLL (whose thread takes SQEs whenever it likes).
     if (sqe.opcode == static_cast<std::uint8_t>(ring::Op::shutdown) && !linked_to &&
         (sqe.flags & (link_flags | ring::sqe_flags::fixed_file)) == 0 &&
-        is_operation(sqe.user_data, own) && (ring.flags() & ring::setup::sqpoll) == 0) {
+        is_operation(sqe.user_data, own) && (ring.flags() & ring::setup::sqpoll) == 0 &&
+        !quiesced_) {
       shutdowns_.push_back({unsubmitted_ - 1, sqe.user_data, sqe.fd, static_cast<int>(sqe.len)});
       const std::uint64_t user_data = sqe.user_data;
       const std::uint8_t flags = sqe.flags;
@@ -281,6 +283,11 @@ void FaultInjector::replace_with_error(ring::Sqe& sqe, int error) noexcept {
   ++counts_.errors;
 }
 
+bool FaultInjector::holds_completions() const noexcept {
+  return !late_.empty() || late_nop_pending_ || !ending_.empty() || cancels_in_flight_ > 0 ||
+         !injected_errors_.empty() || !shutdowns_.empty() || !late_shutdowns_.empty();
+}
+
 bool FaultInjector::enter_busy() noexcept {
   if (!roll(enters, plan_.enter_busy_ppm)) return false;
   ++counts_.enter_busy;
@@ -299,8 +306,11 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
   for (ring::Cqe cqe : batch) {
     const std::uint64_t user_data = cqe.user_data;
     const bool more = (cqe.flags & ring::cqe_flags::more) != 0;
-    if (user_data == fault_cancel_data) continue;  // our own cancel's completion
-    if (user_data == fault_late_data) {
+    if (user_data == detail::user_data::fault_cancel_data) {
+      --cancels_in_flight_;  // our own cancel's completion
+      continue;
+    }
+    if (user_data == detail::user_data::fault_late_data) {
       // The NOP behind the late CQEs: they come now, after what was reaped before it.
       scratch_.insert(scratch_.end(), late_.begin(), late_.end());
       late_.clear();
@@ -343,7 +353,8 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
     if (more && multishots_.contains(user_data) && roll(multishot_cqes, plan_.multishot_end_ppm)) {
       if (ring::Sqe* sqe = ring.get_sqe()) {
         ring::prep_cancel(*sqe, user_data, 0);
-        sqe->user_data = fault_cancel_data;
+        sqe->user_data = detail::user_data::fault_cancel_data;
+        ++cancels_in_flight_;
         ending_[user_data].push_back(cqe);
         ++counts_.multishot_ends;
         continue;
@@ -379,7 +390,7 @@ bool FaultInjector::hold(ring::Ring& ring, const ring::Cqe& cqe) {
     ring::Sqe* sqe = ring.get_sqe();
     if (sqe == nullptr) return false;
     ring::prep_nop(*sqe);
-    sqe->user_data = fault_late_data;
+    sqe->user_data = detail::user_data::fault_late_data;
     late_nop_pending_ = true;
   }
   late_.push_back(cqe);

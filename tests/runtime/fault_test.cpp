@@ -543,6 +543,63 @@ TEST(RuntimeFault, LateCompletionsStillCompleteEachOperationOnce) {
   EXPECT_GT(delays, 0U);
 }
 
+// A loop refuses to let go of an injector that holds a completion back (the request's
+// CQE would be lost, and the injector's own NOP would reach the loop as no operation's),
+// and lets go of it once it is quiesced and has handed everything over.
+TEST(RuntimeFault, DetachIsRefusedWhileTheInjectorHoldsACompletion) {
+  FaultPlan plan;
+  plan.delay_ppm = 1'000'000;  // every final CQE is held for a later reap
+  FaultInjector faults(plan);
+  EventLoop loop;
+  loop.set_fault_injector(&faults);
+  int completions = 0;
+  IoResult result{-1, 0, Outcome::completed};
+  loop.spawn([](int& count, IoResult& out) -> Task<void> {
+    out = co_await nop();
+    ++count;
+  }(completions, result));
+  for (int turn = 0; turn < 100 && !faults.holds_completions(); ++turn) (void)loop.poll();
+  ASSERT_TRUE(faults.holds_completions());
+  ASSERT_EQ(completions, 0);
+  EXPECT_THROW(loop.set_fault_injector(nullptr), std::logic_error);
+
+  faults.quiesce();
+  for (int turn = 0; turn < 100 && faults.holds_completions(); ++turn) (void)loop.poll();
+  ASSERT_FALSE(faults.holds_completions());
+  loop.set_fault_injector(nullptr);
+  for (int turn = 0; turn < 100 && completions == 0; ++turn) (void)loop.poll();
+  EXPECT_EQ(completions, 1);
+  EXPECT_EQ(result.res, 0);
+  EXPECT_EQ(faults.delays(), 1U);
+  // Nothing of the injector's is left for the loop to see without it.
+  for (int turn = 0; turn < 10; ++turn) (void)loop.poll();
+  EXPECT_EQ(completions, 1);
+  EXPECT_EQ(loop.in_flight(), 1U);  // the loop's own wake read
+}
+
+// The one decoder of the user_data tag space tells every reserved value and every
+// tagged address apart.
+TEST(RuntimeFault, UserDataDecodesEveryKind) {
+  namespace ud = detail::user_data;
+  alignas(16) static std::byte object[16];
+  const auto address = reinterpret_cast<std::uint64_t>(&object);
+  EXPECT_EQ(ud::decode(address), ud::Kind::operation);
+  EXPECT_EQ(ud::decode(address | ud::linked_timeout_tag), ud::Kind::linked_timeout);
+  EXPECT_EQ(ud::decode(address | ud::msg_ring_sent_tag), ud::Kind::msg_ring_sent);
+  EXPECT_EQ(ud::address_of(address | ud::linked_timeout_tag), address);
+  EXPECT_EQ(ud::address_of(address | ud::msg_ring_sent_tag), address);
+  EXPECT_EQ(ud::decode(ud::unowned_data), ud::Kind::unowned);
+  EXPECT_EQ(ud::decode(ud::msg_ring_wake_data), ud::Kind::msg_ring_wake);
+  EXPECT_EQ(ud::decode(ud::fault_cancel_data), ud::Kind::fault_cancel);
+  EXPECT_EQ(ud::decode(ud::fault_late_data), ud::Kind::fault_late);
+  for (std::uint64_t value = 0; value < ud::first_address; ++value) {
+    const bool reserved = value == ud::unowned_data || value == ud::msg_ring_wake_data ||
+                          value == ud::fault_cancel_data || value == ud::fault_late_data;
+    EXPECT_EQ(ud::decode(value) == ud::Kind::invalid, !reserved) << value;
+  }
+  EXPECT_EQ(ud::decode(address | 4), ud::Kind::invalid);
+}
+
 // -ENOBUFS means "the group's ring is empty" to a request that selects a provided buffer:
 // the injector, which cannot know, leaves that error to the kernel (a RecvStream waiting
 // for a buffer to come back would otherwise wait for ever) and lets the request run.

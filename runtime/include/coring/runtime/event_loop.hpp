@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "coring/ring/ring.hpp"
+#include "coring/runtime/detail/user_data.hpp"
 #include "coring/runtime/operation.hpp"
 #include "coring/runtime/task.hpp"
 
@@ -104,8 +105,10 @@ class EventLoop {
   void resume_soon(std::coroutine_handle<> handle);
   [[nodiscard]] const WakeStats& wake_stats() const noexcept { return wake_stats_; }
   // For tests: from now on, what this loop submits and reaps passes through `faults`
-  // (see fault.hpp), which must outlive the loop; nullptr detaches it.
-  void set_fault_injector(FaultInjector* faults) noexcept { faults_ = faults; }
+  // (see fault.hpp), which must stay alive while it is attached; nullptr detaches it.
+  // Throws std::logic_error, changing nothing, while the attached injector holds
+  // completions (FaultInjector::holds_completions(); quiesce() it and let the loop turn).
+  void set_fault_injector(FaultInjector* faults);
 
   // --- For awaitables ---------------------------------------------------------------
   // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow. The common case —
@@ -149,7 +152,7 @@ class EventLoop {
       if (sqe == nullptr) return false;
     }
     fill(*sqe);
-    sqe->user_data = 0;  // dispatch() drops it, as it does a cancel request's own CQE
+    sqe->user_data = detail::user_data::unowned_data;  // dispatch() counts it and drops it
     ++inflight_;
     return true;
   }
@@ -237,7 +240,7 @@ class EventLoop {
       const std::array<ring::Sqe*, 2> sqes{ring_.get_sqe(), ring_.get_sqe()};
       op.prep_(op, sqes);
       sqes[0]->user_data = address;
-      sqes[1]->user_data = address | second_sqe_tag;
+      sqes[1]->user_data = address | detail::user_data::linked_timeout_tag;
     }
     op.state_ = Operation::State::submitted;
     op.cqes_left_ = op.sqe_count_;

@@ -1,9 +1,8 @@
 // FaultInjector: a seeded source of the faults a loop must survive, for tests.
 //
 //   FaultInjector faults(FaultPlan{.seed = 42, .error_ppm = 20'000, .reorder_ppm = 500'000});
-//   LoopOptions options;
-//   options.faults = &faults;
-//   EventLoop loop(options);   // everything this loop submits and reaps goes through it
+//   EventLoop loop;
+//   loop.set_fault_injector(&faults);  // what this loop submits and reaps goes through it
 //
 // A loop given an injector keeps using its real ring; the injector sits between the two
 // and, drawing from one PRNG seeded by the plan, changes what each side sees — always in
@@ -90,6 +89,7 @@
 
 #include "coring/ring/abi.hpp"
 #include "coring/ring/ring.hpp"
+#include "coring/runtime/detail/user_data.hpp"
 
 namespace coring {
 
@@ -150,6 +150,15 @@ class FaultInjector {
   // up after settle_limit (each one a place where a replay may part from the run).
   [[nodiscard]] std::uint64_t settle_waits() const noexcept { return settle_waits_; }
   [[nodiscard]] std::uint64_t settle_timeouts() const noexcept { return settle_timeouts_; }
+
+  // Whether the injector holds completions back (late CQEs, a multishot it is ending, the
+  // NOP of a request it failed or a shutdown it made) or has requests of its own in
+  // flight: while it does, a loop refuses to let it go (EventLoop::set_fault_injector),
+  // since only the injector can hand those completions over or swallow them.
+  [[nodiscard]] bool holds_completions() const noexcept;
+  // Makes no more faults from now on: what it holds is handed over in the loop's next
+  // turns, after which holds_completions() is false and the injector can be detached.
+  void quiesce() noexcept { quiesced_ = true; }
 
   // --- For the EventLoop ---------------------------------------------------------------
   // Rewrites the SQEs `ring` has handed out but not yet published, which the caller
@@ -240,11 +249,8 @@ class FaultInjector {
   std::uint64_t settle_waits_ = 0;
   std::uint64_t settle_timeouts_ = 0;
   std::uint64_t digest_ = 0;
+  std::uint32_t cancels_in_flight_ = 0;  // our cancels of multishots, CQE still to come
+  bool quiesced_ = false;
 };
-
-// user_data of the injector's cancel requests: no operation's (bits 0 and 2 set).
-inline constexpr std::uint64_t fault_cancel_data = 5;
-// user_data of the NOP behind late CQEs: no operation's (bits 0, 2 and 3 set).
-inline constexpr std::uint64_t fault_late_data = 13;
 
 }  // namespace coring

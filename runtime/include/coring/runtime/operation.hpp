@@ -4,7 +4,7 @@
 // user_data of its SQEs, so a CQE leads straight back to it with no table and no
 // allocation. The loop calls prep() when SQ and CQ room allow, and complete() once
 // per CQE. An Operation may use two SQEs — the request and a linked timeout — whose
-// CQEs arrive tagged (user_data low bit 0 and 1).
+// CQEs arrive tagged (detail/user_data.hpp defines every user_data a loop sees).
 //
 // An operation without a CompleteFn is completed by the loop itself, inline in the
 // reap: each CQE's res and flags go to res_ and cqe_flags_ (except a zero-copy send's
@@ -109,8 +109,5 @@ class Operation {
   Operation* cancel_prev_;
   Operation* cancel_next_;
 };
-
-// user_data of an operation's second (linked-timeout) SQE: its address with bit 0 set.
-inline constexpr std::uint64_t second_sqe_tag = 1;
 
 }  // namespace coring
