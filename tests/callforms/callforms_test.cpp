@@ -1,0 +1,273 @@
+// Every public coroutine API, called the way the docs call it: inside co_await, with
+// braced temporaries for options, string literals for paths, temporaries for stop
+// tokens. g++ 12 destroys a braced aggregate temporary twice when it stands inside a
+// co_await expression (clang 14 does not), so an entry point whose options are not
+// trivially destructible corrupts memory in exactly these forms. CI builds and runs
+// this binary under ASan+UBSan with g++ 12 and with clang 14; public_aggregates_test.cpp
+// checks the types themselves, at compile time.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coring/fs/fs.hpp"
+#include "coring/net/net.hpp"
+#include "coring/ring/prep.hpp"
+#include "coring/runtime/blocking.hpp"
+#include "coring/runtime/channel.hpp"
+#include "coring/runtime/event.hpp"
+#include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/io.hpp"
+#include "coring/runtime/multishot.hpp"
+#include "coring/runtime/scope.hpp"
+#include "coring/runtime/task.hpp"
+#include "coring/runtime/time.hpp"
+#include "coring/runtime/when_all.hpp"
+#include "coring/runtime/when_any.hpp"
+
+namespace coring {
+namespace {
+
+using namespace std::chrono_literals;
+using net::Address;
+using net::TcpListener;
+using net::TcpStream;
+
+std::span<const std::byte> bytes(std::string_view text) { return std::as_bytes(std::span(text)); }
+
+// A temporary directory of the test's own, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "coring-callforms-XXXXXX");
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] std::string operator/(std::string_view name) const {
+    return path_ + "/" + std::string(name);
+  }
+
+ private:
+  std::string path_;
+};
+
+// Connects to `listener` repeatedly in one co_await form each, with and without options.
+Task<int> connect_forms(const Address& to) {
+  int connected = 0;
+  std::stop_source source;
+  const std::stop_token token = source.get_token();
+  for (int i = 0; i < 3; ++i) {
+    if (co_await TcpStream::connect(to, {.timeout = 1s}, token)) ++connected;
+    if (co_await TcpStream::connect(to, {.timeout = 1s}, source.get_token())) ++connected;
+    if (co_await TcpStream::connect(to, {}, std::stop_token{})) ++connected;
+    if (co_await TcpStream::connect(to, {.timeout = 2s})) ++connected;
+    if (co_await TcpStream::connect(to)) ++connected;
+  }
+  co_return connected;
+}
+
+TEST(CallForms, TcpConnectAcceptAndStreamCalls) {
+  EventLoop loop;
+  auto body = [&]() -> Task<void> {
+    std::stop_source stop;
+    auto listener = TcpListener::bind(Address::ipv4_loopback(),
+                                      {.backlog = 64, .reuse_address = true, .accept_queue = 8},
+                                      stop.get_token());
+    EXPECT_TRUE(listener.ok());
+    if (!listener) co_return;
+    const Address local = *listener->local_address();
+    auto acceptor = [&]() -> Task<int> {
+      int accepted = 0;
+      for (int i = 0; i < 15; ++i) {
+        auto conn = co_await listener->accept();
+        if (conn) ++accepted;
+      }
+      co_return accepted;
+    };
+    auto [connected, accepted] = co_await when_all(connect_forms(local), acceptor());
+    EXPECT_EQ(connected, 15);
+    EXPECT_EQ(accepted, 15);
+
+    // The stream calls, with timeouts and stops on each.
+    auto client = co_await TcpStream::connect(local, {.timeout = 1s});
+    auto server = co_await listener->accept();
+    EXPECT_TRUE(client.ok() && server.ok());
+    if (!client || !server) co_return;
+    std::array<std::byte, 64> buffer{};
+    std::stop_source never;
+    EXPECT_EQ((co_await client->send(bytes("ping")).with_timeout(1s)).res, 4);
+    EXPECT_EQ((co_await server->recv(buffer).with_timeout(1s).with_stop(never.get_token())).res, 4);
+    EXPECT_TRUE(co_await client->send_all(bytes("0123456789")));
+    EXPECT_TRUE(co_await server->recv_exact(std::span(buffer).first(10)));
+    EXPECT_EQ((co_await client->send_zc(bytes("zc")).with_timeout(1s)).res, 2);
+    EXPECT_TRUE(co_await server->recv_exact(std::span(buffer).first(2)));
+    EXPECT_TRUE((co_await client->shutdown()).ok());
+    EXPECT_EQ((co_await server->recv(buffer)).res, 0);
+    (void)co_await listener->close();
+  };
+  loop.run(body());
+}
+
+TEST(CallForms, ProvidedBufferReceive) {
+  EventLoop loop;
+  auto body = [&]() -> Task<void> {
+    net::BufferPool pool(loop, {.buffer_size = 4096, .count = 16});
+    auto pair = TcpStream::pair();
+    EXPECT_TRUE(pair.ok());
+    if (!pair) co_return;
+    EXPECT_TRUE(co_await pair->first.send_all(bytes("hello")));
+    auto lease = co_await pair->second.recv(pool);
+    EXPECT_TRUE(lease.ok() && lease->size() == 5);
+    auto stream = pair->second.recv_stream(pool, {.bound = 4});
+    EXPECT_TRUE(co_await pair->first.send_all(bytes("again")));
+    auto chunk = co_await stream.next();
+    EXPECT_TRUE(chunk.ok() && chunk->size() == 5);
+    (void)co_await stream.close();
+  };
+  loop.run(body());
+}
+
+TEST(CallForms, ResolveAndDatagrams) {
+  EventLoop loop;
+  auto body = [&]() -> Task<void> {
+    auto found = co_await net::resolve("127.0.0.1", 80, {.socket_type = SOCK_STREAM});
+    EXPECT_TRUE(found.ok() && !found->empty());
+    auto numeric = co_await net::resolve(std::string("::1"), 80, {.numeric_host = true});
+    EXPECT_TRUE(numeric.ok());
+    auto a = net::UdpSocket::bind(Address::ipv4_loopback());
+    auto b = net::UdpSocket::bind(Address::ipv4_loopback());
+    EXPECT_TRUE(a.ok() && b.ok());
+    if (!a || !b) co_return;
+    EXPECT_EQ((co_await a->send_to(bytes("datagram"), *b->local_address()).with_timeout(1s)).res,
+              8);
+    std::array<std::byte, 32> buffer{};
+    auto got = co_await b->recv_from(buffer).with_timeout(1s);
+    EXPECT_TRUE(got.ok());
+  };
+  loop.run(body());
+}
+
+TEST(CallForms, FilesAndPaths) {
+  TempDir dir;
+  EventLoop loop;
+  auto body = [&]() -> Task<void> {
+    EXPECT_TRUE(co_await fs::create_dir(dir / "sub"));
+    EXPECT_TRUE(co_await fs::create_dir(dir / "mode", 0700));
+    EXPECT_TRUE(co_await fs::write_file(dir / "a.txt", bytes("abcdef")));
+    EXPECT_TRUE(co_await fs::write_file(dir / "b.txt", bytes("xyz"), 0600));
+    EXPECT_TRUE(co_await fs::rename(dir / "b.txt", dir / "c.txt"));
+    EXPECT_TRUE(co_await fs::symlink("a.txt", dir / "link"));
+    EXPECT_TRUE(co_await fs::hard_link(dir / "a.txt", dir / "hard"));
+    auto copied = co_await fs::copy_file(dir / "a.txt", dir / "copy.txt");
+    EXPECT_TRUE(copied.ok() && *copied == 6);
+    auto content = co_await fs::read_file(dir / "link");
+    EXPECT_TRUE(content.ok() && content->size() == 6);
+    EXPECT_TRUE(co_await fs::stat(dir / "a.txt"));
+    EXPECT_TRUE(co_await fs::symlink_stat(dir / "link", STATX_BASIC_STATS));
+    auto entries = co_await fs::list_dir(std::filesystem::path(dir / "sub"));
+    EXPECT_TRUE(entries.ok() && entries->empty());
+
+    auto file = co_await fs::File::open(dir / "f.bin", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    EXPECT_TRUE(file.ok());
+    if (!file) co_return;
+    EXPECT_TRUE(co_await file->write_all(bytes("0123456789"), 0));
+    std::array<std::byte, 10> buffer{};
+    auto n = co_await file->read_all(buffer, 0);
+    EXPECT_TRUE(n.ok() && *n == 10);
+    EXPECT_TRUE((co_await file->read_at(buffer, 0).with_timeout(1s)).ok());
+    EXPECT_TRUE((co_await file->write_at(bytes("ab"), 0)).ok());
+    EXPECT_TRUE(co_await file->truncate(4));
+    auto st = co_await file->stat();
+    EXPECT_TRUE(st.ok() && st->size() == 4);
+    EXPECT_TRUE(co_await file->set_permissions(0600));
+    EXPECT_TRUE(co_await file->truncate(2));
+    auto extents = co_await fs::data_extents(*file, 2);
+    EXPECT_TRUE(extents.ok());
+    EXPECT_TRUE(co_await file->close());
+
+    for (const char* name : {"a.txt", "c.txt", "link", "hard", "copy.txt", "f.bin"}) {
+      EXPECT_TRUE(co_await fs::unlink(dir / name));
+    }
+    EXPECT_TRUE(co_await fs::remove_dir(dir / "sub"));
+    EXPECT_TRUE(co_await fs::remove_dir(dir / "mode"));
+  };
+  loop.run(body());
+}
+
+Task<int> value_after(std::chrono::milliseconds delay, int value, std::stop_token stop) {
+  co_await sleep_for(delay).with_stop(std::move(stop));
+  co_return value;
+}
+
+TEST(CallForms, RuntimeCombinatorsTimersAndPrimitives) {
+  EventLoop loop;
+  auto body = [&]() -> Task<void> {
+    EXPECT_EQ((co_await sleep_for(1ms)).res, 0);
+    EXPECT_EQ((co_await sleep_until(std::chrono::steady_clock::now() + 1ms)).res, 0);
+    EXPECT_EQ((co_await nop().with_timeout(1s)).res, 0);
+    auto [x, y] = co_await when_all(value_after(1ms, 1, {}), value_after(2ms, 2, {}));
+    EXPECT_EQ(x + y, 3);
+    std::vector<Task<int>> tasks;
+    tasks.push_back(value_after(1ms, 4, {}));
+    tasks.push_back(value_after(1ms, 5, {}));
+    auto all = co_await when_all(std::move(tasks));
+    EXPECT_EQ(all.size(), 2U);
+    auto first = co_await when_any(
+        [](std::stop_token stop) { return value_after(1ms, 10, std::move(stop)); },
+        [](std::stop_token stop) { return value_after(1s, 20, std::move(stop)); });
+    EXPECT_EQ(first.index, 0U);
+    std::stop_source outer;
+    auto outer_first = co_await when_any(
+        outer.get_token(), [](std::stop_token stop) { return value_after(1ms, 1, stop); });
+    EXPECT_EQ(outer_first.index, 0U);
+
+    TaskScope scope;
+    int ran = 0;
+    scope.spawn([](int& count) -> Task<void> {
+      co_await sleep_for(1ms);
+      ++count;
+    }(ran));
+    co_await scope.join();
+    EXPECT_EQ(ran, 1);
+
+    EXPECT_EQ(co_await spawn_blocking([] { return std::string("blocking"); }), "blocking");
+    Event event;
+    event.set();
+    co_await event.wait();
+    Channel<std::string> channel(2);
+    EXPECT_TRUE(co_await channel.send(std::string("value")));
+    EXPECT_EQ(co_await channel.recv(), std::optional<std::string>("value"));
+
+    int pipe_fds[2];
+    EXPECT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+    std::stop_source stop;
+    Multishot polls(
+        [fd = pipe_fds[0]](ring::Sqe& sqe) { ring::prep_poll_multishot(sqe, fd, POLLIN); },
+        {.bound = 4}, stop.get_token());
+    polls.start();
+    EXPECT_EQ(::write(pipe_fds[1], "x", 1), 1);
+    EXPECT_TRUE((co_await polls.next()).ok());
+    (void)co_await polls.close();
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+  };
+  loop.run(body());
+}
+
+}  // namespace
+}  // namespace coring
