@@ -41,8 +41,13 @@ ring::BufferRing register_ring(EventLoop& loop, const BufferPoolOptions& options
     if (created) return std::move(created).value();
     const bool taken = created.error() == std::errc::file_exists;
     if (!taken || options.group_id != 0 || attempt > 64) {
-      throw std::system_error(
-          created.error(), "BufferPool: registering provided-buffer group " + std::to_string(id));
+      // The kernel pins the ring of buffer descriptors (16 bytes per entry, in whole
+      // pages), not the buffers; from 6.14 it charges that ring to RLIMIT_MEMLOCK.
+      const std::size_t ring_kib = (std::size_t{options.count} * 16 + 4095) / 4096 * 4;
+      throw std::system_error(created.error(), "BufferPool: registering provided-buffer group " +
+                                                   std::to_string(id) + " (count " +
+                                                   std::to_string(options.count) + ": a ring of " +
+                                                   std::to_string(ring_kib) + " KiB, pinned)");
     }
   }
 }

@@ -5,25 +5,123 @@
 // message needs to know both what failed and what to try. Every category maps
 // its values back to std::generic_category(), so callers can still compare a
 // code with std::errc.
+//
+// ENOMEM depends on what the running kernel charges to RLIMIT_MEMLOCK, so its
+// message is built from the kernel release, the process's CAP_IPC_LOCK and its
+// limit, read when the message is asked for. A process without CAP_IPC_LOCK has
+// its io_uring memory counted in its user's locked_vm, shared by all processes of
+// that user, and checked against the caller's RLIMIT_MEMLOCK: registered buffers
+// on every kernel; the rings (SQ/CQ and SQE arrays) before 5.12, and again from
+// 6.14, when the rings and provided-buffer rings became accounted regions
+// (io_create_region()). Between 5.12 and 6.13 the rings are charged to the memory
+// cgroup only.
 #include "coring/ring/error.hpp"
 
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 namespace coring::ring {
 namespace {
 
-std::string with_errno(const char* call, int ev, const char* advice) {
+std::string with_errno(const char* call, int ev, std::string_view advice) {
   std::string text = call;
   text += ": ";
   text += std::strerror(ev);
-  if (advice != nullptr) {
+  if (!advice.empty()) {
     text += " (";
     text += advice;
     text += ")";
   }
   return text;
+}
+
+// What RLIMIT_MEMLOCK means for this process on this kernel.
+struct Memlock {
+  int major = 0;
+  int minor = 0;
+  bool exempt = false;  // CAP_IPC_LOCK in the effective set: nothing is charged
+  rlim_t limit = RLIM_INFINITY;
+
+  [[nodiscard]] bool kernel_before(int want_major, int want_minor) const {
+    return major < want_major || (major == want_major && minor < want_minor);
+  }
+  [[nodiscard]] bool charges_rings() const {
+    return !exempt && (kernel_before(5, 12) || !kernel_before(6, 14));
+  }
+  [[nodiscard]] bool charges_buffer_rings() const { return !exempt && !kernel_before(6, 14); }
+  [[nodiscard]] std::string kernel() const {
+    return "Linux " + std::to_string(major) + "." + std::to_string(minor);
+  }
+  [[nodiscard]] std::string limit_text() const {
+    if (limit == RLIM_INFINITY) return "unlimited";
+    return std::to_string(limit / 1024) + " KiB";
+  }
+};
+
+Memlock read_memlock() {
+  Memlock memlock;
+  utsname names{};
+  if (::uname(&names) == 0) std::sscanf(names.release, "%d.%d", &memlock.major, &memlock.minor);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3]{};
+  if (::syscall(SYS_capget, &header, caps) == 0) {
+    memlock.exempt = (caps[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
+  }
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_MEMLOCK, &limit) == 0) memlock.limit = limit.rlim_cur;
+  return memlock;
+}
+
+constexpr std::string_view raise_memlock =
+    "raise it (ulimit -l; LimitMEMLOCK= in a systemd unit; docker run --ulimit memlock=BYTES)";
+
+constexpr std::string_view exempt =
+    "RLIMIT_MEMLOCK does not apply to this process, which has CAP_IPC_LOCK, so the system or "
+    "the memory cgroup is out of memory";
+
+std::string setup_enomem() {
+  const Memlock memlock = read_memlock();
+  if (memlock.exempt) {
+    return "the kernel could not allocate the rings; " + std::string(exempt) +
+           ": free memory, raise the cgroup's limit, or use fewer entries";
+  }
+  if (!memlock.charges_rings()) {
+    return "the kernel could not allocate the rings; " + memlock.kernel() +
+           " charges them to the memory cgroup, not to RLIMIT_MEMLOCK: free memory, raise the "
+           "cgroup's limit, or use fewer entries";
+  }
+  return memlock.kernel() +
+         " charges each ring's SQ, CQ and SQE arrays to RLIMIT_MEMLOCK for a process without "
+         "CAP_IPC_LOCK; the charge covers all of the user's processes and the limit is " +
+         memlock.limit_text() + ": " + std::string(raise_memlock) +
+         ", or set up fewer or smaller rings: a ring takes 64 bytes per SQE and 16 per CQE, "
+         "rounded up to pages, so 1284 KiB for 4096 SQEs and 65536 CQEs";
+}
+
+std::string register_enomem() {
+  const Memlock memlock = read_memlock();
+  if (memlock.exempt) {
+    return "the kernel could not pin or allocate the memory; " + std::string(exempt) +
+           ": free memory or register less";
+  }
+  const bool buffer_rings = memlock.charges_buffer_rings();
+  return memlock.kernel() + " pins " +
+         (buffer_rings ? "registered buffers and provided-buffer rings" : "registered buffers") +
+         " and charges them" + (memlock.charges_rings() ? ", like its rings," : "") +
+         " to RLIMIT_MEMLOCK for a process without CAP_IPC_LOCK; the charge covers all of the "
+         "user's processes and the limit is " +
+         memlock.limit_text() + ": " + std::string(raise_memlock) +
+         ", or register fewer or smaller buffers" +
+         (buffer_rings ? ", or provided-buffer rings of fewer entries" : "");
 }
 
 class SyscallCategory : public std::error_category {
@@ -37,7 +135,7 @@ class SetupCategory final : public SyscallCategory {
  public:
   const char* name() const noexcept override { return "io_uring_setup"; }
   std::string message(int ev) const override {
-    const char* advice = nullptr;
+    std::string_view advice;
     switch (ev) {
       case EPERM:
         advice =
@@ -58,10 +156,7 @@ class SetupCategory final : public SyscallCategory {
             "DEFER_TASKRUN without SINGLE_ISSUER, or non-zero reserved fields";
         break;
       case ENOMEM:
-        advice =
-            "the kernel could not allocate the rings: use fewer entries, or raise RLIMIT_MEMLOCK "
-            "(ulimit -l) on kernels before 5.12 that charge rings to it";
-        break;
+        return with_errno("io_uring_setup", ev, setup_enomem());
       case EMFILE:
         advice = "this process has reached RLIMIT_NOFILE (ulimit -n); close fds or raise it";
         break;
@@ -85,7 +180,7 @@ class EnterCategory final : public SyscallCategory {
  public:
   const char* name() const noexcept override { return "io_uring_enter"; }
   std::string message(int ev) const override {
-    const char* advice = nullptr;
+    std::string_view advice;
     switch (ev) {
       case EAGAIN:
         advice = "the kernel ran out of resources for new requests: reap completions and retry";
@@ -133,13 +228,10 @@ class RegisterCategory final : public SyscallCategory {
  public:
   const char* name() const noexcept override { return "io_uring_register"; }
   std::string message(int ev) const override {
-    const char* advice = nullptr;
+    std::string_view advice;
     switch (ev) {
       case ENOMEM:
-        advice =
-            "registered buffers count against RLIMIT_MEMLOCK: raise it (ulimit -l, or "
-            "LimitMEMLOCK= in systemd) or register less memory";
-        break;
+        return with_errno("io_uring_register", ev, register_enomem());
       case EBUSY:
         advice = "that resource is already registered: unregister it first";
         break;

@@ -1,20 +1,25 @@
 // coring-cp as a program: large, empty and sparse files copied byte for byte with the
 // mode kept, holes kept, and failures (missing source, unwritable destination, bad
-// usage) that exit non-zero with a message naming the path.
+// usage) that exit non-zero with a message naming the path. Its buffers fit the file
+// and the memory it may take: a tiny file takes one page whatever --qd and --bs say, the
+// defaults register without warning under an unprivileged user's 8 MiB RLIMIT_MEMLOCK,
+// and buffers beyond RLIMIT_AS are refused with the figures before DST is touched.
 #include <fcntl.h>
-#include <spawn.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "fs_support.hpp"
 #include "support.hpp"
-
-extern char** environ;
 
 namespace coring::fs {
 namespace {
@@ -31,15 +36,45 @@ struct CpRun {
   std::string err;
 };
 
+// Limits of a coring-cp run, as a user's shell or service manager sets them.
+struct CpLimits {
+  std::optional<rlim_t> address_space = std::nullopt;  // RLIMIT_AS, bytes
+  // RLIMIT_MEMLOCK in bytes, with CAP_IPC_LOCK dropped, as for an unprivileged user.
+  std::optional<rlim_t> memlock = std::nullopt;
+};
+
+// Exit status of a child that could not drop CAP_IPC_LOCK (root without CAP_SETPCAP).
+constexpr int kCannotDropIpcLock = 125;
+
 std::string text_of(const std::string& path) {
   const auto bytes = read_plain(path);
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-// Runs coring-cp with `args`, its stdout and stderr captured in files.
-CpRun run_cp(const std::vector<std::string>& args) {
+// In a forked child, before exec: only async-signal-safe calls. Root regains every
+// capability of the bounding set at exec, so CAP_IPC_LOCK leaves that set too.
+void apply_limits(const CpLimits& limits, __user_cap_header_struct header,
+                  __user_cap_data_struct* caps) {
+  if (limits.address_space) {
+    const rlimit limit{*limits.address_space, *limits.address_space};
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(126);
+  }
+  if (limits.memlock) {
+    const rlimit limit{*limits.memlock, *limits.memlock};
+    if (::setrlimit(RLIMIT_MEMLOCK, &limit) != 0) ::_exit(126);
+    ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, CAP_IPC_LOCK, 0, 0);
+    if (::geteuid() == 0 && ::prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0) != 0) {
+      ::_exit(kCannotDropIpcLock);
+    }
+    ::syscall(SYS_capset, &header, caps);
+  }
+}
+
+// Runs coring-cp with `args` under `limits`, its stdout and stderr captured in files.
+CpRun run_cp(const std::vector<std::string>& args, const CpLimits& limits = {}) {
 #ifndef CORING_CP_PATH
   (void)args;
+  (void)limits;
   return {};
 #else
   TempDir logs;
@@ -48,18 +83,29 @@ CpRun run_cp(const std::vector<std::string>& args) {
   std::vector<char*> argv;
   for (std::string& word : words) argv.push_back(word.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, logs.file("out").c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, logs.file("err").c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  const int spawned = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  // The capabilities of a child under a memlock limit, made here (not after fork): ours
+  // without CAP_IPC_LOCK, and none inheritable.
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3]{};
+  ::syscall(SYS_capget, &header, caps);
+  for (__user_cap_data_struct& set : caps) set.inheritable = 0;
+  const auto ipc_lock = static_cast<std::uint32_t>(CAP_TO_MASK(CAP_IPC_LOCK));
+  caps[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~ipc_lock;
+  caps[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted &= ~ipc_lock;
+  const int out = ::open(logs.file("out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int err = ::open(logs.file("err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   CpRun run;
-  if (spawned != 0) {
-    ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << std::strerror(spawned);
+  const pid_t pid = out < 0 || err < 0 ? -1 : ::fork();
+  if (pid == 0) {
+    if (::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) ::_exit(126);
+    apply_limits(limits, header, caps);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  if (out >= 0) ::close(out);
+  if (err >= 0) ::close(err);
+  if (pid < 0) {
+    ADD_FAILURE() << "starting " << argv[0] << ": " << std::strerror(errno);
     return run;
   }
   int status = 0;
@@ -244,6 +290,56 @@ TEST(FsCp, BadUsageExitsTwo) {
   EXPECT_EQ(run_cp({"a", "b", "--qd", "0"}).status, 2);
   EXPECT_EQ(run_cp({"a", "b", "--bs", "12X"}).status, 2);
   EXPECT_EQ(run_cp({"a", "b", "--frobnicate"}).status, 2);
+  EXPECT_EQ(run_cp({"a", "b", "--bs", "17179869185G"}).status, 2) << "2^64 + 1 GiB, not 1 GiB";
+}
+
+// A 6-byte file takes one buffer of one page, whatever --qd and --bs ask for: 64 x 64 MiB
+// must not become 4 GiB of buffers.
+TEST(FsCp, ATinyFileTakesOnePageWhateverQdAndBsAsk) {
+  REQUIRE_CP();
+  TempDir dir;
+  write_plain(dir.file("tiny"), pattern(6, 23));
+  const CpRun run = run_cp({dir.file("tiny"), dir.file("copy"), "--qd", "64", "--bs", "64M"},
+                           {.address_space = 256 * mib});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_TRUE(run.err.empty()) << run.err;
+  EXPECT_NE(run.out.find("copied 6 bytes"), std::string::npos) << run.out;
+  EXPECT_EQ(read_plain(dir.file("copy")), pattern(6, 23));
+}
+
+// An unprivileged user's process (no CAP_IPC_LOCK) under Debian's default RLIMIT_MEMLOCK
+// of 8 MiB registers the default buffers, ring included, and so copies without a warning.
+TEST(FsCp, TheDefaultsRegisterUnderAnUnprivilegedUsersMemlockLimit) {
+  REQUIRE_CP();
+  TempDir dir;
+  const auto data = pattern(24 * mib, 24);  // more chunks than the default --qd
+  write_plain(dir.file("data"), data);
+  const CpRun run = run_cp({dir.file("data"), dir.file("copy")}, {.memlock = 8 * mib});
+  if (run.status == kCannotDropIpcLock) GTEST_SKIP() << "cannot drop CAP_IPC_LOCK here";
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_TRUE(run.err.empty()) << run.err;
+  EXPECT_EQ(read_plain(dir.file("copy")), data);
+}
+
+// Buffers the process cannot have are refused before DST is created, with the figures
+// and what to lower, not with std::bad_alloc. The file has 16 chunks of --bs 16M (one
+// 16 MiB extent, 15 of a page): 256 MiB of buffers, beyond a 128 MiB RLIMIT_AS.
+TEST(FsCp, BuffersBeyondTheMemoryLimitAreRefusedWithTheFigures) {
+  REQUIRE_CP();
+  TempDir dir;
+  write_plain(dir.file("sparse"), pattern(16 * mib, 25));
+  for (std::uint64_t i = 1; i <= 15; ++i)
+    write_plain(dir.file("sparse"), pattern(4096, i), i * 32 * mib);
+  const CpRun run = run_cp({dir.file("sparse"), dir.file("copy"), "--qd", "64", "--bs", "16M"},
+                           {.address_space = 128 * mib});
+  EXPECT_EQ(run.status, 1);
+  for (const char* part : {"256 MiB of buffers", "16 of 16 MiB", "--qd 64", "--bs 16 MiB",
+                           "RLIMIT_AS", "lower --qd or --bs"}) {
+    EXPECT_NE(run.err.find(part), std::string::npos) << "no '" << part << "' in: " << run.err;
+  }
+  EXPECT_EQ(run.err.find("bad_alloc"), std::string::npos) << run.err;
+  EXPECT_TRUE(run.out.empty()) << run.out;
+  EXPECT_NE(::access(dir.file("copy").c_str(), F_OK), 0) << "DST was created";
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Edge cases of the ring layer: full and wrapping queues, CQ overflow, bad arguments
 // and the exact errors they produce, every registration call, restrictions, waiting
-// with a timeout, MSG_RING, the setup variants, and provided-buffer rings.
+// with a timeout, MSG_RING, the setup variants, provided-buffer rings, and what the
+// kernel charges to RLIMIT_MEMLOCK.
 //
 // Each test names the result the kernel (6.18 here) defines for what it does, not only
 // that a call "worked". The helpers below reap with a bounded wait, so a completion
@@ -8,10 +9,14 @@
 // outlives a ring (io-wq limits belong to the thread, not the ring) is put back.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -889,10 +894,126 @@ TEST(RingRegister, UnregisterBuffersWithNoneIsEnxio) {
   EXPECT_EQ(ring.unregister_buffers().error(), register_error(ENXIO));
 }
 
+// Whatever the process and kernel, ENOMEM at setup or registration names RLIMIT_MEMLOCK
+// and CAP_IPC_LOCK, which decides whether the limit applies.
 TEST(RingRegister, EnomemMessageNamesMemlock) {
-  const std::string message = register_error(ENOMEM).message();
-  EXPECT_NE(message.find("RLIMIT_MEMLOCK"), std::string::npos) << message;
-  EXPECT_EQ(register_error(ENOMEM), std::errc::not_enough_memory);
+  for (const std::error_code& code : {register_error(ENOMEM), setup_error(ENOMEM)}) {
+    const std::string message = code.message();
+    EXPECT_NE(message.find("RLIMIT_MEMLOCK"), std::string::npos) << message;
+    EXPECT_NE(message.find("CAP_IPC_LOCK"), std::string::npos) << message;
+    EXPECT_EQ(code, std::errc::not_enough_memory);
+  }
+}
+
+// Runs `attempt` in a child process without CAP_IPC_LOCK, as an unprivileged user's
+// process would be, and returns the text it produced. `attempt` gets a function that
+// sets the soft RLIMIT_MEMLOCK (in bytes); the charge it checks is per user, shared by
+// every process of that user without the capability, so an attempt sets up what must
+// fit first and lowers the limit only before the call that must fail.
+std::string without_ipc_lock(std::string (*attempt)(void (*)(rlim_t))) {
+  Pipe pipe = make_pipe();
+  const pid_t pid = ::fork();
+  if (pid < 0) return "fork failed";
+  if (pid == 0) {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3]{};
+    std::string text = "capget/capset failed";
+    if (::syscall(SYS_capget, &header, caps) == 0) {
+      const auto bit = static_cast<std::uint32_t>(CAP_TO_MASK(CAP_IPC_LOCK));
+      caps[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~bit;
+      caps[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted &= ~bit;
+      caps[CAP_TO_INDEX(CAP_IPC_LOCK)].inheritable &= ~bit;
+      if (::syscall(SYS_capset, &header, caps) == 0) {
+        text = attempt([](rlim_t bytes) {
+          rlimit limit{};
+          ::getrlimit(RLIMIT_MEMLOCK, &limit);
+          limit.rlim_cur = std::min(bytes, limit.rlim_max);
+          ::setrlimit(RLIMIT_MEMLOCK, &limit);
+        });
+      }
+    }
+    const bool written = ::write(pipe.write_end.get(), text.data(), text.size()) ==
+                         static_cast<ssize_t>(text.size());
+    ::_exit(written ? 0 : 1);
+  }
+  pipe.write_end = Fd();
+  std::string text;
+  for (std::string piece; !(piece = read_text(pipe.read_end.get())).empty();) text += piece;
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) text += " (the child failed)";
+  return text;
+}
+
+constexpr rlim_t kTightMemlock = 64 << 10;
+
+// An ENOMEM message from a child of without_ipc_lock() under kTightMemlock: it names the
+// limit, its value, the capability that lifts it, and how to raise it.
+void expect_memlock_advice(const std::string& message) {
+  for (const char* part : {"RLIMIT_MEMLOCK", "CAP_IPC_LOCK", "64 KiB", "ulimit -l",
+                           "LimitMEMLOCK=", "--ulimit memlock"}) {
+    EXPECT_NE(message.find(part), std::string::npos) << "no '" << part << "' in: " << message;
+  }
+}
+
+// From 6.14 (and before 5.12) the kernel charges a ring's SQ, CQ and SQE arrays to
+// RLIMIT_MEMLOCK for a process without CAP_IPC_LOCK: a server loop's ring (4096 SQEs,
+// 65536 CQEs) takes 1284 KiB, so its setup under a 64 KiB limit fails with ENOMEM, and
+// the message says that memlock is the cause on this kernel and what to do.
+TEST(RingMemlock, SetupEnomemUnderTheLimitSaysTheKernelChargesRings) {
+  const std::string message = without_ipc_lock([](void (*set_limit)(rlim_t)) -> std::string {
+    set_limit(kTightMemlock);
+    Params params;
+    params.flags = setup::cqsize;
+    params.cq_entries = 65536;
+    auto ring = Ring::create(4096, params);
+    if (ring) return "created";
+    return ring.error() == setup_error(ENOMEM) ? ring.error().message()
+                                               : "not ENOMEM: " + ring.error().message();
+  });
+  if (message == "created") {
+    GTEST_SKIP() << "this kernel (5.12 to 6.13) charges the rings to the memory cgroup only";
+  }
+  expect_memlock_advice(message);
+  EXPECT_NE(message.find("charges each ring"), std::string::npos) << message;
+  EXPECT_EQ(message.find("before 5.12"), std::string::npos) << message;
+}
+
+// Registered buffers are pinned and charged to RLIMIT_MEMLOCK on every kernel, for a
+// process without CAP_IPC_LOCK: 1 MiB of them under a 64 KiB limit is ENOMEM.
+TEST(RingMemlock, RegisterBuffersEnomemNamesTheLimitAndWhatToDo) {
+  const std::string message = without_ipc_lock([](void (*set_limit)(rlim_t)) -> std::string {
+    Ring ring(4);
+    std::vector<std::byte> memory(1 << 20);
+    const iovec buffer{memory.data(), memory.size()};
+    set_limit(kTightMemlock);
+    auto registered = ring.register_buffers(std::span(&buffer, 1));
+    if (registered) return "registered";
+    return registered.error() == register_error(ENOMEM)
+               ? registered.error().message()
+               : "not ENOMEM: " + registered.error().message();
+  });
+  expect_memlock_advice(message);
+  EXPECT_NE(message.find("registered buffers"), std::string::npos) << message;
+}
+
+// From 6.14 a provided-buffer ring is pinned and charged like registered buffers: one of
+// 32768 entries (512 KiB) under a 64 KiB limit is ENOMEM.
+TEST(RingMemlock, BufferRingEnomemNamesProvidedBufferRings) {
+  const std::string message = without_ipc_lock([](void (*set_limit)(rlim_t)) -> std::string {
+    Ring ring(4);
+    set_limit(kTightMemlock);
+    auto buffers = BufferRing::create(ring, 1, 32768);
+    if (buffers) return "created";
+    return buffers.error() == register_error(ENOMEM) ? buffers.error().message()
+                                                     : "not ENOMEM: " + buffers.error().message();
+  });
+  if (message == "created") {
+    GTEST_SKIP() << "this kernel (before 6.14) does not charge provided-buffer rings to "
+                    "RLIMIT_MEMLOCK";
+  }
+  expect_memlock_advice(message);
+  EXPECT_NE(message.find("provided-buffer rings"), std::string::npos) << message;
 }
 
 // A registered personality may be named in SQEs until it is unregistered; then the

@@ -3,9 +3,11 @@
 // A failed io_uring_setup(2), io_uring_enter(2) or io_uring_register(2) becomes
 // a std::error_code whose value is the errno and whose category knows which
 // call failed, so message() can say what happened and what to do about it
-// (EPERM at setup names the kernel.io_uring_disabled sysctl and seccomp; ENOMEM
-// on registration names RLIMIT_MEMLOCK). These codes still compare equal to
-// std::errc values: `ec == std::errc::operation_not_permitted` holds.
+// (EPERM at setup names the kernel.io_uring_disabled sysctl and seccomp). ENOMEM
+// at setup or registration names RLIMIT_MEMLOCK and says whether it applies: the
+// message reads the kernel release, CAP_IPC_LOCK and the limit when it is built, so
+// it is right for the process and kernel that ask. These codes still compare equal
+// to std::errc values: `ec == std::errc::operation_not_permitted` holds.
 //
 // Bad arguments that we catch before the kernel sees them get a coring::ring::Errc.
 #pragma once
