@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include <coring/net/tcp.hpp>
 #include <coring/runtime/event_loop.hpp>
@@ -32,13 +33,21 @@ Task<void> echo(TcpStream conn) {
   co_await conn.close();
 }
 
-// Serves `connections` clients (-1: for ever), then closes the listener.
+// Serves `connections` clients (-1: for ever), then closes the listener. An accept
+// error other than ECANCELED (the listener closed) is logged and accept() called again:
+// out of fds, the error names the limit and the listener pauses before it retries
+// (up to a second), so the log gets a few lines a second, not a flood.
 Task<void> serve(TcpListener& listener, int connections) {
   TaskScope scope;
-  for (int i = 0; i != connections; ++i) {
+  for (int i = 0; i != connections;) {
     Result<TcpStream> conn = co_await listener.accept();
-    if (!conn) break;
+    if (!conn) {
+      if (conn.error() == std::errc::operation_canceled) break;
+      std::fprintf(stderr, "accept: %s\n", conn.error().message().c_str());
+      continue;
+    }
     scope.spawn(echo(std::move(*conn)));
+    ++i;
   }
   co_await scope.join();
   co_await listener.close();

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include <coring/net/tcp.hpp>
 #include <coring/runtime/event_loop.hpp>
@@ -37,16 +38,21 @@ Task<void> serve(TcpStream conn) {
   co_await conn.close();
 }
 
-// Serves `connections` clients, then closes the listener.
+// Serves `connections` clients, then closes the listener. ECANCELED means the listener
+// is closed; any other accept error is logged and accept() called again. Out of fds, the
+// error names the limit hit and the listener pauses before it retries (1 ms doubling to
+// 1 s), so this loop neither spins nor floods the log, and serves again once fds free up.
 Task<void> server(TcpListener& listener, int connections) {
   coring::TaskScope scope;
-  for (int i = 0; i < connections; ++i) {
+  for (int i = 0; i < connections;) {
     Result<TcpStream> conn = co_await listener.accept();
     if (!conn) {
+      if (conn.error() == std::errc::operation_canceled) break;
       std::fprintf(stderr, "accept: %s\n", conn.error().message().c_str());
-      break;
+      continue;
     }
     scope.spawn(serve(std::move(*conn)));
+    ++i;
   }
   co_await scope.join();
   co_await listener.close();

@@ -107,11 +107,15 @@ Task<Result<void>> File::set_permissions(mode_t mode) const {
       "chmod", path_, [fd = fd_, mode] { return ::fchmod(fd, mode) == 0 ? 0 : errno; });
 }
 
-Task<Result<void>> File::close() {
-  const int fd = release();
-  if (fd < 0) co_return detail::make_error(-EBADF, "close", path_);
+// The fd leaves the File now, for a task that owns it (in a File of its own, whose
+// destructor closes it if the task is destroyed before it runs).
+Task<Result<void>> File::close() { return close_owned(File(release(), path_)); }
+
+Task<Result<void>> File::close_owned(File file) {
+  const int fd = file.release();
+  if (fd < 0) co_return detail::make_error(-EBADF, "close", file.path_);
   const IoResult r = co_await io([fd](ring::Sqe& sqe) noexcept { ring::prep_close(sqe, fd); });
-  if (!r) co_return detail::make_error(r.res, "close", path_);
+  if (!r) co_return detail::make_error(r.res, "close", file.path_);
   co_return Result<void>{};
 }
 

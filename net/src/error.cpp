@@ -24,6 +24,14 @@ class NetCategory final : public std::error_category {
         return "name resolution failed";
       case Errc::unsupported_family:
         return "address family not supported (IPv4, IPv6 and Unix are)";
+      case Errc::fd_limit:
+        return "this process is at its open file limit (RLIMIT_NOFILE: raise ulimit -n or "
+               "LimitNOFILE=, or hold fewer connections)";
+      case Errc::system_file_limit:
+        return "the system-wide file table is full (sysctl fs.file-max)";
+      case Errc::direct_table_full:
+        return "the loop's direct descriptor table is full (the slots given to "
+               "enable_direct_descriptors(), or none were registered)";
     }
     return "unknown coring.net error";
   }
@@ -35,6 +43,11 @@ class NetCategory final : public std::error_category {
         return std::errc::invalid_argument;
       case Errc::unsupported_family:
         return std::errc::address_family_not_supported;
+      case Errc::fd_limit:
+        return std::errc::too_many_files_open;
+      case Errc::system_file_limit:
+      case Errc::direct_table_full:
+        return std::errc::too_many_files_open_in_system;
       default:
         return {value, *this};
     }

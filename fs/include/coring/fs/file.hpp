@@ -49,7 +49,7 @@ class File {
   File(const File&) = delete;
   File& operator=(const File&) = delete;
   // Closes a file still open with close(2) on this thread (after detaching it from its
-  // FileTable); co_await close() first to close it on the ring and see the error.
+  // FileTable); co_await close() to close it on the ring and see the error.
   ~File();
 
   // openat(2) relative to the working directory, always with O_CLOEXEC added to
@@ -155,8 +155,11 @@ class File {
   Task<Result<Stat>> stat(unsigned mask = STATX_BASIC_STATS) const;
   // fchmod(2), on the blocking pool (io_uring has no chmod).
   Task<Result<void>> set_permissions(mode_t mode) const;
-  // Closes the file on the ring (IORING_OP_CLOSE). The File is closed (is_open() false)
-  // whatever the result; the error, if any, is close(2)'s (such as a failed write-back).
+  // Closes the file on the ring (IORING_OP_CLOSE); the error, if any, is close(2)'s
+  // (such as a failed write-back). The File is closed (is_open() false) from the call
+  // on: the task owns the fd, so it closes the fd when awaited, now or later, whatever
+  // becomes of the File meanwhile, and a task dropped unawaited closes it with close(2)
+  // as the destructor would.
   Task<Result<void>> close();
 
  private:
@@ -171,6 +174,7 @@ class File {
     return buffer.first(std::min(buffer.size(), max_transfer));
   }
   void detach() noexcept;
+  static Task<Result<void>> close_owned(File file);
 
   int fd_ = -1;
   int target_ = -1;  // what SQEs name: fd_, or the registered slot when table_ is set

@@ -1,7 +1,13 @@
 // The net layer's own error codes (category "coring.net"), for what the kernel does
 // not report itself: a malformed address, a stream that ended before the bytes a
-// caller asked for, a name that did not resolve. Everything the kernel reports keeps
-// its errno in the system category (ECONNRESET, EPIPE, ECONNREFUSED, ETIMEDOUT, ...).
+// caller asked for, a name that did not resolve, which limit an accept ran into (the
+// kernel says ENFILE both for the system's file table and for a ring's direct
+// descriptor table). Everything else the kernel reports keeps its errno in the system
+// category (ECONNRESET, EPIPE, ECONNREFUSED, ETIMEDOUT, ...).
+//
+// The accept limits compare equal to the errno the kernel gave, as conditions
+// (`error == std::errc::too_many_files_open` holds for fd_limit), and apart from each
+// other as codes.
 #pragma once
 
 #include <system_error>
@@ -16,6 +22,9 @@ enum class Errc {
   host_not_found,       // getaddrinfo found no address for the name
   resolve_failed,       // getaddrinfo failed for another reason (see the message)
   unsupported_family,   // a sockaddr of a family other than IPv4, IPv6 and Unix
+  fd_limit,             // accept: the process is at RLIMIT_NOFILE (the kernel's EMFILE)
+  system_file_limit,    // accept: the system-wide file table is full (ENFILE)
+  direct_table_full,    // accept: the loop's direct descriptor table is full (ENFILE)
 };
 
 const std::error_category& net_category() noexcept;

@@ -4,10 +4,21 @@
 //   auto listener = TcpListener::bind(Address::ipv4_loopback(8080));
 //   for (;;) {
 //     Result<TcpStream> conn = co_await listener->accept();
-//     if (!conn) break;                       // e.g. ECANCELED once closed or stopped
-//     scope.spawn(serve(std::move(*conn)));
+//     if (conn) {
+//       scope.spawn(serve(std::move(*conn)));
+//     } else if (conn.error() == std::errc::operation_canceled) {
+//       break;                                // closed or stopped
+//     } else {
+//       log(conn.error());                    // e.g. out of fds; accept() again
+//     }
 //   }
 //   co_await listener->close();
+//
+// close() is a lazy task: the listener keeps accepting until the task runs, so a
+// server may create it early, to close without allocating at shutdown. Until it starts,
+// the task follows the listener (moved, it closes the new owner; destroyed, the
+// destructor has closed everything and the task returns EBADF), and a task dropped
+// unawaited leaves the listener to its destructor.
 //
 // One IORING_OP_ACCEPT with the multishot flag (5.19) serves every accept(): the kernel
 // posts a CQE per connection and the listener queues them (a runtime Multishot record).
@@ -16,9 +27,19 @@
 // pushes back on clients; it re-arms once accept() has taken the queue down to half.
 // Connections nobody will take (queued when the listener closes) are closed.
 //
-// An error from the kernel (EMFILE, ENFILE, ENOMEM) ends the request and is returned by
-// accept(); the next accept() re-arms, so a server that closes a few connections and
-// calls accept() again recovers.
+// An error from the kernel ends the request and is returned by accept(), once. Most
+// errors re-arm at once. A shortage — out of fds (EMFILE), the system's file table or
+// the loop's direct descriptor table full (ENFILE), out of memory (ENOBUFS, ENOMEM) —
+// would only fail again, as fast as the caller retries: the connection waits in the
+// backlog and the next accept fails on it too. So the listener pauses before it tries
+// again, and an accept() called meanwhile waits out the pause, then for a connection.
+// The first shortage re-arms at once (one alone is often passing: a connection closed
+// meanwhile); each further one in a row pauses twice as long as the last, from 1 ms up
+// to 1 s; a connection accepted ends the run. A server that logs accept()'s errors and
+// calls it again thus fails about a dozen times in the first second of a shortage and
+// once a second after that, and serves again by itself once fds are free. The fd
+// errors name the limit that was hit (Errc::fd_limit, system_file_limit,
+// direct_table_full); the memory ones keep their errno.
 //
 // With `direct`, connections are accepted as direct descriptors (slots of the loop's
 // registered file table, which enable_direct_descriptors() sets up): no fd-table entry
@@ -27,20 +48,27 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
+#include <coroutine>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <stop_token>
 #include <type_traits>
+#include <utility>
 
 #include "coring/net/address.hpp"
 #include "coring/net/socket.hpp"
 #include "coring/net/stream.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/ring/result.hpp"
+#include "coring/runtime/io.hpp"
 #include "coring/runtime/multishot.hpp"
 #include "coring/runtime/task.hpp"
 
 namespace coring::net {
+
+class Listener;
 
 struct ListenOptions {
   int backlog = SOMAXCONN;          // listen(2)'s backlog
@@ -67,6 +95,85 @@ struct AcceptPrep {
   }
 };
 using AcceptRecord = Multishot<AcceptPrep>;
+
+// The pause before an accept request that a shortage ended is re-armed: an
+// IORING_OP_TIMEOUT. An accept() called meanwhile parks its coroutine here. When the
+// time is up, or the stop token fires, the record re-arms (a stopped one closes) and
+// the parked accept() goes on waiting on it.
+class AcceptPause final : public coring::detail::AwaitableOp {
+ public:
+  AcceptPause(AcceptRecord& record, std::stop_token stop) noexcept
+      : AwaitableOp(&prep_fn, &complete_fn), record_(&record) {
+    stop_token_ = std::move(stop);
+  }
+  AcceptPause(AcceptPause&&) = delete;
+
+  [[nodiscard]] bool waiting() const noexcept { return in_flight(); }
+  // Starts a pause of `duration`. Inside a running loop, with the record not in flight.
+  void start(std::chrono::nanoseconds duration) noexcept;
+  // Parks the coroutine of an accept() until the pause is over.
+  void park(std::coroutine_handle<> consumer) noexcept { waiter_ = consumer; }
+
+  // co_await cancel(): ends a pause early and resumes once its CQE is reaped.
+  class [[nodiscard]] CancelAwaiter {
+   public:
+    explicit CancelAwaiter(AcceptPause& pause) noexcept : pause_(&pause) {}
+    bool await_ready() const noexcept { return pause_->begin_cancel(); }
+    void await_suspend(std::coroutine_handle<> waiter) const noexcept { pause_->closer_ = waiter; }
+    void await_resume() const noexcept {}
+
+   private:
+    AcceptPause* pause_;
+  };
+  CancelAwaiter cancel() noexcept { return CancelAwaiter(*this); }
+
+ private:
+  static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept;
+  static void complete_fn(Operation& self, const ring::Cqe& cqe, bool second) noexcept;
+  bool begin_cancel() noexcept;
+  void over() noexcept;
+
+  AcceptRecord* record_;
+  ring::KernelTimespec duration_{};
+  std::coroutine_handle<> closer_;
+};
+
+// A listener's accept stream: the multishot record and its pause, on the heap (the
+// kernel holds their addresses, and a listener moves).
+struct AcceptStream {
+  AcceptStream(AcceptPrep prep, MultishotOptions options, std::stop_token stop)
+      : record(prep, options, stop), pause(record, std::move(stop)) {}
+  [[nodiscard]] bool in_flight() const noexcept { return record.in_flight() || pause.in_flight(); }
+  // Closes the record, then ends a pause (which then hands a parked accept() to the
+  // closed record).
+  Task<void> close();
+
+  AcceptRecord record;
+  AcceptPause pause;
+};
+
+// A close() task of a Listener that has not started: the listener points it at itself
+// whenever it moves and clears it when destroyed. The task frame's copy of the link
+// (move-constructed from the argument) is the one the listener knows.
+class ListenerCloseLink {
+ public:
+  explicit ListenerCloseLink(Listener& listener) noexcept { attach(&listener); }
+  ListenerCloseLink(ListenerCloseLink&& other) noexcept {
+    attach(std::exchange(other.listener_, nullptr));
+  }
+  ListenerCloseLink& operator=(ListenerCloseLink&&) = delete;
+  ~ListenerCloseLink() { detach(); }
+
+  // The listener to close, or nullptr: it was destroyed, or a later close() took over.
+  [[nodiscard]] Listener* listener() const noexcept { return listener_; }
+  void detach() noexcept;
+
+ private:
+  friend class coring::net::Listener;
+  void attach(Listener* listener) noexcept;
+
+  Listener* listener_ = nullptr;
+};
 }  // namespace detail
 
 class Listener : public Socket {
@@ -77,25 +184,31 @@ class Listener : public Socket {
   static Result<Listener> bind(const Address& address, ListenOptions options = {},
                                std::stop_token stop = {});
 
-  Listener(Listener&&) noexcept = default;
+  Listener(Listener&& other) noexcept;
   Listener& operator=(Listener&& other) noexcept;
-  // An accept stream still armed is closed by a task spawned on its loop (the kernel
-  // must finish with the record before it is freed); the fd is closed after it.
+  // An accept stream still armed (or pausing) is closed by a task spawned on its loop
+  // (the kernel must finish with it before it is freed); the fd is closed after it.
   ~Listener();
 
   class [[nodiscard]] AcceptAwaiter {
    public:
     explicit AcceptAwaiter(Listener& listener) noexcept : listener_(&listener) {}
     bool await_ready() noexcept {
-      return listener_->record_ == nullptr || listener_->record_->next().await_ready();
+      detail::AcceptStream* stream = listener_->stream_.get();
+      return stream == nullptr || (!stream->pause.waiting() && stream->record.next().await_ready());
     }
     void await_suspend(std::coroutine_handle<> waiter) noexcept {
-      listener_->record_->next().await_suspend(waiter);
+      detail::AcceptStream& stream = *listener_->stream_;
+      if (stream.pause.waiting()) {
+        stream.pause.park(waiter);
+      } else {
+        stream.record.next().await_suspend(waiter);
+      }
     }
     Result<StreamSocket> await_resume() noexcept {
-      if (listener_->record_ == nullptr)
+      if (listener_->stream_ == nullptr)
         return fail(std::make_error_code(std::errc::operation_canceled));
-      return listener_->accepted(listener_->record_->next().await_resume());
+      return listener_->accepted(listener_->stream_->record.next().await_resume());
     }
 
    private:
@@ -107,23 +220,39 @@ class Listener : public Socket {
     return AcceptAwaiter(*this);
   }
   // Cancels the accept stream (connections queued and not taken are closed), then
-  // closes the socket. accept() returns ECANCELED from here on.
+  // closes the socket. accept() returns ECANCELED from the moment the task starts. A
+  // listener has one pending close task: an earlier one that has not started returns
+  // EBADF (see the top of this file).
   Task<IoResult> close();
 
-  // For tests and diagnostics: accept requests submitted and pauses for backpressure.
-  [[nodiscard]] std::uint64_t accept_arms() const noexcept { return record_ ? record_->arms() : 0; }
-  [[nodiscard]] std::uint64_t accept_pauses() const noexcept {
-    return record_ ? record_->pauses() : 0;
+  // For tests and diagnostics: accept requests submitted, pauses for backpressure, and
+  // pauses after a shortage.
+  [[nodiscard]] std::uint64_t accept_arms() const noexcept {
+    return stream_ ? stream_->record.arms() : 0;
   }
-  [[nodiscard]] std::uint32_t queued() const noexcept { return record_ ? record_->size() : 0; }
+  [[nodiscard]] std::uint64_t accept_pauses() const noexcept {
+    return stream_ ? stream_->record.pauses() : 0;
+  }
+  [[nodiscard]] std::uint64_t shortage_pauses() const noexcept { return shortage_pauses_; }
+  [[nodiscard]] std::uint32_t queued() const noexcept {
+    return stream_ ? stream_->record.size() : 0;
+  }
 
  private:
-  Listener(Socket socket, const ListenOptions& options, std::stop_token stop);
-  Result<StreamSocket> accepted(const IoResult& result) noexcept;
-  void close_record() noexcept;
+  friend class detail::ListenerCloseLink;
 
-  std::unique_ptr<detail::AcceptRecord> record_;
+  Listener(Socket socket, const ListenOptions& options, std::stop_token stop);
+  static Task<IoResult> close_linked(detail::ListenerCloseLink link);
+  Result<StreamSocket> accepted(const IoResult& result) noexcept;
+  Result<StreamSocket> after_shortage(int error) noexcept;
+  void close_stream() noexcept;
+  void take_link(Listener& other) noexcept;
+
+  std::unique_ptr<detail::AcceptStream> stream_;
   EventLoop* loop_ = nullptr;  // where the accept stream runs, once accept() was called
+  detail::ListenerCloseLink* close_link_ = nullptr;  // a close() task not started yet
+  std::uint64_t shortage_pauses_ = 0;
+  std::uint32_t shortages_ = 0;  // accept requests a shortage ended since the last connection
   bool direct_ = false;
 };
 

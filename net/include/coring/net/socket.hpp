@@ -6,6 +6,13 @@
 //   co_await sock.close();   // IORING_OP_CLOSE through the loop: the way to close
 //   // or let it go out of scope: the destructor closes it without blocking the loop
 //
+// close() takes the fd out of the socket at once (is_open() is false from the call on)
+// and hands it to the awaitable it returns, which owns it until it is awaited: awaited,
+// now or later, it closes the fd through the ring; dropped unawaited (a discarded
+// `sock.close();`), it closes the fd as the destructor would. Either way the fd is
+// closed once, whatever becomes of the socket meanwhile, and the awaited path costs no
+// allocation.
+//
 // The destructor calls close(2) directly. close(2) on a socket returns at once — the
 // kernel sends what is still queued and ends the connection in the background — unless
 // SO_LINGER is set with a timeout, which coring never sets; a caller that sets it must
@@ -22,6 +29,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <coroutine>
 #include <cstdint>
 #include <span>
 #include <utility>
@@ -62,6 +70,8 @@ struct ClosePrep {
 };
 }  // namespace detail
 
+class SocketClose;
+
 class Socket {
  public:
   Socket() noexcept = default;
@@ -95,13 +105,9 @@ class Socket {
   }
 
   // co_await close(): IORING_OP_CLOSE (the slot's own close for a direct descriptor).
-  // The socket is closed from here on, whatever the result; closing a closed socket
-  // gives -EBADF.
-  auto close() noexcept {
-    const bool direct = is_direct();
-    direct_loop_ = nullptr;
-    return io(detail::ClosePrep{std::exchange(fd_, -1), direct});
-  }
+  // The socket is closed from here on, whatever the result and whether or not the
+  // awaitable is awaited (see the header comment); closing a closed socket gives -EBADF.
+  SocketClose close() noexcept;
   // Closes now, with close(2) (see the header comment); nothing if closed.
   void reset() noexcept;
 
@@ -131,6 +137,29 @@ class Socket {
   int fd_ = -1;
   EventLoop* direct_loop_ = nullptr;
 };
+
+// The awaitable of Socket::close(). It owns the fd until its close is submitted, so an
+// awaitable dropped unawaited closes the fd with close(2) (or clears the direct
+// descriptor's slot) in its destructor, like ~Socket.
+class [[nodiscard]] SocketClose {
+ public:
+  explicit SocketClose(Socket socket) noexcept
+      : op_(detail::ClosePrep{socket.fd(), socket.is_direct()}), socket_(std::move(socket)) {}
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> waiter) noexcept {
+    // The request owns the fd from here on. Without a stop token it always starts.
+    (void)socket_.release();
+    return op_.await_suspend(waiter);
+  }
+  IoResult await_resume() const noexcept { return op_.await_resume(); }
+
+ private:
+  IoOp<detail::ClosePrep> op_;
+  Socket socket_;  // the fd, until the close is submitted
+};
+
+inline SocketClose Socket::close() noexcept { return SocketClose(std::move(*this)); }
 
 // socket(2) with SOCK_CLOEXEC; the error names errno.
 Result<Socket> open_socket(int domain, int type, int protocol = 0) noexcept;
