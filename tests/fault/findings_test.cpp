@@ -1,6 +1,7 @@
-// What the echo workload found, each as the smallest program that shows it. These
-// fail until the net layer is fixed (docs/reliability.md, "Findings"); they are here,
-// and not silently worked around in the workload, so that the fix turns them green.
+// What the fault workloads and the soak found in the net layer, each as the smallest
+// program that shows it (docs/reliability.md, "Findings", numbers them). Each test checks
+// the behaviour the net layer guarantees in that case; the workloads work around none of
+// these cases.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -33,13 +34,12 @@ std::string text_of(std::span<const std::byte> bytes) {
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
-// Found by even seeds of FaultEcho when its pools were incremental (seed 12 fails with
-// no fault at all). A pool consumed incrementally lets the kernel put the next receive
-// — of any socket — in the rest of the buffer the last one used; where a piece starts
-// is known only from the order of the CQEs. A RecvStream claims its piece when its CQE
-// is reaped, a one-shot recv(pool) when its coroutine resumes, after the whole batch:
-// a batch with the recv's CQE first and the stream's second gives the stream the recv's
-// bytes, and the recv the stream's.
+// Finding 2. A pool consumed incrementally lets the kernel put the next receive — of any
+// socket — in the rest of the buffer the last one used, so where a piece starts is known
+// only from the order of the CQEs. Both a RecvStream and a one-shot recv(pool) claim
+// their piece when their CQE is reaped, not when their coroutine resumes after the whole
+// batch: here one batch holds the recv's CQE and then the stream's, and each must get
+// its own socket's bytes.
 TEST(FaultFindings, IncrementalPoolSharedByRecvAndRecvStreamGivesEachItsOwnBytes) {
   EventLoop loop;
   net::BufferPool pool(loop, {.buffer_size = 4096, .count = 4, .incremental = true});
@@ -73,11 +73,11 @@ TEST(FaultFindings, IncrementalPoolSharedByRecvAndRecvStreamGivesEachItsOwnBytes
   EXPECT_EQ(got_b, b) << "the RecvStream got another socket's bytes";
 }
 
-// Found by FaultEcho seeds 53 and 541. An accept request that ends with -ECANCELED the
-// listener did not ask for (it was not closed, its stop token not triggered) ends the
-// accept stream for good: Listener::accepted() re-arms after any error but ECANCELED,
-// so every later accept() returns ECANCELED at once, and a server that calls accept()
-// again, as the listener's documentation says it may after an error, spins.
+// Finding 1 (FaultEcho seeds 53 and 541). An accept request can end with an -ECANCELED
+// the listener did not ask for (it was not closed, its stop token not triggered). The
+// listener re-arms after it unless it was closed itself, so a server that calls accept()
+// again after an error, as the listener's documentation says it may, gets the next
+// connection instead of ECANCELED at once.
 TEST(FaultFindings, ListenerAcceptsAgainAfterAnEcanceledItDidNotAsk) {
   FaultPlan plan;
   plan.error_ppm = 1'000'000;  // the first accept request: -ECANCELED, never run
@@ -107,14 +107,12 @@ TEST(FaultFindings, ListenerAcceptsAgainAfterAnEcanceledItDidNotAsk) {
   EXPECT_TRUE(second_ok) << "the accept after the injected ECANCELED: " << second_error.message();
 }
 
-// Found by the full soak (scripts/soak.sh: 10,000 connections on coring-echo, whose
-// loop has one pool of 128 buffers): about half the connections waited more than 30 s
-// for an echo, and the rate fell to a tenth of what a pool of 16,384 buffers gives.
-// A RecvStream that finds its pool empty joins the pool's list of starved streams at
-// the front, and every buffer that comes back re-arms every stream on the list, front
-// first: the newest waiter is served first and the oldest last (a stack, not a queue),
-// and each returned buffer costs a request per starved stream. Here the only buffer of
-// a pool comes back with three streams waiting for it, a the longest: a should get it.
+// Finding 3 (the full soak, scripts/soak.sh: 10,000 connections on coring-echo's pool of
+// 128 buffers). A RecvStream that finds its pool empty joins the tail of the pool's
+// queue of starved streams, and a buffer that comes back re-arms the stream at its head,
+// the one that has waited longest, so that no connection starves while newer ones are
+// served. Here the only buffer of a pool comes back with three streams waiting for it,
+// a the longest: a gets it.
 TEST(FaultFindings, StarvedRecvStreamsGetReturnedBuffersOldestFirst) {
   EventLoop loop;
   net::BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = false});

@@ -1,9 +1,9 @@
-// RingAbi: our abi.hpp against the installed <linux/io_uring.h>.
+// RingAbi: our abi.hpp against the installed <linux/io_uring.h> and <linux/futex.h>.
 //
 // abi.hpp writes the kernel's io_uring ABI out by hand, so that coring builds against
 // any kernel headers and can use features newer than them. This file is the only one
-// in the project that includes the installed header (Debian 12 ships a 6.1-era copy),
-// and it checks every constant, struct size and field offset that header also defines
+// in the project that includes the installed headers (Debian 12 ships 6.1-era copies),
+// and it checks every constant, struct size and field offset those headers also define
 // against ours.
 //
 // Each group is a table of (ours, theirs) pairs. A static_assert pins the whole table
@@ -12,14 +12,16 @@
 //
 // What the installed header lacks cannot be compared. Macros added after 6.1 are
 // listed under #ifdef, so a newer header has them checked as they appear. Enumerators
-// are invisible to the preprocessor: static_asserts on the counts of IORING_OP_* and
-// IORING_REGISTER_* make a newer header's additions a compile error until they are
-// listed here, and the few other newer enumerators are gated on LINUX_VERSION_CODE.
+// are invisible to the preprocessor: those newer than 6.1 are gated on LINUX_VERSION_CODE
+// (the opcodes on the release that added each), and static_asserts on the counts of
+// IORING_OP_* and IORING_REGISTER_* make a newer header's additions a compile error
+// until they are listed here.
 // Later headers renamed some reserved fields of the 6.1 one (io_sqring_offsets::resv2
 // became user_addr, and so on); CORING_HEADER_OFFSET takes whichever name is there.
 #include "coring/ring/abi.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/futex.h>
 #include <linux/io_uring.h>
 #include <linux/version.h>
 
@@ -134,6 +136,32 @@ constexpr AbiPair kOps[] = {
     CORING_ABI_PAIR(Op::uring_cmd, IORING_OP_URING_CMD),
     CORING_ABI_PAIR(Op::send_zc, IORING_OP_SEND_ZC),
     CORING_ABI_PAIR(Op::sendmsg_zc, IORING_OP_SENDMSG_ZC),
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+    CORING_ABI_PAIR(Op::read_multishot, IORING_OP_READ_MULTISHOT),
+    CORING_ABI_PAIR(Op::waitid, IORING_OP_WAITID),
+    CORING_ABI_PAIR(Op::futex_wait, IORING_OP_FUTEX_WAIT),
+    CORING_ABI_PAIR(Op::futex_wake, IORING_OP_FUTEX_WAKE),
+    CORING_ABI_PAIR(Op::futex_waitv, IORING_OP_FUTEX_WAITV),
+#endif
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+    CORING_ABI_PAIR(Op::fixed_fd_install, IORING_OP_FIXED_FD_INSTALL),
+#endif
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 9, 0)
+    CORING_ABI_PAIR(Op::ftruncate, IORING_OP_FTRUNCATE),
+#endif
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+    CORING_ABI_PAIR(Op::bind, IORING_OP_BIND),
+    CORING_ABI_PAIR(Op::listen, IORING_OP_LISTEN),
+#endif
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 15, 0)
+    CORING_ABI_PAIR(Op::recv_zc, IORING_OP_RECV_ZC),
+    CORING_ABI_PAIR(Op::epoll_wait, IORING_OP_EPOLL_WAIT),
+    CORING_ABI_PAIR(Op::readv_fixed, IORING_OP_READV_FIXED),
+    CORING_ABI_PAIR(Op::writev_fixed, IORING_OP_WRITEV_FIXED),
+#endif
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
+    CORING_ABI_PAIR(Op::pipe, IORING_OP_PIPE),
+#endif
 };
 static_assert(first_mismatch(kOps) == std::size(kOps), "an Op differs from IORING_OP_*");
 // Our Op knows at least every opcode the installed header knows.
@@ -426,6 +454,26 @@ constexpr AbiPair kResourceConstants[] = {
 static_assert(first_mismatch(kResourceConstants) == std::size(kResourceConstants),
               "a resource constant differs");
 
+// The futex2 flags and limits of the futex operations (<linux/futex.h>). Headers before
+// 6.7 spell the 32-bit size FUTEX_32 and the private flag FUTEX_PRIVATE_FLAG only.
+constexpr AbiPair kFutexConstants[] = {
+    CORING_ABI_PAIR(futex2::size_u32, FUTEX_32),
+    CORING_ABI_PAIR(futex2::private_flag, FUTEX_PRIVATE_FLAG),
+    CORING_ABI_PAIR(futex_bitset_match_any, FUTEX_BITSET_MATCH_ANY),
+    CORING_ABI_PAIR(futex_waitv_max, FUTEX_WAITV_MAX),
+#ifdef FUTEX2_SIZE_U32
+    CORING_ABI_PAIR(futex2::size_u8, FUTEX2_SIZE_U8),
+    CORING_ABI_PAIR(futex2::size_u16, FUTEX2_SIZE_U16),
+    CORING_ABI_PAIR(futex2::size_u32, FUTEX2_SIZE_U32),
+    CORING_ABI_PAIR(futex2::size_u64, FUTEX2_SIZE_U64),
+    CORING_ABI_PAIR(futex2::numa, FUTEX2_NUMA),
+    CORING_ABI_PAIR(futex2::private_flag, FUTEX2_PRIVATE),
+    CORING_ABI_PAIR(futex2::size_mask, FUTEX2_SIZE_MASK),
+#endif
+};
+static_assert(first_mismatch(kFutexConstants) == std::size(kFutexConstants),
+              "a futex constant differs");
+
 // --- Structures ---------------------------------------------------------------------------
 // Each field of the kernel's unions is compared with the flattened name abi.hpp gives its
 // slot (see the comment on Sqe).
@@ -643,6 +691,17 @@ constexpr AbiPair kArgumentLayouts[] = {
 static_assert(first_mismatch(kArgumentLayouts) == std::size(kArgumentLayouts),
               "an argument struct differs");
 
+// One futex of a waitv (<linux/futex.h>, 5.16).
+constexpr AbiPair kFutexWaitvLayout[] = {
+    CORING_ABI_SIZE(FutexWaitv, futex_waitv),
+    CORING_ABI_FIELD(FutexWaitv, val, futex_waitv, val),
+    CORING_ABI_FIELD(FutexWaitv, uaddr, futex_waitv, uaddr),
+    CORING_ABI_FIELD(FutexWaitv, flags, futex_waitv, flags),
+    CORING_ABI_FIELD(FutexWaitv, reserved, futex_waitv, __reserved),
+};
+static_assert(first_mismatch(kFutexWaitvLayout) == std::size(kFutexWaitvLayout),
+              "FutexWaitv differs from futex_waitv");
+
 TEST(RingAbi, OpcodesMatchKernelHeader) {
   expect_all_equal(kOps);
   EXPECT_LE(static_cast<unsigned>(IORING_OP_LAST), static_cast<unsigned>(Op::last));
@@ -661,6 +720,7 @@ TEST(RingAbi, RegisterOpcodesMatchKernelHeader) {
 TEST(RingAbi, RestrictionOpcodesMatchKernelHeader) { expect_all_equal(kRestrictions); }
 TEST(RingAbi, OperationFlagsMatchKernelHeader) { expect_all_equal(kOperationFlags); }
 TEST(RingAbi, ResourceConstantsMatchKernelHeader) { expect_all_equal(kResourceConstants); }
+TEST(RingAbi, FutexConstantsMatchKernelHeader) { expect_all_equal(kFutexConstants); }
 TEST(RingAbi, SqeLayoutMatchesKernelHeader) { expect_all_equal(kSqeLayout); }
 TEST(RingAbi, CqeLayoutMatchesKernelHeader) { expect_all_equal(kCqeLayout); }
 TEST(RingAbi, ParamsLayoutMatchesKernelHeader) { expect_all_equal(kParamsLayout); }
@@ -669,6 +729,7 @@ TEST(RingAbi, RsrcLayoutsMatchKernelHeader) { expect_all_equal(kRsrcLayouts); }
 TEST(RingAbi, ProbeAndRestrictionLayoutsMatchKernelHeader) { expect_all_equal(kProbeLayouts); }
 TEST(RingAbi, BufRingLayoutsMatchKernelHeader) { expect_all_equal(kBufRingLayouts); }
 TEST(RingAbi, ArgumentLayoutsMatchKernelHeader) { expect_all_equal(kArgumentLayouts); }
+TEST(RingAbi, FutexWaitvLayoutMatchesKernelHeader) { expect_all_equal(kFutexWaitvLayout); }
 
 }  // namespace
 }  // namespace coring::ring::test

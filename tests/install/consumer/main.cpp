@@ -1,7 +1,9 @@
-// Install check: a program built against an installed coring sets up a ring,
-// sends one NOP through it and checks the completion, then does the same through
-// the runtime (an EventLoop running a Task). Exits 0 on success, 1 on any failure
-// (with the reason on stderr).
+// Install check: a program built against coring as a user builds it — an installed
+// package (this directory) or add_subdirectory() (../subdirectory) — sets up a ring,
+// sends one NOP through it and checks the completion, then does the same through the
+// runtime (an EventLoop running a Task) and stats "/" through the fs layer. Exits 0 on
+// success, 1 on any failure (with the reason on stderr). CORING_CONSUMER_USES names
+// how the build found coring.
 #include <cstdio>
 
 #include <coring/fs/paths.hpp>
@@ -59,7 +61,7 @@ int main() {
     std::fprintf(stderr, "consumer: fs::stat(\"/\") did not find a directory\n");
     return 1;
   }
-  std::printf("consumer: fs::stat through an installed coring OK\n");
-  std::printf("consumer: NOP round trips through an installed coring (ring and runtime) OK\n");
+  std::printf("consumer: fs::stat through " CORING_CONSUMER_USES " OK\n");
+  std::printf("consumer: NOP round trips through " CORING_CONSUMER_USES " (ring and runtime) OK\n");
   return 0;
 }

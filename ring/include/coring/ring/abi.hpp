@@ -5,7 +5,8 @@
 // copy, and we want to build against any installed headers while using
 // features up to the 6.18 kernel. Every struct is pinned by static_asserts on
 // its size and on the offset of each field we use; tests/ring/abi_test.cpp
-// compares every item that the installed <linux/io_uring.h> also defines.
+// compares every item that the installed <linux/io_uring.h> and <linux/futex.h>
+// also define.
 //
 // Names: the kernel's IORING_OP_READV becomes Op::readv, IORING_SETUP_SQPOLL
 // becomes setup::sqpoll, and so on. We cannot reuse the kernel's macro names,
@@ -262,6 +263,23 @@ inline constexpr std::uint32_t fixed = 1U << 0;
 inline constexpr std::uint32_t multishot = 1U << 1;  // 6.18
 }  // namespace uring_cmd_flags
 inline constexpr std::uint32_t splice_f_fd_in_fixed = 1U << 31;
+
+// Futexes (Op::futex_wait, futex_wake, futex_waitv; 6.7) take the futex2 flags of
+// <linux/futex.h>: in sqe->fd for a wait or a wake, in each FutexWaitv for a waitv. The
+// size field says how wide the futex word is; 6.18 accepts only size_u32.
+namespace futex2 {
+inline constexpr std::uint32_t size_u8 = 0x00;
+inline constexpr std::uint32_t size_u16 = 0x01;
+inline constexpr std::uint32_t size_u32 = 0x02;
+inline constexpr std::uint32_t size_u64 = 0x03;
+inline constexpr std::uint32_t numa = 0x04;
+inline constexpr std::uint32_t private_flag = 0x80;  // FUTEX2_PRIVATE: this process's futexes only
+inline constexpr std::uint32_t size_mask = 0x03;
+}  // namespace futex2
+// The wait and wake mask that matches every waiter (FUTEX_BITSET_MATCH_ANY).
+inline constexpr std::uint64_t futex_bitset_match_any = 0xffffffffULL;
+// The most futexes one waitv may wait on (FUTEX_WAITV_MAX).
+inline constexpr std::uint32_t futex_waitv_max = 128;
 // Ask the kernel to choose a free slot of the registered file table.
 inline constexpr std::uint32_t file_index_alloc = ~0U;
 inline constexpr int register_files_skip = -2;
@@ -647,5 +665,18 @@ struct RecvmsgOut {
 };
 static_assert(sizeof(RecvmsgOut) == 16);
 static_assert(offsetof(RecvmsgOut, payloadlen) == 8);
+
+// struct futex_waitv: one futex of an Op::futex_waitv, which waits until any of them
+// is woken.
+struct FutexWaitv {
+  std::uint64_t val = 0;    // the value the futex must hold for the wait to start
+  std::uint64_t uaddr = 0;  // the futex word's address
+  std::uint32_t flags = 0;  // futex2 flags
+  std::uint32_t reserved = 0;
+};
+static_assert(sizeof(FutexWaitv) == 24);
+static_assert(offsetof(FutexWaitv, uaddr) == 8);
+static_assert(offsetof(FutexWaitv, flags) == 16);
+static_assert(offsetof(FutexWaitv, reserved) == 20);
 
 }  // namespace coring::ring

@@ -466,6 +466,39 @@ inline void prep_msg_ring_fd(Sqe& sqe, int ring_fd, int source_index, std::uint3
   sqe.op_flags = flags;
 }
 
+// --- Futexes (6.7) -----
+// futex2_flags are futex2:: flags (size_u32, and private_flag for a futex that only this
+// process uses); `flags` is reserved, 0. `mask` is a bitset (futex_bitset_match_any for
+// all): a wake wakes only waiters whose mask shares a bit with its own, and a mask of 0
+// fails with -EINVAL.
+
+// Waits while the futex at `futex` holds `expected`: res 0 once a wake reaches it,
+// -EAGAIN at once if the futex holds another value. Matches io_uring_prep_futex_wait().
+inline void prep_futex_wait(Sqe& sqe, const std::uint32_t* futex, std::uint64_t expected,
+                            std::uint64_t mask, std::uint32_t futex2_flags,
+                            std::uint32_t flags = 0) noexcept {
+  prep_rw(sqe, Op::futex_wait, static_cast<int>(futex2_flags), futex, 0, expected);
+  sqe.op_flags = flags;  // futex_flags
+  sqe.addr3 = mask;
+}
+// Wakes at most `count` waiters on the futex at `futex`, whether they wait through a ring
+// or futex(2): res is the number woken. Matches io_uring_prep_futex_wake().
+inline void prep_futex_wake(Sqe& sqe, const std::uint32_t* futex, std::uint64_t count,
+                            std::uint64_t mask, std::uint32_t futex2_flags,
+                            std::uint32_t flags = 0) noexcept {
+  prep_rw(sqe, Op::futex_wake, static_cast<int>(futex2_flags), futex, 0, count);
+  sqe.op_flags = flags;  // futex_flags
+  sqe.addr3 = mask;
+}
+// Waits on up to futex_waitv_max futexes at once: res is the index in `waiters` of the
+// one that was woken, or -EAGAIN at once if any futex does not hold its `val`. Each
+// waiter carries its own futex2 flags. Matches io_uring_prep_futex_waitv().
+inline void prep_futex_waitv(Sqe& sqe, std::span<const FutexWaitv> waiters,
+                             std::uint32_t flags = 0) noexcept {
+  prep_rw(sqe, Op::futex_waitv, 0, waiters.data(), static_cast<std::uint32_t>(waiters.size()), 0);
+  sqe.op_flags = flags;  // futex_flags
+}
+
 // --- SQE flag helpers -----
 
 // The next SQE starts only if this one succeeds (a short read/write counts as failure).
