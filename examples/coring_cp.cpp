@@ -230,7 +230,10 @@ std::optional<std::uint64_t> cgroup_room() {
     const std::size_t first = line.find(':');
     const std::size_t second = line.find(':', first + 1);
     if (first == std::string::npos || second == std::string::npos) continue;
-    const std::string controllers = "," + line.substr(first + 1, second - first - 1) + ",";
+    // Built by appending: g++ 12 at -O3 reports a false -Wrestrict for "," + substr().
+    std::string controllers = ",";
+    controllers += line.substr(first + 1, second - first - 1);
+    controllers += ',';
     const std::string path = line.substr(second + 1);
     std::optional<std::uint64_t> limit;
     std::optional<std::uint64_t> used;
