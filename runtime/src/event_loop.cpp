@@ -36,6 +36,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -193,9 +194,10 @@ EventLoop::EventLoop(LoopOptions options)
   // Entering through a registered ring fd saves an fd lookup per enter; a kernel
   // without it (before 5.18) is merely slower.
   (void)ring_.register_ring_fd();
+  auto wake_op = std::make_unique<WakeOp>(*this);  // first: nothing to undo if it throws
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::system_category(), "EventLoop: eventfd");
-  wake_op_ = new WakeOp(*this);
+  wake_op_ = wake_op.release();
   submit(*wake_op_);
 }
 
@@ -590,22 +592,26 @@ void EventLoop::msg_ring_wake_sent(const ring::Cqe& cqe) noexcept {
 
 void EventLoop::drain_remote() {
   std::vector<std::function<void()>> work;
-  std::vector<Operation*> cancels;
+  Operation* cancels = nullptr;  // taken whole: walking it allocates nothing
   {
     std::lock_guard lock(remote_mutex_);
     wake_pending_.store(false, std::memory_order_release);
     wake_sent_ = false;
     work.swap(remote_work_);
-    while (remote_cancels_ != nullptr) {
-      Operation& op = *remote_cancels_;
-      remote_cancels_ = op.cancel_next_;
-      op.cancel_linked_ = false;
-      cancels.push_back(&op);
-    }
+    cancels = std::exchange(remote_cancels_, nullptr);
   }
-  // Outside the lock: cancel() may need to defer again. The operations are alive:
-  // each dies only on this thread, and only after forget_cancel().
-  for (Operation* op : cancels) cancel(*op);
+  // Outside the lock: cancel() may need to defer again (relinking the operation into
+  // remote_cancels_, which is why each one is unlinked before it is cancelled). The
+  // operations are alive: each dies only on this thread, and only after forget_cancel().
+  while (cancels != nullptr) {
+    Operation& op = *cancels;
+    {
+      std::lock_guard lock(remote_mutex_);
+      cancels = op.cancel_next_;
+      op.cancel_linked_ = false;
+    }
+    cancel(op);
+  }
   // One throwing function must not drop the rest of the batch (resumptions among them).
   for (auto& fn : work) {
     try {

@@ -24,11 +24,15 @@ void runtime_log_error(const char* where, int negative_errno) noexcept {
 
 void runtime_log_exception(const char* where, std::exception_ptr exception) noexcept {
   try {
-    std::rethrow_exception(exception);
-  } catch (const std::exception& e) {
-    runtime_log(detail::LogLevel::error, where, std::string("uncaught exception: ") + e.what());
+    try {
+      std::rethrow_exception(exception);
+    } catch (const std::exception& e) {
+      runtime_log(detail::LogLevel::error, where, std::string("uncaught exception: ") + e.what());
+    } catch (...) {
+      runtime_log(detail::LogLevel::error, where, "uncaught exception of a non-std type");
+    }
   } catch (...) {
-    runtime_log(detail::LogLevel::error, where, "uncaught exception of a non-std type");
+    detail::log("runtime", detail::LogLevel::error, where);  // no memory for the message
   }
 }
 

@@ -198,14 +198,11 @@ void Runtime::run_on_each(std::function<Task<void>(EventLoop&, std::size_t)> mak
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     EventLoop& target = loop(i);
     target.post([this, &target, i, join] {
-      Task<void> task;
       try {
-        task = join->make(target, i);
+        target.spawn(run_and_join(join->make(target, i), join));
       } catch (...) {
         finish_one(*join, std::current_exception());
-        return;
       }
-      target.spawn(run_and_join(std::move(task), join));
     });
   }
   std::unique_lock lock(join_mutex_);
