@@ -68,6 +68,12 @@ void RecvStream::complete_fn(Operation& self, const ring::Cqe& cqe, bool /*secon
     if (final) stream.finish_close();
     return;
   }
+  if (stream.overflowed_) {
+    (void)stream.pool_->lease(result);  // past the lost chunk: its buffer goes back
+    if (final) stream.end_with_enomem();
+    stream.wake_consumer();
+    return;
+  }
   if (!final) {
     stream.push(result);
     if (stream.phase_ == Phase::armed && stream.size_ >= stream.bound_) stream.pause();
@@ -81,6 +87,10 @@ void RecvStream::on_final(const IoResult& result) noexcept {
   if (result.res > 0) {
     // The kernel stopped the request after a chunk (a full CQ, say): keep it, go on.
     push(result);
+    if (overflowed_) {
+      end_with_enomem();
+      return;
+    }
     phase_ = Phase::paused;
     maybe_rearm();
     return;
@@ -106,6 +116,12 @@ void RecvStream::on_final(const IoResult& result) noexcept {
   }
   phase_ = Phase::ended;  // 0: end of stream; < 0: the error that ended it
   end_ = result;
+  pass_wake();
+}
+
+void RecvStream::end_with_enomem() noexcept {
+  phase_ = Phase::ended;
+  end_ = IoResult{-ENOMEM, 0};
   pass_wake();
 }
 
@@ -219,9 +235,17 @@ void RecvStream::push(const IoResult& result) noexcept {
     const std::uint32_t bigger = capacity_ * 2;
     std::unique_ptr<BufferLease[]> slots(new (std::nothrow) BufferLease[bigger]);
     if (!slots) {
+      // The lease goes, and its buffer with it; the stream ends with ENOMEM once the
+      // chunks before it are taken (the request is cancelled if still armed).
       coring::detail::log("net", coring::detail::LogLevel::error,
-                          "RecvStream: out of memory queueing a chunk; its bytes are lost");
-      return;  // the lease goes, and its buffer with it
+                          "RecvStream: out of memory queueing a chunk; the stream ends (ENOMEM)");
+      overflowed_ = true;
+      if (phase_ == Phase::armed) {
+        phase_ = Phase::pausing;
+        cancel_sent_ = true;
+        loop_->cancel(*this);
+      }
+      return;
     }
     for (std::uint32_t i = 0; i < size_; ++i) {
       slots[i] = std::move(slots_[(head_ + i) % capacity_]);

@@ -117,6 +117,7 @@ class RecvStream final : public Operation {
   static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept;
   static void complete_fn(Operation& self, const ring::Cqe& cqe, bool second) noexcept;
   void on_final(const IoResult& result) noexcept;
+  void end_with_enomem() noexcept;
   void arm() noexcept;
   void maybe_rearm() noexcept;
   void pause() noexcept;
@@ -147,6 +148,9 @@ class RecvStream final : public Operation {
   int msg_flags_;
   bool direct_;
   bool cancel_sent_ = false;  // a cancel went through the loop since the last arm
+  // A chunk could not be queued (no memory to grow the queue): the stream ends with
+  // ENOMEM after the chunks before it, never with a hole in the bytes.
+  bool overflowed_ = false;
   Phase phase_ = Phase::unarmed;
   IoResult end_{};
   std::uint64_t returned_at_arm_ = 0;  // pool.returned() when the request was armed
