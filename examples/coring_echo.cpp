@@ -31,10 +31,12 @@ int main(int argc, char** argv) {
     options.threads = line.threads;
     options.receive_pool = default_receive_pool();
     Server server(options, &serve_echo);
-    std::printf("coring-echo: listening on %s port %u with %zu thread(s)\n", line.host.c_str(),
-                server.port(), line.threads);
-    std::fflush(stdout);
-    return server.run();
+    // Printed once every loop serves: a client that waits for the line finds the port open.
+    return server.run([&] {
+      std::printf("coring-echo: listening on %s port %u with %zu thread(s)\n", line.host.c_str(),
+                  server.port(), line.threads);
+      std::fflush(stdout);
+    });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "coring-echo: %s\n", e.what());
     return 1;

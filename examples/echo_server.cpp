@@ -10,10 +10,15 @@
 //
 // Sending. One send almost always takes everything (the socket's send buffer has room
 // for one receive's worth); send_all() is only for the rest when it did not.
+//
+// Failing. The handler throws only when memory runs out (a frame, the receive's queue);
+// the Server then ends the connection. The multishot receive is closed before the
+// exception leaves.
 #include "echo_server.hpp"
 
 #include <array>
 #include <cstddef>
+#include <exception>
 #include <span>
 
 #include <coring/net/recv_stream.hpp>
@@ -21,21 +26,30 @@
 namespace coring::examples {
 namespace {
 
+// The multishot receive stays armed between chunks, so nothing may leave this frame
+// before it is closed: an exception (no memory for send_rest's frame) is kept and
+// rethrown after the close.
 Task<void> echo_with_pool(const net::TcpStream& stream, net::BufferPool& pool) {
   net::RecvStream chunks = stream.recv_stream(pool);
-  for (;;) {
-    Result<net::BufferLease> chunk = co_await chunks.next();
-    // An error, the peer's end of stream, or the server's shutdown.
-    if (!chunk || chunk->empty()) break;
-    const std::span<const std::byte> data = chunk->data();
-    const IoResult put = co_await stream.send(data);
-    // Statements, not `a && co_await f()`: GCC 12 has destroyed a temporary twice in a
-    // conditional expression holding a co_await.
-    if (put.res != static_cast<int>(data.size())) {
-      if (!co_await send_rest(stream, data, put)) break;
+  std::exception_ptr failure;
+  try {
+    for (;;) {
+      Result<net::BufferLease> chunk = co_await chunks.next();
+      // An error, the peer's end of stream, or the server's shutdown.
+      if (!chunk || chunk->empty()) break;
+      const std::span<const std::byte> data = chunk->data();
+      const IoResult put = co_await stream.send(data);
+      // Statements, not `a && co_await f()`: GCC 12 has destroyed a temporary twice in a
+      // conditional expression holding a co_await.
+      if (put.res != static_cast<int>(data.size())) {
+        if (!co_await send_rest(stream, data, put)) break;
+      }
     }
+  } catch (...) {
+    failure = std::current_exception();
   }
   co_await chunks.close();
+  if (failure) std::rethrow_exception(failure);
 }
 
 Task<void> echo_with_recv(const net::TcpStream& stream) {

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <exception>
 #include <string_view>
 #include <utility>
 
@@ -112,6 +113,21 @@ HttpSession::HttpSession() noexcept {
   parser_.data = this;
 }
 
+// Runs a callback's work. An exception (a string out of memory) must not unwind through
+// http_parser's C frames: it is kept for feed() to rethrow once the parser has returned,
+// and the callback's non-zero result stops the parser.
+template <typename Work>
+int HttpSession::guarded(http_parser* parser, Work work) noexcept {
+  auto& session = *static_cast<HttpSession*>(parser->data);
+  try {
+    work(session);
+    return 0;
+  } catch (...) {
+    session.failure_ = std::current_exception();
+    return -1;
+  }
+}
+
 // Pauses the parser, so that feed() learns where the header section begins: the call
 // returns just after the message's first byte.
 int HttpSession::on_message_begin(http_parser* parser) {
@@ -130,15 +146,14 @@ int HttpSession::on_headers_complete(http_parser* parser) {
 
 int HttpSession::on_url(http_parser* parser, const char* at, std::size_t length) {
   // Called more than once when the URL is split across recvs.
-  static_cast<HttpSession*>(parser->data)->url_.append(at, length);
-  return 0;
+  return guarded(parser, [&](HttpSession& session) { session.url_.append(at, length); });
 }
 
 int HttpSession::on_message_complete(http_parser* parser) {
-  auto& session = *static_cast<HttpSession*>(parser->data);
-  session.respond();
-  if (session.closing_) http_parser_pause(parser, 1);
-  return 0;
+  return guarded(parser, [&](HttpSession& session) {
+    session.respond();
+    if (session.closing_) http_parser_pause(parser, 1);
+  });
 }
 
 void HttpSession::respond() {
@@ -182,6 +197,7 @@ bool HttpSession::feed(std::span<const char> data) {
     const std::size_t slice =
         in_header_ ? std::min(data.size(), http_max_header_bytes - header_bytes_) : data.size();
     const std::size_t parsed = http_parser_execute(&parser_, &settings(), data.data(), slice);
+    if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
     const auto error = HTTP_PARSER_ERRNO(&parser_);
     if (error != HPE_OK && error != HPE_PAUSED) {
       respond_error(error == HPE_HEADER_OVERFLOW ? 431 : 400);
@@ -215,35 +231,43 @@ enum class Ending : std::uint8_t {
   server,  // the server ends it (Connection: close, HTTP/1.0, 400, 431): linger first
 };
 
-// Receives with one multishot receive into the loop's pool.
+// Receives with one multishot receive into the loop's pool. The receive stays armed
+// between chunks, so nothing may leave this frame before it is closed: an exception
+// (feed() or send_rest() out of memory) is kept and rethrown after the close.
 Task<Ending> requests_from_pool(const net::TcpStream& stream, Connection& conn,
                                 HttpSession& session, net::BufferPool& pool) {
   net::RecvStream chunks = stream.recv_stream(pool);
   Ending ending = Ending::peer;
-  for (;;) {
-    Result<net::BufferLease> chunk = co_await chunks.next();
-    if (!chunk || chunk->empty()) break;
-    conn.active();
-    const bool keep_open = session.feed(as_chars(chunk->data()));
-    chunk->reset();  // the buffer goes back to the kernel before the send
-    if (std::string& out = session.output(); !out.empty()) {
-      // One send, the rest only if it was short (inline: a coroutine of its own would
-      // allocate a frame per request).
-      const auto data = std::as_bytes(std::span(out));
-      const IoResult put = co_await stream.send(data);
-      // Plain statements around co_await, not a conditional expression: GCC 12 has
-      // destroyed a temporary twice in `a || co_await f()` and `c ? co_await f() : ...`.
-      bool sent = put.res == static_cast<int>(data.size());
-      if (!sent) sent = co_await send_rest(stream, data, put);
-      out.clear();
-      if (!sent) break;
+  std::exception_ptr failure;
+  try {
+    for (;;) {
+      Result<net::BufferLease> chunk = co_await chunks.next();
+      if (!chunk || chunk->empty()) break;
+      conn.active();
+      const bool keep_open = session.feed(as_chars(chunk->data()));
+      chunk->reset();  // the buffer goes back to the kernel before the send
+      if (std::string& out = session.output(); !out.empty()) {
+        // One send, the rest only if it was short (inline: a coroutine of its own would
+        // allocate a frame per request).
+        const auto data = std::as_bytes(std::span(out));
+        const IoResult put = co_await stream.send(data);
+        // Plain statements around co_await, not a conditional expression: GCC 12 has
+        // destroyed a temporary twice in `a || co_await f()` and `c ? co_await f() : ...`.
+        bool sent = put.res == static_cast<int>(data.size());
+        if (!sent) sent = co_await send_rest(stream, data, put);
+        out.clear();
+        if (!sent) break;
+      }
+      if (!keep_open) {
+        ending = Ending::server;
+        break;
+      }
     }
-    if (!keep_open) {
-      ending = Ending::server;
-      break;
-    }
+  } catch (...) {
+    failure = std::current_exception();
   }
   co_await chunks.close();
+  if (failure) std::rethrow_exception(failure);
   co_return ending;
 }
 

@@ -17,6 +17,7 @@
 #include <http_parser.h>
 
 #include <cstddef>
+#include <exception>
 #include <span>
 #include <string>
 
@@ -39,7 +40,8 @@ class HttpSession {
   // Parses `data`, appending the response to every complete request to output().
   // Returns false once the connection must be closed after output() is sent (a request
   // without keep-alive, or a bad one, which got a 400 or 431); the bytes after that
-  // point are ignored.
+  // point are ignored. Throws std::bad_alloc when a string cannot grow; the session is
+  // then unusable and the connection must end.
   bool feed(std::span<const char> data);
   [[nodiscard]] std::string& output() noexcept { return output_; }
 
@@ -49,12 +51,15 @@ class HttpSession {
   static int on_headers_complete(http_parser* parser);
   static int on_url(http_parser* parser, const char* at, std::size_t length);
   static int on_message_complete(http_parser* parser);
+  template <typename Work>
+  static int guarded(http_parser* parser, Work work) noexcept;
   void respond();
   void respond_error(int status);
 
   http_parser parser_;
   std::string url_;
   std::string output_;
+  std::exception_ptr failure_;  // what a callback threw, for feed() to rethrow
   bool closing_ = false;
   // The header section being parsed: its bytes so far, counted here because http_parser
   // counts them only at line ends and at the end of each call, so that its own limit

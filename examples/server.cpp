@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -28,13 +30,20 @@
 namespace coring::examples {
 
 // The connections of one loop: an intrusive list (no allocation per connection beyond
-// its task's frame), the sweeper's tick, and shutting them all down.
+// its task's frame), the sweeper's tick, and shutting them all down. `count` is the
+// server's total over its loops, for Server::connections().
 class LoopConnections {
  public:
-  LoopConnections(EventLoop& loop, net::BufferPool* pool) noexcept : loop_(loop), pool_(pool) {}
+  LoopConnections(EventLoop& loop, net::BufferPool* pool, std::atomic<std::size_t>& count) noexcept
+      : loop_(loop), pool_(pool), count_(count) {}
+  LoopConnections(const LoopConnections&) = delete;
+  LoopConnections& operator=(const LoopConnections&) = delete;
+  // Every Connection has left: each lives in a task that the loop's scope joins first.
+  ~LoopConnections() { assert(head_ == nullptr); }
   [[nodiscard]] net::BufferPool* pool() const noexcept { return pool_; }
 
   void add(Connection& conn, const net::TcpStream& stream) noexcept {
+    assert(conn.owner_ == nullptr);
     conn.owner_ = this;
     conn.fd_ = stream.fd();
     conn.direct_ = stream.is_direct();
@@ -42,12 +51,17 @@ class LoopConnections {
     conn.next_ = head_;
     if (head_ != nullptr) head_->prev_ = &conn;
     head_ = &conn;
+    count_.fetch_add(1, std::memory_order_relaxed);
   }
+  // Takes `conn` off the list; nothing if it is not on it.
   void remove(Connection& conn) noexcept {
+    if (conn.owner_ != this) return;
     if (conn.prev_ != nullptr) conn.prev_->next_ = conn.next_;
     if (conn.next_ != nullptr) conn.next_->prev_ = conn.prev_;
     if (head_ == &conn) head_ = conn.next_;
     conn.prev_ = conn.next_ = nullptr;
+    conn.owner_ = nullptr;
+    count_.fetch_sub(1, std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t tick() const noexcept { return tick_; }
 
@@ -82,9 +96,14 @@ class LoopConnections {
 
   EventLoop& loop_;
   net::BufferPool* pool_;
+  std::atomic<std::size_t>& count_;
   Connection* head_ = nullptr;
   std::uint64_t tick_ = 0;
 };
+
+Connection::~Connection() {
+  if (owner_ != nullptr) owner_->remove(*this);
+}
 
 void Connection::active() noexcept { last_tick_ = owner_->tick(); }
 
@@ -100,6 +119,25 @@ sigset_t stop_signals() {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   return signals;
+}
+
+// Prints "what: the error's message" to stderr. The message is a std::string: without
+// memory for it, the error's number stands in.
+void print_error(const char* what, const std::error_code& error) noexcept {
+  try {
+    std::fprintf(stderr, "%s: %s\n", what, error.message().c_str());
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "%s: error %d (%s)\n", what, error.value(), error.category().name());
+  }
+}
+
+// A write to a pipe or socket whose reader has gone (stderr into a closed pipe, say)
+// then fails with EPIPE instead of killing the process.
+void ignore_sigpipe() noexcept {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  ::sigaction(SIGPIPE, &ignore, nullptr);
 }
 
 // Reads SIGINT/SIGTERM from a signalfd through the loop, then triggers `stop`. Ends
@@ -203,21 +241,22 @@ Server::Server(ServerOptions options, ConnectionHandler handler)
     ::signal(SIGTERM, SIG_DFL);
     const sigset_t signals = stop_signals();
     ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    ignore_sigpipe();
   }
   if (options_.threads > 1) runtime_.emplace(runtime_options(options_));
 }
 
 Server::~Server() = default;
 
-int Server::run() {
+int Server::run(const std::function<void()>& ready) {
   try {
     if (!runtime_) {
-      EventLoop loop(server_loop_options());
-      loop.run(serve_loop(loop, 0));
-      return 0;
+      run_here(ready);
+    } else {
+      runtime_->run_on_each([this, &ready](EventLoop& loop, std::size_t index) {
+        return serve_loop(StopOnEnd(stop_), loop, index, ready);
+      });
     }
-    runtime_->run_on_each(
-        [this](EventLoop& loop, std::size_t index) { return serve_loop(loop, index); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "server: %s\n", e.what());
     return 1;
@@ -225,7 +264,36 @@ int Server::run() {
   return 0;
 }
 
-Task<void> Server::serve_loop(EventLoop& loop, std::size_t index) {
+// The loop owns the serving task (spawned, as a Runtime's loops own theirs), so that
+// whatever ends run() — the task's end, or a failure of the loop itself — the loop's
+// destructor cancels and drains the task's I/O before it destroys the task's frames.
+void Server::run_here(const std::function<void()>& ready) {
+  std::exception_ptr failure;  // declared first: outlives the loop and the task
+  EventLoop loop(server_loop_options());
+  loop.spawn(serve_then_stop(loop, ready, failure));
+  loop.run();
+  if (failure) std::rethrow_exception(failure);
+}
+
+Task<void> Server::serve_then_stop(EventLoop& loop, const std::function<void()>& ready,
+                                   std::exception_ptr& failure) {
+  try {
+    // Not a temporary inside the co_await: GCC 12 may destroy those twice.
+    Task<void> serving = serve_loop(StopOnEnd(stop_), loop, 0, ready);
+    co_await std::move(serving);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  loop.stop();
+}
+
+// Sets the loop up, serves until the server stops, then closes the listener, shuts the
+// connections down and waits for their tasks. Once the scope holds a task, nothing may
+// leave this frame before the scope is joined: an exception from then on is kept,
+// stops the server, and is rethrown after the join. However the frame ends — even
+// destroyed before it started — its `stop_on_end` stops the other loops.
+Task<void> Server::serve_loop([[maybe_unused]] StopOnEnd stop_on_end, EventLoop& loop,
+                              std::size_t index, const std::function<void()>& ready) {
   // Declared first: the pool outlives every connection's receives.
   std::optional<net::BufferPool> pool;
   if (options_.receive_pool) pool.emplace(loop, *options_.receive_pool);
@@ -237,36 +305,72 @@ Task<void> Server::serve_loop(EventLoop& loop, std::size_t index) {
                                                  " slots for direct descriptors");
     }
   }
-  LoopConnections connections(loop, pool ? &*pool : nullptr);
-  TaskScope scope;
-  if (index == 0 && options_.handle_signals) scope.spawn(watch_signals(stop_));
-  if (options_.idle_timeout.count() > 0) {
-    scope.spawn(sweep_idle(connections, options_.idle_timeout, stop_.get_token()));
-  }
   // The listener lives and dies on its loop: destroying its accept record elsewhere,
   // even closed, would touch the loop (Multishot's destructor calls forget_cancel).
   net::TcpListener listener = std::move(listeners_[index]);
-  for (;;) {
-    auto stream = co_await listener.accept();
-    if (stream) {
-      scope.spawn(run_connection(std::move(*stream), connections));
-      continue;
+  // Allocated now, so that shutting down needs no memory: a lazy task does nothing
+  // until it is awaited.
+  Task<IoResult> close_listener = listener.close();
+  LoopConnections connections(loop, pool ? &*pool : nullptr, connections_);
+  TaskScope scope;
+  std::exception_ptr failure;
+  try {
+    if (index == 0 && options_.handle_signals) scope.spawn(watch_signals(stop_));
+    if (options_.idle_timeout.count() > 0) {
+      scope.spawn(sweep_idle(connections, options_.idle_timeout, stop_.get_token()));
     }
-    if (stop_.stop_requested()) break;
-    // EMFILE and the like: the next accept() re-arms; give connections time to close.
-    std::fprintf(stderr, "accept: %s\n", stream.error().message().c_str());
-    co_await sleep_for(std::chrono::milliseconds(10));
+    if (loops_up_.fetch_add(1, std::memory_order_acq_rel) + 1 == options_.threads && ready) {
+      ready();
+    }
+    for (;;) {
+      auto stream = co_await listener.accept();
+      if (stream) {
+        spawn_connection(scope, std::move(*stream), connections);
+        continue;
+      }
+      if (stop_.stop_requested()) break;
+      // Out of fds or slots, say: the listener paces its retries itself.
+      print_error("accept", stream.error());
+    }
+  } catch (...) {
+    failure = std::current_exception();
+    // A loop that cannot serve stops the server, now: the join below waits for the
+    // signal watcher and the sweeper, which end only then.
+    stop_.request_stop();
   }
-  co_await listener.close();
+  (void)co_await std::move(close_listener);
   connections.shut_all();
-  co_await scope.join();
+  try {
+    co_await scope.join();  // rethrows what a task of the scope threw (none should)
+  } catch (...) {
+    if (!failure) failure = std::current_exception();
+  }
+  if (failure) std::rethrow_exception(failure);
+}
+
+// A connection whose frames cannot be allocated is closed at once (by the destructor
+// of the stream, which is never registered); the loop goes on accepting.
+void Server::spawn_connection(TaskScope& scope, net::TcpStream stream,
+                              LoopConnections& connections) noexcept {
+  try {
+    scope.spawn(run_connection(std::move(stream), connections));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "connection not served: %s\n", e.what());
+  }
 }
 
 Task<void> Server::run_connection(net::TcpStream stream, LoopConnections& connections) {
-  Connection conn;
-  connections.add(conn, stream);
-  co_await handler_(stream, conn);
-  connections.remove(conn);
+  {
+    Connection conn;
+    connections.add(conn, stream);
+    try {
+      co_await handler_(stream, conn);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "connection: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "connection: an exception of a non-std type\n");
+    }
+  }  // off the registry here, before the close
   // Through the ring, behind any shutdown the sweeper submitted (LoopConnections::shut).
   co_await stream.close();
 }
