@@ -5,6 +5,8 @@
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -36,13 +38,27 @@ spdlog::level::level_enum to_spdlog(LogLevel level) {
   return spdlog::level::err;
 }
 
+// "[coring <logger>] <message>\n" in one write(2), from nothing but the stack.
+void write_to_stderr(const char* logger, std::string_view message) noexcept {
+  const std::string_view name(logger);
+  const iovec parts[] = {
+      {const_cast<char*>("[coring "), 8}, {const_cast<char*>(name.data()), name.size()},
+      {const_cast<char*>("] "), 2},       {const_cast<char*>(message.data()), message.size()},
+      {const_cast<char*>("\n"), 1},
+  };
+  (void)!::writev(STDERR_FILENO, parts, 5);
+}
+
 }  // namespace
 
 void log(const char* logger, LogLevel level, std::string_view message) noexcept {
   try {
     if (auto sink = logger_named(logger)) sink->log(to_spdlog(level), "{}", message);
   } catch (...) {
-    // Logging must never take down the caller; there is nowhere left to report to.
+    // No memory for spdlog (or a sink that threw): the message goes straight to
+    // stderr, with no allocation, so that a failure caused by exhausted memory is
+    // still reported. Logging never takes down the caller.
+    write_to_stderr(logger, message);
   }
 }
 

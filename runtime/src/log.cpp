@@ -6,7 +6,8 @@ void runtime_log(detail::LogLevel level, const char* where, const std::string& w
   try {
     detail::log("runtime", level, std::string(where) + ": " + what);
   } catch (...) {
-    // std::string could not allocate: nothing more can be done here.
+    // std::string could not allocate: at least where it happened, from static text.
+    detail::log("runtime", level, where);
   }
 }
 

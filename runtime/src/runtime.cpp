@@ -125,9 +125,14 @@ void Runtime::thread_main(std::size_t index) {
     try {
       while (!stopping_.load(std::memory_order_acquire)) loop->run();
     } catch (...) {
-      // io_uring_enter failed in a way the loop cannot recover from: this loop is
-      // dead, so stop them all rather than leave run_on_each() waiting for it.
+      // io_uring_enter failed in a way the loop cannot recover from, or memory ran out
+      // for the loop's own needs: this loop is dead, so stop them all rather than leave
+      // run_on_each() waiting for it, and let run_on_each() report why.
       runtime_log_exception("Runtime loop thread", std::current_exception());
+      {
+        std::lock_guard lock(join_mutex_);
+        if (!loop_failure_) loop_failure_ = std::current_exception();
+      }
       stop();
     }
   }
@@ -209,6 +214,7 @@ void Runtime::run_on_each(std::function<Task<void>(EventLoop&, std::size_t)> mak
   join_cv_.wait(lock,
                 [&] { return join->remaining == 0 || stopping_.load(std::memory_order_acquire); });
   if (join->error) std::rethrow_exception(join->error);
+  if (loop_failure_) std::rethrow_exception(loop_failure_);
 }
 
 }  // namespace coring

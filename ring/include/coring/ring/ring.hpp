@@ -214,13 +214,14 @@ class Ring {
   // with one store of the head; returns how many. Nothing is copied, so `handle` must
   // not reap (it may submit). Does not enter the kernel. Matches liburing's
   // io_uring_for_each_cqe() followed by io_uring_cq_advance().
+  // At most `limit` CQEs are handed over; the rest stay for a later call.
   template <typename Handle>
-  std::uint32_t for_each_cqe(Handle&& handle) noexcept(
+  std::uint32_t for_each_cqe(Handle&& handle, std::uint32_t limit = UINT32_MAX) noexcept(
       noexcept(handle(std::declval<const Cqe&>()))) {
     const std::uint32_t head = cq_khead_load();
     // Acquire: see cq_ready().
-    const std::uint32_t ready =
-        std::atomic_ref<std::uint32_t>(*cq_ktail_).load(std::memory_order_acquire) - head;
+    const std::uint32_t ready = std::min(
+        std::atomic_ref<std::uint32_t>(*cq_ktail_).load(std::memory_order_acquire) - head, limit);
     // Locals, not members: what `handle` stores (through pointers of any type) cannot
     // make the compiler reload them for every CQE.
     Cqe* const cqes = cqes_;

@@ -71,6 +71,9 @@ class EventLoop {
   [[nodiscard]] static EventLoop* current() noexcept { return detail::current_loop; }
 
   // Drives `task` to completion on this thread and returns its value or rethrows.
+  // If the loop itself fails first (run_once() throws), so does run(): the task, which
+  // may still have operations in flight, is then kept by the loop and destroyed with
+  // it, after the drain.
   template <typename T>
   T run(Task<T> task);
   // Runs until stop(). A stop() that came before run() makes it return at once; run()
@@ -162,7 +165,10 @@ class EventLoop {
   void request_cancel(Operation& op) noexcept;
   // Must be called by an operation that used request_cancel() before it is destroyed.
   void forget_cancel(Operation& op) noexcept;
-  // Queues `handle` to be resumed on a later turn.
+  // Queues `handle` to be resumed on a later turn. Allocates nothing while the loop's
+  // reserve holds (see ReadyQueue): a coroutine that queues more than
+  // ReadyQueue::headroom (64) handles in one resumption may grow the queue, and from
+  // noexcept code a growth that fails terminates.
   void schedule(std::coroutine_handle<> handle) noexcept { ready_.push_back(handle); }
   [[nodiscard]] bool on_loop_thread() const noexcept {
     return std::this_thread::get_id() == owner_;
@@ -180,32 +186,57 @@ class EventLoop {
 
   // A FIFO of coroutines to resume, grown by doubling (no allocation once warm). Head
   // and tail are free-running counters; only `& mask_` makes them slots.
+  //
+  // Growth allocates, and most pushes come from noexcept code (a completion, a close):
+  // a growth that fails there would end the process. So the loop makes room only where
+  // failing is safe. Before it resumes a coroutine it keeps `headroom` slots free for
+  // what that coroutine's noexcept calls queue: a failed growth throws std::bad_alloc
+  // out of run_once(), the coroutine still queued. Before it reaps it makes room for
+  // what the batch can queue, the headroom kept: when the queue cannot grow, it reaps
+  // fewer CQEs this turn and the rest wait in the ring. The queue starts with twice
+  // the headroom, so that a loop with few coroutines ready at once never grows it.
   class ReadyQueue {
    public:
-    ReadyQueue() : slots_(std::make_unique<std::coroutine_handle<>[]>(64)) {}
+    // What a resumed coroutine may queue from noexcept code without growing the queue.
+    static constexpr std::size_t headroom = 64;
+    // What one CQE's completion may queue: its waiter and a closer (Multishot).
+    static constexpr std::size_t per_cqe = 2;
+
+    ReadyQueue() : slots_(std::make_unique<std::coroutine_handle<>[]>(2 * headroom)) {}
     void push_back(std::coroutine_handle<> h) {
       if (tail_ - head_ > mask_) [[unlikely]]
-        grow();
+        grow(size() + 1);
       slots_[tail_++ & mask_] = h;
     }
+    // Makes room for `n` more handles; throws std::bad_alloc, changing nothing.
+    void reserve_more(std::size_t n) {
+      if (free() < n) [[unlikely]]
+        grow(size() + n);
+    }
+    [[nodiscard]] std::size_t free() const noexcept { return capacity() - size(); }
     std::coroutine_handle<> pop_front() noexcept { return slots_[head_++ & mask_]; }
     [[nodiscard]] std::size_t size() const noexcept { return tail_ - head_; }
+    [[nodiscard]] std::size_t capacity() const noexcept { return mask_ + 1; }
     [[nodiscard]] bool empty() const noexcept { return tail_ == head_; }
     void clear() noexcept { head_ = tail_ = 0; }
 
    private:
-    void grow();
+    void grow(std::size_t needed);
     // size_t, unlike the u32 fields that operations' completions store, so that those
     // stores do not force the reap to reload the counters for every CQE.
     std::unique_ptr<std::coroutine_handle<>[]> slots_;
-    std::size_t mask_ = 63;  // capacity - 1
+    std::size_t mask_ = 2 * headroom - 1;  // capacity - 1
     std::size_t head_ = 0;
     std::size_t tail_ = 0;
   };
 
+  // run(task) without the result: resumes `handle` until it is done. When a turn
+  // throws before then, the frame joins abandoned_ and the exception propagates.
+  void run_to_completion(std::coroutine_handle<> handle);
   std::size_t turn(bool may_wait, std::chrono::nanoseconds timeout);
   std::size_t run_ready();
   void enter(bool wait, std::chrono::nanoseconds timeout);
+  std::uint32_t batch_room(std::uint32_t ready);
   std::size_t reap();
   std::size_t reap_with_faults();
   // Flushes the SQ to the kernel (submit, no wait), through the fault injector if any.
@@ -278,6 +309,10 @@ class EventLoop {
   std::atomic<bool> wake_pending_{false};  // remote work or cancels to drain
   bool wake_sent_ = false;  // under remote_mutex_: a wake is on its way since the last drain
   std::coroutine_handle<> run_target_;  // run(task): stop waiting once it is done
+  // Frames of tasks whose run() threw: destroyed after the destructor's drain. Room
+  // for one per run() in progress is reserved on entry, so that adding one never fails.
+  std::vector<std::coroutine_handle<>> abandoned_;
+  std::size_t run_depth_ = 0;
   int wake_fd_ = -1;
   int notify_fd_ = -1;  // for embedding, created by fd()
   WakeOp* wake_op_ = nullptr;
@@ -314,11 +349,12 @@ class DetachedPromise {
 
 template <typename T>
 T EventLoop::run(Task<T> task) {
-  auto handle = task.handle();
-  const auto outer = std::exchange(run_target_, handle);
-  schedule(handle);
-  while (!handle.done()) run_once(std::chrono::hours(24));
-  run_target_ = outer;
+  try {
+    run_to_completion(task.handle());
+  } catch (...) {
+    if (!task.done()) (void)task.release();  // run_to_completion() handed it to the loop
+    throw;
+  }
   return task.take_result();
 }
 

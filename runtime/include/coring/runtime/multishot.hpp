@@ -33,7 +33,8 @@
 //
 // Closing. close(), the stop token and the loop's destruction cancel the request and
 // wait for its final CQE. Results nobody will take — queued, or arriving until that
-// CQE — are released: an fd is closed (fd_results), a provided buffer is put back
+// CQE — are released: an fd is closed (fd_results), a direct descriptor's slot is
+// cleared (direct_fd_results), a provided buffer is put back
 // (buffer_group). A record must not be destroyed while its request is in flight:
 // close() it first. A stream that has ended or is paused, or one its loop's destruction
 // drained, needs nothing more.
@@ -111,10 +112,15 @@ struct MultishotOptions {
   // Results >= 0 are fds the record owns until next() hands them out: closed when
   // nobody will take them.
   bool fd_results = false;
+  // Results >= 0 are direct descriptors (slots of the loop's registered file table,
+  // as a direct accept returns) the record owns until next() hands them out: the slot
+  // is cleared, which closes the file, when nobody will take them.
+  bool direct_fd_results = false;
   // Results carry buffers of this group, put back when nobody will take them. The group
   // must outlive the record.
   ring::BufferGroup* buffer_group = nullptr;
-  // Unset: multishot_policy::fds with fd_results, multishot_policy::values otherwise.
+  // Unset: multishot_policy::fds with fd_results or direct_fd_results,
+  // multishot_policy::values otherwise.
   MultishotPolicy policy = nullptr;
 };
 // Options are built as braced temporaries, also inside co_await expressions, where
@@ -132,12 +138,13 @@ class Multishot final : public detail::AwaitableOp {
   explicit Multishot(Prep prep, MultishotOptions options = {}, std::stop_token stop = {})
       : AwaitableOp(&prep_fn, &complete_fn),
         prep_(std::move(prep)),
-        policy_(options.policy != nullptr ? options.policy
-                : options.fd_results      ? &multishot_policy::fds
-                                          : &multishot_policy::values),
+        policy_(options.policy != nullptr                         ? options.policy
+                : options.fd_results || options.direct_fd_results ? &multishot_policy::fds
+                                                                  : &multishot_policy::values),
         buffer_group_(options.buffer_group),
         bound_(options.bound),
-        fd_results_(options.fd_results) {
+        fd_results_(options.fd_results),
+        direct_fd_results_(options.direct_fd_results) {
     if (bound_ == 0 || bound_ > max_bound) {
       throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                               "Multishot: the queue bound must be between 1 and 2^20");
@@ -294,7 +301,10 @@ class Multishot final : public detail::AwaitableOp {
   // be an fd the consumer owns.
   void end(const IoResult& result) noexcept {
     phase_ = Phase::ended;
-    result_ = IoResult{result.res < 0 ? result.res : fd_results_ ? -ECANCELED : 0, 0};
+    result_ = IoResult{result.res < 0                      ? result.res
+                       : fd_results_ || direct_fd_results_ ? -ECANCELED
+                                                           : 0,
+                       0};
   }
 
   void arm() noexcept {
@@ -434,6 +444,15 @@ class Multishot final : public detail::AwaitableOp {
   // Gives back what a result nobody will take holds: its fd, its provided buffer.
   void release(const IoResult& result) const noexcept {
     if (fd_results_ && result.res >= 0) ::close(result.res);
+    if (direct_fd_results_ && result.res >= 0) {
+      // Synchronous, so that it needs no SQE: this runs where the SQ may be full.
+      const int none = -1;
+      if (!loop_->ring().register_files_update(static_cast<std::uint32_t>(result.res),
+                                               std::span<const int>(&none, 1))) {
+        detail::log("runtime", detail::LogLevel::error,
+                    "Multishot: could not clear the slot of a direct descriptor nobody took");
+      }
+    }
     if (buffer_group_ != nullptr && (result.flags & ring::cqe_flags::buffer) != 0) {
       if (!buffer_group_->put(ring::Cqe{0, result.res, result.flags})) {
         detail::log("runtime", detail::LogLevel::error,
@@ -462,6 +481,7 @@ class Multishot final : public detail::AwaitableOp {
   IoResult result_;  // the stream's end, once ended or closed
   Phase phase_ = Phase::unarmed;
   bool fd_results_;
+  bool direct_fd_results_;
   bool cancelled_ = false;  // close() sent a cancel through the loop
 };
 

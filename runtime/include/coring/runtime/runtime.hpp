@@ -65,8 +65,10 @@ class Runtime {
   // (make is kept alive until those tasks end: a lambda coroutine may capture);
   // returns once all have finished, rethrowing the first exception one of them (or
   // make) threw — or as soon as stop() is called, leaving tasks that are still
-  // suspended to the destructor. Call it from a thread that is none of this
-  // runtime's loops.
+  // suspended to the destructor. A loop whose turn failed (run_once() threw: the
+  // kernel refused io_uring_enter, or memory ran out for the loop's own needs) stops
+  // the runtime, and run_on_each() then rethrows that failure. Call it from a thread
+  // that is none of this runtime's loops.
   void run_on_each(std::function<Task<void>(EventLoop&, std::size_t)> make);
 
   // Makes every loop stop running after its current turn; tasks still suspended stay
@@ -98,6 +100,7 @@ class Runtime {
   // run_on_each() waits here for its tasks, or for stop().
   std::mutex join_mutex_;
   std::condition_variable join_cv_;
+  std::exception_ptr loop_failure_;  // under join_mutex_: the first loop that failed
 };
 
 }  // namespace coring

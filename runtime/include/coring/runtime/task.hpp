@@ -151,6 +151,8 @@ class [[nodiscard]] Task {
 
   // For the runtime: the coroutine, and its result once done.
   [[nodiscard]] Handle handle() const noexcept { return handle_; }
+  // Gives up the frame without destroying it: whoever takes the handle destroys it.
+  [[nodiscard]] Handle release() noexcept { return std::exchange(handle_, {}); }
   T take_result() { return handle_.promise().take(); }
 
  private:
