@@ -31,7 +31,8 @@ std::error_code last_error() noexcept { return {errno, std::system_category()}; 
 // Owns a stream whose requests are still in flight until the kernel has finished with
 // them; the listening socket is closed after it.
 Task<void> close_later(std::unique_ptr<detail::AcceptStream> stream, Socket socket) {
-  co_await stream->close();
+  co_await stream->record.close();
+  co_await stream->pause.cancel();
   socket.reset();
 }
 
@@ -135,11 +136,6 @@ void AcceptPause::over() noexcept {
   if (closer_) loop_->schedule(std::exchange(closer_, {}));
 }
 
-Task<void> AcceptStream::close() {
-  co_await record.close();
-  co_await pause.cancel();
-}
-
 // --- close() tasks that follow their listener ------------------------------------------
 
 void ListenerCloseLink::attach(Listener* listener) noexcept {
@@ -185,7 +181,8 @@ Listener::Listener(Socket socket, const ListenOptions& options, std::stop_token 
   stream_ = std::make_unique<detail::AcceptStream>(
       detail::AcceptPrep{fd_, options.direct},
       MultishotOptions{.bound = options.accept_queue == 0 ? 1 : options.accept_queue,
-                       .fd_results = !options.direct},
+                       .fd_results = !options.direct,
+                       .direct_fd_results = options.direct},
       std::move(stop));
 }
 
@@ -242,7 +239,12 @@ Task<IoResult> Listener::close_linked(detail::ListenerCloseLink link) {
   std::unique_ptr<detail::AcceptStream> stream = std::move(self->stream_);
   Socket socket(self->release());
   if (stream) {
-    co_await stream->close();
+    // Awaitables, not tasks: closing allocates nothing, so that it cannot fail when
+    // memory has run out (the task's own frame was allocated when close() was called).
+    // The record first; then the pause ends, which hands a parked accept() to the
+    // closed record.
+    co_await stream->record.close();
+    co_await stream->pause.cancel();
     // Freed here, on the loop's thread while the loop is alive: a closed Multishot's
     // destructor may still call into its loop (EventLoop::forget_cancel), which must not
     // happen after the loop is gone, as it would for a listener destroyed later.

@@ -5,6 +5,7 @@
 // through the ring when awaited and with close(2) when dropped; a Listener's close() is
 // a lazy task that follows the listener until it starts.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -102,6 +103,46 @@ TEST(NetClose, DiscardedCloseOfADirectDescriptorFreesItsSlot) {
     (void)server->close();
   }
   loop.run(listener->close());
+}
+
+// A direct listener closed with an accepted connection still queued (accepted by the
+// kernel, taken by nobody): the connection's slot is cleared, which closes it — the
+// client sees the end of the stream — and the slot is free for the next one. Before,
+// the queued direct descriptor was dropped with its slot still holding the file: the
+// client waited for ever, and the one-slot table stayed full.
+TEST(NetClose, ClosedDirectListenerClosesTheConnectionsItQueued) {
+  EventLoop loop;
+  auto enabled = enable_direct_descriptors(loop, 1);
+  ASSERT_TRUE(enabled) << enabled.error().message();
+  // Three rounds: each one's first accept fits only if the round before left the
+  // one slot free.
+  for (int round = 0; round < 3; ++round) {
+    auto listener = TcpListener::bind(Address::ipv4_loopback(), {.direct = true});
+    ASSERT_TRUE(listener);
+    const Address address = local_of(*listener);
+    auto connect_client = [&address] {
+      ring::test::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      EXPECT_EQ(::connect(fd.get(), address.data(), address.size()), 0);
+      return fd;
+    };
+    // A first connection, accepted (which arms the multishot accept) and closed.
+    const ring::test::Fd first = connect_client();
+    auto accepted = loop.run(
+        [](Listener& l) -> Task<Result<TcpStream>> { co_return co_await l.accept(); }(*listener));
+    ASSERT_TRUE(accepted) << "round " << round << ": " << accepted.error().message();
+    (void)loop.run(
+        [](TcpStream& stream) -> Task<IoResult> { co_return co_await stream.close(); }(*accepted));
+    // A second one, which the armed request accepts into the slot and queues.
+    const ring::test::Fd second = connect_client();
+    loop.run(test::sleep_task(std::chrono::milliseconds(20)));
+    loop.run(listener->close());
+    // Its server end was closed with the listener: the client reads the end.
+    pollfd readable{second.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&readable, 1, 2000), 1)
+        << "round " << round << ": the queued connection was left open";
+    char byte = 0;
+    EXPECT_EQ(::recv(second.get(), &byte, 1, 0), 0);
+  }
 }
 
 TEST(NetClose, DiscardedListenerClosesLeakNoFd) {

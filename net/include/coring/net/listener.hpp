@@ -144,9 +144,6 @@ struct AcceptStream {
   AcceptStream(AcceptPrep prep, MultishotOptions options, std::stop_token stop)
       : record(prep, options, stop), pause(record, std::move(stop)) {}
   [[nodiscard]] bool in_flight() const noexcept { return record.in_flight() || pause.in_flight(); }
-  // Closes the record, then ends a pause (which then hands a parked accept() to the
-  // closed record).
-  Task<void> close();
 
   AcceptRecord record;
   AcceptPause pause;
