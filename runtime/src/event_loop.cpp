@@ -220,12 +220,16 @@ EventLoop::~EventLoop() {
   ::close(wake_fd_);
 }
 
+void EventLoop::prepare_run() {
+  abandoned_.reserve(abandoned_.size() + run_depth_ + 1);
+  ready_.reserve_more(1);
+}
+
 void EventLoop::run_to_completion(std::coroutine_handle<> handle) {
-  abandoned_.reserve(abandoned_.size() + run_depth_ + 1);  // before anything starts
   const auto outer = std::exchange(run_target_, handle);
   ++run_depth_;
+  schedule(handle);  // prepare_run() made room
   try {
-    schedule(handle);
     while (!handle.done()) run_once(std::chrono::hours(24));
   } catch (...) {
     run_target_ = outer;
@@ -291,7 +295,8 @@ std::size_t EventLoop::run_ready() {
   // after the ring has had its say.
   std::size_t count = ready_.size();
   const std::size_t resumed = count;
-  while (count-- > 0) {
+  // empty(): a run() nested in a coroutine resumed here runs turns of its own.
+  while (count-- > 0 && !ready_.empty()) {
     // Before the pop: if the room cannot be made, the coroutine stays queued.
     ready_.reserve_more(ReadyQueue::headroom);
     ready_.pop_front().resume();
@@ -649,18 +654,27 @@ void EventLoop::msg_ring_wake_sent(const ring::Cqe& cqe) noexcept {
 }
 
 void EventLoop::drain_remote() {
-  std::vector<std::function<void()>> work;
   Operation* cancels = nullptr;  // taken whole: walking it allocates nothing
   {
     std::lock_guard lock(remote_mutex_);
     wake_pending_.store(false, std::memory_order_release);
     wake_sent_ = false;
-    work.swap(remote_work_);
+    // Work a drain that threw left over runs first; what came since waits for the next.
+    if (drained_next_ == drained_.size()) {
+      drained_.clear();
+      drained_next_ = 0;
+      drained_.swap(remote_work_);
+    } else {
+      wake_pending_.store(true, std::memory_order_release);
+    }
     cancels = std::exchange(remote_cancels_, nullptr);
   }
   // Outside the lock: cancel() may need to defer again (relinking the operation into
   // remote_cancels_, which is why each one is unlinked before it is cancelled). The
   // operations are alive: each dies only on this thread, and only after forget_cancel().
+  // Each cancel and each function may queue coroutines from noexcept code: the ready
+  // queue's headroom is made first (see ReadyQueue), and if it cannot be, what is left
+  // goes back for a later drain and std::bad_alloc leaves the turn.
   while (cancels != nullptr) {
     Operation& op = *cancels;
     {
@@ -668,10 +682,35 @@ void EventLoop::drain_remote() {
       cancels = op.cancel_next_;
       op.cancel_linked_ = false;
     }
+    try {
+      ready_.reserve_more(ReadyQueue::headroom);
+    } catch (...) {
+      defer_cancel(op);
+      for (Operation* rest = cancels; rest != nullptr;) {
+        Operation& next = *rest;
+        {
+          std::lock_guard lock(remote_mutex_);
+          rest = next.cancel_next_;
+          next.cancel_linked_ = false;
+        }
+        defer_cancel(next);
+      }
+      throw;
+    }
     cancel(op);
   }
   // One throwing function must not drop the rest of the batch (resumptions among them).
-  for (auto& fn : work) {
+  while (drained_next_ < drained_.size()) {
+    if (ready_.free() < ReadyQueue::headroom) [[unlikely]] {
+      try {
+        ready_.reserve_more(ReadyQueue::headroom);
+      } catch (...) {
+        wake_pending_.store(true, std::memory_order_release);  // the rest, next turn
+        throw;
+      }
+    }
+    // Moved out (no allocation): fn() may turn a nested loop, which drains too.
+    const std::function<void()> fn = std::move(drained_[drained_next_++]);
     try {
       fn();
     } catch (...) {

@@ -134,7 +134,10 @@ TEST(NetClose, ClosedDirectListenerClosesTheConnectionsItQueued) {
         [](TcpStream& stream) -> Task<IoResult> { co_return co_await stream.close(); }(*accepted));
     // A second one, which the armed request accepts into the slot and queues.
     const ring::test::Fd second = connect_client();
-    loop.run(test::sleep_task(std::chrono::milliseconds(20)));
+    for (int turn = 0; turn < 2000 && listener->queued() == 0; ++turn) {
+      loop.run(test::sleep_task(std::chrono::milliseconds(1)));
+    }
+    ASSERT_EQ(listener->queued(), 1U) << "round " << round;
     loop.run(listener->close());
     // Its server end was closed with the listener: the client reads the end.
     pollfd readable{second.get(), POLLIN, 0};

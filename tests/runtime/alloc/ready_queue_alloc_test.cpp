@@ -10,6 +10,9 @@
 // run(task) keeps the task for the loop to destroy after its drain, and a Runtime's run_on_each()
 // reports it.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,9 +21,11 @@
 #include <thread>
 
 #include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/io.hpp"
 #include "coring/runtime/runtime.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
+#include "support.hpp"
 
 namespace {
 
@@ -66,10 +71,9 @@ namespace coring {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t queue_capacity = 4096;  // what the floods below grow the queue to
-constexpr int sleepers = 400;
+constexpr int pollers = 400;
 
 LoopOptions big_cq() {
   LoopOptions options;
@@ -83,50 +87,70 @@ Task<void> count(int& counter) {
   co_return;
 }
 
-Task<void> sleep_until_then_count(Clock::time_point deadline, int& done) {
-  co_await sleep_until(deadline);
-  ++done;
-}
-
 // Queues `n` spawned tasks that only count, from a coroutine the loop is resuming: they
 // run on the next turn, so the ready queue holds them through this turn's reap.
 void flood(int n, int& counter) {
   for (int i = 0; i < n; ++i) EventLoop::current()->spawn(count(counter));
 }
 
-// A reap whose batch does not fit: `sleepers` timers fire together while the ready queue
-// has 200 free slots, and the queue cannot grow. The loop reaps what fits — 68 CQEs, the
-// headroom kept — turn after turn, and every sleeper completes; nothing throws, nothing
-// is lost.
+// Waits for `fd` to be readable, then counts.
+Task<void> poll_then_count(int fd, int& done) {
+  const IoResult result =
+      co_await io([fd](ring::Sqe& sqe) { ring::prep_poll_add(sqe, fd, POLLIN); });
+  if (result.ok()) ++done;
+}
+
+// A reap whose batch does not fit: `pollers` polls of one eventfd complete together
+// while the ready queue has 200 free slots, and the queue cannot grow. The loop reaps
+// what fits — 68 CQEs, the headroom kept — turn after turn, and every poller completes;
+// nothing throws, nothing is lost. The flooder makes the eventfd readable itself, in
+// the resumption that floods, so that the CQEs come in that turn's reap whatever the
+// timing.
 constexpr int flood_size = static_cast<int>(queue_capacity) - 200;
-Task<void> flood_as_the_sleepers_fire(Clock::time_point deadline, int& flooded) {
-  co_await sleep_until(deadline - 100ms);
-  std::this_thread::sleep_until(deadline + 20ms);  // every sleeper's timer has fired
+
+Task<void> flood_and_wake_the_pollers(int event_fd, int& flooded) {
+  co_await sleep_for(1ms);  // the pollers' SQEs went in on an earlier turn
+  const std::uint64_t one = 1;
+  EXPECT_EQ(::write(event_fd, &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
   flood(flood_size, flooded);
   fail_allocations = true;
 }
 
 TEST(ReadyQueueAlloc, AReapThatCannotGrowTheQueueTakesFewerCqes) {
   EventLoop loop(big_cq());
+  const ring::test::Fd event_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  ASSERT_GE(event_fd.get(), 0);
   int done = 0;
   int flooded = 0;
-  const auto deadline = Clock::now() + 300ms;
-  loop.spawn(flood_as_the_sleepers_fire(deadline, flooded));
-  for (int i = 0; i < sleepers; ++i) loop.spawn(sleep_until_then_count(deadline, done));
+  for (int i = 0; i < pollers; ++i) loop.spawn(poll_then_count(event_fd.get(), done));
+  loop.spawn(flood_and_wake_the_pollers(event_fd.get(), flooded));
   refused = 0;
-  for (int turn = 0; turn < 200 && (done < sleepers || flooded == 0); ++turn) {
+  for (int turn = 0; turn < 200 && (done < pollers || flooded == 0); ++turn) {
     loop.run_once(10ms);
   }
   fail_allocations = false;
   EXPECT_GT(refused.load(), 0) << "the reap never needed to grow the queue";
-  EXPECT_EQ(done, sleepers);
+  EXPECT_EQ(done, pollers);
   EXPECT_EQ(flooded, flood_size);
   EXPECT_EQ(loop.in_flight(), 1U);  // only the loop's own wake read
 }
 
+// Records, when the frame holding it is destroyed, how many operations its loop still
+// had in flight: 0 once the loop's destructor has drained; more while the task's own
+// timer and the loop's wake read are in the kernel.
+struct InFlightAtDestruction {
+  InFlightAtDestruction(EventLoop* l, std::uint32_t* o) noexcept : loop(l), out(o) {}
+  InFlightAtDestruction(const InFlightAtDestruction&) = delete;
+  InFlightAtDestruction& operator=(const InFlightAtDestruction&) = delete;
+  ~InFlightAtDestruction() { *out = loop->in_flight(); }
+  EventLoop* loop;
+  std::uint32_t* out;
+};
+
 // A turn that cannot keep the headroom: the queue is left with fewer than 64 free slots
 // and cannot grow, so the next turn throws before it resumes anything.
-Task<void> flood_then_wait(int& flooded, bool& finished) {
+Task<void> flood_then_wait(int& flooded, bool& finished, std::uint32_t& in_flight_at_end) {
+  const InFlightAtDestruction sentinel{EventLoop::current(), &in_flight_at_end};
   flood(static_cast<int>(queue_capacity) - 32, flooded);
   fail_allocations = true;
   co_await sleep_for(100ms);
@@ -136,11 +160,13 @@ Task<void> flood_then_wait(int& flooded, bool& finished) {
 TEST(ReadyQueueAlloc, RunKeepsTheTaskWhenATurnThrows) {
   int flooded = 0;
   bool finished = false;
+  std::uint32_t in_flight_at_end = 99;
   {
     EventLoop loop(big_cq());
-    EXPECT_THROW(loop.run(flood_then_wait(flooded, finished)), std::bad_alloc);
+    EXPECT_THROW(loop.run(flood_then_wait(flooded, finished, in_flight_at_end)), std::bad_alloc);
     fail_allocations = false;
     EXPECT_EQ(flooded, 0);
+    EXPECT_EQ(in_flight_at_end, 99U) << "run() destroyed the task";
     // The loop turns on: the flood runs and the abandoned task, its timer in flight
     // all along, completes.
     for (int turn = 0; turn < 100 && !finished; ++turn) loop.run_once(10ms);
@@ -149,13 +175,14 @@ TEST(ReadyQueueAlloc, RunKeepsTheTaskWhenATurnThrows) {
   }
   // And a loop destroyed at once cancels and drains the abandoned task's timer before
   // it destroys the task.
-  finished = false;
+  in_flight_at_end = 99;
   {
     EventLoop loop(big_cq());
-    EXPECT_THROW(loop.run(flood_then_wait(flooded, finished)), std::bad_alloc);
+    EXPECT_THROW(loop.run(flood_then_wait(flooded, finished, in_flight_at_end)), std::bad_alloc);
     fail_allocations = false;
+    EXPECT_EQ(in_flight_at_end, 99U) << "run() destroyed the task";
   }
-  EXPECT_FALSE(finished);
+  EXPECT_EQ(in_flight_at_end, 0U) << "the task was destroyed before the drain";
 }
 
 // The same in a Runtime's loop: the loop thread's run() throws, the runtime stops, and
@@ -163,6 +190,7 @@ TEST(ReadyQueueAlloc, RunKeepsTheTaskWhenATurnThrows) {
 TEST(ReadyQueueAlloc, ARuntimeLoopThatFailsMakesRunOnEachThrow) {
   int flooded = 0;
   bool finished = false;
+  std::uint32_t in_flight_at_end = 99;
   {
     RuntimeOptions options;
     options.threads = 1;
@@ -170,14 +198,16 @@ TEST(ReadyQueueAlloc, ARuntimeLoopThatFailsMakesRunOnEachThrow) {
     Runtime runtime(options);
     bool threw = false;
     try {
-      runtime.run_on_each(
-          [&](EventLoop&, std::size_t) { return flood_then_wait(flooded, finished); });
+      runtime.run_on_each([&](EventLoop&, std::size_t) {
+        return flood_then_wait(flooded, finished, in_flight_at_end);
+      });
     } catch (const std::bad_alloc&) {
       threw = true;
     }
     fail_allocations = false;
     EXPECT_TRUE(threw) << "run_on_each() returned as if its task had finished";
   }  // the loop is destroyed, its task's timer drained first
+  EXPECT_EQ(in_flight_at_end, 0U);
   EXPECT_FALSE(finished);
 }
 

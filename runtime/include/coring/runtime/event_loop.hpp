@@ -230,6 +230,9 @@ class EventLoop {
     std::size_t tail_ = 0;
   };
 
+  // Makes the room run_to_completion() needs, so that handing a task to the loop
+  // cannot fail: a slot of abandoned_ and one of the ready queue.
+  void prepare_run();
   // run(task) without the result: resumes `handle` until it is done. When a turn
   // throws before then, the frame joins abandoned_ and the exception propagates.
   void run_to_completion(std::coroutine_handle<> handle);
@@ -305,6 +308,10 @@ class EventLoop {
   // Cross-thread work: post() and cancels requested from other threads.
   std::mutex remote_mutex_;
   std::vector<std::function<void()>> remote_work_;
+  // Loop thread only: the batch drain_remote() took, and the next of it to run (a
+  // drain that threw leaves the rest here for the next).
+  std::vector<std::function<void()>> drained_;
+  std::size_t drained_next_ = 0;
   Operation* remote_cancels_ = nullptr;
   std::atomic<bool> wake_pending_{false};  // remote work or cancels to drain
   bool wake_sent_ = false;  // under remote_mutex_: a wake is on its way since the last drain
@@ -349,6 +356,7 @@ class DetachedPromise {
 
 template <typename T>
 T EventLoop::run(Task<T> task) {
+  prepare_run();  // may throw: the task, not started, is destroyed with `task`
   try {
     run_to_completion(task.handle());
   } catch (...) {

@@ -445,10 +445,16 @@ class Multishot final : public detail::AwaitableOp {
   void release(const IoResult& result) const noexcept {
     if (fd_results_ && result.res >= 0) ::close(result.res);
     if (direct_fd_results_ && result.res >= 0) {
-      // Synchronous, so that it needs no SQE: this runs where the SQ may be full.
+      // Synchronous, so that it needs no SQE: this runs where the SQ may be full. Only
+      // on the loop's own thread while it runs: a record destroyed elsewhere, or after
+      // its loop (the table then goes with the ring), leaves the slot.
       const int none = -1;
-      if (!loop_->ring().register_files_update(static_cast<std::uint32_t>(result.res),
-                                               std::span<const int>(&none, 1))) {
+      if (EventLoop::current() != loop_) {
+        detail::log("runtime", detail::LogLevel::warn,
+                    "Multishot: a direct descriptor nobody took is released off its loop; "
+                    "its slot stays taken until the loop's ring closes");
+      } else if (!loop_->ring().register_files_update(static_cast<std::uint32_t>(result.res),
+                                                      std::span<const int>(&none, 1))) {
         detail::log("runtime", detail::LogLevel::error,
                     "Multishot: could not clear the slot of a direct descriptor nobody took");
       }
