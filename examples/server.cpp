@@ -39,7 +39,7 @@ class LoopConnections {
   LoopConnections(const LoopConnections&) = delete;
   LoopConnections& operator=(const LoopConnections&) = delete;
   // Every Connection has left: each lives in a task that the loop's scope joins first.
-  ~LoopConnections() { assert(head_ == nullptr); }
+  ~LoopConnections() { assert(connections_.empty()); }
   [[nodiscard]] net::BufferPool* pool() const noexcept { return pool_; }
 
   void add(Connection& conn, const net::TcpStream& stream) noexcept {
@@ -48,18 +48,13 @@ class LoopConnections {
     conn.fd_ = stream.fd();
     conn.direct_ = stream.is_direct();
     conn.last_tick_ = tick_;
-    conn.next_ = head_;
-    if (head_ != nullptr) head_->prev_ = &conn;
-    head_ = &conn;
+    connections_.push_front(conn);
     count_.fetch_add(1, std::memory_order_relaxed);
   }
   // Takes `conn` off the list; nothing if it is not on it.
   void remove(Connection& conn) noexcept {
     if (conn.owner_ != this) return;
-    if (conn.prev_ != nullptr) conn.prev_->next_ = conn.next_;
-    if (conn.next_ != nullptr) conn.next_->prev_ = conn.prev_;
-    if (head_ == &conn) head_ = conn.next_;
-    conn.prev_ = conn.next_ = nullptr;
+    connections_.unlink(conn);
     conn.owner_ = nullptr;
     count_.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -68,12 +63,18 @@ class LoopConnections {
   // Advances the tick and shuts down the connections idle for more than `idle_ticks`.
   void sweep(std::uint64_t idle_ticks) noexcept {
     ++tick_;
-    for (Connection* conn = head_; conn != nullptr; conn = conn->next_) {
+    for (Connection* conn = connections_.first(); conn != nullptr;) {
+      Connection* next = connections_.next(*conn);
       if (tick_ - conn->last_tick_ > idle_ticks) shut(*conn);
+      conn = next;
     }
   }
   void shut_all() noexcept {
-    for (Connection* conn = head_; conn != nullptr; conn = conn->next_) shut(*conn);
+    for (Connection* conn = connections_.first(); conn != nullptr;) {
+      Connection* next = connections_.next(*conn);
+      shut(*conn);
+      conn = next;
+    }
   }
 
  private:
@@ -97,7 +98,7 @@ class LoopConnections {
   EventLoop& loop_;
   net::BufferPool* pool_;
   std::atomic<std::size_t>& count_;
-  Connection* head_ = nullptr;
+  IntrusiveList<Connection, &Connection::link_> connections_;
   std::uint64_t tick_ = 0;
 };
 

@@ -75,6 +75,7 @@
 #include <coring/net/buffer_pool.hpp>
 #include <coring/net/listener.hpp>
 #include <coring/net/stream.hpp>
+#include <coring/runtime/intrusive_list.hpp>
 #include <coring/runtime/runtime.hpp>
 #include <coring/runtime/scope.hpp>
 #include <coring/runtime/task.hpp>
@@ -101,8 +102,7 @@ class Connection {
  private:
   friend class LoopConnections;
   LoopConnections* owner_ = nullptr;
-  Connection* prev_ = nullptr;
-  Connection* next_ = nullptr;
+  ListHook link_;        // in owner_'s list
   int fd_ = -1;          // or the slot of a direct descriptor
   bool direct_ = false;  // fd_ is a slot of the loop's registered file table
   std::uint64_t last_tick_ = 0;

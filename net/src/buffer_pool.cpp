@@ -97,8 +97,8 @@ BufferPool::~BufferPool() {
         "BufferPool destroyed while " + std::to_string(streams_) + " RecvStream(s) still use it");
   }
   assert(streams_ == 0 && "destroy a BufferPool after the RecvStreams that use it");
-  while (starved_ != nullptr) remove_starved(*starved_);
-  while (woken_ != nullptr) unwatch_woken(*woken_);
+  while (!starved_.empty()) starved_.pop_front();
+  while (!woken_.empty()) woken_.pop_front();
   if (verdict_->in_flight()) {
     verdict_->pool_ = nullptr;  // it frees itself at its CQE
   } else {
@@ -143,7 +143,7 @@ void BufferPool::give_back(std::uint16_t id) noexcept {
   ring_.advance(1);
   --held_;
   ++returned_;
-  if (starved_ != nullptr) wake_starved();
+  if (!starved_.empty()) wake_starved();
 }
 
 void BufferPool::wake_starved() noexcept {
@@ -152,19 +152,14 @@ void BufferPool::wake_starved() noexcept {
   // declines it and the next one gets it; one whose request then ends without taking
   // the buffer (end of stream, an error, close()) calls this again (RecvStream::woken_).
   if (loop_->draining()) return;
-  while (starved_ != nullptr) {
-    RecvStream& stream = *starved_;
-    remove_starved(stream);
-    if (stream.buffers_back()) return;
+  while (!starved_.empty()) {
+    if (static_cast<RecvStream&>(starved_.pop_front()).buffers_back()) return;
   }
 }
 
 void BufferPool::watch_woken(RecvStream& stream) noexcept {
-  stream.woken_round_ = verdict_round_ + 1;  // the next NOP submitted is behind it
-  stream.woken_prev_ = nullptr;
-  stream.woken_next_ = woken_;
-  if (woken_ != nullptr) woken_->woken_prev_ = &stream;
-  woken_ = &stream;
+  stream.woken_round = verdict_round_ + 1;  // the next NOP submitted is behind it
+  woken_.push_front(stream);
   if (!verdict_->in_flight()) submit_verdict();
 }
 
@@ -173,72 +168,37 @@ void BufferPool::submit_verdict() noexcept {
   loop_->submit(*verdict_);
 }
 
-void BufferPool::unwatch_woken(RecvStream& stream) noexcept {
-  if (stream.woken_prev_ != nullptr) {
-    stream.woken_prev_->woken_next_ = stream.woken_next_;
-  } else {
-    woken_ = stream.woken_next_;
-  }
-  if (stream.woken_next_ != nullptr) stream.woken_next_->woken_prev_ = stream.woken_prev_;
-  stream.woken_prev_ = stream.woken_next_ = nullptr;
-}
+void BufferPool::unwatch_woken(RecvStream& stream) noexcept { woken_.unlink(stream); }
 
 void BufferPool::verdict_done() noexcept {
   if (loop_->draining()) return;
   // Streams re-armed before this NOP and still without a CQE: waiting for data, not
   // using the buffer. Their wakes go on to as many starved streams.
   std::uint32_t idle = 0;
-  for (RecvStream* stream = woken_; stream != nullptr;) {
-    RecvStream* next = stream->woken_next_;
-    if (stream->woken_round_ <= verdict_round_) {
-      (void)stream->clear_woken();
+  for (detail::BufferWaiter* stream = woken_.first(); stream != nullptr;) {
+    detail::BufferWaiter* next = woken_.next(*stream);
+    if (stream->woken_round <= verdict_round_) {
+      (void)static_cast<RecvStream&>(*stream).clear_woken();
       ++idle;
     }
     stream = next;
   }
-  while (idle-- > 0 && starved_ != nullptr) wake_starved();
+  while (idle-- > 0 && !starved_.empty()) wake_starved();
   // Woken since this NOP went in: the next one judges them.
-  if (woken_ != nullptr && !verdict_->in_flight()) submit_verdict();
+  if (!woken_.empty() && !verdict_->in_flight()) submit_verdict();
 }
 
 void BufferPool::add_starved(RecvStream& stream, bool first) noexcept {
-  if (stream.starved_linked_) return;
-  stream.starved_linked_ = true;
+  if (starved_.linked(stream)) return;
   if (first) {
-    stream.starved_prev_ = nullptr;
-    stream.starved_next_ = starved_;
-    if (starved_ != nullptr) {
-      starved_->starved_prev_ = &stream;
-    } else {
-      starved_tail_ = &stream;
-    }
-    starved_ = &stream;
-    return;
-  }
-  stream.starved_next_ = nullptr;
-  stream.starved_prev_ = starved_tail_;
-  if (starved_tail_ != nullptr) {
-    starved_tail_->starved_next_ = &stream;
+    starved_.push_front(stream);
   } else {
-    starved_ = &stream;
+    starved_.push_back(stream);
   }
-  starved_tail_ = &stream;
 }
 
 void BufferPool::remove_starved(RecvStream& stream) noexcept {
-  if (!stream.starved_linked_) return;
-  if (stream.starved_prev_ != nullptr) {
-    stream.starved_prev_->starved_next_ = stream.starved_next_;
-  } else {
-    starved_ = stream.starved_next_;
-  }
-  if (stream.starved_next_ != nullptr) {
-    stream.starved_next_->starved_prev_ = stream.starved_prev_;
-  } else {
-    starved_tail_ = stream.starved_prev_;
-  }
-  stream.starved_linked_ = false;
-  stream.starved_prev_ = stream.starved_next_ = nullptr;
+  if (starved_.linked(stream)) starved_.unlink(stream);
 }
 
 }  // namespace coring::net

@@ -153,14 +153,12 @@ bool RecvStream::buffers_back() noexcept {
   // Re-armed: the wake is this request's until it takes a buffer. Not re-armed (the
   // queue waits for its consumer; it re-arms when taken down): the next stream's.
   if (phase_ != Phase::armed) return false;
-  woken_ = true;
   pool_->watch_woken(*this);  // after arm(): the pool's NOP goes in behind our SQE
   return true;
 }
 
 bool RecvStream::clear_woken() noexcept {
-  if (!woken_) return false;
-  woken_ = false;
+  if (!woken_link.linked()) return false;
   pool_->unwatch_woken(*this);
   return true;
 }

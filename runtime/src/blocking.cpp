@@ -50,15 +50,13 @@ BlockingPool::~BlockingPool() {
   // Jobs never started: their frames are alive (a destroyed frame withdraws its job),
   // so their loops are too. They resume with an error rather than never.
   std::lock_guard lock(mutex_);
-  while (head_ != nullptr) {
-    detail::BlockingJob& job = *head_;
-    head_ = job.next_;
+  while (!queue_.empty()) {
+    detail::BlockingJob& job = queue_.pop_front();
     job.error_ = std::make_exception_ptr(std::system_error(
         ECANCELED, std::system_category(), "BlockingPool destroyed before the job ran"));
     job.state_ = detail::BlockingJob::State::done;
     resume_awaiter(job);
   }
-  tail_ = nullptr;
 }
 
 BlockingPool& BlockingPool::shared() {
@@ -72,13 +70,7 @@ void BlockingPool::push(detail::BlockingJob& job) {
     if (threads_.empty()) start_threads();
     job.state_ = detail::BlockingJob::State::queued;
     job.abandoned_ = false;
-    job.next_ = nullptr;
-    if (tail_ != nullptr) {
-      tail_->next_ = &job;
-    } else {
-      head_ = &job;
-    }
-    tail_ = &job;
+    queue_.push_back(job);
   }
   work_cv_.notify_one();
 }
@@ -101,17 +93,9 @@ void BlockingPool::start_threads() {
 void BlockingPool::withdraw(detail::BlockingJob& job) noexcept {
   std::unique_lock lock(mutex_);
   switch (job.state_) {
-    case detail::BlockingJob::State::queued: {
-      detail::BlockingJob** link = &head_;
-      detail::BlockingJob* previous = nullptr;
-      while (*link != &job) {
-        previous = *link;
-        link = &(*link)->next_;
-      }
-      *link = job.next_;
-      if (tail_ == &job) tail_ = previous;
+    case detail::BlockingJob::State::queued:
+      queue_.unlink(job);
       break;
-    }
     case detail::BlockingJob::State::running:
       job.abandoned_ = true;
       done_cv_.wait(lock, [&] { return job.state_ == detail::BlockingJob::State::done; });
@@ -124,11 +108,9 @@ void BlockingPool::withdraw(detail::BlockingJob& job) noexcept {
 void BlockingPool::worker() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stopping_ || head_ != nullptr; });
+    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (stopping_) return;
-    detail::BlockingJob& job = *head_;
-    head_ = job.next_;
-    if (head_ == nullptr) tail_ = nullptr;
+    detail::BlockingJob& job = queue_.pop_front();
     job.state_ = detail::BlockingJob::State::running;
     lock.unlock();
     job.run_(job);

@@ -205,8 +205,8 @@ EventLoop::~EventLoop() {
   CurrentLoop scope(this);
   cancel_all_and_drain();
   // Spawned tasks still suspended: destroy their frames (and the tasks they await).
-  while (detached_ != nullptr) {
-    std::coroutine_handle<detail::DetachedPromise>::from_promise(*detached_).destroy();
+  while (!detached_.empty()) {
+    std::coroutine_handle<detail::DetachedPromise>::from_promise(detached_.front()).destroy();
   }
   for (const std::coroutine_handle<> handle : abandoned_) handle.destroy();
   ready_.clear();
@@ -488,45 +488,23 @@ bool EventLoop::room_for(std::uint32_t sqes) noexcept {
 }
 
 void EventLoop::submit_slow(Operation& op) noexcept {
-  if (queued_head_ == nullptr && room_for(op.sqe_count_)) {
+  if (queued_.empty() && room_for(op.sqe_count_)) {
     prep(op);
     return;
   }
   op.state_ = Operation::State::queued;
-  op.next_ = nullptr;
-  if (queued_tail_ != nullptr) {
-    queued_tail_->next_ = &op;
-  } else {
-    queued_head_ = &op;
-  }
-  queued_tail_ = &op;
+  queued_.push_back(op);
 }
 
 void EventLoop::submit_queued() noexcept {
-  while (queued_head_ != nullptr && room_for(queued_head_->sqe_count_)) {
-    Operation& op = *queued_head_;
-    queued_head_ = op.next_;
-    if (queued_head_ == nullptr) queued_tail_ = nullptr;
-    prep(op);
-  }
-}
-
-void EventLoop::unqueue(Operation& op) noexcept {
-  Operation** link = &queued_head_;
-  Operation* previous = nullptr;
-  while (*link != &op) {
-    previous = *link;
-    link = &(*link)->next_;
-  }
-  *link = op.next_;
-  if (queued_tail_ == &op) queued_tail_ = previous;
+  while (!queued_.empty() && room_for(queued_.front().sqe_count_)) prep(queued_.pop_front());
 }
 
 void EventLoop::cancel(Operation& op) noexcept {
   if (op.state_ == Operation::State::queued) {
     // Never reached the kernel: complete it here with the CQEs the kernel would have
     // posted; deliver() makes it idle with the last one.
-    unqueue(op);
+    queued_.unlink(op);
     op.state_ = Operation::State::submitted;
     op.cqes_left_ = op.sqe_count_;
     const auto address = reinterpret_cast<std::uint64_t>(&op);
@@ -562,26 +540,13 @@ void EventLoop::request_cancel(Operation& op) noexcept {
 
 void EventLoop::defer_cancel(Operation& op) noexcept {
   std::lock_guard lock(remote_mutex_);
-  if (!op.cancel_linked_) {
-    op.cancel_linked_ = true;
-    op.cancel_prev_ = nullptr;
-    op.cancel_next_ = remote_cancels_;
-    if (remote_cancels_ != nullptr) remote_cancels_->cancel_prev_ = &op;
-    remote_cancels_ = &op;
-  }
+  if (!remote_cancels_.linked(op)) remote_cancels_.push_back(op);
   wake_locked();
 }
 
 void EventLoop::forget_cancel(Operation& op) noexcept {
   std::lock_guard lock(remote_mutex_);
-  if (!op.cancel_linked_) return;
-  if (op.cancel_prev_ != nullptr) {
-    op.cancel_prev_->cancel_next_ = op.cancel_next_;
-  } else {
-    remote_cancels_ = op.cancel_next_;
-  }
-  if (op.cancel_next_ != nullptr) op.cancel_next_->cancel_prev_ = op.cancel_prev_;
-  op.cancel_linked_ = false;
+  if (remote_cancels_.linked(op)) remote_cancels_.unlink(op);
 }
 
 void EventLoop::post(std::function<void()> fn) {
@@ -654,7 +619,9 @@ void EventLoop::msg_ring_wake_sent(const ring::Cqe& cqe) noexcept {
 }
 
 void EventLoop::drain_remote() {
-  Operation* cancels = nullptr;  // taken whole: walking it allocates nothing
+  // Taken whole, under the mutex like every list of remote cancels (forget_cancel()
+  // unlinks from whichever holds the operation).
+  decltype(remote_cancels_) cancels;
   {
     std::lock_guard lock(remote_mutex_);
     wake_pending_.store(false, std::memory_order_release);
@@ -667,7 +634,7 @@ void EventLoop::drain_remote() {
     } else {
       wake_pending_.store(true, std::memory_order_release);
     }
-    cancels = std::exchange(remote_cancels_, nullptr);
+    cancels.splice_back(remote_cancels_);
   }
   // Outside the lock: cancel() may need to defer again (relinking the operation into
   // remote_cancels_, which is why each one is unlinked before it is cancelled). The
@@ -675,29 +642,22 @@ void EventLoop::drain_remote() {
   // Each cancel and each function may queue coroutines from noexcept code: the ready
   // queue's headroom is made first (see ReadyQueue), and if it cannot be, what is left
   // goes back for a later drain and std::bad_alloc leaves the turn.
-  while (cancels != nullptr) {
-    Operation& op = *cancels;
+  for (;;) {
+    Operation* op = nullptr;
     {
       std::lock_guard lock(remote_mutex_);
-      cancels = op.cancel_next_;
-      op.cancel_linked_ = false;
-    }
-    try {
-      ready_.reserve_more(ReadyQueue::headroom);
-    } catch (...) {
-      defer_cancel(op);
-      for (Operation* rest = cancels; rest != nullptr;) {
-        Operation& next = *rest;
-        {
-          std::lock_guard lock(remote_mutex_);
-          rest = next.cancel_next_;
-          next.cancel_linked_ = false;
-        }
-        defer_cancel(next);
+      if (cancels.empty()) break;
+      op = &cancels.front();
+      try {
+        ready_.reserve_more(ReadyQueue::headroom);
+      } catch (...) {
+        remote_cancels_.splice_back(cancels);
+        wake_locked();
+        throw;
       }
-      throw;
+      cancels.unlink(*op);
     }
-    cancel(op);
+    cancel(*op);
   }
   // One throwing function must not drop the rest of the batch (resumptions among them).
   while (drained_next_ < drained_.size()) {
@@ -730,7 +690,7 @@ void EventLoop::spawn(Task<void> task) { schedule(detached_frame(*this, std::mov
 
 void EventLoop::cancel_all_and_drain() noexcept {
   draining_ = true;
-  while (queued_head_ != nullptr) cancel(*queued_head_);
+  while (!queued_.empty()) cancel(queued_.front());
   if (inflight_ == 0) return;
   ring::Sqe* sqe = ring_.get_sqe();
   if (sqe == nullptr) {
@@ -769,7 +729,7 @@ void EventLoop::notify_embedder() noexcept {
   if (notify_fd_ < 0) return;
   std::uint64_t count = 0;
   (void)!::read(notify_fd_, &count, sizeof(count));  // reset: we are handling the work now
-  const bool has_work = !ready_.empty() || queued_head_ != nullptr || ring_.cq_ready() > 0 ||
+  const bool has_work = !ready_.empty() || !queued_.empty() || ring_.cq_ready() > 0 ||
                         ring_.cq_ring_needs_flush() ||
                         wake_pending_.load(std::memory_order_acquire);
   if (has_work) {
@@ -793,19 +753,10 @@ void EventLoop::ReadyQueue::grow(std::size_t needed) {
 namespace detail {
 
 DetachedPromise::DetachedPromise(EventLoop& loop, Task<void>&) noexcept : loop_(&loop) {
-  next_ = loop.detached_;
-  if (next_ != nullptr) next_->prev_ = this;
-  loop.detached_ = this;
+  loop.detached_.push_front(*this);
 }
 
-DetachedPromise::~DetachedPromise() {
-  if (prev_ != nullptr) {
-    prev_->next_ = next_;
-  } else {
-    loop_->detached_ = next_;
-  }
-  if (next_ != nullptr) next_->prev_ = prev_;
-}
+DetachedPromise::~DetachedPromise() { decltype(loop_->detached_)::unlink(*this); }
 
 void DetachedPromise::unhandled_exception() const noexcept {
   ++loop_->unhandled_;

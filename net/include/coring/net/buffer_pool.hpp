@@ -35,6 +35,7 @@
 #include "coring/ring/buffer_ring.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/ring/result.hpp"
+#include "coring/runtime/intrusive_list.hpp"
 #include "coring/runtime/operation.hpp"
 
 namespace coring {
@@ -98,6 +99,19 @@ class BufferLease {
   std::uint16_t id_ = 0;
 };
 
+namespace detail {
+// What a pool keeps of a RecvStream that waits for its buffers.
+struct BufferWaiter {
+  ListHook starved_link;  // in the pool's list of streams waiting for a buffer
+  // In the pool's list of woken streams: re-armed by the pool for a returned buffer, and
+  // no CQE with a buffer since. If the request ends without taking one, the wake passes
+  // to the next starved stream, which would otherwise wait for another buffer to come
+  // back while this one lies unused.
+  ListHook woken_link;
+  std::uint64_t woken_round = 0;  // the pool's verdict NOP that judges this wake
+};
+}  // namespace detail
+
 class BufferPool {
  public:
   // Registers the ring on `loop`'s ring; throws std::system_error if the kernel refuses
@@ -160,9 +174,9 @@ class BufferPool {
   std::unique_ptr<Slot[]> slots_;
   std::uint32_t held_ = 0;
   std::uint64_t returned_ = 0;
-  RecvStream* starved_ = nullptr;  // streams waiting for buffers, oldest first (intrusive)
-  RecvStream* starved_tail_ = nullptr;
-  RecvStream* woken_ = nullptr;      // re-armed for a returned buffer, verdict pending
+  IntrusiveList<detail::BufferWaiter, &detail::BufferWaiter::starved_link>
+      starved_;  // oldest first
+  IntrusiveList<detail::BufferWaiter, &detail::BufferWaiter::woken_link> woken_;
   VerdictOp* verdict_ = nullptr;     // owned; outlives the pool if its NOP is in flight
   std::uint64_t verdict_round_ = 0;  // NOPs submitted so far
   std::uint32_t streams_ = 0;        // RecvStreams alive on this pool

@@ -53,7 +53,7 @@ struct RecvStreamOptions {
   int msg_flags = 0;         // recv(2) flags
 };
 
-class RecvStream final : public Operation {
+class RecvStream final : public Operation, private detail::BufferWaiter {
  public:
   // Receives from socket `fd` (a registered-file slot if `direct`) into `pool`.
   RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions options = {});
@@ -157,17 +157,7 @@ class RecvStream final : public Operation {
   std::uint64_t arms_ = 0;
   std::uint64_t starvations_ = 0;
   std::uint64_t pauses_ = 0;
-  std::coroutine_handle<> closer_;      // (the consumer waits in Operation::waiter_)
-  RecvStream* starved_prev_ = nullptr;  // the pool's list
-  RecvStream* starved_next_ = nullptr;
-  bool starved_linked_ = false;
-  // Re-armed by the pool for a returned buffer, and no CQE with a buffer since: if the
-  // request ends without taking one, the wake passes to the next starved stream, which
-  // would otherwise wait for another buffer to come back while this one lies unused.
-  bool woken_ = false;
-  std::uint64_t woken_round_ = 0;     // the pool's verdict NOP that judges this wake
-  RecvStream* woken_prev_ = nullptr;  // the pool's list of woken streams
-  RecvStream* woken_next_ = nullptr;
+  std::coroutine_handle<> closer_;  // (the consumer waits in Operation::waiter_)
 };
 
 }  // namespace coring::net

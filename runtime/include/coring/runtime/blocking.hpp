@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/intrusive_list.hpp"
 
 namespace coring {
 
@@ -70,7 +71,7 @@ class BlockingJob {
   BlockingPool* pool_;
   EventLoop* loop_ = nullptr;
   std::coroutine_handle<> waiter_;
-  BlockingJob* next_ = nullptr;
+  ListHook hook_;                // in the pool's queue
   bool submitted_ = false;       // the awaiting thread's own flag
   State state_ = State::queued;  // guarded by the pool's mutex once submitted
   bool abandoned_ = false;       // guarded too: the frame went away while fn ran
@@ -107,8 +108,7 @@ class BlockingPool {
   std::mutex mutex_;
   std::condition_variable work_cv_;  // a job was queued, or the pool stops
   std::condition_variable done_cv_;  // an abandoned job finished
-  detail::BlockingJob* head_ = nullptr;
-  detail::BlockingJob* tail_ = nullptr;
+  IntrusiveList<detail::BlockingJob, &detail::BlockingJob::hook_> queue_;  // FIFO
   std::vector<std::thread> threads_;
   std::size_t max_threads_;
   bool stopping_ = false;

@@ -24,6 +24,7 @@
 #include <mutex>
 
 #include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/intrusive_list.hpp"
 
 namespace coring {
 
@@ -51,48 +52,26 @@ class AsyncWaiter {
   static void wait_for_waker(std::mutex& owner_mutex) noexcept {
     const std::lock_guard lock(owner_mutex);
   }
-  [[nodiscard]] bool linked() const noexcept { return linked_; }
+  [[nodiscard]] bool linked() const noexcept { return hook_.linked(); }
 
  private:
   friend class WaiterQueue;
   EventLoop* loop_ = nullptr;
   std::coroutine_handle<> handle_;
-  AsyncWaiter* prev_ = nullptr;
-  AsyncWaiter* next_ = nullptr;
-  bool linked_ = false;
+  ListHook hook_;
 };
 
-// An intrusive FIFO of waiters (no allocation); its owner's mutex guards it.
+// A FIFO of waiters (no allocation); its owner's mutex guards it.
 class WaiterQueue {
  public:
-  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
-  void push_back(AsyncWaiter& waiter) noexcept {
-    waiter.prev_ = tail_;
-    waiter.next_ = nullptr;
-    if (tail_ != nullptr) {
-      tail_->next_ = &waiter;
-    } else {
-      head_ = &waiter;
-    }
-    tail_ = &waiter;
-    waiter.linked_ = true;
-  }
+  [[nodiscard]] bool empty() const noexcept { return waiters_.empty(); }
+  void push_back(AsyncWaiter& waiter) noexcept { waiters_.push_back(waiter); }
   // The first waiter, unlinked; the queue must not be empty.
-  AsyncWaiter& pop_front() noexcept {
-    AsyncWaiter& waiter = *head_;
-    remove(waiter);
-    return waiter;
-  }
-  void remove(AsyncWaiter& waiter) noexcept {
-    assert(waiter.linked_);
-    (waiter.prev_ != nullptr ? waiter.prev_->next_ : head_) = waiter.next_;
-    (waiter.next_ != nullptr ? waiter.next_->prev_ : tail_) = waiter.prev_;
-    waiter.linked_ = false;
-  }
+  AsyncWaiter& pop_front() noexcept { return waiters_.pop_front(); }
+  static void remove(AsyncWaiter& waiter) noexcept { decltype(waiters_)::unlink(waiter); }
 
  private:
-  AsyncWaiter* head_ = nullptr;
-  AsyncWaiter* tail_ = nullptr;
+  IntrusiveList<AsyncWaiter, &AsyncWaiter::hook_> waiters_;
 };
 
 }  // namespace detail

@@ -51,11 +51,34 @@ struct WakeStats {
 class FaultInjector;
 
 namespace detail {
-class DetachedPromise;
 // The loop whose turn runs on this thread (EventLoop::current()). Constant-initialised,
 // so reading it is one TLS load, with no init-on-first-use wrapper: every operation
 // reads it when it starts.
 inline constinit thread_local EventLoop* current_loop = nullptr;
+
+// The frame of a spawned task: starts at once, frees itself when done, and is
+// linked into its loop so that the loop can destroy it if it outlives the loop's run.
+class DetachedPromise {
+ public:
+  DetachedPromise(EventLoop& loop, Task<void>&) noexcept;
+  ~DetachedPromise();
+  struct Handle {
+    std::coroutine_handle<DetachedPromise> handle;
+  };
+  Handle get_return_object() noexcept {
+    return {std::coroutine_handle<DetachedPromise>::from_promise(*this)};
+  }
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+  std::suspend_never final_suspend() const noexcept { return {}; }
+  void return_void() const noexcept {}
+  void unhandled_exception() const noexcept;
+
+ private:
+  friend class coring::EventLoop;
+  EventLoop* loop_;
+  ListHook hook_;  // in the loop's list of spawned tasks
+};
+
 }  // namespace detail
 
 class EventLoop {
@@ -117,7 +140,7 @@ class EventLoop {
   // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow. The common case —
   // nobody queued, room in SQ and CQ — is inline: every operation takes this path.
   void submit(Operation& op) noexcept {
-    if (queued_head_ == nullptr && inflight_ + op.sqe_count_ <= max_inflight_ &&
+    if (queued_.empty() && inflight_ + op.sqe_count_ <= max_inflight_ &&
         ring_.sq_space_left() >= op.sqe_count_) [[likely]] {
       prep(op);
       return;
@@ -128,7 +151,7 @@ class EventLoop {
   // the same, for when the operation has to wait for room): `fill` is inlined here.
   template <typename Fill>
   void submit_one(Operation& op, Fill& fill) noexcept {
-    if (queued_head_ == nullptr && inflight_ < max_inflight_) [[likely]] {
+    if (queued_.empty() && inflight_ < max_inflight_) [[likely]] {
       if (ring::Sqe* sqe = ring_.get_sqe()) [[likely]] {
         fill(*sqe);
         sqe->user_data = reinterpret_cast<std::uint64_t>(&op);
@@ -281,7 +304,6 @@ class EventLoop {
     inflight_ += op.sqe_count_;
   }
   void submit_queued() noexcept;
-  void unqueue(Operation& op) noexcept;
   void defer_cancel(Operation& op) noexcept;
   void drain_remote();
   void wake_locked() noexcept;
@@ -296,14 +318,13 @@ class EventLoop {
   std::uint32_t max_inflight_ = 0;
   std::uint32_t inflight_ = 0;
   ReadyQueue ready_;
-  Operation* queued_head_ = nullptr;  // operations waiting for SQ/CQ room, FIFO
-  Operation* queued_tail_ = nullptr;
+  IntrusiveList<Operation, &Operation::queue_hook_> queued_;  // waiting for room, FIFO
   std::uint64_t unhandled_ = 0;
   WakeStats wake_stats_;
   bool draining_ = false;
   bool msg_ring_supported_ = false;  // IORING_OP_MSG_RING (5.18)
   std::atomic<bool> stop_requested_{false};
-  detail::DetachedPromise* detached_ = nullptr;  // spawned tasks still alive
+  IntrusiveList<detail::DetachedPromise, &detail::DetachedPromise::hook_> detached_;
 
   // Cross-thread work: post() and cancels requested from other threads.
   std::mutex remote_mutex_;
@@ -312,7 +333,7 @@ class EventLoop {
   // drain that threw leaves the rest here for the next).
   std::vector<std::function<void()>> drained_;
   std::size_t drained_next_ = 0;
-  Operation* remote_cancels_ = nullptr;
+  IntrusiveList<Operation, &Operation::cancel_hook_> remote_cancels_;
   std::atomic<bool> wake_pending_{false};  // remote work or cancels to drain
   bool wake_sent_ = false;  // under remote_mutex_: a wake is on its way since the last drain
   std::coroutine_handle<> run_target_;  // run(task): stop waiting once it is done
@@ -325,34 +346,6 @@ class EventLoop {
   WakeOp* wake_op_ = nullptr;
   FaultInjector* faults_ = nullptr;
 };
-
-namespace detail {
-
-// The frame of a spawned task: starts at once, frees itself when done, and is
-// linked into its loop so that the loop can destroy it if it outlives the loop's run.
-class DetachedPromise {
- public:
-  DetachedPromise(EventLoop& loop, Task<void>&) noexcept;
-  ~DetachedPromise();
-  struct Handle {
-    std::coroutine_handle<DetachedPromise> handle;
-  };
-  Handle get_return_object() noexcept {
-    return {std::coroutine_handle<DetachedPromise>::from_promise(*this)};
-  }
-  std::suspend_always initial_suspend() const noexcept { return {}; }
-  std::suspend_never final_suspend() const noexcept { return {}; }
-  void return_void() const noexcept {}
-  void unhandled_exception() const noexcept;
-
- private:
-  friend class coring::EventLoop;
-  EventLoop* loop_;
-  DetachedPromise* prev_ = nullptr;
-  DetachedPromise* next_ = nullptr;
-};
-
-}  // namespace detail
 
 template <typename T>
 T EventLoop::run(Task<T> task) {

@@ -21,6 +21,7 @@
 #include <system_error>
 
 #include "coring/ring/abi.hpp"
+#include "coring/runtime/intrusive_list.hpp"
 
 namespace coring {
 
@@ -96,18 +97,16 @@ class Operation {
   friend class EventLoop;
   enum class State : std::uint8_t { idle, queued, submitted };
 
-  // Fields without an initialiser are written before they are read (next_ when the
-  // operation is queued, the cancel links when it is linked): an operation is built
-  // once per co_await, and every store counts on that path.
+  // Fields without an initialiser are written before they are read (the queue hook
+  // when the operation is queued, which state_ records): an operation is built once per
+  // co_await, and every store counts on that path.
   PrepFn prep_;
   CompleteFn complete_;
-  Operation* next_;  // the loop's queue of operations waiting for room
+  ListHook queue_hook_{ListHook::Unset{}};  // waiting for SQ/CQ room
   std::uint8_t sqe_count_ = 1;
   std::uint8_t cqes_left_ = 0;  // final CQEs still to come
   State state_ = State::idle;
-  bool cancel_linked_ = false;  // in the loop's list of cancels from other threads
-  Operation* cancel_prev_;
-  Operation* cancel_next_;
+  ListHook cancel_hook_;  // in the loop's list of cancels from other threads
 };
 
 }  // namespace coring

@@ -45,6 +45,7 @@
 
 #include "coring/ring/detail/log.hpp"
 #include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/intrusive_list.hpp"
 #include "coring/runtime/task.hpp"
 
 namespace coring {
@@ -145,8 +146,7 @@ class ChildPromise {
  private:
   friend class JoinCounter;
   JoinCounter* parent_;
-  ChildPromise* prev_ = nullptr;
-  ChildPromise* next_ = nullptr;
+  ListHook hook_;  // in the parent's children
 };
 
 // A parent's children still running, and the coroutine to resume when none is. The
@@ -158,11 +158,11 @@ class JoinCounter {
   JoinCounter(const JoinCounter&) = delete;
   JoinCounter& operator=(const JoinCounter&) = delete;
   ~JoinCounter() {
-    assert((children_ == nullptr || loop_is_draining()) &&
+    assert((children_.empty() || loop_is_draining()) &&
            "children still running: join them (co_await scope.join()) before destroying "
            "their parent");
-    while (children_ != nullptr) {
-      ChildPromise& child = *children_;
+    while (!children_.empty()) {
+      ChildPromise& child = children_.front();
       unlink(child);
       std::coroutine_handle<ChildPromise>::from_promise(child).destroy();
     }
@@ -197,21 +197,13 @@ class JoinCounter {
 
   std::coroutine_handle<ChildPromise> adopt(Child child) noexcept {
     auto handle = child.release();
-    ChildPromise& promise = handle.promise();
-    promise.next_ = children_;
-    if (children_ != nullptr) children_->prev_ = &promise;
-    children_ = &promise;
+    children_.push_front(handle.promise());
     ++pending_;
     return handle;
   }
 
   void unlink(ChildPromise& child) noexcept {
-    if (child.prev_ != nullptr) {
-      child.prev_->next_ = child.next_;
-    } else {
-      children_ = child.next_;
-    }
-    if (child.next_ != nullptr) child.next_->prev_ = child.prev_;
+    children_.unlink(child);
     --pending_;
   }
 
@@ -221,7 +213,7 @@ class JoinCounter {
     return std::noop_coroutine();
   }
 
-  ChildPromise* children_ = nullptr;
+  IntrusiveList<ChildPromise, &ChildPromise::hook_> children_;
   std::size_t pending_ = 0;
   std::coroutine_handle<> waiter_;
 };
