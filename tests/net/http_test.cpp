@@ -6,13 +6,9 @@
 // Every read has a generous timeout (SO_RCVTIMEO, 10 s) so that a server that fails to
 // answer fails the test instead of hanging it; no test depends on tight timings.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -21,6 +17,7 @@
 #include <vector>
 
 #include "http_server.hpp"
+#include "net_support.hpp"
 #include "server.hpp"
 #include "support.hpp"
 
@@ -43,15 +40,7 @@ class Client {
  public:
   explicit Client(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
     EXPECT_GE(fd_, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
-    const timeval timeout{10, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    EXPECT_EQ(net::test::connect_client(fd_, port, 10s), 0);
   }
   ~Client() { ::close(fd_); }
   Client(const Client&) = delete;
@@ -95,19 +84,10 @@ class Client {
 
  private:
   bool fill() {
-    char chunk[4096];
-    ssize_t got = 0;
-    // With SO_RCVTIMEO, a blocking recv interrupted by a signal (or by task work the
-    // kernel queued for this thread) fails with EINTR instead of restarting.
-    do {
-      got = ::recv(fd_, chunk, sizeof(chunk), 0);
-    } while (got < 0 && errno == EINTR);
-    if (got <= 0) {
-      eof_ = got == 0;
-      return false;
-    }
-    buffer_.append(chunk, static_cast<std::size_t>(got));
-    return true;
+    const ssize_t got = net::test::receive_into(fd_, buffer_);
+    if (got > 0) return true;
+    eof_ = got == 0;
+    return false;
   }
 
   int fd_;

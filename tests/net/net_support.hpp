@@ -1,8 +1,15 @@
-// Helpers for the net tests: run a task on a fresh loop, bytes of strings, patterns.
+// Helpers for the net tests: run a task on a fresh loop, bytes of strings, patterns,
+// the connect and the receive of the tests' blocking-socket clients.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +47,38 @@ inline Task<void> sleep_task(std::chrono::nanoseconds duration) { co_await sleep
 inline bool kernel_has(EventLoop& loop, ring::Op op) {
   auto probe = loop.ring().get_probe();
   return probe && probe->is_supported(op);
+}
+
+// Connects the blocking TCP socket `fd` to `port` on 127.0.0.1, as a test's client:
+// its receives time out after `receive_timeout` (SO_RCVTIMEO), so that a server that
+// stops answering fails the test instead of hanging it, and TCP_NODELAY sends each
+// small request at once. Returns connect's result: 0, or -1 with errno set.
+inline int connect_client(int fd, std::uint16_t port, std::chrono::seconds receive_timeout) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int connected = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  const timeval timeout{receive_timeout.count(), 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return connected;
+}
+
+// Receives once from the blocking socket `fd` and appends what came to `buffer`.
+// Returns recv's result: the bytes received, 0 at the end of the stream, or -1 with
+// errno set (EAGAIN when SO_RCVTIMEO ran out). With SO_RCVTIMEO, a blocking recv
+// interrupted by a signal (or by task work the kernel queued for this thread) fails
+// with EINTR instead of restarting, so this retries it.
+inline ssize_t receive_into(int fd, std::string& buffer) {
+  char chunk[16384];
+  ssize_t got = 0;
+  do {
+    got = ::recv(fd, chunk, sizeof(chunk), 0);
+  } while (got < 0 && errno == EINTR);
+  if (got > 0) buffer.append(chunk, static_cast<std::size_t>(got));
+  return got;
 }
 
 }  // namespace coring::net::test

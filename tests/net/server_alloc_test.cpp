@@ -22,11 +22,8 @@
 // that the Nth allocation is the server's. A failed allocation throws std::bad_alloc,
 // as operator new does when malloc fails; the nothrow forms return nullptr.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -44,7 +41,9 @@
 #include <thread>
 
 #include "echo_server.hpp"
+#include "failing_alloc.hpp"
 #include "http_server.hpp"
+#include "net_support.hpp"
 #include "server.hpp"
 #include "support.hpp"
 
@@ -59,7 +58,8 @@ struct AllocationFault {
 AllocationFault fault;
 thread_local bool exempt = false;  // set on the test's own thread
 
-// Whether this allocation is the one to fail (counting it either way).
+// The policy (tests/common/failing_alloc.hpp): whether this allocation is the one to
+// fail (counting it either way).
 bool fail_this_allocation() noexcept {
   if (exempt || !fault.armed.load(std::memory_order_relaxed)) return false;
   if (fault.countdown.fetch_sub(1, std::memory_order_relaxed) != 0) return false;
@@ -67,35 +67,9 @@ bool fail_this_allocation() noexcept {
   return true;
 }
 
-void* allocate(std::size_t size) {
-  if (fail_this_allocation()) throw std::bad_alloc();
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-
-void* allocate_nothrow(std::size_t size) noexcept {
-  if (fail_this_allocation()) return nullptr;
-  return std::malloc(size == 0 ? 1 : size);
-}
-
 }  // namespace
 
-// The replaceable global allocation functions ([new.delete]), all but the over-aligned
-// forms (which nothing here uses): plain, array and nothrow.
-void* operator new(std::size_t size) { return allocate(size); }
-void* operator new[](std::size_t size) { return allocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return allocate_nothrow(size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return allocate_nothrow(size);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+CORING_TEST_FAILING_OPERATOR_NEW(fail_this_allocation);
 
 namespace coring::examples {
 namespace {
@@ -132,15 +106,7 @@ constexpr std::chrono::seconds idle_timeout{4};  // the sweeper walks the regist
 class Client {
  public:
   explicit Client(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
-    const timeval timeout{answer_limit.count(), 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    connected_ = net::test::connect_client(fd_, port, answer_limit) == 0;
   }
   ~Client() { ::close(fd_); }
   Client(const Client&) = delete;
@@ -210,18 +176,11 @@ class Client {
  private:
   bool fill() {
     if (!connected_) return false;
-    char chunk[16384];
-    ssize_t got = 0;
-    do {
-      got = ::recv(fd_, chunk, sizeof(chunk), 0);
-    } while (got < 0 && errno == EINTR);
-    if (got <= 0) {
-      eof_ = got == 0;
-      stalled_ = got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-      return false;
-    }
-    buffer_.append(chunk, static_cast<std::size_t>(got));
-    return true;
+    const ssize_t got = net::test::receive_into(fd_, buffer_);
+    if (got > 0) return true;
+    eof_ = got == 0;
+    stalled_ = got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    return false;
   }
 
   int fd_;

@@ -16,7 +16,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <new>
 #include <thread>
 
@@ -25,6 +24,7 @@
 #include "coring/runtime/runtime.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
+#include "failing_alloc.hpp"
 #include "support.hpp"
 
 namespace {
@@ -32,40 +32,16 @@ namespace {
 std::atomic<bool> fail_allocations{false};
 std::atomic<int> refused{0};
 
-void* allocate(std::size_t size) {
-  if (fail_allocations.load(std::memory_order_relaxed)) {
-    refused.fetch_add(1, std::memory_order_relaxed);
-    throw std::bad_alloc();
-  }
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-
-void* allocate_nothrow(std::size_t size) noexcept {
-  if (fail_allocations.load(std::memory_order_relaxed)) {
-    refused.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
-  }
-  return std::malloc(size == 0 ? 1 : size);
+// The policy (tests/common/failing_alloc.hpp): while armed, every allocation fails.
+bool fail_this_allocation() noexcept {
+  if (!fail_allocations.load(std::memory_order_relaxed)) return false;
+  refused.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 }  // namespace
 
-// The replaceable global allocation functions ([new.delete]): plain, array, nothrow.
-void* operator new(std::size_t size) { return allocate(size); }
-void* operator new[](std::size_t size) { return allocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return allocate_nothrow(size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return allocate_nothrow(size);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+CORING_TEST_FAILING_OPERATOR_NEW(fail_this_allocation);
 
 namespace coring {
 namespace {
