@@ -62,6 +62,8 @@ constexpr const char* no_address_space_limits =
 // Exit status of a child that could not drop CAP_IPC_LOCK (root without CAP_SETPCAP).
 constexpr int kCannotDropIpcLock = 125;
 
+#ifdef CORING_CP_PATH
+// Only for runs of coring-cp, which a build without the examples does not have.
 std::string text_of(const std::string& path) {
   const auto bytes = read_plain(path);
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
@@ -85,6 +87,7 @@ void apply_limits(const CpLimits& limits, __user_cap_header_struct header,
     ::syscall(SYS_capset, &header, caps);
   }
 }
+#endif
 
 // Runs coring-cp with `args` under `limits`, its stdout and stderr captured in files.
 CpRun run_cp(const std::vector<std::string>& args, const CpLimits& limits = {}) {
