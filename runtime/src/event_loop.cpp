@@ -43,7 +43,7 @@
 #include <utility>
 
 #include "coring/ring/prep.hpp"
-#include "coring/runtime/fault.hpp"
+#include "coring/runtime/loop_hooks.hpp"
 #include "log.hpp"
 
 namespace coring {
@@ -185,7 +185,7 @@ class EventLoop::WakeOp final : public Operation {
 };
 
 EventLoop::EventLoop(LoopOptions options)
-    : ring_(make_ring(options)), owner_(std::this_thread::get_id()) {
+    : ring_(make_ring(options)), owner_(std::this_thread::get_id()), hooks_(options.hooks) {
   static_assert(alignof(EventLoop) > user_data::tag_mask);
   max_inflight_ = ring_.cq_entries() - msg_ring_reserved_cqes;
   require_cancel_any(ring_);
@@ -260,14 +260,14 @@ void EventLoop::stop() noexcept {
   wake_locked();
 }
 
-void EventLoop::set_fault_injector(FaultInjector* faults) {
-  if (faults_ != nullptr && faults_ != faults && faults_->holds_completions()) {
+void EventLoop::set_hooks(LoopHooks* hooks) {
+  if (hooks_ != nullptr && hooks_ != hooks && hooks_->holds_completions()) {
     throw std::logic_error(
-        "EventLoop::set_fault_injector: the attached injector still holds completions or has "
-        "requests of its own in flight; call its quiesce() and let the loop turn until "
-        "holds_completions() is false");
+        "EventLoop::set_hooks: the attached hooks still hold completions or have requests of "
+        "their own in flight (a FaultInjector: call its quiesce() and let the loop turn until "
+        "holds_completions() is false)");
   }
-  faults_ = faults;
+  hooks_ = hooks;
 }
 
 std::size_t EventLoop::run_once(std::chrono::nanoseconds timeout) {
@@ -305,9 +305,9 @@ std::size_t EventLoop::run_ready() {
 }
 
 void EventLoop::before_submit() noexcept {
-  if (faults_ != nullptr) [[unlikely]] {
-    faults_->before_submit(ring_, reinterpret_cast<std::uint64_t>(wake_op_));
-    faults_->submit_in_pieces(ring_);  // a deterministic plan's pieces; the rest is ours
+  if (hooks_ != nullptr) [[unlikely]] {
+    hooks_->before_submit(ring_, reinterpret_cast<std::uint64_t>(wake_op_));
+    hooks_->submit_first(ring_);  // what the hooks hand over first; the rest is ours
   }
 }
 
@@ -317,15 +317,15 @@ void EventLoop::submit_now() noexcept {
 }
 
 void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
-  if (faults_ != nullptr) [[unlikely]] {
-    faults_->before_submit(ring_, reinterpret_cast<std::uint64_t>(wake_op_));
-    if (faults_->enter_busy()) {
+  if (hooks_ != nullptr) [[unlikely]] {
+    hooks_->before_submit(ring_, reinterpret_cast<std::uint64_t>(wake_op_));
+    if (hooks_->skip_enter()) {
       // As EBUSY: the SQEs are in the SQ (published, as a submit publishes them before
       // it enters) and the next enter hands them over.
       (void)ring_.flush_sq();
       return;
     }
-    faults_->submit_in_pieces(ring_);
+    hooks_->submit_first(ring_);
   }
   Result<std::uint32_t> entered = !wait ? ring_.submit()
                                   : timeout >= std::chrono::hours(24)
@@ -377,16 +377,23 @@ std::uint32_t EventLoop::batch_room(std::uint32_t ready) {
 }
 
 std::size_t EventLoop::reap() {
-  if (faults_ != nullptr) [[unlikely]]
-    return reap_with_faults();
   std::size_t handled = 0;
+  // Hooks are asked once per reap, whatever the kernel's flags say (a seed replays).
+  bool flush = hooks_ != nullptr && hooks_->flush_cq();
   for (;;) {
     // CQ overflow or pending task work: only an enter with getevents posts them.
-    if (ring_.cq_ring_needs_flush()) {
+    if (std::exchange(flush, false) || ring_.cq_ring_needs_flush()) {
       auto entered = ring_.enter(0, 0, ring::enter_flags::getevents);
       if (!entered && !transient(entered.error())) throw enter_failure(entered.error());
     }
     const std::uint32_t ready = batch_room(ring_.cq_ready());
+    if (hooks_ != nullptr) [[unlikely]] {
+      std::span<const ring::Cqe> batch;
+      if (!hooks_->reap(ring_, reinterpret_cast<std::uint64_t>(wake_op_), ready, batch)) break;
+      dispatch_batch(batch);
+      handled += batch.size();
+      continue;
+    }
     if (ready == 0) break;  // none, or no room: the ready queue is full and runs first
     // In place: dispatch() only records results and queues coroutines, it never reaps.
     const std::uint32_t count =
@@ -397,37 +404,15 @@ std::size_t EventLoop::reap() {
   return handled;
 }
 
-// reap() through the fault injector: CQEs are copied out, rewritten, held back or
-// reordered by it, and then dispatched as usual.
-std::size_t EventLoop::reap_with_faults() {
-  std::size_t handled = 0;
-  std::vector<ring::Cqe> batch;
-  // Drawn once per reap, whatever the kernel's flags say, so that the draws do not
-  // depend on timing (a seed replays).
-  bool raised = faults_->overflow_flag();
-  for (;;) {
-    if (std::exchange(raised, false) || ring_.cq_ring_needs_flush()) {
-      auto entered = ring_.enter(0, 0, ring::enter_flags::getevents);
-      if (!entered && !transient(entered.error())) throw enter_failure(entered.error());
-    }
-    batch.clear();
-    (void)ring_.for_each_cqe([&](const ring::Cqe& cqe) { batch.push_back(cqe); });
-    // A deterministic plan waits here for requests that finish on their own.
-    faults_->settle(ring_, reinterpret_cast<std::uint64_t>(wake_op_), batch);
-    if (batch.empty()) break;
-    faults_->after_reap(ring_, batch);
-    // Room for the batch, which is out of the ring already: under the injector an
-    // allocation failure here loses it (tests do not combine the two). A draining loop
-    // empties the queue before each CQE instead (see batch_room()).
-    if (!draining_) ready_.reserve_more(batch.size() * ReadyQueue::per_cqe);
-    for (const ring::Cqe& cqe : batch) {
-      if (draining_) ready_.clear();
-      dispatch(cqe);
-    }
-    handled += batch.size();
+// Hooks copy their batches out of the ring before the room for them is made: under
+// hooks an allocation failure here loses the batch (fault tests do not combine the two).
+// A draining loop empties the queue before each CQE instead (see batch_room()).
+void EventLoop::dispatch_batch(std::span<const ring::Cqe> batch) {
+  if (!draining_) ready_.reserve_more(batch.size() * ReadyQueue::per_cqe);
+  for (const ring::Cqe& cqe : batch) {
+    if (draining_) ready_.clear();
+    dispatch(cqe);
   }
-  if (handled > 0) submit_queued();
-  return handled;
 }
 
 void EventLoop::dispatch(const ring::Cqe& cqe) noexcept {
@@ -467,13 +452,12 @@ void EventLoop::dispatch(const ring::Cqe& cqe) noexcept {
       ++wake_stats_.msg_ring_received;
       return;
     case user_data::Kind::operation:
-    case user_data::Kind::fault_cancel:
-    case user_data::Kind::fault_late:
+    case user_data::Kind::hooks:
     case user_data::Kind::invalid:
       break;
   }
-  // The injector swallows its own CQEs and cannot be detached while any is in flight;
-  // nothing else submits these values. Dropped, never taken for an address.
+  // Hooks take their own CQEs out and cannot be detached while any is in flight; nothing
+  // else submits these values. Dropped, never taken for an address.
   assert(false && "a CQE with a user_data that no request of this loop carries");
   runtime_log(detail::LogLevel::error, "EventLoop",
               "dropped a CQE with the unknown user_data " + std::to_string(data));

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cassert>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -81,6 +82,12 @@ Runtime::Runtime(RuntimeOptions options)
       started_(static_cast<std::ptrdiff_t>(slots_.size())),
       stopped_(static_cast<std::ptrdiff_t>(slots_.size())),
       teardown_(1) {
+  if (options_.loop.hooks != nullptr && slots_.size() > 1) {
+    // Hooks see one loop's SQEs and CQEs on its thread; every loop would share these.
+    throw std::invalid_argument(
+        "Runtime: LoopOptions::hooks serve one loop, and this Runtime has " +
+        std::to_string(slots_.size()) + "; attach hooks per loop with set_hooks() on its thread");
+  }
   if (options_.pin_threads) cpus_ = allowed_cpus();
   start_threads();
   started_.wait();

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "coring/fs/paths.hpp"
-#include "coring/runtime/fault.hpp"
+#include "coring/testing/fault.hpp"
 
 namespace coring::callforms {
 
@@ -17,6 +17,6 @@ template <>
 inline constexpr bool exempt<fs::DirEntry> = true;
 // The argument of FaultInjector's constructor, which is no coroutine.
 template <>
-inline constexpr bool exempt<FaultPlan> = true;
+inline constexpr bool exempt<testing::FaultPlan> = true;
 
 }  // namespace coring::callforms

@@ -38,10 +38,10 @@
 #include "coring/net/recv_stream.hpp"
 #include "coring/net/stream.hpp"
 #include "coring/runtime/event_loop.hpp"
-#include "coring/runtime/fault.hpp"
 #include "coring/runtime/scope.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/when_all.hpp"
+#include "coring/testing/fault.hpp"
 #include "fault_support.hpp"
 
 namespace coring::fault_test {
@@ -338,7 +338,7 @@ void run_echo_seed(std::uint64_t seed, EchoRun& run) {
   bool finished = false;
   {
     EventLoop loop;
-    loop.set_fault_injector(&faults);
+    loop.set_hooks(&faults);
     std::stop_source stop;
     auto listener = TcpListener::bind(net::Address::ipv4_loopback(), {}, stop.get_token());
     if (!listener) {
@@ -409,7 +409,7 @@ void run_echo_seed(std::uint64_t seed, EchoRun& run) {
 // 4 shards of 150 seeds: ctest runs them in parallel and each stays short under ASan.
 constexpr std::uint64_t echo_seeds_per_shard = 150;
 
-class FaultEcho : public testing::TestWithParam<std::uint64_t> {};
+class FaultEcho : public ::testing::TestWithParam<std::uint64_t> {};
 
 TEST_P(FaultEcho, EveryByteEchoedOnceOrReported) {
   const std::uint64_t first = 1 + GetParam() * echo_seeds_per_shard;
@@ -428,7 +428,7 @@ TEST_P(FaultEcho, EveryByteEchoedOnceOrReported) {
   expect_every_fault_since(before, true);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shards, FaultEcho, testing::Range<std::uint64_t>(0, 4));
+INSTANTIATE_TEST_SUITE_P(Shards, FaultEcho, ::testing::Range<std::uint64_t>(0, 4));
 
 // A seed is a run: the same seed twice gives the same run (the injector's digest covers
 // every fault decision and every CQE the loop was handed), with other seeds' runs in

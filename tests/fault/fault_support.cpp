@@ -65,7 +65,7 @@ void expect_every_fault_since(const FaultCounts& before, bool multishot) {
 }
 
 std::string replay_hint(std::uint64_t seed, std::uint64_t digest) {
-  const testing::TestInfo* info = testing::UnitTest::GetInstance()->current_test_info();
+  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string filter = info != nullptr ? std::string(info->test_suite_name()) + "." + info->name()
                                        : std::string("*");
   return "seed " + std::to_string(seed) + ", run digest " + std::to_string(digest) +
@@ -166,7 +166,7 @@ namespace {
 
 // Prints what the whole run did, once every test has run: the figures of
 // docs/reliability.md come from here.
-class PrintTotals : public testing::Environment {
+class PrintTotals : public ::testing::Environment {
  public:
   void TearDown() override {
     const Totals& all = totals();
@@ -199,8 +199,8 @@ class PrintTotals : public testing::Environment {
   }
 };
 
-[[maybe_unused]] testing::Environment* const print_totals =
-    testing::AddGlobalTestEnvironment(new PrintTotals);
+[[maybe_unused]] ::testing::Environment* const print_totals =
+    ::testing::AddGlobalTestEnvironment(new PrintTotals);
 
 }  // namespace
 }  // namespace coring::fault_test

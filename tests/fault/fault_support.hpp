@@ -12,10 +12,14 @@
 #include <vector>
 
 #include "coring/runtime/event_loop.hpp"
-#include "coring/runtime/fault.hpp"
 #include "coring/runtime/task.hpp"
+#include "coring/testing/fault.hpp"
 
 namespace coring::fault_test {
+
+using testing::FaultCounts;
+using testing::FaultInjector;
+using testing::FaultPlan;
 
 // Every kind of fault at once, at rates that make each happen several times per seed
 // without making progress hopeless: most connections and files finish, some end with a

@@ -28,9 +28,9 @@
 
 #include "coring/fs/file.hpp"
 #include "coring/runtime/event_loop.hpp"
-#include "coring/runtime/fault.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/when_all.hpp"
+#include "coring/testing/fault.hpp"
 #include "fault_support.hpp"
 #include "support.hpp"
 
@@ -184,7 +184,7 @@ void run_file_seed(std::uint64_t seed, const ring::test::TempDir& dir, FileRun& 
   bool finished = false;
   {
     EventLoop loop;
-    loop.set_fault_injector(&faults);
+    loop.set_hooks(&faults);
     finished = run_bounded(loop, file_workload(path, sent, back, regions, run), 10s);
   }
   add_faults(faults.counts());
@@ -208,7 +208,7 @@ void run_file_seed(std::uint64_t seed, const ring::test::TempDir& dir, FileRun& 
 
 constexpr std::uint64_t file_seeds_per_shard = 150;
 
-class FaultFile : public testing::TestWithParam<std::uint64_t> {};
+class FaultFile : public ::testing::TestWithParam<std::uint64_t> {};
 
 TEST_P(FaultFile, EveryByteWrittenOnceAndReadBack) {
   ring::test::TempDir dir;
@@ -228,7 +228,7 @@ TEST_P(FaultFile, EveryByteWrittenOnceAndReadBack) {
   expect_every_fault_since(before, false);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shards, FaultFile, testing::Range<std::uint64_t>(0, 4));
+INSTANTIATE_TEST_SUITE_P(Shards, FaultFile, ::testing::Range<std::uint64_t>(0, 4));
 
 // A seed is a run (see FaultEchoReplay): buffered writes that the kernel hands to io-wq
 // workers complete in a different order on every run unless the injector settles them.

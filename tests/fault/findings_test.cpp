@@ -18,10 +18,10 @@
 #include "coring/net/recv_stream.hpp"
 #include "coring/net/stream.hpp"
 #include "coring/runtime/event_loop.hpp"
-#include "coring/runtime/fault.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
 #include "coring/runtime/when_all.hpp"
+#include "coring/testing/fault.hpp"
 #include "fault_support.hpp"
 #include "support.hpp"
 
@@ -84,7 +84,7 @@ TEST(FaultFindings, ListenerAcceptsAgainAfterAnEcanceledItDidNotAsk) {
   plan.errors = {ECANCELED};
   FaultInjector faults(plan);
   EventLoop loop;
-  loop.set_fault_injector(&faults);
+  loop.set_hooks(&faults);
   auto listener = net::TcpListener::bind(net::Address::ipv4_loopback());
   ASSERT_TRUE(listener) << listener.error().message();
   const net::Address address = *listener->local_address();
@@ -95,7 +95,7 @@ TEST(FaultFindings, ListenerAcceptsAgainAfterAnEcanceledItDidNotAsk) {
   auto body = [&]() -> Task<void> {
     Result<net::TcpStream> first = co_await listener->accept();
     if (!first) first_error = first.error();
-    loop.set_fault_injector(nullptr);  // no more faults: the next accept should work
+    loop.set_hooks(nullptr);  // no more faults: the next accept should work
     if (::connect(client.get(), address.data(), address.size()) != 0) co_return;
     Result<net::TcpStream> second = co_await listener->accept();
     second_ok = second.ok();

@@ -1,7 +1,7 @@
 // libFuzzer target: the EventLoop's submission, dispatch and resumption under faults that
 // the input decides.
 //
-// The input is a FaultPlan in script mode (runtime/include/coring/runtime/fault.hpp):
+// The input is a FaultPlan in script mode (testing/include/coring/testing/fault.hpp):
 //
 //   bytes 0-6  how likely each kind of fault is, 0..255 for 0..1,000,000 ppm: short
 //              counts, errors, multishot ends, busy enters, reordered batches, overflow
@@ -62,16 +62,20 @@
 #include "coring/ring/buffer_ring.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/event_loop.hpp"
-#include "coring/runtime/fault.hpp"
 #include "coring/runtime/io.hpp"
 #include "coring/runtime/multishot.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
 #include "coring/runtime/when_all.hpp"
 #include "coring/runtime/when_any.hpp"
+#include "coring/testing/fault.hpp"
 
 namespace coring {
 namespace {
+
+using testing::FaultCounts;
+using testing::FaultInjector;
+using testing::FaultPlan;
 
 using namespace std::chrono_literals;
 
@@ -447,7 +451,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Fd idle_write_end(idle[1]);
   {
     EventLoop loop(LoopOptions{.entries = 8, .cq_entries = 16});
-    loop.set_fault_injector(&faults);
+    loop.set_hooks(&faults);
     auto group =
         ring::BufferGroup::create(loop.ring(), buffer_group_id, buffer_bytes, buffer_count);
     if (!group) fail("BufferGroup::create", group.error().value());

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -21,6 +22,7 @@
 #include "coring/runtime/event.hpp"
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/io.hpp"
+#include "coring/runtime/loop_hooks.hpp"
 #include "coring/runtime/runtime.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
@@ -80,6 +82,38 @@ TEST(RuntimeThreads, PostFromFourThreadsRunsEachOnceOnTheLoopThread) {
 }
 
 // A throwing posted function is counted and logged; the rest of its batch still runs.
+// Hooks that count their calls: enough to tell that a loop uses them.
+class CountingHooks final : public LoopHooks {
+ public:
+  void before_submit(ring::Ring&, std::uint64_t) noexcept override { ++submits; }
+  bool skip_enter() noexcept override { return false; }
+  void submit_first(ring::Ring&) noexcept override {}
+  bool flush_cq() noexcept override { return false; }
+  bool reap(ring::Ring& ring, std::uint64_t, std::uint32_t limit,
+            std::span<const ring::Cqe>& batch) override {
+    cqes.clear();
+    (void)ring.for_each_cqe([&](const ring::Cqe& cqe) { cqes.push_back(cqe); }, limit);
+    batch = cqes;
+    return !cqes.empty();
+  }
+  [[nodiscard]] bool holds_completions() const noexcept override { return false; }
+  std::atomic<int> submits{0};
+  std::vector<ring::Cqe> cqes;
+};
+
+// One LoopHooks serves one loop: a Runtime of two refuses them, one of one uses them.
+TEST(RuntimeThreads, HooksInLoopOptionsServeARuntimeOfOneLoopOnly) {
+  CountingHooks hooks;
+  RuntimeOptions two = loops(2);
+  two.loop.hooks = &hooks;
+  EXPECT_THROW(Runtime{two}, std::invalid_argument);
+  RuntimeOptions one = loops(1);
+  one.loop.hooks = &hooks;
+  Runtime runtime(one);
+  runtime.run_on_each([](EventLoop&, std::size_t) -> Task<void> { co_await nop(); });
+  EXPECT_GT(hooks.submits.load(), 0);
+}
+
 TEST(RuntimeThreads, PostedFunctionExceptionIsCountedAndTheBatchGoesOn) {
   EventLoop loop;
   int ran = 0;

@@ -26,6 +26,7 @@
 
 #include "coring/ring/ring.hpp"
 #include "coring/runtime/detail/user_data.hpp"
+#include "coring/runtime/loop_hooks.hpp"
 #include "coring/runtime/operation.hpp"
 #include "coring/runtime/task.hpp"
 
@@ -37,7 +38,11 @@ struct LoopOptions {
   std::uint32_t cq_entries = 0;
   // Setup flags. Unset: SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG,
   // falling back (with one log line) to what the kernel accepts.
-  std::optional<std::uint32_t> setup_flags;
+  std::optional<std::uint32_t> setup_flags{};
+  // What stands between the loop and its ring (loop_hooks.hpp): nullptr for nothing, as
+  // in production; coring::testing::FaultInjector for seeded faults. Must outlive the
+  // loop, or be detached with set_hooks(nullptr) first.
+  LoopHooks* hooks = nullptr;
 };
 
 // How other threads woke a loop, for tests and diagnostics. Read on the loop's thread
@@ -47,8 +52,6 @@ struct WakeStats {
   std::uint64_t msg_ring_received = 0;  // MSG_RING wake CQEs this loop reaped
   std::uint64_t eventfd_received = 0;   // reads of the wake eventfd that completed
 };
-
-class FaultInjector;
 
 namespace detail {
 // The loop whose turn runs on this thread (EventLoop::current()). Constant-initialised,
@@ -130,11 +133,13 @@ class EventLoop {
   // own turn, post() from anywhere else. Any thread.
   void resume_soon(std::coroutine_handle<> handle);
   [[nodiscard]] const WakeStats& wake_stats() const noexcept { return wake_stats_; }
-  // For tests: from now on, what this loop submits and reaps passes through `faults`
-  // (see fault.hpp), which must stay alive while it is attached; nullptr detaches it.
-  // Throws std::logic_error, changing nothing, while the attached injector holds
-  // completions (FaultInjector::holds_completions(); quiesce() it and let the loop turn).
-  void set_fault_injector(FaultInjector* faults);
+  // From now on, what this loop submits and reaps passes through `hooks` (see
+  // loop_hooks.hpp; LoopOptions::hooks sets them from the start), which must stay alive
+  // while attached; nullptr detaches them. Throws std::logic_error, changing nothing,
+  // while the attached hooks hold completions (LoopHooks::holds_completions(): for a
+  // FaultInjector, quiesce() it and let the loop turn).
+  void set_hooks(LoopHooks* hooks);
+  [[nodiscard]] LoopHooks* hooks() const noexcept { return hooks_; }
 
   // --- For awaitables ---------------------------------------------------------------
   // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow. The common case —
@@ -264,8 +269,9 @@ class EventLoop {
   void enter(bool wait, std::chrono::nanoseconds timeout);
   std::uint32_t batch_room(std::uint32_t ready);
   std::size_t reap();
-  std::size_t reap_with_faults();
-  // Flushes the SQ to the kernel (submit, no wait), through the fault injector if any.
+  // A batch the hooks handed over (copied out of the ring).
+  void dispatch_batch(std::span<const ring::Cqe> batch);
+  // Flushes the SQ to the kernel (submit, no wait), through the hooks if any.
   void submit_now() noexcept;
   void before_submit() noexcept;
   void dispatch(const ring::Cqe& cqe) noexcept;
@@ -344,7 +350,7 @@ class EventLoop {
   int wake_fd_ = -1;
   int notify_fd_ = -1;  // for embedding, created by fd()
   WakeOp* wake_op_ = nullptr;
-  FaultInjector* faults_ = nullptr;
+  LoopHooks* hooks_ = nullptr;
 };
 
 template <typename T>

@@ -40,7 +40,8 @@ struct RuntimeOptions {
   // Pins thread i to the i-th CPU (modulo their number) of the process's affinity
   // mask; a pinning failure makes the constructor throw.
   bool pin_threads = false;
-  // Options of every loop.
+  // Options of every loop. Hooks (LoopOptions::hooks) serve one loop: with more than one
+  // thread the constructor throws std::invalid_argument.
   LoopOptions loop;
 };
 

@@ -8,8 +8,9 @@
 //   0                              unowned         a request nobody waits for: cancels,
 //                                                  EventLoop::submit_detached()
 //   4                              msg_ring_wake   a MSG_RING wake another loop posted here
-//   5                              fault_cancel    a FaultInjector's cancel of a multishot
-//   13                             fault_late      a FaultInjector's NOP behind late CQEs
+//   5..15                          hooks           a request of the loop's LoopHooks
+//                                                  (loop_hooks.hpp), whose CQEs they take
+//                                                  out before the loop sees a batch
 //
 // Operations and loops are at least 8-aligned and no object lives below address 16, so a
 // value of 16 or more is an address with tag bits 0..2, and the values below 16 are free
@@ -22,8 +23,8 @@ namespace coring::detail::user_data {
 
 inline constexpr std::uint64_t unowned_data = 0;
 inline constexpr std::uint64_t msg_ring_wake_data = 4;
-inline constexpr std::uint64_t fault_cancel_data = 5;
-inline constexpr std::uint64_t fault_late_data = 13;
+inline constexpr std::uint64_t hooks_data_first = 5;
+inline constexpr std::uint64_t hooks_data_last = 15;
 // Or'ed into an address.
 inline constexpr std::uint64_t linked_timeout_tag = 1;
 inline constexpr std::uint64_t msg_ring_sent_tag = 2;
@@ -37,8 +38,7 @@ enum class Kind : std::uint8_t {
   msg_ring_sent,
   unowned,
   msg_ring_wake,
-  fault_cancel,
-  fault_late,
+  hooks,
   invalid,
 };
 
@@ -61,12 +61,8 @@ constexpr Kind decode(std::uint64_t data) noexcept {
       return Kind::unowned;
     case msg_ring_wake_data:
       return Kind::msg_ring_wake;
-    case fault_cancel_data:
-      return Kind::fault_cancel;
-    case fault_late_data:
-      return Kind::fault_late;
     default:
-      return Kind::invalid;
+      return data >= hooks_data_first && data <= hooks_data_last ? Kind::hooks : Kind::invalid;
   }
 }
 

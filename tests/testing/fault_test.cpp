@@ -1,6 +1,6 @@
 // The fault-injection seam: each kind of fault happens, a program that handles what
 // the kernel may do stays correct under all of them at once, and a seed replays.
-#include "coring/runtime/fault.hpp"
+#include "coring/testing/fault.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -36,6 +36,10 @@
 
 namespace coring {
 namespace {
+
+using testing::FaultCounts;
+using testing::FaultInjector;
+using testing::FaultPlan;
 
 using namespace std::chrono_literals;
 using ring::test::Fd;
@@ -109,7 +113,7 @@ bool write_then_read(FaultInjector& faults, int fd, std::size_t bytes,
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = pattern(i);
   std::vector<std::byte> back(data.size());
   EventLoop loop;
-  loop.set_fault_injector(&faults);
+  loop.set_hooks(&faults);
   auto body = [&]() -> Task<void> {
     for (std::size_t at = 0; at < data.size(); at += 2048) {
       co_await write_all(fd, std::span(data).subspan(at, 2048), at, faults.plan(), &trace);
@@ -137,7 +141,7 @@ TEST(RuntimeFault, PipeStreamArrivesIntactUnderEveryFault) {
     std::vector<std::byte> received(size);
     {
       EventLoop loop;
-      loop.set_fault_injector(&faults);
+      loop.set_hooks(&faults);
       auto writer = [&]() -> Task<void> {
         for (std::size_t at = 0; at < size; at += 4096) {
           co_await write_all(write_end.get(), std::span(sent).subspan(at, 4096),
@@ -211,7 +215,7 @@ TEST(RuntimeFault, DeterministicPlanWaitsForWorkersAndKeepsSubmissionOrder) {
     std::vector<std::string> order;
     {
       EventLoop loop;
-      loop.set_fault_injector(&faults);
+      loop.set_hooks(&faults);
       auto write = [&]() -> Task<void> {
         const IoResult r = co_await io([&](ring::Sqe& sqe) {
           ring::prep_write(sqe, file.get(), data, 0);
@@ -261,7 +265,7 @@ TEST(RuntimeFault, DeterministicPlanShutsDownAtItsPlaceInTheSubmission) {
     std::vector<std::int32_t> results;
     {
       EventLoop loop;
-      loop.set_fault_injector(&faults);
+      loop.set_hooks(&faults);
       auto send = [&]() -> Task<std::int32_t> {
         co_return (co_await io([&](ring::Sqe& sqe) {
           ring::prep_send(sqe, a.get(), data, MSG_NOSIGNAL);
@@ -308,7 +312,7 @@ TEST(RuntimeFault, SettlingGivesUpOnARequestThatWaitsForOthers) {
   std::int32_t opened = -1;
   {
     EventLoop loop;
-    loop.set_fault_injector(&faults);
+    loop.set_hooks(&faults);
     auto open_reader = [&]() -> Task<void> {
       const IoResult r = co_await io([&](ring::Sqe& sqe) {
         ring::prep_openat(sqe, AT_FDCWD, fifo.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -365,7 +369,7 @@ TEST(RuntimeFault, EndedMultishotAcceptDeliversEveryConnectionOnce) {
   std::uint64_t arms = 0;
   {
     EventLoop loop;
-    loop.set_fault_injector(&faults);
+    loop.set_hooks(&faults);
     std::stop_source deadline;
     auto watchdog = [](std::stop_source& source) -> Task<void> {
       co_await sleep_for(10s);
@@ -444,7 +448,7 @@ TEST(RuntimeFault, ScriptDecidesEachFaultInOrder) {
   std::vector<std::int32_t> results;
   {
     EventLoop loop;
-    loop.set_fault_injector(&faults);
+    loop.set_hooks(&faults);
     auto body = [&]() -> Task<void> {
       for (int i = 0; i < 4; ++i) {
         const IoResult r = co_await io([&](ring::Sqe& sqe) {
@@ -462,6 +466,41 @@ TEST(RuntimeFault, ScriptDecidesEachFaultInOrder) {
   // The two writes that ran, and only they, reached the pipe.
   std::array<char, 16> back{};
   EXPECT_EQ(::read(read_end.get(), back.data(), back.size()), 8);
+}
+
+// Hooks given in LoopOptions stand between the loop and its ring from its first
+// submission, as set_hooks() does from its call; set_hooks(nullptr) takes them away.
+TEST(RuntimeFault, HooksFromLoopOptionsSeeTheFirstRequest) {
+  const std::vector<std::uint8_t> script = {0, 0};
+  FaultPlan plan;
+  plan.error_ppm = 1;  // only a byte 0 says yes
+  plan.errors = {EIO};
+  plan.script = script;
+  FaultInjector faults(plan);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  Fd read_end(fds[0]);
+  Fd write_end(fds[1]);
+  const std::string data = "abcd";
+  std::vector<std::int32_t> results;
+  {
+    EventLoop loop(LoopOptions{.hooks = &faults});
+    EXPECT_EQ(loop.hooks(), &faults);
+    auto body = [&]() -> Task<void> {
+      for (int i = 0; i < 2; ++i) {
+        const IoResult r = co_await io([&](ring::Sqe& sqe) {
+          ring::prep_write(sqe, write_end.get(), ring::test::bytes_of(data),
+                           ring::current_position);
+        });
+        results.push_back(r.res);
+      }
+    };
+    loop.run(body());
+    loop.set_hooks(nullptr);
+    EXPECT_EQ(loop.hooks(), nullptr);
+  }
+  EXPECT_EQ(results, (std::vector<std::int32_t>{-EIO, 4}));
+  EXPECT_EQ(faults.counts().errors, 1U);
 }
 
 // The same script on a program whose order does not depend on timing gives the same run,
@@ -519,7 +558,7 @@ TEST(RuntimeFault, LateCompletionsStillCompleteEachOperationOnce) {
     std::array<std::byte, 8> idle_buffer{};
     {
       EventLoop loop;
-      loop.set_fault_injector(&faults);
+      loop.set_hooks(&faults);
       auto idler = [&]() -> Task<void> {
         for (;;) {
           co_await io([&](ring::Sqe& sqe) {
@@ -551,7 +590,7 @@ TEST(RuntimeFault, DetachIsRefusedWhileTheInjectorHoldsACompletion) {
   plan.delay_ppm = 1'000'000;  // every final CQE is held for a later reap
   FaultInjector faults(plan);
   EventLoop loop;
-  loop.set_fault_injector(&faults);
+  loop.set_hooks(&faults);
   int completions = 0;
   IoResult result{-1, 0, Outcome::completed};
   loop.spawn([](int& count, IoResult& out) -> Task<void> {
@@ -561,12 +600,12 @@ TEST(RuntimeFault, DetachIsRefusedWhileTheInjectorHoldsACompletion) {
   for (int turn = 0; turn < 100 && !faults.holds_completions(); ++turn) (void)loop.poll();
   ASSERT_TRUE(faults.holds_completions());
   ASSERT_EQ(completions, 0);
-  EXPECT_THROW(loop.set_fault_injector(nullptr), std::logic_error);
+  EXPECT_THROW(loop.set_hooks(nullptr), std::logic_error);
 
   faults.quiesce();
   for (int turn = 0; turn < 100 && faults.holds_completions(); ++turn) (void)loop.poll();
   ASSERT_FALSE(faults.holds_completions());
-  loop.set_fault_injector(nullptr);
+  loop.set_hooks(nullptr);
   for (int turn = 0; turn < 100 && completions == 0; ++turn) (void)loop.poll();
   EXPECT_EQ(completions, 1);
   EXPECT_EQ(result.res, 0);
@@ -590,11 +629,12 @@ TEST(RuntimeFault, UserDataDecodesEveryKind) {
   EXPECT_EQ(ud::address_of(address | ud::msg_ring_sent_tag), address);
   EXPECT_EQ(ud::decode(ud::unowned_data), ud::Kind::unowned);
   EXPECT_EQ(ud::decode(ud::msg_ring_wake_data), ud::Kind::msg_ring_wake);
-  EXPECT_EQ(ud::decode(ud::fault_cancel_data), ud::Kind::fault_cancel);
-  EXPECT_EQ(ud::decode(ud::fault_late_data), ud::Kind::fault_late);
   for (std::uint64_t value = 0; value < ud::first_address; ++value) {
-    const bool reserved = value == ud::unowned_data || value == ud::msg_ring_wake_data ||
-                          value == ud::fault_cancel_data || value == ud::fault_late_data;
+    const bool hooks = value >= ud::hooks_data_first && value <= ud::hooks_data_last;
+    if (hooks) {
+      EXPECT_EQ(ud::decode(value), ud::Kind::hooks) << value;
+    }
+    const bool reserved = value == ud::unowned_data || value == ud::msg_ring_wake_data || hooks;
     EXPECT_EQ(ud::decode(value) == ud::Kind::invalid, !reserved) << value;
   }
   EXPECT_EQ(ud::decode(address | 4), ud::Kind::invalid);
@@ -618,7 +658,7 @@ TEST(RuntimeFault, NoInjectedEnobufsForProvidedBufferRequests) {
   IoResult own_buffer;
   {
     EventLoop loop;
-    loop.set_fault_injector(&faults);
+    loop.set_hooks(&faults);
     auto group = ring::BufferGroup::create(loop.ring(), 3, 64, 4);
     ASSERT_TRUE(group);
     auto body = [&]() -> Task<void> {

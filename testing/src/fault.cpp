@@ -1,7 +1,7 @@
 // FaultInjector: see fault.hpp for what each fault is and why it stays within what the
 // kernel itself could do. Every decision goes through roll() (whether) and below() (which),
 // which read the seeded PRNG streams or, in script mode, the script.
-#include "coring/runtime/fault.hpp"
+#include "coring/testing/fault.hpp"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,8 +16,14 @@
 
 #include "coring/ring/prep.hpp"
 
-namespace coring {
+namespace coring::testing {
 namespace {
+
+// The user_data of the injector's own requests, from the range the loop leaves to its
+// hooks: cancels of the multishots it ends, and the NOP behind late CQEs.
+constexpr std::uint64_t cancel_data = detail::user_data::hooks_data_first;
+constexpr std::uint64_t late_data = detail::user_data::hooks_data_first + 8;
+static_assert(late_data <= detail::user_data::hooks_data_last);
 
 constexpr std::uint32_t million = 1'000'000;
 
@@ -206,7 +212,7 @@ bool FaultInjector::finishes_alone(const ring::Sqe& sqe) noexcept {
   return S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
 }
 
-void FaultInjector::submit_in_pieces(ring::Ring& ring) noexcept {
+void FaultInjector::submit_first(ring::Ring& ring) noexcept {
   if (!plan_.deterministic) return;
   std::uint32_t submitted = 0;
   bool in_order = true;
@@ -256,7 +262,7 @@ void FaultInjector::settle(ring::Ring& ring, std::uint64_t own, std::vector<ring
       break;
     }
     before_submit(ring, own);  // what the loop has queued meanwhile: cancels of ours
-    submit_in_pieces(ring);
+    submit_first(ring);
     auto entered = ring.submit_and_wait_timeout(1, left);
     if (!entered && (entered.error().category() != ring::enter_category() ||
                      (entered.error().value() != ETIME && entered.error().value() != EINTR &&
@@ -288,15 +294,27 @@ bool FaultInjector::holds_completions() const noexcept {
          !injected_errors_.empty() || !shutdowns_.empty() || !late_shutdowns_.empty();
 }
 
-bool FaultInjector::enter_busy() noexcept {
+bool FaultInjector::skip_enter() noexcept {
   if (!roll(enters, plan_.enter_busy_ppm)) return false;
   ++counts_.enter_busy;
   return true;
 }
 
-bool FaultInjector::overflow_flag() noexcept {
+bool FaultInjector::flush_cq() noexcept {
   if (!roll(reaps, plan_.overflow_flag_ppm)) return false;
   ++counts_.overflow_flags;
+  return true;
+}
+
+bool FaultInjector::reap(ring::Ring& ring, std::uint64_t own, std::uint32_t limit,
+                         std::span<const ring::Cqe>& batch) {
+  batch_.clear();
+  (void)ring.for_each_cqe([&](const ring::Cqe& cqe) { batch_.push_back(cqe); }, limit);
+  // A deterministic plan waits here for requests that finish on their own.
+  settle(ring, own, batch_);
+  if (batch_.empty()) return false;
+  after_reap(ring, batch_);
+  batch = batch_;
   return true;
 }
 
@@ -306,11 +324,11 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
   for (ring::Cqe cqe : batch) {
     const std::uint64_t user_data = cqe.user_data;
     const bool more = (cqe.flags & ring::cqe_flags::more) != 0;
-    if (user_data == detail::user_data::fault_cancel_data) {
+    if (user_data == cancel_data) {
       --cancels_in_flight_;  // our own cancel's completion
       continue;
     }
-    if (user_data == detail::user_data::fault_late_data) {
+    if (user_data == late_data) {
       // The NOP behind the late CQEs: they come now, after what was reaped before it.
       scratch_.insert(scratch_.end(), late_.begin(), late_.end());
       late_.clear();
@@ -353,7 +371,7 @@ void FaultInjector::after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch) 
     if (more && multishots_.contains(user_data) && roll(multishot_cqes, plan_.multishot_end_ppm)) {
       if (ring::Sqe* sqe = ring.get_sqe()) {
         ring::prep_cancel(*sqe, user_data, 0);
-        sqe->user_data = detail::user_data::fault_cancel_data;
+        sqe->user_data = cancel_data;
         ++cancels_in_flight_;
         ending_[user_data].push_back(cqe);
         ++counts_.multishot_ends;
@@ -390,7 +408,7 @@ bool FaultInjector::hold(ring::Ring& ring, const ring::Cqe& cqe) {
     ring::Sqe* sqe = ring.get_sqe();
     if (sqe == nullptr) return false;
     ring::prep_nop(*sqe);
-    sqe->user_data = detail::user_data::fault_late_data;
+    sqe->user_data = late_data;
     late_nop_pending_ = true;
   }
   late_.push_back(cqe);
@@ -461,4 +479,4 @@ void FaultInjector::sort_by(std::vector<ring::Cqe>& batch, std::vector<std::uint
   batch.swap(scratch_);
 }
 
-}  // namespace coring
+}  // namespace coring::testing

@@ -1,10 +1,12 @@
-// FaultInjector: a seeded source of the faults a loop must survive, for tests.
+// FaultInjector: a seeded source of the faults a loop must survive, for tests. Part of
+// coring::testing (link that target), not of the runtime.
 //
-//   FaultInjector faults(FaultPlan{.seed = 42, .error_ppm = 20'000, .reorder_ppm = 500'000});
-//   EventLoop loop;
-//   loop.set_fault_injector(&faults);  // what this loop submits and reaps goes through it
+//   coring::testing::FaultInjector faults({.seed = 42, .error_ppm = 20'000});
+//   coring::EventLoop loop(coring::LoopOptions{.hooks = &faults});
 //
-// A loop given an injector keeps using its real ring; the injector sits between the two
+// or attach it to a loop that already runs: loop.set_hooks(&faults). It is the loop's
+// LoopHooks (runtime/loop_hooks.hpp): the loop keeps using its real ring, and the
+// injector sits between the two
 // and, drawing from one PRNG seeded by the plan, changes what each side sees — always in
 // a way the kernel itself could have produced, so that a correct program stays correct:
 //
@@ -60,8 +62,8 @@
 // sockets with TCP_NODELAY, pipes, files) then sees the same CQEs in the same batches on
 // every run of a seed, and digest() — a hash of every decision and of every CQE handed
 // over (named by its request's submission number, not its address) — is the same: a
-// failing seed replays exactly. Not for production: it costs a branch per turn, nothing
-// per operation when absent. Loop thread only.
+// failing seed replays exactly. A loop without hooks pays a branch per enter and per
+// reap for them, nothing per operation. Loop thread only.
 //
 // Incremental provided-buffer rings: multishot ends and late CQEs hold some CQEs back,
 // which can move a buffer CQE behind a later one of another request — an order the
@@ -90,8 +92,9 @@
 #include "coring/ring/abi.hpp"
 #include "coring/ring/ring.hpp"
 #include "coring/runtime/detail/user_data.hpp"
+#include "coring/runtime/loop_hooks.hpp"
 
-namespace coring {
+namespace coring::testing {
 
 // Which faults, how often (each a probability in parts per million, drawn per event:
 // per SQE, per CQE, per enter or per batch) and from which seed.
@@ -129,7 +132,7 @@ struct FaultCounts {
   }
 };
 
-class FaultInjector {
+class FaultInjector final : public LoopHooks {
  public:
   // Throws std::invalid_argument for a probability above 1,000,000 ppm or an error list
   // that is empty (with error_ppm set) or holds a value that is not a positive errno.
@@ -153,37 +156,41 @@ class FaultInjector {
 
   // Whether the injector holds completions back (late CQEs, a multishot it is ending, the
   // NOP of a request it failed or a shutdown it made) or has requests of its own in
-  // flight: while it does, a loop refuses to let it go (EventLoop::set_fault_injector),
-  // since only the injector can hand those completions over or swallow them.
-  [[nodiscard]] bool holds_completions() const noexcept;
+  // flight: while it does, a loop refuses to let it go (EventLoop::set_hooks), since only
+  // the injector can hand those completions over or swallow them.
+  [[nodiscard]] bool holds_completions() const noexcept override;
   // Makes no more faults from now on: what it holds is handed over in the loop's next
   // turns, after which holds_completions() is false and the injector can be detached.
   void quiesce() noexcept { quiesced_ = true; }
 
-  // --- For the EventLoop ---------------------------------------------------------------
+  // --- LoopHooks: what the loop calls (see loop_hooks.hpp) --------------------------------
   // Rewrites the SQEs `ring` has handed out but not yet published, which the caller
   // then publishes (flush_sq(), or a submit) before calling it again. `own` is the
   // user_data of the loop's own wake read, which is left alone.
-  void before_submit(ring::Ring& ring, std::uint64_t own) noexcept;
-  // Whether to skip this io_uring_enter(2) and report EBUSY.
-  bool enter_busy() noexcept;
-  // Whether this reap sees the CQ-overflow flag raised.
-  bool overflow_flag() noexcept;
+  void before_submit(ring::Ring& ring, std::uint64_t own) noexcept override;
+  // Whether to skip this io_uring_enter(2) and report EBUSY (enter_busy_ppm).
+  bool skip_enter() noexcept override;
+  // Deterministic plans: submits the SQEs before each shutdown that before_submit() took
+  // over, then makes that shutdown; the caller's own submit hands over the rest. Nothing
+  // for other plans, or when nothing was taken over.
+  void submit_first(ring::Ring& ring) noexcept override;
+  // Whether this reap sees the CQ-overflow flag raised (overflow_flag_ppm).
+  bool flush_cq() noexcept override;
+  // Copies up to `limit` CQEs out of the CQ, settles them (deterministic plans) and
+  // rewrites them (after_reap); false once neither the ring nor settling has any.
+  bool reap(ring::Ring& ring, std::uint64_t own, std::uint32_t limit,
+            std::span<const ring::Cqe>& batch) override;
+
+ private:
   // Deterministic plans: adds to `batch` (CQEs copied out of the CQ) until every
   // request in flight that finishes on its own has its CQE there, submitting what is
   // queued (through before_submit) and waiting in the kernel as needed. Nothing for
   // other plans. Throws std::system_error if io_uring_enter(2) fails for good.
   void settle(ring::Ring& ring, std::uint64_t own, std::vector<ring::Cqe>& batch);
-  // Deterministic plans: submits the SQEs before each shutdown that before_submit() took
-  // over, then makes that shutdown; the caller's own submit hands over the rest. Nothing
-  // for other plans, or when nothing was taken over.
-  void submit_in_pieces(ring::Ring& ring) noexcept;
   // Takes a batch of CQEs copied out of the CQ and rewrites it in place into what the
   // loop is to see (some may be held back for later batches, some swallowed). May
   // prepare cancel SQEs on `ring` (unpublished, swallowed when they complete).
   void after_reap(ring::Ring& ring, std::vector<ring::Cqe>& batch);
-
- private:
   // The decision streams.
   enum Stream : std::uint8_t { sqes, enters, reaps, multishot_cqes, final_cqes, streams };
   std::uint64_t draw(Stream stream) noexcept;
@@ -218,6 +225,7 @@ class FaultInjector {
   // Requests being ended: the CQEs held back until the kernel's final one.
   std::unordered_map<std::uint64_t, std::vector<ring::Cqe>> ending_;
   std::vector<ring::Cqe> scratch_;
+  std::vector<ring::Cqe> batch_;  // what reap() hands the loop
   // reorder()'s and order_by_submission()'s keys, sort_by()'s working space.
   std::vector<std::uint64_t> keys_;
   std::vector<std::uint64_t> buffered_;
@@ -234,7 +242,7 @@ class FaultInjector {
   std::uint64_t submissions_ = 0;
   std::unordered_set<std::uint64_t> settling_;
   bool chain_waits_ = false;  // the SQE before this one links to it and waits on others
-  // Shutdowns taken over: made by submit_in_pieces() when the SQEs before them are in.
+  // Shutdowns taken over: made by submit_first() when the SQEs before them are in.
   struct Shutdown {
     std::uint32_t before = 0;  // SQEs before it since the last submission
     std::uint64_t user_data = 0;
@@ -253,4 +261,4 @@ class FaultInjector {
   bool quiesced_ = false;
 };
 
-}  // namespace coring
+}  // namespace coring::testing
