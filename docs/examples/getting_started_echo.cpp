@@ -62,7 +62,7 @@ Task<bool> client(Address address) {
   if (!co_await conn->send_all(std::as_bytes(std::span(message)))) co_return false;
   std::string reply(message.size(), '\0');
   TransferResult got =
-      co_await conn->recv_exact(std::as_writable_bytes(std::span(reply))).with_timeout(2s);
+      co_await conn->recv_exact(std::as_writable_bytes(std::span(reply))).with_deadline(2s);
   co_await conn->close();
   co_return got.ok() && reply == message;
 }

@@ -66,7 +66,7 @@ Task<std::string> client(Address address, std::string_view message) {
   if (!sent) co_return "send: " + sent.error.message();
   std::string reply(message.size(), '\0');
   TransferResult got =
-      co_await conn->recv_exact(std::as_writable_bytes(std::span(reply))).with_timeout(2s);
+      co_await conn->recv_exact(std::as_writable_bytes(std::span(reply))).with_deadline(2s);
   if (!got) co_return "recv: " + got.error.message();
   co_await conn->close();
   co_return reply;

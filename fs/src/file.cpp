@@ -61,28 +61,6 @@ Task<Result<File>> File::open(std::filesystem::path path, int flags, mode_t mode
   co_return File(r.res, std::move(path).native());
 }
 
-Task<Result<std::size_t>> File::read_all(std::span<std::byte> buffer, std::uint64_t offset) const {
-  std::size_t done = 0;
-  while (done < buffer.size()) {
-    Result<std::size_t> n = co_await read_at(buffer.subspan(done), offset + done);
-    if (!n) co_return n.failure();
-    if (*n == 0) break;  // end of file
-    done += *n;
-  }
-  co_return done;
-}
-
-Task<Result<void>> File::write_all(std::span<const std::byte> data, std::uint64_t offset) const {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    Result<std::size_t> n = co_await write_at(data.subspan(done), offset + done);
-    if (!n) co_return n.failure();
-    if (*n == 0) co_return detail::make_error(-EIO, "write", path_);
-    done += *n;
-  }
-  co_return Result<void>{};
-}
-
 Task<Result<void>> File::truncate(std::uint64_t length) const {
   if (!supports(ring::Op::ftruncate)) co_return co_await detail::truncate_on_pool(*this, length);
   co_return co_await op<void>("truncate",

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -25,6 +26,7 @@ namespace {
 
 using ring::test::TempDir;
 using namespace test;
+using namespace std::chrono_literals;
 
 constexpr std::uint64_t gib = std::uint64_t{1} << 30;
 
@@ -171,6 +173,27 @@ TEST(FsFile, ReadAllContinuesShortReadsFromAPipe) {
     EXPECT_EQ(*n, data.size());
   });
   EXPECT_EQ(got, data);
+}
+
+// read_all is one request operation: a deadline bounds the whole read (a pipe that got
+// 3 of 8 bytes), a timeout each read, and either cutting it short is ETIMEDOUT.
+TEST(FsFile, ReadAllDeadlineAndTimeoutEndAStalledReadWithEtimedout) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  File reader(fds[0], "pipe-read");
+  File writer(fds[1], "pipe-write");
+  ASSERT_EQ(::write(fds[1], "abc", 3), 3);
+  std::vector<std::byte> got(8);
+  run_in_loop([&]() -> Task<void> {
+    const auto start = std::chrono::steady_clock::now();
+    Result<std::size_t> whole = co_await reader.read_all(got, 0).with_deadline(50ms);
+    EXPECT_FALSE(whole);
+    EXPECT_EQ(whole.error(), std::errc::timed_out);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+    Result<std::size_t> each = co_await reader.read_all(got, 0).with_timeout(50ms);
+    EXPECT_FALSE(each);
+    EXPECT_EQ(each.error(), std::errc::timed_out);
+  });
 }
 
 TEST(FsFile, VectoredWriteAndReadScatterAndGather) {

@@ -70,7 +70,7 @@ Task<std::string> echo_client(Address address, std::string message) {
   // A deadline so that a server that never answers fails the test instead of hanging it.
   TransferResult got =
       co_await conn->recv_exact(std::as_writable_bytes(std::span(reply.data(), reply.size())))
-          .with_timeout(20s);
+          .with_deadline(20s);
   if (!got) co_return "recv: " + got.error.message();
   co_await conn->close();
   co_return reply;
@@ -365,10 +365,50 @@ TEST(Tcp, RecvTimeoutFiresNotEarly) {
   // recv_exact: a deadline for the whole transfer; the bytes that did arrive are counted.
   TransferResult partial = loop.run([&]() -> Task<TransferResult> {
     co_await client.send_all(as_bytes("abc"));
-    co_return co_await server.recv_exact(buffer).with_timeout(50ms);
+    co_return co_await server.recv_exact(buffer).with_deadline(50ms);
   }());
   EXPECT_EQ(partial.bytes, 3U);
   EXPECT_EQ(partial.error, std::errc::timed_out) << partial.error.message();
+  loop.run(listener->close());
+}
+
+// A transfer of several requests: with_timeout() bounds each request, with_deadline() the
+// whole. Six bytes a byte at a time, 100 ms apart: no receive waits 400 ms, the transfer
+// takes about 600 ms.
+TEST(Tcp, TimeoutBoundsEachRequestDeadlineTheWholeTransfer) {
+  EventLoop loop;
+  auto listener = TcpListener::bind(Address::ipv4_loopback());
+  ASSERT_TRUE(listener);
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
+  auto& server = client_server.second;
+  auto drip = [&]() -> Task<void> {
+    for (int i = 0; i < 6; ++i) {
+      co_await sleep_for(100ms);
+      co_await client.send_all(as_bytes("x"));
+    }
+  };
+  std::array<std::byte, 6> buffer{};
+  auto [each, unused_a] = loop.run(when_all(
+      [&]() -> Task<TransferResult> {
+        co_return co_await server.recv_exact(buffer).with_timeout(400ms);
+      }(),
+      drip()));
+  EXPECT_TRUE(each) << each.error.message();
+  EXPECT_EQ(each.bytes, 6U);
+  auto [whole, unused_b] = loop.run(when_all(
+      [&]() -> Task<TransferResult> {
+        co_return co_await server.recv_exact(buffer).with_deadline(400ms);
+      }(),
+      drip()));
+  EXPECT_EQ(whole.error, std::errc::timed_out) << whole.error.message();
+  EXPECT_GE(whole.bytes, 2U);
+  EXPECT_LT(whole.bytes, 6U);
+  // A deadline given as a time point already past ends the transfer at once.
+  TransferResult past = loop.run([&]() -> Task<TransferResult> {
+    co_return co_await server.recv_exact(buffer).with_deadline(std::chrono::steady_clock::now());
+  }());
+  EXPECT_EQ(past.error, std::errc::timed_out) << past.error.message();
   loop.run(listener->close());
 }
 

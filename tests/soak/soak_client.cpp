@@ -187,12 +187,12 @@ Task<void> run_connection(std::uint32_t index, Shared& shared) {
   std::vector<std::byte> reply(message.size());
   for (std::uint64_t seq = 0; !shared.stop.stop_requested(); ++seq) {
     fill_message(message, index, seq);
-    const auto sent = co_await stream->send_all(message).with_timeout(30s);
+    const auto sent = co_await stream->send_all(message).with_deadline(30s);
     if (!sent) {
       shared.error(index, "send: " + sent.error.message());
       break;
     }
-    const auto got = co_await stream->recv_exact(reply).with_timeout(30s);
+    const auto got = co_await stream->recv_exact(reply).with_deadline(30s);
     if (!got) {
       shared.error(index, "recv: " + got.error.message());
       break;

@@ -6,8 +6,9 @@
 // The single-request operations (read_at, write_at and their vectored and fixed forms,
 // sync, datasync, allocate) are awaitables built on the runtime's io(): the operation
 // record and the buffer it names stay in the awaiting frame until the CQE arrives, and
-// nothing is allocated. They accept with_timeout() and with_stop() like io(). The
-// composite ones (open, read_all, write_all, truncate, stat, close, ...) are Tasks.
+// nothing is allocated. They accept with_timeout() and with_stop() like io(). read_all
+// and write_all are one awaitable too (request()), which adds with_deadline(). The
+// composite ones (open, truncate, stat, close, ...) are Tasks.
 //
 // Every result is an fs::Result whose error names the operation and the file's path.
 // A File must be used from the thread of the loop that runs its operations.
@@ -39,7 +40,7 @@ class File {
  public:
   // The most one read or write transfers (Linux's MAX_RW_COUNT); larger spans are
   // cut to it, and the count returned says so.
-  static constexpr std::size_t max_transfer = 0x7ffff000;
+  static constexpr std::size_t max_transfer = detail::max_transfer;
 
   File() noexcept = default;
   // Adopts `fd` (which should be O_CLOEXEC); `path` is what errors will name.
@@ -140,13 +141,27 @@ class File {
     });
   }
 
-  // --- Composite operations (Tasks) -----------------------------------------------------
+  // Reads until `buffer` is full or the file ends, continuing short reads, in as many
+  // requests as it takes (runtime/request.hpp). Returns the count read: less than
+  // buffer.size() only at end of file. `.with_deadline(d)` bounds the whole read and
+  // `.with_timeout(d)` each request; either cutting it short is ETIMEDOUT.
+  auto read_all(std::span<std::byte> buffer, std::uint64_t offset) const noexcept {
+    return coring::request(detail::ReadAllBody{
+        {buffer.data(), buffer.size(), offset, target_, is_fixed(), false, {"read", &path_}}});
+  }
+  // Writes all of `data`, continuing short writes, bounded as read_all(). A write that
+  // makes no progress is EIO.
+  auto write_all(std::span<const std::byte> data, std::uint64_t offset) const noexcept {
+    return coring::request(detail::WriteAllBody{{const_cast<std::byte*>(data.data()),
+                                                 data.size(),
+                                                 offset,
+                                                 target_,
+                                                 is_fixed(),
+                                                 true,
+                                                 {"write", &path_}}});
+  }
 
-  // Reads until `buffer` is full or the file ends, continuing short reads. Returns the
-  // count read: less than buffer.size() only at end of file.
-  Task<Result<std::size_t>> read_all(std::span<std::byte> buffer, std::uint64_t offset) const;
-  // Writes all of `data`, continuing short writes. A write that makes no progress is EIO.
-  Task<Result<void>> write_all(std::span<const std::byte> data, std::uint64_t offset) const;
+  // --- Composite operations (Tasks) -----------------------------------------------------
   // ftruncate(2): IORING_OP_FTRUNCATE where the kernel has it (6.9), the blocking pool
   // otherwise.
   Task<Result<void>> truncate(std::uint64_t length) const;

@@ -19,11 +19,11 @@
 #include <utility>
 
 #include "coring/net/address.hpp"
-#include "coring/net/detail/body_op.hpp"
 #include "coring/net/socket.hpp"
 #include "coring/net/stream.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/io.hpp"
+#include "coring/runtime/request.hpp"
 
 namespace coring::net {
 
@@ -116,11 +116,11 @@ class DatagramSocket : public Socket {
   // One datagram to `to`; res is its size or -errno.
   auto send_to(std::span<const std::byte> buffer, const Address& to,
                int msg_flags = 0) const noexcept {
-    return detail::body_op(detail::SendToBody{buffer, to, {}, {}, fd_, msg_flags, is_direct()});
+    return coring::request(detail::SendToBody{buffer, to, {}, {}, fd_, msg_flags, is_direct()});
   }
   // One datagram and its sender.
   auto recv_from(std::span<std::byte> buffer, int msg_flags = 0) const noexcept {
-    return detail::body_op(detail::RecvFromBody{buffer, {}, {}, {}, fd_, msg_flags, is_direct()});
+    return coring::request(detail::RecvFromBody{buffer, {}, {}, {}, fd_, msg_flags, is_direct()});
   }
   // Connected mode: one datagram to / from the connected peer.
   auto send(std::span<const std::byte> buffer, int msg_flags = 0) const noexcept {

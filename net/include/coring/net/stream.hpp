@@ -28,11 +28,11 @@
 
 #include "coring/net/address.hpp"
 #include "coring/net/buffer_pool.hpp"
-#include "coring/net/detail/body_op.hpp"
 #include "coring/net/recv_stream.hpp"
 #include "coring/net/socket.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/runtime/io.hpp"
+#include "coring/runtime/request.hpp"
 #include "coring/runtime/task.hpp"
 
 namespace coring::net {
@@ -193,7 +193,7 @@ class StreamSocket : public Socket {
   // on the bytes, an empty lease at end of stream, or the error (ENOBUFS when the pool
   // has no buffer left: a RecvStream waits for buffers instead).
   auto recv(BufferPool& pool, int msg_flags = 0) const noexcept {
-    return detail::body_op(detail::PoolRecvBody{&pool, fd_, msg_flags, is_direct(), {}, {}});
+    return coring::request(detail::PoolRecvBody{&pool, fd_, msg_flags, is_direct(), {}, {}});
   }
   // A multishot receive into `pool`; see recv_stream.hpp.
   RecvStream recv_stream(BufferPool& pool, RecvStreamOptions options = {}) const {
@@ -214,22 +214,24 @@ class StreamSocket : public Socket {
   auto send_zc(std::span<const std::byte> buffer, int msg_flags = 0) const noexcept {
     return io(detail::SendZcPrep{buffer, fd_, msg_flags, is_direct()});
   }
-  // Every byte of `buffer`, in as many sends as it takes.
+  // Every byte of `buffer`, in as many sends as it takes. `.with_deadline(d)` bounds the
+  // whole transfer, `.with_timeout(d)` each send (see runtime/request.hpp).
   auto send_all(std::span<const std::byte> buffer) const noexcept {
-    return detail::body_op(detail::TransferBody{const_cast<std::byte*>(buffer.data()),
+    return coring::request(detail::TransferBody{const_cast<std::byte*>(buffer.data()),
                                                 buffer.size(), 0, fd_, is_direct(), true});
   }
-  // Exactly buffer.size() bytes; Errc::end_of_stream if the peer closes first.
+  // Exactly buffer.size() bytes; Errc::end_of_stream if the peer closes first. Bounds as
+  // send_all's.
   auto recv_exact(std::span<std::byte> buffer) const noexcept {
-    return detail::body_op(
+    return coring::request(
         detail::TransferBody{buffer.data(), buffer.size(), 0, fd_, is_direct(), false});
   }
   // sendmsg(2)/recvmsg(2) over `iov`, which must stay valid until the call completes.
   auto send_vectored(std::span<const iovec> iov) const noexcept {
-    return detail::body_op(detail::VectorBody{iov.data(), iov.size(), {}, fd_, is_direct(), true});
+    return coring::request(detail::VectorBody{iov.data(), iov.size(), {}, fd_, is_direct(), true});
   }
   auto recv_vectored(std::span<const iovec> iov) const noexcept {
-    return detail::body_op(detail::VectorBody{iov.data(), iov.size(), {}, fd_, is_direct(), false});
+    return coring::request(detail::VectorBody{iov.data(), iov.size(), {}, fd_, is_direct(), false});
   }
   // shutdown(2): SHUT_WR sends the peer its end of stream and keeps receiving.
   auto shutdown(int how = SHUT_WR) const noexcept {

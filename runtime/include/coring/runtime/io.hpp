@@ -48,6 +48,29 @@ constexpr Outcome outcome_of(std::int32_t res, bool timeout_fired) noexcept {
   return res == -ECANCELED ? Outcome::cancelled : Outcome::completed;
 }
 
+// The second SQE of an operation with a timeout — an IORING_OP_LINK_TIMEOUT linked
+// behind the request, relative or absolute on CLOCK_MONOTONIC — and what its CQE said.
+// io(prep) and request(body) complete their pairs of CQEs through it.
+struct LinkedTimeout {
+  ring::KernelTimespec when;
+  bool absolute;
+  bool fired;  // its CQE said -ETIME: it cancelled the request
+
+  // Fills both SQEs' links: the request's (sqes[0], already prepared) and the timeout's.
+  void prep(std::span<ring::Sqe* const> sqes) const noexcept {
+    ring::link_next(*sqes[0]);
+    ring::prep_link_timeout(*sqes[1], &when, absolute ? ring::timeout_flags::abs : 0);
+  }
+  void on_cqe(const ring::Cqe& cqe) noexcept { fired = cqe.res == -ETIME; }
+  // Once both CQEs are in: how the request ended. A request the timeout cancelled gets
+  // res -ETIMEDOUT.
+  Outcome settle(std::int32_t& res) const noexcept {
+    const Outcome outcome = outcome_of(res, fired);
+    if (outcome == Outcome::timed_out) res = -ETIMEDOUT;
+    return outcome;
+  }
+};
+
 // Common state of awaitable operations: the waiter, the result, cancellation.
 class AwaitableOp : public Operation {
  protected:
@@ -138,17 +161,19 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
       : AwaitableOp(&prep_fn, nullptr), prep_(std::move(prep)) {}
   IoOp(IoOp&& other) noexcept(std::is_nothrow_move_constructible_v<Prep>)
       : AwaitableOp(std::move(other)), prep_(std::move(other.prep_)) {
-    if (other.sqe_count() == 2) timeout_ = other.timeout_;
-    if (other.has_complete()) {
-      timed_out_ = other.timed_out_;
-      fd_result_ = other.fd_result_;
+    if (other.sqe_count() == 2) {
+      timeout_ = other.timeout_;
+    } else if (other.has_complete()) {
+      timeout_.fired = other.timeout_.fired;
     }
+    if (other.has_complete()) fd_result_ = other.fd_result_;
   }
 
   // Bounds the operation with a linked timeout (IORING_OP_LINK_TIMEOUT): when it
   // fires first, the request is cancelled and the result is -ETIMEDOUT.
   IoOp with_timeout(std::chrono::nanoseconds timeout) && noexcept {
-    timeout_ = detail::to_kernel_timespec(timeout);
+    timeout_.when = detail::to_kernel_timespec(timeout);
+    timeout_.absolute = false;
     set_sqe_count(2);
     use_complete_fn();
     return std::move(*this);
@@ -180,10 +205,7 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
     auto& op = static_cast<IoOp&>(self);
     op.prep_(*sqes[0]);
-    if (sqes.size() == 2) {
-      ring::link_next(*sqes[0]);
-      ring::prep_link_timeout(*sqes[1], &op.timeout_, 0);
-    }
+    if (sqes.size() == 2) op.timeout_.prep(sqes);
   }
 
   // Installs complete_fn, and the fields only it reads (a plain operation leaves them
@@ -191,7 +213,7 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   void use_complete_fn() noexcept {
     if (has_complete()) return;
     set_complete(&complete_fn);
-    timed_out_ = false;
+    timeout_.fired = false;
     fd_result_ = false;
   }
 
@@ -199,7 +221,7 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   static void complete_fn(Operation& self, const ring::Cqe& cqe, bool second) noexcept {
     auto& op = static_cast<IoOp&>(self);
     if (second) {
-      op.timed_out_ = cqe.res == -ETIME;
+      op.timeout_.on_cqe(cqe);
     } else if ((cqe.flags & ring::cqe_flags::notif) != 0) {
       // A zero-copy send's notification: the buffer is the caller's again. The result
       // stays the first CQE's (the byte count); the coroutine resumes now, not before.
@@ -212,16 +234,17 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
       }
     }
     if (op.in_flight()) return;  // the other CQE of the pair is still to come
-    op.outcome_ = detail::outcome_of(op.res_, op.timed_out_);
-    if (op.outcome_ == Outcome::timed_out) op.res_ = -ETIMEDOUT;
+    op.outcome_ = op.timeout_.settle(op.res_);
     op.finish();
   }
 
   Prep prep_;
+  // Unwritten by a plain operation (one store less per co_await): `when` and `absolute`
+  // are written by with_timeout() and read only with 2 SQEs; `fired` and fd_result_ by
+  // use_complete_fn(), for complete_fn alone.
   union {
-    ring::KernelTimespec timeout_;  // written by with_timeout(), read only with 2 SQEs
+    detail::LinkedTimeout timeout_;
   };
-  bool timed_out_;  // these two are written by use_complete_fn()
   bool fd_result_;
 };
 

@@ -6,16 +6,20 @@
 // path. The path is a pointer to the File's own string, copied only on failure.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <utility>
 
 #include "coring/fs/error.hpp"
+#include "coring/ring/prep.hpp"
 #include "coring/runtime/io.hpp"
+#include "coring/runtime/request.hpp"
 
 namespace coring::fs::detail {
 
@@ -64,6 +68,60 @@ class [[nodiscard]] FileOp {
 
   IoOp<Prep> op_;
   Where where_;
+};
+
+// The most one read or write transfers: Linux's MAX_RW_COUNT.
+inline constexpr std::size_t max_transfer = 0x7ffff000;
+
+// read_all()/write_all(): one request after another (request()) until the span is done,
+// each continuing where the last stopped. A transfer a timeout or deadline cut short is
+// ETIMEDOUT, whatever it had moved; a write that moves nothing is EIO.
+struct TransferAllBody {
+  std::byte* data;
+  std::size_t size;
+  std::uint64_t offset;
+  int fd;
+  bool fixed;
+  bool writing;
+  Where where;
+  std::size_t done = 0;
+
+  void prep(ring::Sqe& sqe) const noexcept {
+    const std::span<std::byte> rest{data + done, std::min(size - done, max_transfer)};
+    if (writing) {
+      ring::prep_write(sqe, fd, rest, offset + done);
+    } else {
+      ring::prep_read(sqe, fd, rest, offset + done);
+    }
+    if (fixed) ring::use_fixed_file(sqe);
+  }
+  bool again(const IoResult& r) noexcept {
+    if (r.res > 0) done += r.value();
+    return r.res > 0 && done < size;
+  }
+  // The error that ended the transfer, if one did.
+  [[nodiscard]] std::int32_t failure(const IoResult& r) const noexcept {
+    if (r.res < 0) return r.res;
+    if (r.outcome == Outcome::partial) return -ETIMEDOUT;
+    if (writing && done < size) return -EIO;  // a write of 0 bytes: no progress
+    return 0;
+  }
+};
+
+struct ReadAllBody : TransferAllBody {
+  Result<std::size_t> result(const IoResult& r) const {
+    if (const std::int32_t error = failure(r); error < 0) [[unlikely]]
+      return make_error(error, where);
+    return done;  // less than size only at end of file
+  }
+};
+
+struct WriteAllBody : TransferAllBody {
+  Result<void> result(const IoResult& r) const {
+    if (const std::int32_t error = failure(r); error < 0) [[unlikely]]
+      return make_error(error, where);
+    return {};
+  }
 };
 
 }  // namespace coring::fs::detail
