@@ -185,7 +185,10 @@ class EventLoop::WakeOp final : public Operation {
 };
 
 EventLoop::EventLoop(LoopOptions options)
-    : ring_(make_ring(options)), owner_(std::this_thread::get_id()), hooks_(options.hooks) {
+    : ring_(make_ring(options)), owner_(std::this_thread::get_id()) {
+  if (options.hooks != nullptr && options.hooks->loop_ != nullptr) {
+    throw std::logic_error("EventLoop: LoopOptions::hooks are attached to another loop");
+  }
   static_assert(alignof(EventLoop) > user_data::tag_mask);
   max_inflight_ = ring_.cq_entries() - msg_ring_reserved_cqes;
   require_cancel_any(ring_);
@@ -199,6 +202,8 @@ EventLoop::EventLoop(LoopOptions options)
   if (wake_fd_ < 0) throw std::system_error(errno, std::system_category(), "EventLoop: eventfd");
   wake_op_ = wake_op.release();
   submit(*wake_op_);
+  hooks_ = options.hooks;
+  if (hooks_ != nullptr) hooks_->loop_ = this;
 }
 
 EventLoop::~EventLoop() {
@@ -218,6 +223,7 @@ EventLoop::~EventLoop() {
   delete wake_op_;
   if (notify_fd_ >= 0) ::close(notify_fd_);
   ::close(wake_fd_);
+  if (hooks_ != nullptr) hooks_->loop_ = nullptr;
 }
 
 void EventLoop::prepare_run() {
@@ -261,13 +267,23 @@ void EventLoop::stop() noexcept {
 }
 
 void EventLoop::set_hooks(LoopHooks* hooks) {
-  if (hooks_ != nullptr && hooks_ != hooks && hooks_->holds_completions()) {
+  if (hooks_ == hooks) return;
+  if (hooks_ != nullptr && hooks_->holds_completions()) {
     throw std::logic_error(
         "EventLoop::set_hooks: the attached hooks still hold completions or have requests of "
         "their own in flight (a FaultInjector: call its quiesce() and let the loop turn until "
         "holds_completions() is false)");
   }
+  if (hooks != nullptr && hooks->loop_ != nullptr) {
+    throw std::logic_error("EventLoop::set_hooks: these hooks are attached to another loop");
+  }
+  if (hooks_ != nullptr) hooks_->loop_ = nullptr;
   hooks_ = hooks;
+  if (hooks_ != nullptr) hooks_->loop_ = this;
+}
+
+LoopHooks::~LoopHooks() {
+  if (loop_ != nullptr) loop_->hooks_ = nullptr;
 }
 
 std::size_t EventLoop::run_once(std::chrono::nanoseconds timeout) {

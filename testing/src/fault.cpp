@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -287,6 +289,17 @@ void FaultInjector::replace_with_error(ring::Sqe& sqe, int error) noexcept {
   sqe.flags = links;
   sqe.user_data = user_data;
   ++counts_.errors;
+}
+
+FaultInjector::~FaultInjector() {
+  if (loop() != nullptr && holds_completions()) {
+    // The loop would wait for ever for completions only this injector can hand over.
+    std::fputs(
+        "coring: a FaultInjector destroyed while attached to a loop and holding completions: "
+        "destroy the loop first, or quiesce() the injector, turn the loop and detach it\n",
+        stderr);
+    std::abort();
+  }
 }
 
 bool FaultInjector::holds_completions() const noexcept {

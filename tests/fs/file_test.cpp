@@ -12,6 +12,7 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -194,6 +195,30 @@ TEST(FsFile, ReadAllDeadlineAndTimeoutEndAStalledReadWithEtimedout) {
     EXPECT_FALSE(each);
     EXPECT_EQ(each.error(), std::errc::timed_out);
   });
+}
+
+// A stop token that fired before the co_await: nothing is submitted, and the result is
+// ECANCELED (not a read of 0 bytes, not a write that made no progress).
+TEST(FsFile, ReadAllAndWriteAllWithAStoppedTokenAreCancelled) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  File reader(fds[0], "pipe-read");
+  File writer(fds[1], "pipe-write");
+  ASSERT_EQ(::write(fds[1], "abc", 3), 3);
+  std::stop_source stop;
+  stop.request_stop();
+  std::vector<std::byte> got(3);
+  run_in_loop([&]() -> Task<void> {
+    Result<std::size_t> read = co_await reader.read_all(got, 0).with_stop(stop.get_token());
+    EXPECT_FALSE(read);
+    EXPECT_EQ(read.error(), std::errc::operation_canceled);
+    Result<void> wrote = co_await writer.write_all(got, 0).with_stop(stop.get_token());
+    EXPECT_FALSE(wrote);
+    EXPECT_EQ(wrote.error(), std::errc::operation_canceled);
+  });
+  // The read took nothing from the pipe.
+  std::array<char, 8> left{};
+  EXPECT_EQ(::read(reader.fd(), left.data(), left.size()), 3);
 }
 
 TEST(FsFile, VectoredWriteAndReadScatterAndGather) {

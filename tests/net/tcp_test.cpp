@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <stop_token>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coring/net/listener.hpp"
@@ -410,6 +411,26 @@ TEST(Tcp, TimeoutBoundsEachRequestDeadlineTheWholeTransfer) {
   }());
   EXPECT_EQ(past.error, std::errc::timed_out) << past.error.message();
   loop.run(listener->close());
+}
+
+// send_all and recv_exact with a stop token that fired before the co_await: nothing is
+// submitted, and the error is ECANCELED (not the end of stream).
+TEST(Tcp, TransfersWithAStoppedTokenAreCancelled) {
+  EventLoop loop;
+  auto pair = StreamSocket::pair();
+  ASSERT_TRUE(pair);
+  std::stop_source stop;
+  stop.request_stop();
+  std::array<std::byte, 4> buffer{};
+  auto [sent, got] = loop.run([&]() -> Task<std::pair<TransferResult, TransferResult>> {
+    TransferResult s = co_await pair->first.send_all(as_bytes("data")).with_stop(stop.get_token());
+    TransferResult r = co_await pair->second.recv_exact(buffer).with_stop(stop.get_token());
+    co_return std::pair{s, r};
+  }());
+  EXPECT_EQ(sent.error, std::errc::operation_canceled) << sent.error.message();
+  EXPECT_EQ(sent.bytes, 0U);
+  EXPECT_EQ(got.error, std::errc::operation_canceled) << got.error.message();
+  EXPECT_EQ(got.bytes, 0U);
 }
 
 TEST(Tcp, StopTokenCancelsARecv) {

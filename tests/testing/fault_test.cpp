@@ -503,6 +503,41 @@ TEST(RuntimeFault, HooksFromLoopOptionsSeeTheFirstRequest) {
   EXPECT_EQ(faults.counts().errors, 1U);
 }
 
+// Hooks serve one loop at a time, and hooks destroyed first let go of their loop, which
+// goes on without them (it used to call into the destroyed injector).
+TEST(RuntimeFault, AnInjectorServesOneLoopAndLetsGoWhenDestroyedFirst) {
+  FaultPlan plan;
+  plan.error_ppm = 500'000;
+  plan.errors = {EINTR};
+  EventLoop loop;
+  {
+    FaultInjector faults(plan);
+    loop.set_hooks(&faults);
+    EXPECT_EQ(faults.loop(), &loop);
+    EventLoop other;
+    EXPECT_THROW(other.set_hooks(&faults), std::logic_error);
+    EXPECT_THROW(EventLoop(LoopOptions{.hooks = &faults}), std::logic_error);
+    EXPECT_EQ(other.hooks(), nullptr);
+    loop.run([]() -> Task<void> {
+      for (int i = 0; i < 20; ++i) (void)co_await nop();
+    }());
+    EXPECT_FALSE(faults.holds_completions());
+  }
+  EXPECT_EQ(loop.hooks(), nullptr);
+  const IoResult r = loop.run([]() -> Task<IoResult> { co_return co_await nop(); }());
+  EXPECT_EQ(r.res, 0);
+  // Detached, an injector may serve another loop.
+  FaultInjector again(plan);
+  {
+    EventLoop first(LoopOptions{.hooks = &again});
+    first.set_hooks(nullptr);
+    EXPECT_EQ(again.loop(), nullptr);
+    EventLoop second(LoopOptions{.hooks = &again});
+    EXPECT_EQ(again.loop(), &second);
+  }
+  EXPECT_EQ(again.loop(), nullptr);
+}
+
 // The same script on a program whose order does not depend on timing gives the same run,
 // step by step, with every kind of fault; another script does not; and the program stays
 // correct whatever the bytes say.

@@ -40,8 +40,8 @@ struct LoopOptions {
   // falling back (with one log line) to what the kernel accepts.
   std::optional<std::uint32_t> setup_flags{};
   // What stands between the loop and its ring (loop_hooks.hpp): nullptr for nothing, as
-  // in production; coring::testing::FaultInjector for seeded faults. Must outlive the
-  // loop, or be detached with set_hooks(nullptr) first.
+  // in production; coring::testing::FaultInjector for seeded faults. Hooks serve one
+  // loop; destroyed first, they detach themselves (see EventLoop::set_hooks()).
   LoopHooks* hooks = nullptr;
 };
 
@@ -134,10 +134,11 @@ class EventLoop {
   void resume_soon(std::coroutine_handle<> handle);
   [[nodiscard]] const WakeStats& wake_stats() const noexcept { return wake_stats_; }
   // From now on, what this loop submits and reaps passes through `hooks` (see
-  // loop_hooks.hpp; LoopOptions::hooks sets them from the start), which must stay alive
-  // while attached; nullptr detaches them. Throws std::logic_error, changing nothing,
-  // while the attached hooks hold completions (LoopHooks::holds_completions(): for a
-  // FaultInjector, quiesce() it and let the loop turn).
+  // loop_hooks.hpp; LoopOptions::hooks sets them from the start); nullptr detaches them.
+  // Hooks destroyed while attached detach themselves. Throws std::logic_error, changing
+  // nothing, while the attached hooks hold completions (LoopHooks::holds_completions():
+  // for a FaultInjector, quiesce() it and let the loop turn), or when `hooks` are
+  // attached to another loop.
   void set_hooks(LoopHooks* hooks);
   [[nodiscard]] LoopHooks* hooks() const noexcept { return hooks_; }
 
@@ -210,6 +211,7 @@ class EventLoop {
 
  private:
   friend class detail::DetachedPromise;
+  friend class LoopHooks;  // detaches itself when destroyed first
   class WakeOp;
 
   // A FIFO of coroutines to resume, grown by doubling (no allocation once warm). Head

@@ -14,8 +14,9 @@
 // null while linked: push and unlink are branch-free, and a hook's prev is null
 // exactly when it is in no list (linked()). That is also why a list cannot be copied
 // or moved — its elements point at its root — and why it must be empty when it is
-// destroyed. A copied or moved hook starts unlinked; an element moves only while out
-// of every list.
+// destroyed. A copied or moved hook starts unlinked; an element is destroyed (and so
+// moved from, in a container that relocates) only while out of every list. Debug builds
+// assert each of these rules; release builds trust them.
 //
 // The list does no locking: whoever owns it says what guards it.
 #pragma once
@@ -42,6 +43,10 @@ class ListHook {
   }
   ListHook(const ListHook&) noexcept : ListHook() {}
   ListHook& operator=(const ListHook&) = delete;
+  // An element destroyed while linked (or moved away and its source destroyed, as a
+  // growing std::vector does) would leave its list pointing at freed memory: debug
+  // builds stop there instead.
+  ~ListHook() { assert(!linked() && "an element destroyed while in a list: unlink it first"); }
 
   // In a list. Meaningless for an Unset hook until it has been linked once.
   [[nodiscard]] bool linked() const noexcept { return prev_ != nullptr; }
@@ -71,12 +76,21 @@ class IntrusiveList {
   IntrusiveList() noexcept { root_.prev_ = root_.next_ = &root_; }
   IntrusiveList(const IntrusiveList&) = delete;
   IntrusiveList& operator=(const IntrusiveList&) = delete;
-  ~IntrusiveList() { assert(empty() && "a list destroyed with elements still linked"); }
+  ~IntrusiveList() {
+    assert(empty() && "a list destroyed with elements still linked");
+    root_.prev_ = nullptr;  // the root is no element
+  }
 
   [[nodiscard]] bool empty() const noexcept { return root_.next_ == &root_; }
   // The first and last element; the list must not be empty.
-  [[nodiscard]] T& front() const noexcept { return owner(root_.next_); }
-  [[nodiscard]] T& back() const noexcept { return owner(root_.prev_); }
+  [[nodiscard]] T& front() const noexcept {
+    assert(!empty());
+    return owner(root_.next_);
+  }
+  [[nodiscard]] T& back() const noexcept {
+    assert(!empty());
+    return owner(root_.prev_);
+  }
   // The element after `element`, or nullptr at the end: a walk may unlink the element it
   // stands on once it has taken the next.
   [[nodiscard]] T* next(const T& element) const noexcept {

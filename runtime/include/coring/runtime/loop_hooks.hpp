@@ -41,10 +41,18 @@ namespace coring {
 namespace ring {
 class Ring;
 }
+class EventLoop;
 
+// Hooks serve one loop at a time (attaching them to a second throws std::logic_error),
+// and hooks destroyed while attached let go of their loop, which goes on without them.
 class LoopHooks {
  public:
-  virtual ~LoopHooks() = default;
+  virtual ~LoopHooks();
+  LoopHooks(const LoopHooks&) = delete;
+  LoopHooks& operator=(const LoopHooks&) = delete;
+
+  // The loop these hooks are attached to, or nullptr.
+  [[nodiscard]] EventLoop* loop() const noexcept { return loop_; }
 
   virtual void before_submit(ring::Ring& ring, std::uint64_t own) noexcept = 0;
   virtual bool skip_enter() noexcept = 0;
@@ -59,8 +67,10 @@ class LoopHooks {
 
  protected:
   LoopHooks() = default;
-  LoopHooks(const LoopHooks&) = default;
-  LoopHooks& operator=(const LoopHooks&) = default;
+
+ private:
+  friend class EventLoop;
+  EventLoop* loop_ = nullptr;
 };
 
 }  // namespace coring

@@ -30,7 +30,10 @@
 //                      linked timeout (IORING_TIMEOUT_ABS on CLOCK_MONOTONIC, which is
 //                      steady_clock), d from the co_await, or a steady_clock time point.
 // A bound that fires cancels the request in flight; the outcome is timed_out (res
-// -ETIMEDOUT), or partial when that request had moved bytes.
+// -ETIMEDOUT), or partial when that request had moved bytes (which again() does not see:
+// result() adds them). The two are one slot: the last of them given applies.
+// with_stop(token) cancels the operation from any thread; a token that has fired before
+// the co_await submits nothing, and result() sees res -ECANCELED, outcome cancelled.
 #pragma once
 
 #include <cerrno>
@@ -93,7 +96,10 @@ class [[nodiscard]] RequestOp final : public detail::AwaitableOp {
       timeout_.when = detail::to_kernel_timespec(deadline.time_since_epoch());
     }
     timeout_.fired = false;
-    return start(waiter);
+    if (start(waiter)) return true;
+    // The stop token had fired: nothing was submitted, and the body sees a cancellation.
+    result_ = IoResult{-ECANCELED, 0, Outcome::cancelled};
+    return false;
   }
   auto await_resume() { return body_.result(result_); }
 

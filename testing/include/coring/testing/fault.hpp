@@ -111,7 +111,7 @@ struct FaultPlan {
   std::uint32_t delay_ppm = 0;  // per final CQE of a request (not a multishot's ended one)
   // Not empty: script mode (see above), the seed is unused. The bytes are not copied:
   // they must outlive the injector.
-  std::span<const std::uint8_t> script;
+  std::span<const std::uint8_t> script{};
   // Settling, submission order and shutdowns (see above). A settling wait gives up after
   // `settle_limit` (a request that only looked as if it finished on its own, say an
   // openat of a FIFO, which waits for the other end) and counts it in settle_timeouts().
@@ -137,6 +137,9 @@ class FaultInjector final : public LoopHooks {
   // Throws std::invalid_argument for a probability above 1,000,000 ppm or an error list
   // that is empty (with error_ppm set) or holds a value that is not a positive errno.
   explicit FaultInjector(FaultPlan plan);
+  // Destroyed while attached, it detaches itself (see LoopHooks) — unless it holds
+  // completions its loop still waits for: then the process aborts with a message.
+  ~FaultInjector() override;
   FaultInjector(const FaultInjector&) = delete;
   FaultInjector& operator=(const FaultInjector&) = delete;
 
