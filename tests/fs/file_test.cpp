@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <stop_token>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -152,13 +154,23 @@ TEST(FsFile, ReadAllReportsEndOfFileWithAShortCount) {
   });
 }
 
+// A pipe as two Files, its read end and its write end (a stream: offsets are ignored).
+struct PipeFiles {
+  File reader;
+  File writer;
+};
+PipeFiles pipe_files() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category(), "pipe2");
+  return {File(fds[0], "pipe-read"), File(fds[1], "pipe-write")};
+}
+
 // A pipe hands out what has been written so far: read_all must keep reading until its
 // buffer is full, across the writer's pieces.
 TEST(FsFile, ReadAllContinuesShortReadsFromAPipe) {
-  int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  File reader(fds[0], "pipe-read");
-  File writer(fds[1], "pipe-write");
+  PipeFiles pipe = pipe_files();
+  File& reader = pipe.reader;
+  File& writer = pipe.writer;
   const auto data = pattern(200000);  // more than a pipe holds: writes are short too
   std::vector<std::byte> got(data.size());
   run_in_loop([&]() -> Task<void> {
@@ -179,11 +191,10 @@ TEST(FsFile, ReadAllContinuesShortReadsFromAPipe) {
 // read_all is one request operation: a deadline bounds the whole read (a pipe that got
 // 3 of 8 bytes), a timeout each read, and either cutting it short is ETIMEDOUT.
 TEST(FsFile, ReadAllDeadlineAndTimeoutEndAStalledReadWithEtimedout) {
-  int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  File reader(fds[0], "pipe-read");
-  File writer(fds[1], "pipe-write");
-  ASSERT_EQ(::write(fds[1], "abc", 3), 3);
+  PipeFiles pipe = pipe_files();
+  File& reader = pipe.reader;
+  File& writer = pipe.writer;
+  ASSERT_EQ(::write(writer.fd(), "abc", 3), 3);
   std::vector<std::byte> got(8);
   run_in_loop([&]() -> Task<void> {
     const auto start = std::chrono::steady_clock::now();
@@ -200,11 +211,10 @@ TEST(FsFile, ReadAllDeadlineAndTimeoutEndAStalledReadWithEtimedout) {
 // A stop token that fired before the co_await: nothing is submitted, and the result is
 // ECANCELED (not a read of 0 bytes, not a write that made no progress).
 TEST(FsFile, ReadAllAndWriteAllWithAStoppedTokenAreCancelled) {
-  int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  File reader(fds[0], "pipe-read");
-  File writer(fds[1], "pipe-write");
-  ASSERT_EQ(::write(fds[1], "abc", 3), 3);
+  PipeFiles pipe = pipe_files();
+  File& reader = pipe.reader;
+  File& writer = pipe.writer;
+  ASSERT_EQ(::write(writer.fd(), "abc", 3), 3);
   std::stop_source stop;
   stop.request_stop();
   std::vector<std::byte> got(3);
