@@ -1,11 +1,12 @@
 // file-randread on coring's fs layer, fio as its peer, and the two subcommands.
 //
 // coring's side: Q worker coroutines on one loop share a budget of time. Each holds one
-// 4 KiB buffer of a registered BufferPool and repeats read_fixed at a random 4 KiB-aligned
-// offset of the file, which sits in a FileTable (IOSQE_FIXED_FILE). So every turn of the
-// loop resumes the workers whose reads completed, each prepares its next SQE, and one
-// io_uring_enter(2) submits them all and waits: with a cached file the reads complete
-// inline during that enter, and the batched reap queues the workers for the next turn.
+// 4 KiB buffer of a registered FixedBufferPool and repeats read_fixed at a random
+// 4 KiB-aligned offset of the file, which sits in a FileTable as a direct descriptor
+// (IOSQE_FIXED_FILE). So every turn of the loop resumes the workers whose reads
+// completed, each prepares its next SQE, and one io_uring_enter(2) submits them all and
+// waits: with a cached file the reads complete inline during that enter, and the batched
+// reap queues the workers for the next turn.
 // The clock starts after a warm-up of Q * 64 reads and is checked every 1024 reads.
 //
 // fio's side is fio itself, run as `fio --ioengine=io_uring --fixedbufs --registerfiles
@@ -77,7 +78,8 @@ struct Shared {
   }
 };
 
-Task<void> reader(const fs::File& file, fs::BufferPool& pool, Shared& shared, std::uint64_t seed) {
+Task<void> reader(const fs::File& file, fs::FixedBufferPool& pool, Shared& shared,
+                  std::uint64_t seed) {
   fs::FixedBuffer buffer = co_await pool.acquire();
   std::uint64_t x = seed * 0x9E3779B97F4A7C15ULL | 1;
   while (!shared.stop) {
@@ -90,8 +92,8 @@ Task<void> reader(const fs::File& file, fs::BufferPool& pool, Shared& shared, st
   }
 }
 
-Task<void> run_readers(const RandReadOptions& options, fs::FileTable& table, fs::BufferPool& pool,
-                       Shared& shared) {
+Task<void> run_readers(const RandReadOptions& options, fs::FileTable& table,
+                       fs::FixedBufferPool& pool, Shared& shared) {
   fs::Result<fs::File> file =
       co_await fs::File::open(options.file, O_RDONLY | (options.direct ? O_DIRECT : 0));
   file.value();  // throws with the path if it failed
@@ -219,7 +221,7 @@ RandReadRun run_coring_randread(const RandReadOptions& options) {
   loop_options.entries = std::bit_ceil(std::max<std::uint32_t>(options.queue_depth, 8));
   EventLoop loop(loop_options);
   fs::FileTable table(loop, 1);
-  fs::BufferPool pool(loop, fs::BufferPoolOptions{options.queue_depth, block_size, true});
+  fs::FixedBufferPool pool(loop, fs::FixedBufferPoolOptions{options.queue_depth, block_size, true});
   Shared shared;
   shared.warmup = std::uint64_t{options.queue_depth} * 64;
   shared.duration = options.duration;

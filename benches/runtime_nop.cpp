@@ -76,7 +76,7 @@ Task<void> nop_worker(NopBudget& budget) {
   }
   if (--budget.running == 0) {
     budget.stop_measuring();
-    EventLoop::current()->schedule(budget.waiter);
+    detail::LoopOps(*EventLoop::current()).schedule(budget.waiter);
   }
 }
 

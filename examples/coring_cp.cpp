@@ -6,11 +6,11 @@
 //   DST may be an existing directory: the copy is then DST/basename(SRC).
 //
 // N workers share one cursor over the source's data extents. Each holds one buffer of a
-// BufferPool registered with the loop's ring and repeats: take the next chunk, read it
-// with read_fixed, write it to the same offset with write_fixed. Both files sit in a
-// FileTable, so no request looks a file up. Holes (found with SEEK_DATA/SEEK_HOLE) are
-// not read, and the destination is sized at the end, so a sparse file stays sparse and
-// an empty file stays empty; the destination gets the source's permission bits.
+// FixedBufferPool registered with the loop's ring and repeats: take the next chunk, read
+// it with read_fixed, write it to the same offset with write_fixed. Both files sit in a
+// FileTable (direct descriptors), so no request looks a file up. Holes (found with
+// SEEK_DATA/SEEK_HOLE) are not read, and the destination is sized at the end, so a sparse file
+// stays sparse and an empty file stays empty; the destination gets the source's permission bits.
 //
 // The buffers are fitted to the file: no more of them than it has chunks, none larger
 // than its largest extent (a 6-byte file takes one page whatever --qd and --bs say).
@@ -317,7 +317,7 @@ Task<std::optional<fs::Error>> transfer_all(Transfer transfer, const fs::File& f
   co_return std::nullopt;
 }
 
-Task<void> worker(Copy& copy, fs::BufferPool& pool) {
+Task<void> worker(Copy& copy, fs::FixedBufferPool& pool) {
   fs::FixedBuffer buffer = co_await pool.acquire();
   const bool registered = buffer.registered();
   while (!copy.error) {
@@ -340,11 +340,11 @@ Task<void> worker(Copy& copy, fs::BufferPool& pool) {
 
 // Registered buffers, or plain ones with a warning where the kernel refuses to pin them.
 // False, after saying why, where there is no memory for them.
-bool make_pool(std::optional<fs::BufferPool>& pool, coring::EventLoop& loop, const Buffers& buffers,
-               const Options& options) {
+bool make_pool(std::optional<fs::FixedBufferPool>& pool, coring::EventLoop& loop,
+               const Buffers& buffers, const Options& options) {
   try {
     try {
-      pool.emplace(loop, fs::BufferPoolOptions{buffers.count, buffers.size, true});
+      pool.emplace(loop, fs::FixedBufferPoolOptions{buffers.count, buffers.size, true});
       return true;
     } catch (const std::system_error& e) {
       std::string advice;
@@ -355,7 +355,7 @@ bool make_pool(std::optional<fs::BufferPool>& pool, coring::EventLoop& loop, con
       std::fprintf(stderr, "coring-cp: warning: %s; copying without registered buffers%s\n",
                    e.what(), advice.c_str());
     }
-    pool.emplace(loop, fs::BufferPoolOptions{buffers.count, buffers.size, false});
+    pool.emplace(loop, fs::FixedBufferPoolOptions{buffers.count, buffers.size, false});
     return true;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "coring-cp: out of memory for %s: lower --qd or --bs\n",
@@ -396,7 +396,7 @@ Task<int> copy(coring::EventLoop& loop, const Options& options) {
   if (!extents) co_return fail(extents.failure());
   // Before DST is opened: a copy refused for want of memory leaves it as it was.
   const Buffers buffers = fit_buffers(*extents, options);
-  std::optional<fs::BufferPool> pool;
+  std::optional<fs::FixedBufferPool> pool;
   if (!memory_fits(buffers, options) || !make_pool(pool, loop, buffers, options)) co_return 1;
 
   const std::string target_name = co_await target_path(options);

@@ -1,7 +1,7 @@
 // coring-embed-poll: a coring EventLoop running inside an application's own poll(2) loop.
 //
 // Many programs already have an event loop (a GUI toolkit's, a game's, an older
-// server's) and cannot hand the thread to coring. EventLoop::fd() gives them an eventfd
+// server's) and cannot hand the thread to coring. EventLoop::notify_fd() gives them an eventfd
 // to watch next to their own descriptors: the kernel signals it when it posts a CQE to
 // the loop's ring, and the loop signals it after a turn that left coroutines ready. When
 // it is readable the application calls EventLoop::poll(), which runs one turn and never
@@ -11,7 +11,7 @@
 //   - a timerfd of its own, ticking every 25 ms (its "frame" timer);
 //   - stdin, whose lines it counts until end of file (run it with input piped in, or
 //     type a few lines; under ctest stdin is empty and reaches end of file at once);
-//   - loop.fd(), through which coring runs three coroutines: a heartbeat of sleeps, a
+//   - loop.notify_fd(), through which coring runs three coroutines: a heartbeat of sleeps, a
 //     burst of NOPs, and a read from a pipe that the application fills on its 4th tick.
 // The program ends by itself once the coroutines are done and the application has
 // ticked 8 times (about 200 ms), or after a 10-second safety deadline, which fails.
@@ -153,7 +153,7 @@ int run() {
 
   enum { coring_slot, timer_slot, stdin_slot };
   std::array<pollfd, 3> watched{{
-      {loop.fd(), POLLIN, 0},
+      {loop.notify_fd(), POLLIN, 0},
       {ticker.get(), POLLIN, 0},
       {stdin_open ? STDIN_FILENO : -1, POLLIN, 0},
   }};

@@ -1,5 +1,5 @@
-// docs/fs.md, "Registered buffers and files" and "O_DIRECT": a BufferPool and a FileTable
-// on the loop, read_fixed, and an aligned O_DIRECT read.
+// docs/fs.md, "Registered buffers and files" and "O_DIRECT": a FixedBufferPool and a
+// FileTable on the loop, read_fixed, and an aligned O_DIRECT read.
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -21,7 +21,7 @@ namespace fs = coring::fs;
 using coring::Task;
 
 // Reads block `index` of the file into a buffer leased from the pool.
-Task<bool> read_block(const fs::File& file, fs::BufferPool& pool, std::uint64_t index) {
+Task<bool> read_block(const fs::File& file, fs::FixedBufferPool& pool, std::uint64_t index) {
   fs::FixedBuffer buffer = co_await pool.acquire();  // waits while all are leased
   fs::Result<std::size_t> n = co_await file.read_fixed(buffer, index * 4096);
   co_return n&&* n == 4096 && buffer.bytes()[0] == std::byte(index);
@@ -33,7 +33,7 @@ Task<int> demo(coring::EventLoop& loop, const std::string& path) {
   if (!co_await fs::write_file(path, data)) co_return 1;
 
   fs::FileTable table(loop, 4);  // before the File: it must outlive the files attached
-  fs::BufferPool pool(loop, {4, 4096, true});  // 4 registered 4 KiB buffers
+  fs::FixedBufferPool pool(loop, {4, 4096, true});  // 4 registered 4 KiB buffers
   fs::Result<fs::File> file = co_await fs::File::open(path);
   if (!file || !table.attach(*file)) co_return 1;  // reads now skip the fd lookup
 

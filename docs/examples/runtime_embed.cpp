@@ -1,6 +1,6 @@
 // docs/runtime.md, "Embedding": the loop inside someone else's poll(2) loop.
 //
-// loop.fd() is an eventfd registered with the ring: it becomes readable when a CQE is
+// loop.notify_fd() is an eventfd registered with the ring: it becomes readable when a CQE is
 // posted, and the loop also makes it readable after a turn that left work ready. The
 // host polls it with its own descriptors and calls loop.poll(), which never blocks,
 // when it fires. examples/embed_poll.cpp is a longer version.
@@ -25,7 +25,7 @@ int main() {
     }
   }(ticks));
 
-  pollfd watched{loop.fd(), POLLIN, 0};
+  pollfd watched{loop.notify_fd(), POLLIN, 0};
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   while (ticks < 3 && std::chrono::steady_clock::now() < deadline) {
     if (::poll(&watched, 1, 1000) < 0) return 1;  // the host's own wait

@@ -3,9 +3,9 @@
 // The host owns the thread and waits in its own poll(2). A worker thread, which runs no
 // loop, hands results to the loop with post(fn): the function is queued under the loop's
 // mutex and the loop's wake eventfd is written, which completes the loop's own read of
-// it; the kernel then signals loop.fd(), the host calls loop.poll(), and the turn runs
+// it; the kernel then signals loop.notify_fd(), the host calls loop.poll(), and the turn runs
 // the function on the host's thread. The coroutine waiting for the results is resumed
-// from inside a posted function (on the loop's thread, through schedule()).
+// from inside a posted function (on the loop's thread, through resume_soon()).
 #include <poll.h>
 
 #include <chrono>
@@ -31,7 +31,7 @@ class Wakeup {
   void await_resume() const noexcept {}
   void resume(coring::EventLoop& loop) {
     signalled_ = true;
-    if (waiter_) loop.schedule(std::exchange(waiter_, {}));
+    if (waiter_) loop.resume_soon(std::exchange(waiter_, {}));
   }
 
  private:
@@ -66,7 +66,7 @@ int main() {
     loop.post([&loop, &wakeup] { wakeup.resume(loop); });
   });
 
-  pollfd watched{loop.fd(), POLLIN, 0};
+  pollfd watched{loop.notify_fd(), POLLIN, 0};
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!done && std::chrono::steady_clock::now() < deadline) {
     if (::poll(&watched, 1, 1000) < 0) break;  // the host's own wait

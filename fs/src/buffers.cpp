@@ -1,5 +1,5 @@
-// AlignedBuffer and BufferPool: one page-aligned allocation cut into equal buffers,
-// registered with the loop's ring as one table entry per buffer.
+// AlignedBuffer and FixedBufferPool: one page-aligned allocation cut into equal
+// buffers, registered with the loop's ring as one table entry per buffer.
 //
 // Leases come from a stack of free indices (the buffer given back last is handed out
 // next, while its cache lines are warm). When none is free, acquire() queues its
@@ -68,17 +68,17 @@ void FixedBuffer::reset() noexcept {
   if (pool_ != nullptr) std::exchange(pool_, nullptr)->give_back(index_);
 }
 
-// --- BufferPool ------------------------------------------------------------------------
+// --- FixedBufferPool -------------------------------------------------------------------
 
-BufferPool::BufferPool(EventLoop& loop, const BufferPoolOptions& options)
+FixedBufferPool::FixedBufferPool(EventLoop& loop, const FixedBufferPoolOptions& options)
     : loop_(loop),
       buffer_size_(round_up(options.buffer_size, AlignedBuffer::page_size)),
       iovecs_count_(options.count) {
   if (options.count == 0 || options.count > max_registered_buffers) {
-    throw std::invalid_argument("fs::BufferPool: count must be 1..16384");
+    throw std::invalid_argument("fs::FixedBufferPool: count must be 1..16384");
   }
   if (options.buffer_size == 0 || options.buffer_size > max_buffer_size) {
-    throw std::invalid_argument("fs::BufferPool: buffer_size must be 1 byte..1 GiB");
+    throw std::invalid_argument("fs::FixedBufferPool: buffer_size must be 1 byte..1 GiB");
   }
   memory_ = AlignedBuffer(buffer_size_ * options.count);
   std::vector<iovec> iovecs(options.count);
@@ -86,8 +86,9 @@ BufferPool::BufferPool(EventLoop& loop, const BufferPoolOptions& options)
     iovecs[i] = iovec{memory_.data() + i * buffer_size_, buffer_size_};
   }
   if (options.register_buffers) {
-    if (auto registered = loop_.ring().register_buffers(iovecs); !registered) {
-      throw std::system_error(registered.error(), "fs::BufferPool: registering the buffers");
+    if (auto registered = coring::detail::LoopOps(loop_).ring().register_buffers(iovecs);
+        !registered) {
+      throw std::system_error(registered.error(), "fs::FixedBufferPool: registering the buffers");
     }
     registered_ = true;
   }
@@ -96,28 +97,28 @@ BufferPool::BufferPool(EventLoop& loop, const BufferPoolOptions& options)
     free_.push_back(static_cast<std::uint16_t>(i - 1));
 }
 
-BufferPool::~BufferPool() {
-  assert(free_.size() == iovecs_count_ && "a BufferPool destroyed with buffers leased");
-  assert(waiters_head_ == nullptr && "a BufferPool destroyed with coroutines waiting");
+FixedBufferPool::~FixedBufferPool() {
+  assert(free_.size() == iovecs_count_ && "a FixedBufferPool destroyed with buffers leased");
+  assert(waiters_head_ == nullptr && "a FixedBufferPool destroyed with coroutines waiting");
   if (registered_) {
-    if (auto done = loop_.ring().unregister_buffers(); !done) {
-      detail::log_error("fs::~BufferPool: unregister_buffers", done.error());
+    if (auto done = coring::detail::LoopOps(loop_).ring().unregister_buffers(); !done) {
+      detail::log_error("fs::~FixedBufferPool: unregister_buffers", done.error());
     }
   }
 }
 
-std::optional<FixedBuffer> BufferPool::try_acquire() noexcept {
+std::optional<FixedBuffer> FixedBufferPool::try_acquire() noexcept {
   if (free_.empty()) return std::nullopt;
   const std::uint16_t index = free_.back();
   free_.pop_back();
   return lease(index);
 }
 
-FixedBuffer BufferPool::lease(std::uint16_t index) noexcept {
+FixedBuffer FixedBufferPool::lease(std::uint16_t index) noexcept {
   return FixedBuffer(*this, index, memory_.bytes().subspan(index * buffer_size_, buffer_size_));
 }
 
-void BufferPool::give_back(std::uint16_t index) noexcept {
+void FixedBufferPool::give_back(std::uint16_t index) noexcept {
   AcquireOp* waiter = waiters_head_;
   if (waiter == nullptr) {
     free_.push_back(index);  // never reallocates: reserved for every buffer
@@ -127,10 +128,10 @@ void BufferPool::give_back(std::uint16_t index) noexcept {
   if (waiters_head_ == nullptr) waiters_tail_ = nullptr;
   waiter->queued_ = false;
   waiter->buffer_.emplace(lease(index));
-  loop_.schedule(waiter->waiter_);
+  coring::detail::LoopOps(loop_).schedule(waiter->waiter_);
 }
 
-void BufferPool::unqueue(AcquireOp& op) noexcept {
+void FixedBufferPool::unqueue(AcquireOp& op) noexcept {
   AcquireOp* previous = nullptr;
   for (AcquireOp* at = waiters_head_; at != nullptr; previous = at, at = at->next_) {
     if (at != &op) continue;
@@ -141,16 +142,16 @@ void BufferPool::unqueue(AcquireOp& op) noexcept {
   op.queued_ = false;
 }
 
-BufferPool::AcquireOp::~AcquireOp() {
+FixedBufferPool::AcquireOp::~AcquireOp() {
   if (queued_) pool_->unqueue(*this);  // its frame is destroyed while it waits
 }
 
-bool BufferPool::AcquireOp::await_ready() noexcept {
+bool FixedBufferPool::AcquireOp::await_ready() noexcept {
   buffer_ = pool_->try_acquire();
   return buffer_.has_value();
 }
 
-void BufferPool::AcquireOp::await_suspend(std::coroutine_handle<> waiter) noexcept {
+void FixedBufferPool::AcquireOp::await_suspend(std::coroutine_handle<> waiter) noexcept {
   waiter_ = waiter;
   queued_ = true;
   if (pool_->waiters_tail_ == nullptr) {

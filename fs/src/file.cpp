@@ -63,15 +63,15 @@ Task<Result<File>> File::open(std::filesystem::path path, int flags, mode_t mode
 
 Task<Result<void>> File::truncate(std::uint64_t length) const {
   if (!supports(ring::Op::ftruncate)) co_return co_await detail::truncate_on_pool(*this, length);
-  co_return co_await op<void>("truncate",
-                              [fd = target_, fixed = is_fixed(), length](ring::Sqe& sqe) noexcept {
-                                ring::prep_ftruncate(sqe, fd, length);
-                                if (fixed) ring::use_fixed_file(sqe);
-                              });
+  co_return co_await op<void>(
+      "truncate", [fd = target_, direct = is_direct(), length](ring::Sqe& sqe) noexcept {
+        ring::prep_ftruncate(sqe, fd, length);
+        if (direct) ring::use_fixed_file(sqe);
+      });
 }
 
 Task<Result<Stat>> File::stat(unsigned mask) const {
-  // statx has no fixed-file form: it always names the fd (with an empty path).
+  // statx cannot name a direct descriptor: it always names the fd (with an empty path).
   Stat st;
   const IoResult r = co_await io([&](ring::Sqe& sqe) noexcept {
     ring::prep_statx(sqe, fd_, "", AT_EMPTY_PATH, mask, &st.raw);

@@ -19,14 +19,15 @@
 namespace coring::fs {
 
 FileTable::FileTable(EventLoop& loop, std::uint32_t slots) : loop_(loop), used_(slots, false) {
-  if (auto registered = loop_.ring().register_files_sparse(slots); !registered) {
+  if (auto registered = coring::detail::LoopOps(loop_).ring().register_files_sparse(slots);
+      !registered) {
     throw std::system_error(registered.error(), "fs::FileTable: registering the file table");
   }
 }
 
 FileTable::~FileTable() {
   assert(attached_ == 0 && "a FileTable destroyed with files attached");
-  if (auto done = loop_.ring().unregister_files(); !done) {
+  if (auto done = coring::detail::LoopOps(loop_).ring().unregister_files(); !done) {
     detail::log_error("fs::~FileTable: unregister_files", done.error());
   }
 }
@@ -38,7 +39,8 @@ Result<void> FileTable::attach(File& file) {
   while (slot < used_.size() && used_[slot]) ++slot;
   if (slot == used_.size()) return detail::make_error(-ENFILE, "attach", file.path());
   const int fd = file.fd_;
-  if (auto updated = loop_.ring().register_files_update(slot, {&fd, 1}); !updated) {
+  if (auto updated = coring::detail::LoopOps(loop_).ring().register_files_update(slot, {&fd, 1});
+      !updated) {
     return Error(updated.error(), "attach", file.path());
   }
   used_[slot] = true;
@@ -52,7 +54,8 @@ void FileTable::detach(File& file) noexcept {
   assert(file.table_ == this);
   const auto slot = static_cast<std::uint32_t>(file.target_);
   const int empty = -1;
-  if (auto updated = loop_.ring().register_files_update(slot, {&empty, 1}); !updated) {
+  if (auto updated = coring::detail::LoopOps(loop_).ring().register_files_update(slot, {&empty, 1});
+      !updated) {
     detail::log_error("fs::FileTable::detach: register_files_update", updated.error());
   }
   used_[slot] = false;

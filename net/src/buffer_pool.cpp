@@ -3,17 +3,15 @@
 // Each buffer is in one of three states: in the kernel's ring (available), being filled
 // piece by piece (incremental mode: the kernel still owns it while leases exist on the
 // pieces it has posted), or out of the kernel's hands with leases on it. A buffer goes
-// back to the ring when the kernel is done with it and its last lease is dropped. Each
-// return bumps returned_, which RecvStreams compare to tell whether a buffer came back
-// while their ENOBUFS ending was on its way, and wakes the stream that has waited longest
-// for a buffer.
+// back to the ring when the kernel is done with it and its last lease is dropped; each
+// return goes to the wait list (detail::BufferWaitList, at the end of this file), which
+// wakes the stream that has waited longest for a buffer.
 #include "coring/net/buffer_pool.hpp"
 
 #include <atomic>
 #include <cerrno>
 #include <system_error>
 
-#include "coring/net/recv_stream.hpp"
 #include "coring/ring/detail/log.hpp"
 #include "coring/ring/error.hpp"
 #include "coring/runtime/event_loop.hpp"
@@ -34,9 +32,11 @@ ring::BufferRing register_ring(EventLoop& loop, const BufferPoolOptions& options
   for (int attempt = 0;; ++attempt) {
     std::uint16_t id = options.group_id;
     while (id == 0) id = next_group_id.fetch_add(1, std::memory_order_relaxed);
-    auto created = ring::BufferRing::create(loop.ring(), id, options.count, flags);
+    auto created =
+        ring::BufferRing::create(coring::detail::LoopOps(loop).ring(), id, options.count, flags);
     if (!created && flags != 0 && created.error() == std::errc::invalid_argument) {
-      created = ring::BufferRing::create(loop.ring(), id, options.count, 0);  // before 6.12
+      created = ring::BufferRing::create(coring::detail::LoopOps(loop).ring(), id, options.count,
+                                         0);  // before 6.12
     }
     if (created) return std::move(created).value();
     const bool taken = created.error() == std::errc::file_exists;
@@ -54,35 +54,13 @@ ring::BufferRing register_ring(EventLoop& loop, const BufferPoolOptions& options
 
 }  // namespace
 
-// The NOP behind woken streams' re-arms. Heap-allocated by the pool; if the pool goes
-// while the NOP is in flight, the record outlives it and frees itself at the CQE (the
-// loop's destruction reaps it too).
-class BufferPool::VerdictOp final : public Operation {
- public:
-  explicit VerdictOp(BufferPool& pool) noexcept : Operation(&prep_fn, &complete_fn), pool_(&pool) {}
-  BufferPool* pool_;
-
- private:
-  static void prep_fn(Operation& /*self*/, std::span<ring::Sqe* const> sqes) noexcept {
-    ring::prep_nop(*sqes[0]);
-  }
-  static void complete_fn(Operation& self, const ring::Cqe& /*cqe*/, bool /*second*/) noexcept {
-    auto& op = static_cast<VerdictOp&>(self);
-    if (op.pool_ == nullptr) {
-      delete &op;
-      return;
-    }
-    op.pool_->verdict_done();
-  }
-};
-
 BufferPool::BufferPool(EventLoop& loop, BufferPoolOptions options)
     : loop_(&loop),
       ring_(register_ring(loop, options)),
       buffer_size_(options.buffer_size),
       memory_(new std::byte[std::size_t{options.buffer_size} * options.count]),
       slots_(new Slot[options.count]),
-      verdict_(new VerdictOp(*this)) {
+      waiters_(loop) {
   for (std::uint32_t id = 0; id < options.count; ++id) {
     const auto bid = static_cast<std::uint16_t>(id);
     ring_.add({buffer(bid), buffer_size_}, bid, bid);
@@ -91,19 +69,12 @@ BufferPool::BufferPool(EventLoop& loop, BufferPoolOptions options)
 }
 
 BufferPool::~BufferPool() {
-  if (streams_ != 0) {
-    coring::detail::log(
-        "net", coring::detail::LogLevel::error,
-        "BufferPool destroyed while " + std::to_string(streams_) + " RecvStream(s) still use it");
+  if (waiters_.streams() != 0) {
+    coring::detail::log("net", coring::detail::LogLevel::error,
+                        "BufferPool destroyed while " + std::to_string(waiters_.streams()) +
+                            " RecvStream(s) still use it");
   }
-  assert(streams_ == 0 && "destroy a BufferPool after the RecvStreams that use it");
-  while (!starved_.empty()) starved_.pop_front();
-  while (!woken_.empty()) woken_.pop_front();
-  if (verdict_->in_flight()) {
-    verdict_->pool_ = nullptr;  // it frees itself at its CQE
-  } else {
-    delete verdict_;
-  }
+  assert(waiters_.streams() == 0 && "destroy a BufferPool after the RecvStreams that use it");
 }
 
 Result<BufferLease> BufferPool::lease(const IoResult& result) noexcept {
@@ -142,63 +113,130 @@ void BufferPool::give_back(std::uint16_t id) noexcept {
   ring_.add({buffer(id), buffer_size_}, id, 0);
   ring_.advance(1);
   --held_;
-  ++returned_;
-  if (!starved_.empty()) wake_starved();
+  waiters_.buffer_returned();
 }
 
-void BufferPool::wake_starved() noexcept {
-  // One stream per returned buffer, the one that waited longest: every other would only
-  // find the ring dry again. A stream that cannot use the wake (its queue is full, say)
-  // declines it and the next one gets it; one whose request then ends without taking
-  // the buffer (end of stream, an error, close()) calls this again (RecvStream::woken_).
-  if (loop_->draining()) return;
-  while (!starved_.empty()) {
-    if (static_cast<RecvStream&>(starved_.pop_front()).buffers_back()) return;
+// --- The wait list ---------------------------------------------------------------------
+
+namespace detail {
+
+// The NOP behind woken streams' re-arms. Heap-allocated; if the list goes while the NOP
+// is in flight, the record outlives it and frees itself at the CQE (the loop's
+// destruction reaps it too).
+class BufferWaitList::VerdictOp final : public Operation {
+ public:
+  explicit VerdictOp(BufferWaitList& list) noexcept
+      : Operation(&prep_fn, &complete_fn), list_(&list) {}
+  BufferWaitList* list_;
+
+ private:
+  static void prep_fn(Operation& /*self*/, std::span<ring::Sqe* const> sqes) noexcept {
+    ring::prep_nop(*sqes[0]);
+  }
+  static void complete_fn(Operation& self, const ring::Cqe& /*cqe*/, bool /*second*/) noexcept {
+    auto& op = static_cast<VerdictOp&>(self);
+    if (op.list_ == nullptr) {
+      delete &op;
+      return;
+    }
+    op.list_->verdict_done();
+  }
+};
+
+BufferWaitList::BufferWaitList(EventLoop& loop) : loop_(&loop), verdict_(new VerdictOp(*this)) {}
+
+BufferWaitList::~BufferWaitList() {
+  while (!starved_.empty()) starved_.pop_front();
+  while (!woken_.empty()) woken_.pop_front();
+  if (verdict_->in_flight()) {
+    verdict_->list_ = nullptr;  // it frees itself at its CQE
+  } else {
+    delete verdict_;
   }
 }
 
-void BufferPool::watch_woken(RecvStream& stream) noexcept {
-  stream.woken_round = verdict_round_ + 1;  // the next NOP submitted is behind it
-  woken_.push_front(stream);
-  if (!verdict_->in_flight()) submit_verdict();
+void BufferWaitList::leave(BufferWaiter& stream) noexcept {
+  if (starved_.linked(stream)) starved_.unlink(stream);
+  (void)clear_woken(stream);
+  --streams_;
 }
 
-void BufferPool::submit_verdict() noexcept {
-  ++verdict_round_;
-  loop_->submit(*verdict_);
+void BufferWaitList::took_buffer(BufferWaiter& stream, bool buffer_has_room) noexcept {
+  // The wake is used; but if the buffer it was for stays in the ring with room left,
+  // the next waiting stream may take the rest.
+  if (clear_woken(stream) && buffer_has_room) wake_next();
 }
 
-void BufferPool::unwatch_woken(RecvStream& stream) noexcept { woken_.unlink(stream); }
+bool BufferWaitList::starve(BufferWaiter& stream) noexcept {
+  // Woken for a buffer that another request took: still the longest waiter.
+  const bool was_woken = clear_woken(stream);
+  if (returned_ != stream.returned_at_arm_) return false;  // it crossed a returning buffer
+  if (!starved_.linked(stream)) {
+    if (was_woken) {
+      starved_.push_front(stream);
+    } else {
+      starved_.push_back(stream);
+    }
+  }
+  return true;
+}
 
-void BufferPool::verdict_done() noexcept {
+void BufferWaitList::done(BufferWaiter& stream) noexcept {
+  // First out of the list: a buffer it releases next must not re-arm it.
+  if (starved_.linked(stream)) starved_.unlink(stream);
+  if (clear_woken(stream)) wake_next();  // ended before taking the buffer it was woken for
+}
+
+void BufferWaitList::buffer_returned() noexcept {
+  ++returned_;
+  if (!starved_.empty()) wake_next();
+}
+
+void BufferWaitList::wake_next() noexcept {
+  // A stream that cannot use the wake (its queue waits for its consumer, say) declines
+  // it and the next one gets it. One that re-arms holds it: its SQE is in the SQ now, so
+  // a verdict NOP submitted after this goes in behind it.
+  if (loop_->draining()) return;
+  while (!starved_.empty()) {
+    BufferWaiter& stream = starved_.pop_front();
+    if (!stream.wake_(stream)) continue;
+    stream.woken_round_ = verdict_round_ + 1;  // the next NOP submitted judges it
+    woken_.push_front(stream);
+    if (!verdict_->in_flight()) {
+      ++verdict_round_;
+      coring::detail::LoopOps(*loop_).submit(*verdict_);
+    }
+    return;
+  }
+}
+
+bool BufferWaitList::clear_woken(BufferWaiter& stream) noexcept {
+  if (!woken_.linked(stream)) return false;
+  woken_.unlink(stream);
+  return true;
+}
+
+void BufferWaitList::verdict_done() noexcept {
   if (loop_->draining()) return;
   // Streams re-armed before this NOP and still without a CQE: waiting for data, not
   // using the buffer. Their wakes go on to as many starved streams.
   std::uint32_t idle = 0;
-  for (detail::BufferWaiter* stream = woken_.first(); stream != nullptr;) {
-    detail::BufferWaiter* next = woken_.next(*stream);
-    if (stream->woken_round <= verdict_round_) {
-      (void)static_cast<RecvStream&>(*stream).clear_woken();
+  for (BufferWaiter* stream = woken_.first(); stream != nullptr;) {
+    BufferWaiter* next = woken_.next(*stream);
+    if (stream->woken_round_ <= verdict_round_) {
+      woken_.unlink(*stream);
       ++idle;
     }
     stream = next;
   }
-  while (idle-- > 0 && !starved_.empty()) wake_starved();
+  while (idle-- > 0 && !starved_.empty()) wake_next();
   // Woken since this NOP went in: the next one judges them.
-  if (!woken_.empty() && !verdict_->in_flight()) submit_verdict();
-}
-
-void BufferPool::add_starved(RecvStream& stream, bool first) noexcept {
-  if (starved_.linked(stream)) return;
-  if (first) {
-    starved_.push_front(stream);
-  } else {
-    starved_.push_back(stream);
+  if (!woken_.empty() && !verdict_->in_flight()) {
+    ++verdict_round_;
+    coring::detail::LoopOps(*loop_).submit(*verdict_);
   }
 }
 
-void BufferPool::remove_starved(RecvStream& stream) noexcept {
-  if (starved_.linked(stream)) starved_.unlink(stream);
-}
+}  // namespace detail
 
 }  // namespace coring::net

@@ -104,7 +104,8 @@ void AcceptPause::complete_fn(Operation& self, const ring::Cqe& /*cqe*/, bool /*
 
 bool AcceptPause::begin_cancel() noexcept {
   if (!in_flight()) return true;
-  loop_->cancel(*this);  // completes here, synchronously, if still waiting for room
+  coring::detail::LoopOps(*loop_).cancel(
+      *this);  // completes here, synchronously, if still waiting for room
   return !in_flight();
 }
 
@@ -113,7 +114,7 @@ void AcceptPause::over() noexcept {
   // listener may be destroyed after it.
   if (stop_callback_) {
     stop_callback_.reset();
-    loop_->forget_cancel(*this);
+    coring::detail::LoopOps(*loop_).forget_cancel(*this);
   }
   // A closed record stays closed and a stopped one closes. While the loop drains nothing
   // may be armed (the drain would wait for it for ever): the record closes instead, which
@@ -128,12 +129,12 @@ void AcceptPause::over() noexcept {
     const std::coroutine_handle<> consumer = std::exchange(waiter_, {});
     auto next = record_->next();
     if (next.await_ready()) {
-      loop_->schedule(consumer);
+      coring::detail::LoopOps(*loop_).schedule(consumer);
     } else {
       next.await_suspend(consumer);
     }
   }
-  if (closer_) loop_->schedule(std::exchange(closer_, {}));
+  if (closer_) coring::detail::LoopOps(*loop_).schedule(std::exchange(closer_, {}));
 }
 
 // --- close() tasks that follow their listener ------------------------------------------
@@ -278,7 +279,7 @@ Result<StreamSocket> Listener::after_shortage(int error) noexcept {
 }
 
 Result<void> enable_direct_descriptors(EventLoop& loop, std::uint32_t slots) noexcept {
-  return loop.ring().register_files_sparse(slots);
+  return coring::detail::LoopOps(loop).ring().register_files_sparse(slots);
 }
 
 }  // namespace coring::net

@@ -33,8 +33,8 @@ void Socket::reset() noexcept {
     return;
   }
   const int none = -1;
-  auto cleared =
-      loop->ring().register_files_update(static_cast<std::uint32_t>(fd), std::span(&none, 1));
+  auto cleared = coring::detail::LoopOps(*loop).ring().register_files_update(
+      static_cast<std::uint32_t>(fd), std::span(&none, 1));
   if (!cleared) {
     coring::detail::log("net", coring::detail::LogLevel::error,
                         "Socket: clearing direct descriptor slot " + std::to_string(fd) +

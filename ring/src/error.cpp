@@ -191,7 +191,8 @@ class EnterCategory final : public SyscallCategory {
             "completions, then submit again";
         break;
       case EBADF:
-        advice = "the ring fd is invalid, or an SQE used a fixed file with no files registered";
+        advice =
+            "the ring fd is invalid, or an SQE named a direct descriptor with no files registered";
         break;
       case EBADFD:
         advice = "the ring is not enabled yet: it was created with R_DISABLED; enable it first";

@@ -350,10 +350,13 @@ Result<void> Ring::unregister_napi(Napi& napi) noexcept {
   return discard_value(register_raw(RegisterOp::unregister_napi, &napi, 1));
 }
 
-Result<Probe> Ring::get_probe() noexcept {
+Result<Probe> Ring::get_probe() const noexcept {
   static_assert(offsetof(Probe, ops_) == sizeof(ProbeHeader), "Probe must match io_uring_probe");
   Probe probe;
-  auto res = register_raw(RegisterOp::register_probe, &probe, Probe::max_ops);
+  // IORING_REGISTER_PROBE only reads the ring's state: register_raw() is not const
+  // because most registrations change it.
+  auto res =
+      const_cast<Ring*>(this)->register_raw(RegisterOp::register_probe, &probe, Probe::max_ops);
   if (!res) return fail(res.error());
   return probe;
 }

@@ -514,7 +514,14 @@ void EventLoop::cancel(Operation& op) noexcept {
     }
     return;
   }
-  if (op.state_ != Operation::State::submitted) return;
+  if (op.state_ != Operation::State::submitted) {
+    // An idle operation that asked to hear of cancels (a multishot stream between
+    // requests, whose consumer may wait on it) gets a CQE of its own, marked second.
+    if (op.state_ == Operation::State::idle && op.hears_idle_cancel_) {
+      op.complete_(op, ring::Cqe{reinterpret_cast<std::uint64_t>(&op), -ECANCELED, 0}, true);
+    }
+    return;
+  }
   ring::Sqe* sqe = ring_.get_sqe();
   if (sqe == nullptr) {
     submit_now();
@@ -714,7 +721,7 @@ void EventLoop::cancel_all_and_drain() noexcept {
   }
 }
 
-int EventLoop::fd() {
+int EventLoop::notify_fd() {
   if (notify_fd_ < 0) {
     notify_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (notify_fd_ < 0)

@@ -1,4 +1,4 @@
-// Registered buffers (BufferPool, read_fixed/write_fixed), registered files
+// Registered buffers (FixedBufferPool, read_fixed/write_fixed), registered files
 // (FileTable), O_DIRECT with aligned buffers and its alignment errors.
 #include "coring/fs/buffers.hpp"
 
@@ -31,10 +31,10 @@ TEST(FsAlignedBuffer, IsAlignedZeroedAndSized) {
   EXPECT_THROW(AlignedBuffer(16, 3000), std::invalid_argument);
 }
 
-TEST(FsBufferPool, WriteFixedAndReadFixedRoundTripBeyondFourGib) {
+TEST(FsFixedBufferPool, WriteFixedAndReadFixedRoundTripBeyondFourGib) {
   TempDir dir;
   EventLoop loop;
-  BufferPool pool(loop, BufferPoolOptions{4, 8192, true});
+  FixedBufferPool pool(loop, FixedBufferPoolOptions{4, 8192, true});
   EXPECT_TRUE(pool.registered());
   EXPECT_EQ(pool.count(), 4U);
   EXPECT_EQ(pool.buffer_size(), 8192U);
@@ -60,9 +60,9 @@ TEST(FsBufferPool, WriteFixedAndReadFixedRoundTripBeyondFourGib) {
   EXPECT_EQ(pool.available(), 4U);
 }
 
-TEST(FsBufferPool, AcquireWaitsForABufferToBeGivenBack) {
+TEST(FsFixedBufferPool, AcquireWaitsForABufferToBeGivenBack) {
   EventLoop loop;
-  BufferPool pool(loop, BufferPoolOptions{1, 4096, true});
+  FixedBufferPool pool(loop, FixedBufferPoolOptions{1, 4096, true});
   std::vector<int> order;
   run_on(loop, [&]() -> Task<void> {
     auto holder = [&]() -> Task<void> {
@@ -83,11 +83,11 @@ TEST(FsBufferPool, AcquireWaitsForABufferToBeGivenBack) {
   EXPECT_EQ(pool.available(), 1U);
 }
 
-TEST(FsBufferPool, AReadFixedOutsideTheRegisteredBufferIsAnError) {
+TEST(FsFixedBufferPool, AReadFixedOutsideTheRegisteredBufferIsAnError) {
   TempDir dir;
   write_plain(dir.file("f"), pattern(8192));
   EventLoop loop;
-  BufferPool pool(loop, BufferPoolOptions{1, 4096, true});
+  FixedBufferPool pool(loop, FixedBufferPoolOptions{1, 4096, true});
   std::vector<std::byte> unregistered(4096);
   run_on(loop, [&]() -> Task<void> {
     Result<File> file = co_await File::open(dir.file("f"));
@@ -101,18 +101,19 @@ TEST(FsBufferPool, AReadFixedOutsideTheRegisteredBufferIsAnError) {
   });
 }
 
-TEST(FsBufferPool, OneRegisteredPoolPerLoop) {
+TEST(FsFixedBufferPool, OneRegisteredPoolPerLoop) {
   EventLoop loop;
-  BufferPool first(loop, BufferPoolOptions{2, 4096, true});
+  FixedBufferPool first(loop, FixedBufferPoolOptions{2, 4096, true});
   try {
-    BufferPool second(loop, BufferPoolOptions{2, 4096, true});
+    FixedBufferPool second(loop, FixedBufferPoolOptions{2, 4096, true});
     ADD_FAILURE() << "a second registered pool on one loop was accepted";
   } catch (const std::system_error& e) {
     EXPECT_EQ(e.code(), std::errc::device_or_resource_busy) << e.what();
   }
-  BufferPool unregistered(loop, BufferPoolOptions{2, 4096, false});
+  FixedBufferPool unregistered(loop, FixedBufferPoolOptions{2, 4096, false});
   EXPECT_FALSE(unregistered.registered());
-  EXPECT_THROW(BufferPool(loop, BufferPoolOptions{0, 4096, false}), std::invalid_argument);
+  EXPECT_THROW(FixedBufferPool(loop, FixedBufferPoolOptions{0, 4096, false}),
+               std::invalid_argument);
 }
 
 TEST(FsFileTable, ReadsAndWritesThroughARegisteredSlot) {
@@ -123,7 +124,7 @@ TEST(FsFileTable, ReadsAndWritesThroughARegisteredSlot) {
     Result<File> file = co_await File::open(dir.file("t"), O_RDWR | O_CREAT);
     CO_ASSERT_OK(file);
     CO_ASSERT_OK(table.attach(*file));
-    EXPECT_TRUE(file->is_fixed());
+    EXPECT_TRUE(file->is_direct());
     EXPECT_EQ(table.attached(), 1U);
     const auto data = pattern(3000, 5);
     CO_ASSERT_OK(co_await file->write_at(data, 10));
@@ -135,7 +136,7 @@ TEST(FsFileTable, ReadsAndWritesThroughARegisteredSlot) {
     Result<void> twice = table.attach(*file);
     EXPECT_EQ(twice.error(), std::errc::device_or_resource_busy);
     table.detach(*file);
-    EXPECT_FALSE(file->is_fixed());
+    EXPECT_FALSE(file->is_direct());
     n = co_await file->read_at(back, 10);
     CO_ASSERT_OK(n);
     CO_ASSERT_OK(table.attach(*file));
@@ -202,7 +203,7 @@ TEST(FsDirect, ReadFixedFromAPoolBufferWithODirect) {
   TempDir dir;
   write_plain(dir.file("d"), pattern(1 << 16, 6));
   EventLoop loop;
-  BufferPool pool(loop, BufferPoolOptions{1, 1 << 16, true});
+  FixedBufferPool pool(loop, FixedBufferPoolOptions{1, 1 << 16, true});
   run_on(loop, [&]() -> Task<void> {
     Result<File> file = co_await File::open(dir.file("d"), O_RDONLY | O_DIRECT);
     if (file.error() == std::errc::invalid_argument) CO_SKIP("no O_DIRECT here");

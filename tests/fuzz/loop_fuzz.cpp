@@ -452,8 +452,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   {
     EventLoop loop(LoopOptions{.entries = 8, .cq_entries = 16});
     loop.set_hooks(&faults);
-    auto group =
-        ring::BufferGroup::create(loop.ring(), buffer_group_id, buffer_bytes, buffer_count);
+    auto group = ring::BufferGroup::create(coring::detail::LoopOps(loop).ring(), buffer_group_id,
+                                           buffer_bytes, buffer_count);
     if (!group) fail("BufferGroup::create", group.error().value());
     net::BufferPool pool(
         loop, {.buffer_size = buffer_bytes, .count = buffer_count, .group_id = pool_group_id});

@@ -10,7 +10,10 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <stop_token>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "coring/net/listener.hpp"
@@ -501,6 +504,130 @@ TEST(RecvStream, CloseGivesUnconsumedBuffersBack) {
   }());
   EXPECT_GE(queued, 1U);
   EXPECT_TRUE(after_close);
+  EXPECT_EQ(pool.held(), 0U);
+}
+
+// The stop token, like Multishot's: a stop on the loop's thread ends the stream at once —
+// also a starved one, whose request is not in flight and whose consumer waits for a
+// buffer that may never come — and the buffers it holds go back.
+TEST(RecvStream, AStopEndsAnArmedAndAStarvedStream) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = false});
+  auto armed = stream_pair();
+  auto starved = stream_pair();
+  auto holder = stream_pair();
+  ASSERT_EQ(::send(holder.second.fd(), "h", 1, 0), 1);
+  ASSERT_EQ(::send(starved.second.fd(), "s", 1, 0), 1);
+  std::stop_source stop;
+  auto [armed_error, starved_error, starvations] =
+      loop.run([&]() -> Task<std::tuple<std::error_code, std::error_code, std::uint64_t>> {
+        Result<BufferLease> held = co_await holder.first.recv(pool);  // the only buffer
+        RecvStream waiting = starved.first.recv_stream(pool, {}, stop.get_token());
+        RecvStream idle = armed.first.recv_stream(pool, {}, stop.get_token());
+        auto next = [](RecvStream& s) -> Task<Result<BufferLease>> { co_return co_await s.next(); };
+        auto [a, b, stopped] =
+            co_await when_all(next(idle),     // armed: its peer sends nothing
+                              next(waiting),  // starved: the holder has the only buffer
+                              [](std::stop_source& source) -> Task<bool> {
+                                co_await sleep_for(20ms);  // both consumers wait
+                                co_return source.request_stop();
+                              }(stop));
+        if (!stopped) ADD_FAILURE() << "the stop was requested already";
+        const std::uint64_t starved_count = waiting.starvations();
+        co_await waiting.close();  // closed already: nothing to wait for
+        co_await idle.close();
+        co_return std::tuple{a ? std::error_code{} : a.error(), b ? std::error_code{} : b.error(),
+                             starved_count};
+      }());
+  EXPECT_EQ(armed_error, std::errc::operation_canceled) << armed_error.message();
+  EXPECT_EQ(starved_error, std::errc::operation_canceled) << starved_error.message();
+  EXPECT_EQ(starvations, 1U);
+  EXPECT_EQ(pool.held(), 0U);
+}
+
+// From another thread, a stop cancels the request through the loop.
+TEST(RecvStream, AStopFromAnotherThreadEndsTheStream) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 64, .count = 4});
+  auto pair = stream_pair();
+  std::stop_source stop;
+  std::thread stopper;
+  const std::error_code error = loop.run([&]() -> Task<std::error_code> {
+    RecvStream chunks = pair.first.recv_stream(pool, {}, stop.get_token());
+    chunks.start();
+    stopper = std::thread([&stop] {
+      std::this_thread::sleep_for(20ms);
+      stop.request_stop();
+    });
+    Result<BufferLease> chunk = co_await chunks.next();
+    co_return chunk ? std::error_code{} : chunk.error();
+  }());
+  stopper.join();
+  EXPECT_EQ(error, std::errc::operation_canceled) << error.message();
+  EXPECT_EQ(pool.held(), 0U);
+}
+
+// From another thread too, a stop ends a starved stream whose consumer waits: the
+// consumer hears ECANCELED at the loop's next turn, not when a buffer comes back.
+TEST(RecvStream, AStopFromAnotherThreadEndsAStarvedStream) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 64, .count = 1, .incremental = false});
+  auto starved = stream_pair();
+  auto holder = stream_pair();
+  ASSERT_EQ(::send(holder.second.fd(), "h", 1, 0), 1);
+  ASSERT_EQ(::send(starved.second.fd(), "s", 1, 0), 1);
+  std::stop_source stop;
+  std::thread stopper;
+  bool buffer_back = false;
+  bool cancelled_before_buffer_back = false;
+  loop.run([&]() -> Task<void> {
+    Result<BufferLease> held = co_await holder.first.recv(pool);  // the only buffer
+    RecvStream chunks = starved.first.recv_stream(pool, {}, stop.get_token());
+    chunks.start();
+    co_await sleep_for(10ms);  // starved by now
+    stopper = std::thread([&stop] {
+      std::this_thread::sleep_for(20ms);
+      stop.request_stop();
+    });
+    co_await when_all(
+        [](RecvStream& s, const bool& back, bool& verdict) -> Task<void> {
+          Result<BufferLease> chunk = co_await s.next();
+          verdict = !chunk && chunk.error() == std::errc::operation_canceled && !back;
+        }(chunks, buffer_back, cancelled_before_buffer_back),
+        [](Result<BufferLease>& lease, bool& back) -> Task<void> {
+          co_await sleep_for(2s);  // a bound on the wait: the buffer comes back then
+          lease->reset();
+          back = true;
+        }(held, buffer_back));
+    EXPECT_EQ(chunks.starvations(), 1U);
+  }());
+  stopper.join();
+  EXPECT_TRUE(cancelled_before_buffer_back) << "the stop waited for a buffer to come back";
+  EXPECT_EQ(pool.held(), 0U);
+}
+
+// A stream stopped from another thread between requests may be destroyed without
+// close(), as one that ended may: it leaves nothing behind in its loop.
+TEST(RecvStream, AStreamStoppedFromAnotherThreadAfterItsEndMayBeDestroyed) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 64, .count = 4});
+  auto pair = stream_pair();
+  std::stop_source stop;
+  const bool ended = loop.run([&]() -> Task<bool> {
+    auto chunks = std::make_unique<RecvStream>(pair.first.fd(), false, pool, RecvStreamOptions{},
+                                               stop.get_token());
+    pair.second.reset();  // end of stream
+    Result<BufferLease> end = co_await chunks->next();
+    std::thread([&stop] { stop.request_stop(); }).join();
+    chunks.reset();           // not in flight: no close() needed
+    co_await sleep_for(1ms);  // a turn in which the loop drains its deferred cancels
+    co_return end && end->empty();
+  }());
+  EXPECT_TRUE(ended);
   EXPECT_EQ(pool.held(), 0U);
 }
 

@@ -413,7 +413,7 @@ TEST(RuntimeLoop, EmbeddedThroughPollableFd) {
     flag = true;
   };
   loop.spawn(body(done));
-  const int fd = loop.fd();
+  const int fd = loop.notify_fd();
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   int wakeups = 0;
   while (!done && std::chrono::steady_clock::now() < deadline) {
@@ -621,3 +621,30 @@ TEST(RuntimeLoop, SendZcResumesAfterNotificationWithByteCount) {
 
 }  // namespace
 }  // namespace coring
+
+#ifndef NDEBUG
+namespace coring {
+namespace {
+
+// An operation record whose author reads its result too early.
+class EarlyReader final : public detail::AwaitableOp {
+ public:
+  EarlyReader() noexcept : AwaitableOp(&prep_fn, nullptr) {}
+  [[nodiscard]] IoResult read() const noexcept { return result(); }
+
+ private:
+  static void prep_fn(Operation& /*self*/, std::span<ring::Sqe* const> sqes) noexcept {
+    ring::prep_nop(*sqes[0]);
+  }
+};
+
+// Debug builds poison the fields a record leaves unwritten on the hot path, and
+// result() asserts that a CQE wrote them: garbage is never mistaken for a result.
+TEST(OperationDeathTest, AResultReadBeforeItsCqeAsserts) {
+  EarlyReader op;
+  EXPECT_DEATH((void)op.read(), "before its CQE");
+}
+
+}  // namespace
+}  // namespace coring
+#endif

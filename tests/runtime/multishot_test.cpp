@@ -208,7 +208,7 @@ TEST(RuntimeMultishot, RecvMegabyteThroughBufferGroupRunningDry) {
   std::stop_source deadline;
   EventLoop loop;
   loop.spawn(watchdog(deadline));
-  auto group = ring::BufferGroup::create(loop.ring(), 3, 4096, 8);
+  auto group = ring::BufferGroup::create(detail::LoopOps(loop).ring(), 3, 4096, 8);
   ASSERT_TRUE(group) << group.error().message();
   std::thread writer([fd = pair.client.get()] {
     std::vector<std::byte> data(total);
@@ -286,7 +286,7 @@ TEST(RuntimeMultishot, RecvRunningDryUnderAWaitingConsumerReportsNoBuffers) {
   std::stop_source deadline;
   EventLoop loop;
   loop.spawn(watchdog(deadline));
-  auto group = ring::BufferGroup::create(loop.ring(), 4, 64, 2);
+  auto group = ring::BufferGroup::create(detail::LoopOps(loop).ring(), 4, 64, 2);
   ASSERT_TRUE(group) << group.error().message();
   auto body = [&]() -> Task<std::vector<int>> {
     const int fd = pair.server.get();

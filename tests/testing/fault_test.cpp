@@ -694,7 +694,7 @@ TEST(RuntimeFault, NoInjectedEnobufsForProvidedBufferRequests) {
   {
     EventLoop loop;
     loop.set_hooks(&faults);
-    auto group = ring::BufferGroup::create(loop.ring(), 3, 64, 4);
+    auto group = ring::BufferGroup::create(detail::LoopOps(loop).ring(), 3, 64, 4);
     ASSERT_TRUE(group);
     auto body = [&]() -> Task<void> {
       selected = co_await io(

@@ -12,15 +12,19 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <new>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/io.hpp"
+#include "coring/runtime/multishot.hpp"
 #include "coring/runtime/runtime.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
@@ -185,6 +189,63 @@ TEST(ReadyQueueAlloc, ARuntimeLoopThatFailsMakesRunOnEachThrow) {
   }  // the loop is destroyed, its task's timer drained first
   EXPECT_EQ(in_flight_at_end, 0U);
   EXPECT_FALSE(finished);
+}
+
+// A multishot stream whose queue cannot grow. Eight connections wait; the kernel
+// accepts them in one burst, far past a bound of 1 and a slack of 1, and the queue's
+// growth fails. The stream loses nothing silently and reorders nothing: the two fds
+// queued are delivered, every later one is closed, and the stream then ends with ENOMEM;
+// re-armed, it serves again.
+TEST(MultishotAlloc, AQueueThatCannotGrowEndsTheStreamWithEnomem) {
+  struct AcceptPrep {
+    int fd;
+    void operator()(ring::Sqe& sqe) const noexcept {
+      ring::prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
+    }
+  };
+  auto listener = ring::test::make_listener();
+  std::vector<ring::test::Fd> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_EQ(::connect(clients.back().get(), reinterpret_cast<const sockaddr*>(&listener.address),
+                        sizeof(listener.address)),
+              0);
+  }
+  const int fds_before = ring::test::count_open_fds();
+  std::optional<EventLoop> loop(std::in_place);  // its own fds: counted once it is gone
+  const std::vector<int> results = loop->run([&]() -> Task<std::vector<int>> {
+    Multishot<AcceptPrep> accepts(AcceptPrep{listener.fd.get()},
+                                  {.bound = 1, .slack = 1, .fd_results = true});
+    std::vector<int> got;
+    got.reserve(8);
+    fail_allocations = true;  // from the first reap on
+    for (int i = 0; i < 4; ++i) {
+      const IoResult result = co_await accepts.next();
+      fail_allocations = false;
+      got.push_back(result.res);
+    }
+    // With memory back, the stream re-armed serves again (as a listener does after a
+    // shortage): the next connection is delivered, not closed.
+    accepts.rearm();
+    ring::test::Fd late(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    (void)::connect(late.get(), reinterpret_cast<const sockaddr*>(&listener.address),
+                    sizeof(listener.address));
+    got.push_back((co_await accepts.next()).res);
+    co_await accepts.close();
+    co_return got;
+  }());
+  loop.reset();
+  ASSERT_EQ(results.size(), 5U);
+  EXPECT_GE(results[0], 0);
+  EXPECT_GE(results[1], 0);
+  EXPECT_EQ(results[2], -ENOMEM) << "a result that could not be queued was dropped silently";
+  EXPECT_EQ(results[3], -ENOMEM) << "the stream's end does not stick";
+  EXPECT_GE(results[4], 0) << "a re-armed stream still drops what it accepts";
+  EXPECT_GT(refused.load(), 0);
+  for (const int i : {0, 1, 4}) {
+    if (results[i] >= 0) ::close(results[i]);
+  }
+  EXPECT_EQ(ring::test::count_open_fds(), fds_before) << "fds nobody took were not closed";
 }
 
 }  // namespace

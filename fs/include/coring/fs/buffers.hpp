@@ -4,12 +4,14 @@
 // Registering buffers (IORING_REGISTER_BUFFERS) pins their pages once, so a fixed read
 // or write skips pinning and mapping the user pages on every request; that is the
 // point of read_fixed. A ring has one table of registered buffers, so a loop has at
-// most one registered BufferPool at a time: a second one fails with EBUSY.
+// most one registered FixedBufferPool at a time: a second one fails with EBUSY.
 //
-// A BufferPool hands out FixedBuffer leases: try_acquire() returns one if any is free,
-// co_await acquire() waits for one. A lease gives its buffer back when destroyed. Every
-// buffer starts on a page boundary and its size is a multiple of the page size, so the
-// pool's buffers also satisfy O_DIRECT's alignment on every common file system.
+// A FixedBufferPool hands out FixedBuffer leases: try_acquire() returns one if any is
+// free, co_await acquire() waits for one. A lease gives its buffer back when destroyed.
+// Every buffer starts on a page boundary and its size is a multiple of the page size, so
+// the pool's buffers also satisfy O_DIRECT's alignment on every common file system.
+// ("Fixed" names registered buffers, as in read_fixed; net::BufferPool is another thing:
+// provided buffers that the kernel picks for a receive.)
 #pragma once
 
 #include <cassert>
@@ -65,9 +67,9 @@ struct FixedSlice {
   }
 };
 
-class BufferPool;
+class FixedBufferPool;
 
-// A lease on one buffer of a BufferPool, given back when destroyed. Move-only.
+// A lease on one buffer of a FixedBufferPool, given back when destroyed. Move-only.
 class FixedBuffer {
  public:
   FixedBuffer() noexcept = default;
@@ -90,16 +92,16 @@ class FixedBuffer {
   void reset() noexcept;
 
  private:
-  friend class BufferPool;
-  FixedBuffer(BufferPool& pool, std::uint16_t index, std::span<std::byte> bytes) noexcept
+  friend class FixedBufferPool;
+  FixedBuffer(FixedBufferPool& pool, std::uint16_t index, std::span<std::byte> bytes) noexcept
       : pool_(&pool), index_(index), bytes_(bytes) {}
 
-  BufferPool* pool_ = nullptr;
+  FixedBufferPool* pool_ = nullptr;
   std::uint16_t index_ = 0;
   std::span<std::byte> bytes_;
 };
 
-struct BufferPoolOptions {
+struct FixedBufferPoolOptions {
   std::uint32_t count = 32;            // buffers, 1..16384 (the kernel's table limit)
   std::size_t buffer_size = 64 << 10;  // bytes each, rounded up to the page size; <= 1 GiB
   // Register the buffers with the loop's ring. A pool that is not registered still
@@ -111,15 +113,15 @@ struct BufferPoolOptions {
 // `count` page-aligned buffers registered with one loop's ring. Create, use and destroy
 // it on that loop's thread; every lease must be given back before it is destroyed.
 // Not movable: leases point to it.
-class BufferPool {
+class FixedBufferPool {
  public:
   // Throws std::invalid_argument for a bad count or size, and std::system_error when
   // the kernel refuses the registration (register_category(): ENOMEM names
   // RLIMIT_MEMLOCK; EBUSY means the ring already has registered buffers).
-  BufferPool(EventLoop& loop, const BufferPoolOptions& options);
-  ~BufferPool();
-  BufferPool(const BufferPool&) = delete;
-  BufferPool& operator=(const BufferPool&) = delete;
+  FixedBufferPool(EventLoop& loop, const FixedBufferPoolOptions& options);
+  ~FixedBufferPool();
+  FixedBufferPool(const FixedBufferPool&) = delete;
+  FixedBufferPool& operator=(const FixedBufferPool&) = delete;
 
   // A free buffer, or nothing when all are leased.
   [[nodiscard]] std::optional<FixedBuffer> try_acquire() noexcept;
@@ -127,7 +129,7 @@ class BufferPool {
   // co_await pool.acquire(): a free buffer, waiting (FIFO) for one to be given back.
   class [[nodiscard]] AcquireOp {
    public:
-    explicit AcquireOp(BufferPool& pool) noexcept : pool_(&pool) {}
+    explicit AcquireOp(FixedBufferPool& pool) noexcept : pool_(&pool) {}
     AcquireOp(const AcquireOp&) = delete;
     AcquireOp& operator=(const AcquireOp&) = delete;
     ~AcquireOp();
@@ -136,8 +138,8 @@ class BufferPool {
     FixedBuffer await_resume() noexcept { return std::move(*buffer_); }
 
    private:
-    friend class BufferPool;
-    BufferPool* pool_;
+    friend class FixedBufferPool;
+    FixedBufferPool* pool_;
     std::optional<FixedBuffer> buffer_;
     std::coroutine_handle<> waiter_;
     AcquireOp* next_ = nullptr;

@@ -8,12 +8,11 @@
 #pragma once
 
 #include <cassert>
-#include <optional>
 #include <string>
 #include <system_error>
-#include <type_traits>
 #include <utility>
-#include <variant>
+
+#include "coring/ring/result.hpp"
 
 namespace coring::fs {
 
@@ -58,88 +57,14 @@ class FilesystemError : public std::system_error {
   Error error_;
 };
 
+// Result's customisation points (coring/ring/result.hpp): an fs::Result's error() is
+// the Error's code, and its value() throws FilesystemError.
+inline std::error_code error_code_of(const Error& error) noexcept { return error.code(); }
+[[noreturn]] inline void throw_error(const Error& error) { throw FilesystemError(error); }
+
+// A value, or an Error naming the operation and path(s). Built implicitly from either;
+// error() is the code, failure() the whole Error, message() its line of text.
 template <typename T>
-class [[nodiscard]] Result {
-  static_assert(!std::is_reference_v<T> && !std::is_same_v<T, Error>);
-
- public:
-  Result(T value) noexcept(std::is_nothrow_move_constructible_v<T>)  // NOLINT: implicit
-      : state_(std::in_place_index<0>, std::move(value)) {}
-  Result(Error error) noexcept  // NOLINT: implicit
-      : state_(std::in_place_index<1>, std::move(error)) {}
-
-  [[nodiscard]] bool ok() const noexcept { return state_.index() == 0; }
-  explicit operator bool() const noexcept { return ok(); }
-  // The error's code, or success.
-  [[nodiscard]] std::error_code error() const noexcept {
-    return ok() ? std::error_code{} : std::get<1>(state_).code();
-  }
-  // The whole error (code, operation, paths); only when !ok().
-  [[nodiscard]] const Error& failure() const noexcept {
-    assert(!ok());
-    return *std::get_if<1>(&state_);
-  }
-  // failure().message(), or an empty string on success.
-  [[nodiscard]] std::string message() const { return ok() ? std::string() : failure().message(); }
-
-  // The value; throws FilesystemError if this holds an error.
-  T& value() & {
-    check();
-    return *std::get_if<0>(&state_);
-  }
-  const T& value() const& {
-    check();
-    return *std::get_if<0>(&state_);
-  }
-  T&& value() && {
-    check();
-    return std::move(*std::get_if<0>(&state_));
-  }
-  T& operator*() & noexcept { return *get(); }
-  const T& operator*() const& noexcept { return *get(); }
-  T&& operator*() && noexcept { return std::move(*get()); }
-  T* operator->() noexcept { return get(); }
-  const T* operator->() const noexcept { return get(); }
-
- private:
-  T* get() noexcept {
-    assert(ok());
-    return std::get_if<0>(&state_);
-  }
-  const T* get() const noexcept {
-    assert(ok());
-    return std::get_if<0>(&state_);
-  }
-  void check() const {
-    if (!ok()) throw FilesystemError(failure());
-  }
-
-  std::variant<T, Error> state_;
-};
-
-template <>
-class [[nodiscard]] Result<void> {
- public:
-  Result() noexcept = default;
-  Result(Error error) noexcept : error_(std::move(error)) {}  // NOLINT: implicit
-
-  [[nodiscard]] bool ok() const noexcept { return !error_; }
-  explicit operator bool() const noexcept { return ok(); }
-  [[nodiscard]] std::error_code error() const noexcept {
-    return ok() ? std::error_code{} : error_->code();
-  }
-  [[nodiscard]] const Error& failure() const noexcept {
-    assert(!ok());
-    return *error_;
-  }
-  [[nodiscard]] std::string message() const { return ok() ? std::string() : error_->message(); }
-  // Throws FilesystemError if this holds an error.
-  void value() const {
-    if (!ok()) throw FilesystemError(*error_);
-  }
-
- private:
-  std::optional<Error> error_;
-};
+using Result = coring::Result<T, Error>;
 
 }  // namespace coring::fs

@@ -61,8 +61,9 @@ class File {
   [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
   [[nodiscard]] int fd() const noexcept { return fd_; }
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
-  // Whether operations go through a registered-file slot (FileTable::attach()).
-  [[nodiscard]] bool is_fixed() const noexcept { return table_ != nullptr; }
+  // Whether operations name a direct descriptor: the File's registered-file slot
+  // (FileTable::attach()) instead of its fd.
+  [[nodiscard]] bool is_direct() const noexcept { return table_ != nullptr; }
   // Gives up ownership of the fd (detached from its FileTable first) and returns it.
   int release() noexcept;
 
@@ -70,60 +71,61 @@ class File {
 
   // pread: the count read (0 at end of file; short near it).
   auto read_at(std::span<std::byte> buffer, std::uint64_t offset) const noexcept {
-    return op<std::size_t>("read", [fd = target_, fixed = is_fixed(), buffer = clamp(buffer),
+    return op<std::size_t>("read", [fd = target_, direct = is_direct(), buffer = clamp(buffer),
                                     offset](ring::Sqe& sqe) noexcept {
       ring::prep_read(sqe, fd, buffer, offset);
-      if (fixed) ring::use_fixed_file(sqe);
+      if (direct) ring::use_fixed_file(sqe);
     });
   }
   // pwrite: the count written (possibly short).
   auto write_at(std::span<const std::byte> data, std::uint64_t offset) const noexcept {
-    return op<std::size_t>("write", [fd = target_, fixed = is_fixed(), data = clamp(data),
+    return op<std::size_t>("write", [fd = target_, direct = is_direct(), data = clamp(data),
                                      offset](ring::Sqe& sqe) noexcept {
       ring::prep_write(sqe, fd, data, offset);
-      if (fixed) ring::use_fixed_file(sqe);
+      if (direct) ring::use_fixed_file(sqe);
     });
   }
   // preadv2/pwritev2 with RWF_* flags. The iovec array must outlive the co_await.
   auto read_vectored_at(std::span<const iovec> buffers, std::uint64_t offset,
                         std::uint32_t rw_flags = 0) const noexcept {
-    return op<std::size_t>("read", [fd = target_, fixed = is_fixed(), buffers, offset,
+    return op<std::size_t>("read", [fd = target_, direct = is_direct(), buffers, offset,
                                     rw_flags](ring::Sqe& sqe) noexcept {
       ring::prep_readv(sqe, fd, buffers, offset, rw_flags);
-      if (fixed) ring::use_fixed_file(sqe);
+      if (direct) ring::use_fixed_file(sqe);
     });
   }
   auto write_vectored_at(std::span<const iovec> buffers, std::uint64_t offset,
                          std::uint32_t rw_flags = 0) const noexcept {
-    return op<std::size_t>("write", [fd = target_, fixed = is_fixed(), buffers, offset,
+    return op<std::size_t>("write", [fd = target_, direct = is_direct(), buffers, offset,
                                      rw_flags](ring::Sqe& sqe) noexcept {
       ring::prep_writev(sqe, fd, buffers, offset, rw_flags);
-      if (fixed) ring::use_fixed_file(sqe);
+      if (direct) ring::use_fixed_file(sqe);
     });
   }
-  // Read into / write from (part of) a registered buffer of a BufferPool.
+  // Read into / write from (part of) a registered buffer of a FixedBufferPool.
   auto read_fixed(FixedSlice buffer, std::uint64_t offset) const noexcept {
     return op<std::size_t>(
-        "read", [fd = target_, fixed = is_fixed(), buffer, offset](ring::Sqe& sqe) noexcept {
+        "read", [fd = target_, direct = is_direct(), buffer, offset](ring::Sqe& sqe) noexcept {
           ring::prep_read_fixed(sqe, fd, clamp(buffer.bytes), offset, buffer.index);
-          if (fixed) ring::use_fixed_file(sqe);
+          if (direct) ring::use_fixed_file(sqe);
         });
   }
   auto write_fixed(FixedSlice buffer, std::uint64_t offset) const noexcept {
     return op<std::size_t>(
-        "write", [fd = target_, fixed = is_fixed(), buffer, offset](ring::Sqe& sqe) noexcept {
+        "write", [fd = target_, direct = is_direct(), buffer, offset](ring::Sqe& sqe) noexcept {
           ring::prep_write_fixed(sqe, fd, clamp(buffer.bytes), offset, buffer.index);
-          if (fixed) ring::use_fixed_file(sqe);
+          if (direct) ring::use_fixed_file(sqe);
         });
   }
 
  private:
   // Defined before sync() and datasync(), which deduce their type from it.
   auto fsync_op(const char* operation, std::uint32_t flags) const noexcept {
-    return op<void>(operation, [fd = target_, fixed = is_fixed(), flags](ring::Sqe& sqe) noexcept {
-      ring::prep_fsync(sqe, fd, flags);
-      if (fixed) ring::use_fixed_file(sqe);
-    });
+    return op<void>(operation,
+                    [fd = target_, direct = is_direct(), flags](ring::Sqe& sqe) noexcept {
+                      ring::prep_fsync(sqe, fd, flags);
+                      if (direct) ring::use_fixed_file(sqe);
+                    });
   }
 
  public:
@@ -134,10 +136,10 @@ class File {
   // fallocate(2): reserves [offset, offset + length); `mode` is FALLOC_FL_* (0 extends
   // the file size when the range goes past it).
   auto allocate(std::uint64_t offset, std::uint64_t length, int mode = 0) const noexcept {
-    return op<void>("allocate", [fd = target_, fixed = is_fixed(), offset, length,
+    return op<void>("allocate", [fd = target_, direct = is_direct(), offset, length,
                                  mode](ring::Sqe& sqe) noexcept {
       ring::prep_fallocate(sqe, fd, mode, offset, length);
-      if (fixed) ring::use_fixed_file(sqe);
+      if (direct) ring::use_fixed_file(sqe);
     });
   }
 
@@ -147,7 +149,7 @@ class File {
   // `.with_timeout(d)` each request; either cutting it short is ETIMEDOUT.
   auto read_all(std::span<std::byte> buffer, std::uint64_t offset) const noexcept {
     return coring::request(detail::ReadAllBody{
-        {buffer.data(), buffer.size(), offset, target_, is_fixed(), false, {"read", &path_}}});
+        {buffer.data(), buffer.size(), offset, target_, is_direct(), false, {"read", &path_}}});
   }
   // Writes all of `data`, continuing short writes, bounded as read_all(). A write that
   // makes no progress is EIO.
@@ -156,7 +158,7 @@ class File {
                                                  data.size(),
                                                  offset,
                                                  target_,
-                                                 is_fixed(),
+                                                 is_direct(),
                                                  true,
                                                  {"write", &path_}}});
   }
@@ -192,7 +194,7 @@ class File {
   static Task<Result<void>> close_owned(File file);
 
   int fd_ = -1;
-  int target_ = -1;  // what SQEs name: fd_, or the registered slot when table_ is set
+  int target_ = -1;  // what SQEs name: fd_, or the direct descriptor when table_ is set
   FileTable* table_ = nullptr;
   std::string path_;
 };

@@ -2,12 +2,13 @@
 // per-request file lookup.
 //
 // With a file registered (IORING_REGISTER_FILES), an SQE names a slot of the ring's
-// table and carries IOSQE_FIXED_FILE, and the kernel takes no reference on the file per
-// request (fget/fput); on small cached reads that is a measurable share of the work.
-// attach(file) installs the File's fd in a free slot; from then on its single-request
-// operations use the slot. A ring has one file table, so a loop has at most one
-// FileTable (a second fails with EBUSY). Create, use and destroy it on the loop's
-// thread; detach or close every attached File before destroying the table.
+// table, a direct descriptor, and carries IOSQE_FIXED_FILE, and the kernel takes no
+// reference on the file per request (fget/fput); on small cached reads that is a
+// measurable share of the work. attach(file) installs the File's fd in a free slot; from
+// then on its single-request operations use the slot (File::is_direct()). A ring has one
+// file table, so a loop has at most one FileTable (a second fails with EBUSY). Create,
+// use and destroy it on the loop's thread; detach or close every attached File before
+// destroying the table.
 #pragma once
 
 #include <cstdint>

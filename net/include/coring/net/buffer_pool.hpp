@@ -100,16 +100,74 @@ class BufferLease {
 };
 
 namespace detail {
-// What a pool keeps of a RecvStream that waits for its buffers.
-struct BufferWaiter {
-  ListHook starved_link;  // in the pool's list of streams waiting for a buffer
-  // In the pool's list of woken streams: re-armed by the pool for a returned buffer, and
-  // no CQE with a buffer since. If the request ends without taking one, the wake passes
-  // to the next starved stream, which would otherwise wait for another buffer to come
-  // back while this one lies unused.
-  ListHook woken_link;
-  std::uint64_t woken_round = 0;  // the pool's verdict NOP that judges this wake
+
+class BufferWaitList;
+
+// What the wait list keeps of a stream on the pool (a base of RecvStream).
+class BufferWaiter {
+ public:
+  // The stream's answer to a returned buffer: whether it re-armed its request for it.
+  using WakeFn = bool (*)(BufferWaiter& self) noexcept;
+  explicit BufferWaiter(WakeFn wake) noexcept : wake_(wake) {}
+
+ private:
+  friend class BufferWaitList;
+  WakeFn wake_;
+  ListHook starved_link_;              // in the list of streams waiting for a buffer
+  ListHook woken_link_;                // in the list of streams woken and not yet judged
+  std::uint64_t woken_round_ = 0;      // the verdict NOP that judges this wake
+  std::uint64_t returned_at_arm_ = 0;  // buffers returned when the request was armed
 };
+
+// The pool's starvation protocol: which stream a returned buffer re-arms. A receive
+// that finds the pool empty ends with -ENOBUFS (its bytes stay in the socket) and its
+// stream waits here, oldest first; each returned buffer wakes the oldest, which holds
+// the wake until a CQE carries a buffer. If it loses the buffer it goes back to the
+// head; if its request ends without one, or waits for data without a CQE (found by a
+// NOP behind the re-arm), the wake passes on. docs/net.md draws the states.
+class BufferWaitList {
+ public:
+  explicit BufferWaitList(EventLoop& loop);
+  ~BufferWaitList();
+  BufferWaitList(const BufferWaitList&) = delete;
+  BufferWaitList& operator=(const BufferWaitList&) = delete;
+
+  // A stream's part. It joins when built and leaves when destroyed (out of every list,
+  // passing nothing on: it holds nothing by then).
+  void join() noexcept { ++streams_; }
+  void leave(BufferWaiter& stream) noexcept;
+  // Its request is about to be armed.
+  void armed(BufferWaiter& stream) const noexcept { stream.returned_at_arm_ = returned_; }
+  // A CQE of its request carried a buffer; `buffer_has_room`: the kernel keeps filling
+  // it (incremental consumption), so another stream may take the rest.
+  void took_buffer(BufferWaiter& stream, bool buffer_has_room) noexcept;
+  // Its request ended with -ENOBUFS: true if it now waits for a buffer, false if one
+  // came back since it was armed (re-arm at once).
+  bool starve(BufferWaiter& stream) noexcept;
+  // Its request ended for good (end of stream, error, close): out of the list, and a
+  // wake it holds unused goes to the next stream.
+  void done(BufferWaiter& stream) noexcept;
+
+  // The pool's part: a buffer went back to the kernel.
+  void buffer_returned() noexcept;
+  [[nodiscard]] std::uint64_t returned() const noexcept { return returned_; }
+  [[nodiscard]] std::uint32_t streams() const noexcept { return streams_; }
+
+ private:
+  class VerdictOp;
+  void wake_next() noexcept;
+  bool clear_woken(BufferWaiter& stream) noexcept;
+  void verdict_done() noexcept;
+
+  EventLoop* loop_;
+  IntrusiveList<BufferWaiter, &BufferWaiter::starved_link_> starved_;  // oldest first
+  IntrusiveList<BufferWaiter, &BufferWaiter::woken_link_> woken_;
+  VerdictOp* verdict_;               // owned; outlives the list if its NOP is in flight
+  std::uint64_t verdict_round_ = 0;  // NOPs submitted so far
+  std::uint64_t returned_ = 0;       // buffers handed back to the kernel
+  std::uint32_t streams_ = 0;        // streams alive on the pool
+};
+
 }  // namespace detail
 
 class BufferPool {
@@ -129,16 +187,17 @@ class BufferPool {
   // them piece by piece): count() - held() are in the kernel's hands.
   [[nodiscard]] std::uint32_t held() const noexcept { return held_; }
   // Buffers handed back to the kernel since construction (for tests and diagnostics).
-  [[nodiscard]] std::uint64_t returned() const noexcept { return returned_; }
+  [[nodiscard]] std::uint64_t returned() const noexcept { return waiters_.returned(); }
   [[nodiscard]] EventLoop& loop() const noexcept { return *loop_; }
 
   // The bytes a receive's CQE delivered (res, flags) as a lease; an error result is
   // returned as its error; a result of 0 is an empty lease (end of stream).
   Result<BufferLease> lease(const IoResult& result) noexcept;
+  // The streams that wait for this pool's buffers (RecvStream's part of the protocol).
+  [[nodiscard]] detail::BufferWaitList& waiters() noexcept { return waiters_; }
 
  private:
   friend class BufferLease;
-  friend class RecvStream;
 
   struct Slot {
     std::uint32_t head = 0;    // bytes of the buffer handed out so far (incremental)
@@ -151,35 +210,13 @@ class BufferPool {
   [[nodiscard]] std::byte* buffer(std::uint16_t id) const noexcept {
     return memory_.get() + std::size_t{buffer_size_} * id;
   }
-  void wake_starved() noexcept;
-  // A woken stream's re-arm is in the SQ: submits a NOP behind it (verdict_), whose CQE
-  // tells whether the request took a buffer or ended at once (its CQE came first) or
-  // went to wait for data without a CQE (an idle socket: the kernel picks the buffer
-  // before it looks for data, so a stream starves without any). The wake of a stream
-  // still woken at the NOP's CQE passes to the next starved stream.
-  void watch_woken(RecvStream& stream) noexcept;
-  void unwatch_woken(RecvStream& stream) noexcept;
-  void submit_verdict() noexcept;
-  void verdict_done() noexcept;
-  class VerdictOp;
-  // At the back of the list of streams waiting for a buffer; at the front (`first`) for
-  // one that was woken and lost the buffer to another request.
-  void add_starved(RecvStream& stream, bool first = false) noexcept;
-  void remove_starved(RecvStream& stream) noexcept;
-
   EventLoop* loop_;
   ring::BufferRing ring_;
   std::uint32_t buffer_size_;
   std::unique_ptr<std::byte[]> memory_;
   std::unique_ptr<Slot[]> slots_;
   std::uint32_t held_ = 0;
-  std::uint64_t returned_ = 0;
-  IntrusiveList<detail::BufferWaiter, &detail::BufferWaiter::starved_link>
-      starved_;  // oldest first
-  IntrusiveList<detail::BufferWaiter, &detail::BufferWaiter::woken_link> woken_;
-  VerdictOp* verdict_ = nullptr;     // owned; outlives the pool if its NOP is in flight
-  std::uint64_t verdict_round_ = 0;  // NOPs submitted so far
-  std::uint32_t streams_ = 0;        // RecvStreams alive on this pool
+  detail::BufferWaitList waiters_;
 };
 
 inline void BufferLease::reset() noexcept {
@@ -205,7 +242,7 @@ struct PoolRecvBody {
 
   void prep(ring::Sqe& sqe) const noexcept {
     ring::prep_recv_buffer_select(sqe, fd, pool->group_id(), 0, flags);
-    fix_file(sqe, direct);
+    if (direct) ring::use_fixed_file(sqe);
   }
   void on_cqe(const IoResult& cqe) noexcept {
     Result<BufferLease> lease = pool->lease(cqe);

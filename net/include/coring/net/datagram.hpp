@@ -57,7 +57,7 @@ struct SendToBody {
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     ring::prep_sendmsg(sqe, fd, &msg, static_cast<std::uint32_t>(flags | MSG_NOSIGNAL));
-    fix_file(sqe, direct);
+    ring::use_fixed_file(sqe, direct);
   }
   static bool again(const IoResult&) noexcept { return false; }
   static IoResult result(const IoResult& result) noexcept { return result; }
@@ -80,7 +80,7 @@ struct RecvFromBody {
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     ring::prep_recvmsg(sqe, fd, &msg, static_cast<std::uint32_t>(flags));
-    fix_file(sqe, direct);
+    ring::use_fixed_file(sqe, direct);
   }
   static bool again(const IoResult&) noexcept { return false; }
   RecvFromResult result(const IoResult& result) const noexcept {

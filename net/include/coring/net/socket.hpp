@@ -53,10 +53,6 @@ struct KeepAlive {
 };
 
 namespace detail {
-// Marks an SQE's fd as a registered-file slot.
-inline void fix_file(ring::Sqe& sqe, bool direct) noexcept {
-  if (direct) sqe.flags |= ring::sqe_flags::fixed_file;
-}
 struct ClosePrep {
   int fd;
   bool direct;

@@ -68,7 +68,7 @@ struct RecvPrep {
   bool direct;
   void operator()(ring::Sqe& sqe) const noexcept {
     ring::prep_recv(sqe, fd, buffer, flags);
-    fix_file(sqe, direct);
+    ring::use_fixed_file(sqe, direct);
   }
 };
 
@@ -79,7 +79,7 @@ struct SendPrep {
   bool direct;
   void operator()(ring::Sqe& sqe) const noexcept {
     ring::prep_send(sqe, fd, buffer, flags | MSG_NOSIGNAL);
-    fix_file(sqe, direct);
+    ring::use_fixed_file(sqe, direct);
   }
 };
 
@@ -90,7 +90,7 @@ struct SendZcPrep {
   bool direct;
   void operator()(ring::Sqe& sqe) const noexcept {
     ring::prep_send_zc(sqe, fd, buffer, flags | MSG_NOSIGNAL, 0);
-    fix_file(sqe, direct);
+    ring::use_fixed_file(sqe, direct);
   }
 };
 
@@ -100,7 +100,7 @@ struct ShutdownPrep {
   bool direct;
   void operator()(ring::Sqe& sqe) const noexcept {
     ring::prep_shutdown(sqe, fd, how);
-    fix_file(sqe, direct);
+    ring::use_fixed_file(sqe, direct);
   }
 };
 
@@ -129,7 +129,7 @@ struct TransferBody {
     } else {
       ring::prep_recv(sqe, fd, {data + done, length}, 0);
     }
-    fix_file(sqe, direct);
+    ring::use_fixed_file(sqe, direct);
   }
   bool again(const IoResult& result) noexcept {
     if (result.res > 0) done += result.value();
@@ -168,7 +168,7 @@ struct VectorBody {
     } else {
       ring::prep_recvmsg(sqe, fd, &msg, 0);
     }
-    fix_file(sqe, direct);
+    ring::use_fixed_file(sqe, direct);
   }
   static bool again(const IoResult&) noexcept { return false; }
   static IoResult result(const IoResult& result) noexcept { return result; }
@@ -195,9 +195,10 @@ class StreamSocket : public Socket {
   auto recv(BufferPool& pool, int msg_flags = 0) const noexcept {
     return coring::request(detail::PoolRecvBody{&pool, fd_, msg_flags, is_direct(), {}, {}});
   }
-  // A multishot receive into `pool`; see recv_stream.hpp.
-  RecvStream recv_stream(BufferPool& pool, RecvStreamOptions options = {}) const {
-    return RecvStream(fd_, is_direct(), pool, options);
+  // A multishot receive into `pool`, closed by `stop`; see recv_stream.hpp.
+  RecvStream recv_stream(BufferPool& pool, RecvStreamOptions options = {},
+                         std::stop_token stop = {}) const {
+    return RecvStream(fd_, is_direct(), pool, options, std::move(stop));
   }
   // Up to buffer.size() bytes: res is the count, 0 at end of stream, or -errno.
   auto recv(std::span<std::byte> buffer, int msg_flags = 0) const noexcept {

@@ -509,8 +509,11 @@ inline void hard_link_next(Sqe& sqe) noexcept { sqe.flags |= sqe_flags::io_hardl
 inline void drain_previous(Sqe& sqe) noexcept { sqe.flags |= sqe_flags::io_drain; }
 // Goes straight to io-wq instead of trying non-blocking first.
 inline void force_async(Sqe& sqe) noexcept { sqe.flags |= sqe_flags::async; }
-// The SQE's fd is an index into the registered file table.
-inline void use_fixed_file(Sqe& sqe) noexcept { sqe.flags |= sqe_flags::fixed_file; }
+// The SQE's fd is an index into the registered file table (a direct descriptor), or,
+// with `fixed` false, an ordinary fd: for callers that hold either.
+inline void use_fixed_file(Sqe& sqe, bool fixed = true) noexcept {
+  if (fixed) sqe.flags |= sqe_flags::fixed_file;
+}
 // Picks a buffer from provided-buffer group `group_id`.
 inline void select_buffer(Sqe& sqe, std::uint16_t group_id) noexcept {
   sqe.flags |= sqe_flags::buffer_select;

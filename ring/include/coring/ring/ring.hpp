@@ -304,7 +304,7 @@ class Ring {
   Result<void> unregister_napi(Napi& napi) noexcept;
 
   // The operations this kernel supports. Matches io_uring_get_probe_ring().
-  Result<Probe> get_probe() noexcept;
+  Result<Probe> get_probe() const noexcept;
 
   // Cancels matching requests and waits for them. Matches io_uring_register_sync_cancel().
   Result<void> register_sync_cancel(const SyncCancelReg& reg) noexcept;

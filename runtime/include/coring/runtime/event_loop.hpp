@@ -54,6 +54,8 @@ struct WakeStats {
 };
 
 namespace detail {
+class LoopOps;
+
 // The loop whose turn runs on this thread (EventLoop::current()). Constant-initialised,
 // so reading it is one TLS load, with no init-on-first-use wrapper: every operation
 // reads it when it starts.
@@ -117,7 +119,7 @@ class EventLoop {
   // A file descriptor that is readable when the loop has work (a CQE posted, a
   // coroutine ready, a post() waiting), so that another event loop can poll it and
   // call poll() when it fires.
-  [[nodiscard]] int fd();
+  [[nodiscard]] int notify_fd();
 
   // Starts `task` detached. An exception escaping it is logged and counted.
   void spawn(Task<void> task);
@@ -142,33 +144,19 @@ class EventLoop {
   void set_hooks(LoopHooks* hooks);
   [[nodiscard]] LoopHooks* hooks() const noexcept { return hooks_; }
 
-  // --- For awaitables ---------------------------------------------------------------
-  // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow. The common case —
-  // nobody queued, room in SQ and CQ — is inline: every operation takes this path.
-  void submit(Operation& op) noexcept {
-    if (queued_.empty() && inflight_ + op.sqe_count_ <= max_inflight_ &&
-        ring_.sq_space_left() >= op.sqe_count_) [[likely]] {
-      prep(op);
-      return;
-    }
-    submit_slow(op);
+  // Inspection of the loop's ring (its flags, sizes, features, probe). Operations and
+  // ring-level setup (buffer groups, io-wq affinity) take it through detail::LoopOps:
+  // an SQE taken from the ring directly would bypass the loop's admission accounting.
+  [[nodiscard]] const ring::Ring& ring() const noexcept { return ring_; }
+  [[nodiscard]] bool on_loop_thread() const noexcept {
+    return std::this_thread::get_id() == owner_;
   }
-  // submit() for an operation of one SQE, which `fill` writes (its PrepFn must write
-  // the same, for when the operation has to wait for room): `fill` is inlined here.
-  template <typename Fill>
-  void submit_one(Operation& op, Fill& fill) noexcept {
-    if (queued_.empty() && inflight_ < max_inflight_) [[likely]] {
-      if (ring::Sqe* sqe = ring_.get_sqe()) [[likely]] {
-        fill(*sqe);
-        sqe->user_data = reinterpret_cast<std::uint64_t>(&op);
-        op.state_ = Operation::State::submitted;
-        op.cqes_left_ = 1;
-        ++inflight_;
-        return;
-      }
-    }
-    submit_slow(op);
-  }
+  // Operations in flight, counted in the final CQEs still to come.
+  [[nodiscard]] std::uint32_t in_flight() const noexcept { return inflight_; }
+  // True while the destructor cancels and reaps what is left: completions that arrive
+  // now reach no coroutine, so an operation that produced a resource must release it.
+  [[nodiscard]] bool draining() const noexcept { return draining_; }
+
   // A request nobody waits for: `fill` writes one SQE now — into the SQ, ahead of
   // every SQE prepared after this call, so the kernel issues it first — and its CQE is
   // counted and dropped. For requests whose result does not matter, such as shutting
@@ -188,28 +176,38 @@ class EventLoop {
     ++inflight_;
     return true;
   }
-  // Asks the kernel to cancel `op`; its CQE still arrives. Loop thread only.
-  void cancel(Operation& op) noexcept;
-  // cancel() from any thread: deferred to the loop's next turn when called elsewhere.
-  void request_cancel(Operation& op) noexcept;
-  // Must be called by an operation that used request_cancel() before it is destroyed.
-  void forget_cancel(Operation& op) noexcept;
-  // Queues `handle` to be resumed on a later turn. Allocates nothing while the loop's
-  // reserve holds (see ReadyQueue): a coroutine that queues more than
-  // ReadyQueue::headroom (64) handles in one resumption may grow the queue, and from
-  // noexcept code a growth that fails terminates.
-  void schedule(std::coroutine_handle<> handle) noexcept { ready_.push_back(handle); }
-  [[nodiscard]] bool on_loop_thread() const noexcept {
-    return std::this_thread::get_id() == owner_;
-  }
-  [[nodiscard]] ring::Ring& ring() noexcept { return ring_; }
-  // Operations in flight, counted in the final CQEs still to come.
-  [[nodiscard]] std::uint32_t in_flight() const noexcept { return inflight_; }
-  // True while the destructor cancels and reaps what is left: completions that arrive
-  // now reach no coroutine, so an operation that produced a resource must release it.
-  [[nodiscard]] bool draining() const noexcept { return draining_; }
 
  private:
+  // --- For operations: detail::LoopOps says what each does ----------------------------
+  friend class detail::LoopOps;
+  void submit(Operation& op) noexcept {
+    if (queued_.empty() && inflight_ + op.sqe_count_ <= max_inflight_ &&
+        ring_.sq_space_left() >= op.sqe_count_) [[likely]] {
+      prep(op);
+      return;
+    }
+    submit_slow(op);
+  }
+  template <typename Fill>
+  void submit_one(Operation& op, Fill& fill) noexcept {
+    if (queued_.empty() && inflight_ < max_inflight_) [[likely]] {
+      if (ring::Sqe* sqe = ring_.get_sqe()) [[likely]] {
+        fill(*sqe);
+        sqe->user_data = reinterpret_cast<std::uint64_t>(&op);
+        op.state_ = Operation::State::submitted;
+        op.cqes_left_ = 1;
+        ++inflight_;
+        return;
+      }
+    }
+    submit_slow(op);
+  }
+  void cancel(Operation& op) noexcept;
+  void request_cancel(Operation& op) noexcept;
+  void forget_cancel(Operation& op) noexcept;
+  // Allocates nothing while the loop's reserve holds (see ReadyQueue).
+  void schedule(std::coroutine_handle<> handle) noexcept { ready_.push_back(handle); }
+
   friend class detail::DetachedPromise;
   friend class LoopHooks;  // detaches itself when destroyed first
   class WakeOp;
@@ -350,10 +348,54 @@ class EventLoop {
   std::vector<std::coroutine_handle<>> abandoned_;
   std::size_t run_depth_ = 0;
   int wake_fd_ = -1;
-  int notify_fd_ = -1;  // for embedding, created by fd()
+  int notify_fd_ = -1;  // for embedding, created by notify_fd()
   WakeOp* wake_op_ = nullptr;
   LoopHooks* hooks_ = nullptr;
 };
+
+namespace detail {
+
+// The loop as the author of an operation sees it: what an awaitable needs to submit
+// its requests, cancel them and resume its coroutine, apart from the loop's user API
+// (docs/architecture.md, "Writing an operation", gives the rules). A value to make
+// where it is used — `detail::LoopOps(loop).submit(op)` — which compiles to the same
+// code as a member call. Loop thread only, except request_cancel().
+class LoopOps {
+ public:
+  explicit LoopOps(EventLoop& loop) noexcept : loop_(&loop) {}
+
+  // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow (FIFO). The common
+  // case — nobody queued, room in SQ and CQ — is inline.
+  void submit(Operation& op) const noexcept { loop_->submit(op); }
+  // submit() for an operation of one SQE that `fill` (a named callable, taken by
+  // reference) writes; its PrepFn must write the same, for when the operation has to
+  // wait for room. `fill` is inlined.
+  template <typename Fill>
+  void submit_one(Operation& op, Fill& fill) const noexcept {
+    loop_->submit_one(op, fill);
+  }
+  // Asks the kernel to cancel `op`; its CQEs still arrive (at once, from here, for an
+  // operation still waiting for room).
+  void cancel(Operation& op) const noexcept { loop_->cancel(op); }
+  // cancel() from any thread: deferred to the loop's next turn when called elsewhere.
+  void request_cancel(Operation& op) const noexcept { loop_->request_cancel(op); }
+  // Must be called, on the loop's thread, by an operation that may have a cancel
+  // deferred (request_cancel(), or cancel() with the SQ full) before it is destroyed
+  // or submitted again.
+  void forget_cancel(Operation& op) const noexcept { loop_->forget_cancel(op); }
+  // Queues `handle` to be resumed on a later turn. Allocates nothing while the loop's
+  // reserve holds: a completion may queue two handles (ReadyQueue::per_cqe), a resumed
+  // coroutine 64 (ReadyQueue::headroom) before a growth that fails terminates.
+  void schedule(std::coroutine_handle<> handle) const noexcept { loop_->schedule(handle); }
+  // The loop's ring, for ring-level setup (buffer groups, registered files, io-wq
+  // affinity). Never take an SQE from it: submit() does, with the loop's accounting.
+  [[nodiscard]] ring::Ring& ring() const noexcept { return loop_->ring_; }
+
+ private:
+  EventLoop* loop_;
+};
+
+}  // namespace detail
 
 template <typename T>
 T EventLoop::run(Task<T> task) {

@@ -85,7 +85,7 @@ class AwaitableOp : public Operation {
   ~AwaitableOp() {
     if (stop_callback_) {
       stop_callback_.reset();  // waits for a callback running on another thread
-      loop_->forget_cancel(*this);
+      LoopOps(*loop_).forget_cancel(*this);
     }
   }
 
@@ -93,7 +93,7 @@ class AwaitableOp : public Operation {
   bool start(std::coroutine_handle<> waiter) noexcept {
     if (!begin(waiter)) [[unlikely]]
       return false;
-    loop_->submit(*this);
+    LoopOps(*loop_).submit(*this);
     return true;
   }
   // start() for a one-SQE operation whose SQE `fill` writes: the common case is
@@ -102,17 +102,18 @@ class AwaitableOp : public Operation {
   bool start_with(std::coroutine_handle<> waiter, Fill& fill) noexcept {
     if (!begin(waiter)) [[unlikely]]
       return false;
-    loop_->submit_one(*this, fill);
+    LoopOps(*loop_).submit_one(*this, fill);
     return true;
   }
 
   // What the operation's CQE said; -ECANCELED means cancelled unless a CompleteFn
   // recorded another outcome with its own res (timed out, partial).
   [[nodiscard]] IoResult result() const noexcept {
+    assert(res_written() && "an operation's result read before its CQE");
     return IoResult{res_, cqe_flags_, res_ == -ECANCELED ? Outcome::cancelled : outcome_};
   }
 
-  void finish() noexcept { loop_->schedule(waiter_); }
+  void finish() noexcept { LoopOps(*loop_).schedule(waiter_); }
   // Whether nobody wants this operation's result any more.
   [[nodiscard]] bool unwanted() const noexcept {
     return stop_token_.stop_requested() || loop_->draining();
@@ -121,7 +122,7 @@ class AwaitableOp : public Operation {
   // Asks the loop to cancel the operation when its stop token fires (from any thread).
   struct CancelOnStop {
     AwaitableOp* op;
-    void operator()() const noexcept { op->loop_->request_cancel(*op); }
+    void operator()() const noexcept { LoopOps(*op->loop_).request_cancel(*op); }
   };
 
   EventLoop* loop_ = nullptr;

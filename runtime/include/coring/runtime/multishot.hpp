@@ -15,29 +15,13 @@
 // ring buffer allocated at construction, and next() takes results in the order the
 // kernel posted them, errors included.
 //
-// Backpressure. When `bound` results wait, the record cancels its request so that
-// the kernel stops producing. The kernel may post more before it sees the cancel — a
-// multishot accept takes a listener's whole backlog at once, up to what the CQ holds
-// — and those are queued too, never dropped: the ring buffer has `slack` slots beyond
-// the bound for them, and a burst larger than that grows it by doubling (rare,
-// amortised, and limited by the CQ's size, since the kernel ends a multishot request
-// rather than overflow the CQ with it). A slack as large as the CQ would make growth
-// impossible but cost every record — one per connection for a recv — a CQ's worth of
-// slots for a burst only a paused stream meets. Once the consumer has taken the queue
-// down to half the bound the record re-arms; re-arming at bound - 1 would cancel and
-// re-arm on every result of a busy stream.
-//
-// Re-arming. The kernel also ends a multishot request on its own: with a value when
-// the CQ was full, with -ENOBUFS when a provided-buffer ring ran dry, with an error.
-// A MultishotPolicy decides what the stream does then (see multishot_policy).
-//
-// Closing. close(), the stop token and the loop's destruction cancel the request and
-// wait for its final CQE. Results nobody will take — queued, or arriving until that
-// CQE — are released: an fd is closed (fd_results), a direct descriptor's slot is
-// cleared (direct_fd_results), a provided buffer is put back
-// (buffer_group). A record must not be destroyed while its request is in flight:
-// close() it first. A stream that has ended or is paused, or one its loop's destruction
-// drained, needs nothing more.
+// Backpressure, re-arming and closing are the core's, shared with net::RecvStream
+// (detail::MultishotCore below). The kernel also ends a multishot request on its own:
+// with a value when the CQ was full, with -ENOBUFS when a provided-buffer ring ran dry,
+// with an error; a MultishotPolicy decides what the stream does then. Results nobody
+// will take are released: an fd is closed (fd_results), a direct descriptor's slot is
+// cleared (direct_fd_results), a provided buffer is put back (buffer_group). A record
+// must not be destroyed while its request is in flight: close() it first.
 //
 // Single consumer, loop thread only; the stop token may fire on any thread.
 #pragma once
@@ -51,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <optional>
 #include <span>
 #include <stop_token>
 #include <system_error>
@@ -128,78 +113,77 @@ struct MultishotOptions {
 // destructible (a stop token is a parameter of its own, never a member).
 static_assert(std::is_trivially_destructible_v<MultishotOptions>);
 
-// The record of one multishot request whose SQE `Prep` fills (any callable taking
-// ring::Sqe&; called again on every re-arm, so what it points to must stay valid).
-// It lives in the consumer's frame or in an object such as a listener, and never moves.
-template <typename Prep>
-class Multishot final : public detail::AwaitableOp {
+namespace detail {
+
+// The machinery of every multishot stream: the phases of its request, the bounded queue
+// of results, pause and re-arm, close, and the stop token. Multishot (below) and
+// net::RecvStream are thin uses of it; what differs between them is a handful of hooks
+// that `Derived` provides (all noexcept, called on the loop's thread):
+//
+//   void prep(ring::Sqe&)                  fills the request's SQE, on every arm
+//   void armed()                           the request is about to go to the loop
+//   bool claim(const IoResult&, Item&)     turns a CQE's result into a queued item, at
+//                                          CQE time and in CQE order (a provided buffer
+//                                          is taken then); false: the result is unusable
+//                                          (the hook has logged why) and is dropped
+//   void release(Item&&)                   gives back what an item nobody will take holds
+//   void starved(const IoResult& final)    the request ended with a rearm_on_demand
+//                                          verdict; the stream is in phase `starved`
+//   void finished()                        the stream ended or closed for good
+//   static constexpr bool rearm_starved_on_demand
+//                                          whether next() on an empty queue re-arms a
+//                                          starved stream (else only rearm() does)
+//   std::int32_t value_end()               what next() returns once a stream ended with
+//                                          a value: 0, or -ECANCELED where a value is an
+//                                          fd the consumer already owns
+//
+// Phases, and what moves a stream between them:
+//
+//   unarmed --start()/next()--> armed --bound reached: cancel--> pausing
+//   armed --final CQE, verdict rearm--> paused --queue at half the bound--> armed
+//   pausing --final CQE--> paused
+//   armed --final CQE, rearm_on_demand--> starved --rearm() (or next())--> armed
+//   armed --final CQE, verdict end--> ended --rearm()--> armed
+//   any --close(), stop, loop destruction--> closing --final CQE--> closed
+//
+// Queue. When `bound` results wait, the stream cancels its request so that the kernel
+// stops producing. What the kernel posts before it sees the cancel (a multishot accept
+// takes a whole backlog at once) is queued too: in `slack` slots beyond the bound, or
+// by doubling the ring buffer — rare, and limited by the CQ's size, since the kernel
+// ends a multishot request rather than overflow the CQ. (A slack as large as the CQ
+// would cost every stream, one per connection for a recv, a CQ's worth of slots.) The
+// stream re-arms once the consumer has taken the queue down to half the bound, so a
+// busy stream does not cancel and re-arm on every result. If the ring cannot grow (no
+// memory), the request is cancelled, later results are released, and the stream ends
+// with -ENOMEM after the results before the lost one: nothing is dropped silently.
+//
+// Closing. close(), the stop token and the loop's destruction cancel the request and
+// wait for its final CQE; results nobody will take are released. A stream is destroyed
+// only once its request is not in flight (closed, ended, paused, or drained).
+//
+// The stop token, from any thread, closes the stream: the request in flight is
+// cancelled, and a stream between requests (paused, starved) is closed on the loop's
+// thread at once or, from another thread, at the loop's next turn.
+template <typename Derived, typename Item>
+class MultishotCore : public AwaitableOp {
  public:
-  // `stop` closes the stream when triggered (any thread): next() then returns -ECANCELED.
-  explicit Multishot(Prep prep, MultishotOptions options = {}, std::stop_token stop = {})
-      : AwaitableOp(&prep_fn, &complete_fn),
-        prep_(std::move(prep)),
-        policy_(options.policy != nullptr                         ? options.policy
-                : options.fd_results || options.direct_fd_results ? &multishot_policy::fds
-                                                                  : &multishot_policy::values),
-        buffer_group_(options.buffer_group),
-        bound_(options.bound),
-        fd_results_(options.fd_results),
-        direct_fd_results_(options.direct_fd_results) {
-    if (bound_ == 0 || bound_ > max_bound) {
-      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
-                              "Multishot: the queue bound must be between 1 and 2^20");
-    }
-    capacity_ = bound_ + (options.slack != 0 ? std::min(options.slack, max_bound) : bound_);
-    slots_ = std::make_unique<IoResult[]>(capacity_);
-    stop_token_ = std::move(stop);
-  }
-  Multishot(Multishot&&) = delete;
-  // A record is destroyed only once the kernel is done with it: after close(), after
-  // the stream ended, or after its loop drained it.
-  ~Multishot() {
-    assert(!in_flight() && "co_await close() on a Multishot before destroying it");
-    release_queue();
-    // close() may have left a cancel deferred in the loop (SQ full) that the final CQE
-    // overtook. (A closed record has let go of its loop already: it may outlive it.)
-    if (cancelled_) loop_->forget_cancel(*this);
-  }
-
-  // co_await next(): the next result, in the order the kernel posted it. Starts the
-  // request on first use. Once the stream is over it returns the stream's end again
-  // and again: the error that ended it, 0 for a value stream that ended with a value
-  // (a recv's end of file), -ECANCELED once closed or stopped.
-  class [[nodiscard]] NextAwaiter {
-   public:
-    explicit NextAwaiter(Multishot& record) noexcept : record_(&record) {}
-    bool await_ready() const noexcept { return record_->ready_now(); }
-    void await_suspend(std::coroutine_handle<> waiter) const noexcept {
-      assert(!record_->waiter_ && "a Multishot has a single consumer");
-      // Only the final CQE of a request in flight, or its next result, wakes a consumer.
-      assert(record_->in_flight());
-      record_->waiter_ = waiter;
-    }
-    IoResult await_resume() const noexcept { return record_->take(); }
-
-   private:
-    Multishot* record_;
-  };
-  NextAwaiter next() noexcept { return NextAwaiter(*this); }
+  MultishotCore(MultishotCore&&) = delete;
 
   // co_await close(): cancels the request and resumes once its final CQE is reaped;
   // queued results and any that still arrive are released. next() then returns
-  // -ECANCELED. Closing a closed record does nothing.
+  // -ECANCELED. Closing a closed stream does nothing.
   class [[nodiscard]] CloseAwaiter {
    public:
-    explicit CloseAwaiter(Multishot& record) noexcept : record_(&record) {}
-    bool await_ready() const noexcept { return record_->begin_close(); }
+    explicit CloseAwaiter(MultishotCore& core) noexcept : core_(&core) {}
+    bool await_ready() const noexcept { return core_->begin_close(); }
     void await_suspend(std::coroutine_handle<> waiter) const noexcept {
-      assert(!record_->closer_ && "close() awaited twice at once");
-      record_->closer_ = waiter;
+      assert(!core_->closer_ && "close() awaited twice at once");
+      core_->closer_ = waiter;
     }
     void await_resume() const noexcept {}
 
    private:
-    Multishot* record_;
+    MultishotCore* core_;
   };
   CloseAwaiter close() noexcept { return CloseAwaiter(*this); }
 
@@ -208,22 +192,14 @@ class Multishot final : public detail::AwaitableOp {
   void start() noexcept {
     if (phase_ != Phase::unarmed) return;
     loop_ = EventLoop::current();
-    assert(loop_ != nullptr && "a Multishot starts inside a running EventLoop");
+    assert(loop_ != nullptr && "a multishot stream starts inside a running EventLoop");
     if (stop_token_.stop_possible() && !stop_token_.stop_requested()) {
-      stop_callback_.emplace(stop_token_, CancelOnStop{this});
+      stop_stream_.emplace(stop_token_, StopStream{this});
     }
     arm();
   }
 
-  // Re-arms a stream that waits for buffers (rearm_on_demand) or that an error ended,
-  // e.g. after putting provided buffers back. Does nothing to an armed or closed stream.
-  void rearm() noexcept {
-    if (phase_ != Phase::starved && phase_ != Phase::ended) return;
-    phase_ = Phase::paused;
-    maybe_rearm();
-  }
-
-  // Results waiting in the queue.
+  // Results waiting in the queue, and the room it has before it must grow.
   [[nodiscard]] std::uint32_t size() const noexcept { return size_; }
   [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] bool closed() const noexcept { return phase_ == Phase::closed; }
@@ -233,7 +209,7 @@ class Multishot final : public detail::AwaitableOp {
   [[nodiscard]] std::uint64_t pauses() const noexcept { return pauses_; }
   [[nodiscard]] std::uint64_t starvations() const noexcept { return starvations_; }
 
- private:
+ protected:
   static constexpr std::uint32_t max_bound = 1U << 20;
 
   enum class Phase : std::uint8_t {
@@ -241,24 +217,147 @@ class Multishot final : public detail::AwaitableOp {
     armed,    // the request is in the kernel (or waits in the loop for room)
     pausing,  // the queue reached the bound: cancel sent, final CQE awaited
     paused,   // not in flight; re-arms once the queue is drained to half the bound
-    starved,  // ended by -ENOBUFS; re-arms on demand
-    ended,    // ended by the policy; result_ holds the stream's end
+    starved,  // ended for lack of buffers (rearm_on_demand)
+    ended,    // ended by the verdict; end_ holds the stream's end
     closing,  // close(): cancel sent, final CQE awaited
-    closed,   // result_ is -ECANCELED
+    closed,   // end_ is -ECANCELED
+  };
+
+  // Throws std::system_error (invalid_argument) unless 1 <= bound <= 2^20.
+  MultishotCore(std::uint32_t bound, std::uint32_t slack, MultishotPolicy policy,
+                std::stop_token stop)
+      : AwaitableOp(&prep_fn, &complete_fn), policy_(policy), bound_(bound) {
+    hear_idle_cancel();  // a stop from another thread reaches a stream between requests
+    if (bound_ == 0 || bound_ > max_bound) {
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "multishot stream: the queue bound must be between 1 and 2^20");
+    }
+    capacity_ = bound_ + (slack != 0 ? std::min(slack, max_bound) : bound_);
+    slots_ = std::make_unique<Item[]>(capacity_);
+    stop_token_ = std::move(stop);
+  }
+  ~MultishotCore() = default;
+
+  // For Derived's destructor, which runs while its hooks still work: releases what is
+  // queued. A stream is destroyed only once the kernel is done with it.
+  void retire() noexcept {
+    assert(!in_flight() && "co_await close() on a multishot stream before destroying it");
+    release_queue();
+    // A cancel the loop deferred (SQ full, or a stop from another thread) must not
+    // outlive the stream. (A closed stream has let go of its loop already: it may
+    // outlive it.)
+    if (stop_stream_) {
+      stop_stream_.reset();  // waits for a callback running on another thread
+      cancel_sent_ = true;
+    }
+    if (cancel_sent_) LoopOps(*loop_).forget_cancel(*this);
+  }
+
+  // --- For Derived's next() awaiter ----------------------------------------------------
+  // Whether next() can complete at once; starts, closes or re-arms the stream as asked.
+  bool ready_now() noexcept {
+    if (phase_ == Phase::unarmed) start();
+    if (phase_ == Phase::closing) return false;
+    if (phase_ != Phase::closed && stop_token_.stop_requested()) {
+      if (!in_flight()) {
+        close_now();
+        return true;
+      }
+      release_queue();  // the stop's cancel is on its way: wait for the final CQE
+      return false;
+    }
+    if (size_ > 0 || terminal()) return true;
+    // paused cannot be empty (maybe_rearm runs after every take) unless the loop drains.
+    if (phase_ == Phase::paused || (phase_ == Phase::starved && Derived::rearm_starved_on_demand)) {
+      arm();
+    }
+    return terminal();
+  }
+  void wait(std::coroutine_handle<> consumer) noexcept {
+    assert(!waiter_ && "a multishot stream has a single consumer");
+    waiter_ = consumer;
+  }
+  // The next queued item into `out`, or false once the stream is over: end() then says how.
+  bool take(Item& out) noexcept {
+    if (size_ == 0) {
+      // Woken by a stop on the loop's thread while nothing was in flight.
+      if (!terminal() && stop_token_.stop_requested() && !in_flight()) close_now();
+      return false;
+    }
+    out = pop();
+    maybe_rearm();
+    return true;
+  }
+  [[nodiscard]] const IoResult& end() const noexcept { return end_; }
+
+  // --- For Derived's hooks ---------------------------------------------------------------
+  // Re-arms a starved or ended stream (e.g. once buffers are back); nothing otherwise.
+  void rearm() noexcept {
+    if (phase_ != Phase::starved && phase_ != Phase::ended) return;
+    phase_ = Phase::paused;
+    maybe_rearm();
+  }
+  void push(const IoResult& result) noexcept {
+    Item item{};
+    if (!static_cast<Derived&>(*this).claim(result, item)) return;
+    if (overflowed_ || (size_ == capacity_ && !grow())) {
+      overflow();
+      static_cast<Derived&>(*this).release(std::move(item));
+      return;
+    }
+    std::uint32_t index = head_ + size_;
+    if (index >= capacity_) index -= capacity_;
+    slots_[index] = std::move(item);
+    ++size_;
+  }
+  [[nodiscard]] Phase phase() const noexcept { return phase_; }
+  [[nodiscard]] bool consumer_waiting() const noexcept { return static_cast<bool>(waiter_); }
+  // Results with F_MORE since the request was last armed.
+  [[nodiscard]] std::uint64_t produced() const noexcept { return produced_; }
+  [[nodiscard]] EventLoop& loop() const noexcept { return *loop_; }
+
+ private:
+  // The stop token's callback. On the loop's thread it cancels the request in flight,
+  // or wakes a consumer waiting with nothing in flight (take() then closes). From
+  // another thread it asks the loop to cancel: the request in flight, or, between
+  // requests, the stream itself (complete_fn's idle cancel closes it).
+  struct StopStream {
+    MultishotCore* core;
+    void operator()() const noexcept {
+      EventLoop& loop = *core->loop_;
+      if (!loop.on_loop_thread()) {
+        LoopOps(loop).request_cancel(*core);
+      } else if (core->in_flight()) {
+        core->cancel_sent_ = true;
+        LoopOps(loop).cancel(*core);
+      } else if (core->waiter_) {
+        LoopOps(loop).schedule(std::exchange(core->waiter_, {}));
+      }
+    }
   };
 
   static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
-    static_cast<Multishot&>(self).prep_(*sqes[0]);
+    static_cast<Derived&>(self).prep(*sqes[0]);
   }
 
-  static void complete_fn(Operation& self, const ring::Cqe& cqe, bool /*second*/) noexcept {
-    static_cast<Multishot&>(self).on_cqe(IoResult{cqe.res, cqe.flags});
+  static void complete_fn(Operation& self, const ring::Cqe& cqe, bool idle_cancel) noexcept {
+    auto& core = static_cast<MultishotCore&>(self);
+    if (!idle_cancel) {
+      core.on_cqe(IoResult{cqe.res, cqe.flags});
+    } else if (core.stop_token_.stop_requested() && core.phase_ != Phase::closed) {
+      core.close_now();  // a stop from another thread, with no request in flight
+    }
   }
 
   void on_cqe(const IoResult& result) noexcept {
     const bool final = !result.has_more();
+    if (final && std::exchange(cancel_sent_, false)) {
+      // A cancel the loop had to defer (SQ full) must not outlive this request: it would
+      // hit the next one, or touch the stream after it is gone.
+      LoopOps(*loop_).forget_cancel(*this);
+    }
     if (closing_wanted()) {
-      release(result);
+      drop(result);
       if (final) close_now();
       return;
     }
@@ -273,6 +372,11 @@ class Multishot final : public detail::AwaitableOp {
   }
 
   void on_final(const IoResult& result) noexcept {
+    if (overflowed_) {
+      drop(result);
+      end_with(IoResult{-ENOMEM, 0});
+      return;
+    }
     const bool our_pause = phase_ == Phase::pausing && result.res == -ECANCELED;
     if (!our_pause) {
       switch (policy_(result)) {
@@ -280,47 +384,48 @@ class Multishot final : public detail::AwaitableOp {
           push(result);
           break;
         case MultishotAction::end:
-          push(result);
-          end(result);
+          // A value is delivered first (an fd is the consumer's); an error is the end.
+          if (result.res >= 0) push(result);
+          if (overflowed_) break;
+          end_with(result.res < 0 ? result : IoResult{static_cast<Derived&>(*this).value_end(), 0});
           return;
         case MultishotAction::rearm_on_demand:
           ++starvations_;
-          if (produced_ == 0) push(result);
           phase_ = Phase::starved;
-          // A consumer waiting on an empty queue has taken, and returned, everything.
-          if (waiter_ && size_ == 0) arm();
+          static_cast<Derived&>(*this).starved(result);
           return;
+      }
+      if (overflowed_) {
+        end_with(IoResult{-ENOMEM, 0});
+        return;
       }
     }
     phase_ = Phase::paused;
     maybe_rearm();
   }
 
-  // The stream's end, returned by next() once the queue is empty. A value end is 0 (a
-  // recv's end of file), never a value already handed out: for fd streams that would
-  // be an fd the consumer owns.
-  void end(const IoResult& result) noexcept {
+  void end_with(const IoResult& end) noexcept {
     phase_ = Phase::ended;
-    result_ = IoResult{result.res < 0                      ? result.res
-                       : fd_results_ || direct_fd_results_ ? -ECANCELED
-                                                           : 0,
-                       0};
+    end_ = end;
+    static_cast<Derived&>(*this).finished();
   }
 
   void arm() noexcept {
-    // Never after a stop: its cancel may already have passed this record by.
+    // Never after a stop: its cancel may already have passed this stream by.
     if (stop_token_.stop_requested()) {
       close_now();
       return;
     }
     phase_ = Phase::armed;
     produced_ = 0;
+    overflowed_ = false;  // a stream that ended for want of memory may be re-armed
     ++arms_;
-    loop_->submit(*this);
+    static_cast<Derived&>(*this).armed();
+    LoopOps(*loop_).submit(*this);
   }
 
   void maybe_rearm() noexcept {
-    if (phase_ == Phase::paused && size_ <= bound_ / 2) arm();
+    if (phase_ == Phase::paused && size_ <= bound_ / 2 && !loop_->draining()) arm();
   }
 
   void pause() noexcept {
@@ -330,36 +435,26 @@ class Multishot final : public detail::AwaitableOp {
     if (loop_->ring().sq_space_left() == 0) return;
     phase_ = Phase::pausing;
     ++pauses_;
-    loop_->cancel(*this);
+    cancel_sent_ = true;
+    LoopOps(*loop_).cancel(*this);
   }
 
-  // Whether next() can complete at once; starts, closes or re-arms the stream as asked.
-  bool ready_now() noexcept {
-    if (phase_ == Phase::unarmed) start();
-    if (phase_ == Phase::closing) return false;
-    if (phase_ != Phase::closed && stop_token_.stop_requested()) {
-      if (!in_flight()) {
-        close_now();
-        return true;
-      }
-      release_queue();  // the stop's cancel is on its way: wait for the final CQE
-      return false;
+  // A result could not be queued: from here on results are released, the request is
+  // cancelled, and the stream ends with ENOMEM after the results before the lost one.
+  void overflow() noexcept {
+    if (!overflowed_) {
+      detail::log("runtime", detail::LogLevel::error,
+                  "multishot stream: out of memory queueing a result; the stream ends (ENOMEM)");
     }
-    if (size_ > 0 || terminal()) return true;
-    // paused cannot be empty (maybe_rearm runs after every take); starved re-arms when
-    // the consumer has taken everything and asks for more.
-    if (phase_ == Phase::starved || phase_ == Phase::paused) arm();
-    return terminal();
+    overflowed_ = true;
+    if (phase_ == Phase::armed && in_flight()) {
+      phase_ = Phase::pausing;
+      cancel_sent_ = true;
+      LoopOps(*loop_).cancel(*this);
+    }
   }
 
-  IoResult take() noexcept {
-    if (size_ == 0) return result_;
-    const IoResult result = pop();
-    maybe_rearm();
-    return result;
-  }
-
-  // Returns true when the record is closed already (no need to wait).
+  // Returns true when the stream is closed already (no need to wait).
   bool begin_close() noexcept {
     if (phase_ == Phase::closed) return true;
     if (!in_flight()) {
@@ -369,28 +464,28 @@ class Multishot final : public detail::AwaitableOp {
     const bool cancel_on_its_way = phase_ == Phase::pausing;
     phase_ = Phase::closing;
     if (!cancel_on_its_way) {
-      cancelled_ = true;
-      loop_->cancel(*this);  // completes here, synchronously, if still waiting for room
+      cancel_sent_ = true;
+      LoopOps(*loop_).cancel(*this);  // completes here, synchronously, if still waiting for room
     }
     return !in_flight();
   }
 
   void close_now() noexcept {
-    release_queue();
-    phase_ = Phase::closed;
     // Closed for good: let go of the loop now, on its thread, while it is alive. The
-    // record may be destroyed after the loop (a listener closed in a loop's task and
+    // stream may be destroyed after the loop (a listener closed in a loop's task and
     // destroyed by main after the Runtime), and a stop that comes later must reach no one.
-    if (stop_callback_) {
-      stop_callback_.reset();  // waits for a callback running on another thread
-      loop_->forget_cancel(*this);
-    } else if (cancelled_) {
-      loop_->forget_cancel(*this);
+    const bool was_closed = phase_ == Phase::closed;
+    phase_ = Phase::closed;
+    if (!was_closed) static_cast<Derived&>(*this).finished();
+    release_queue();
+    if (stop_stream_) {
+      stop_stream_.reset();  // waits for a callback running on another thread
+      cancel_sent_ = true;   // which may have deferred a cancel
     }
-    cancelled_ = false;
-    result_ = IoResult{-ECANCELED, 0, Outcome::cancelled};
+    if (std::exchange(cancel_sent_, false)) LoopOps(*loop_).forget_cancel(*this);
+    end_ = IoResult{-ECANCELED, 0, Outcome::cancelled};
     wake_consumer();
-    if (closer_) loop_->schedule(std::exchange(closer_, {}));
+    if (closer_) LoopOps(*loop_).schedule(std::exchange(closer_, {}));
   }
 
   [[nodiscard]] bool closing_wanted() const noexcept {
@@ -401,39 +496,34 @@ class Multishot final : public detail::AwaitableOp {
   }
 
   void wake_consumer() noexcept {
-    if (waiter_ && (size_ > 0 || terminal())) loop_->schedule(std::exchange(waiter_, {}));
+    if (waiter_ && (size_ > 0 || terminal())) LoopOps(*loop_).schedule(std::exchange(waiter_, {}));
   }
 
-  // --- The queue: a ring buffer of results -------------------------------------------
-  void push(const IoResult& result) noexcept {
-    if (size_ == capacity_ && !grow()) {
-      detail::log("runtime", detail::LogLevel::error,
-                  "Multishot: out of memory queueing a result; it was released");
-      release(result);
-      return;
+  // A result nobody will take: claimed (a provided buffer is taken in CQE order like
+  // any other) and released at once.
+  void drop(const IoResult& result) noexcept {
+    Item item{};
+    if (static_cast<Derived&>(*this).claim(result, item)) {
+      static_cast<Derived&>(*this).release(std::move(item));
     }
-    std::uint32_t index = head_ + size_;
-    if (index >= capacity_) index -= capacity_;
-    slots_[index] = result;
-    ++size_;
   }
 
-  IoResult pop() noexcept {
-    const IoResult result = slots_[head_];
+  Item pop() noexcept {
+    Item item = std::move(slots_[head_]);
     if (++head_ == capacity_) head_ = 0;
     --size_;
-    return result;
+    return item;
   }
 
   // The kernel outran a pause by more than the slack: double the ring, keeping order.
   bool grow() noexcept {
     const std::uint32_t bigger = capacity_ * 2;
-    std::unique_ptr<IoResult[]> slots(new (std::nothrow) IoResult[bigger]);
+    std::unique_ptr<Item[]> slots(new (std::nothrow) Item[bigger]);
     if (!slots) return false;
     for (std::uint32_t i = 0; i < size_; ++i) {
       std::uint32_t index = head_ + i;
       if (index >= capacity_) index -= capacity_;
-      slots[i] = slots_[index];
+      slots[i] = std::move(slots_[index]);
     }
     slots_ = std::move(slots);
     capacity_ = bigger;
@@ -441,20 +531,119 @@ class Multishot final : public detail::AwaitableOp {
     return true;
   }
 
+  void release_queue() noexcept {
+    while (size_ > 0) static_cast<Derived&>(*this).release(pop());
+  }
+
+  MultishotPolicy policy_;
+  std::unique_ptr<Item[]> slots_;
+  std::uint32_t bound_;
+  std::uint32_t capacity_ = 0;
+  std::uint32_t head_ = 0;
+  std::uint32_t size_ = 0;
+  std::uint64_t produced_ = 0;
+  std::uint64_t arms_ = 0;
+  std::uint64_t pauses_ = 0;
+  std::uint64_t starvations_ = 0;
+  std::coroutine_handle<> closer_;
+  std::optional<std::stop_callback<StopStream>> stop_stream_;
+  IoResult end_;  // the stream's end, once ended or closed
+  Phase phase_ = Phase::unarmed;
+  bool cancel_sent_ = false;  // a cancel went through the loop since the last final CQE
+  bool overflowed_ = false;   // a result could not be queued: the stream ends (ENOMEM)
+};
+
+}  // namespace detail
+
+// The record of one multishot request whose SQE `Prep` fills (any callable taking
+// ring::Sqe&; called again on every re-arm, so what it points to must stay valid).
+// It lives in the consumer's frame or in an object such as a listener, and never moves.
+// Results are IoResults; those nobody will take are released as the options say.
+template <typename Prep>
+class Multishot final : public detail::MultishotCore<Multishot<Prep>, IoResult> {
+  using Core = detail::MultishotCore<Multishot<Prep>, IoResult>;
+  friend Core;
+
+ public:
+  // `stop` closes the stream when triggered (see the core above): next() then returns
+  // -ECANCELED. Throws std::system_error unless 1 <= options.bound <= 2^20.
+  explicit Multishot(Prep prep, MultishotOptions options = {}, std::stop_token stop = {})
+      : Core(options.bound, options.slack,
+             options.policy != nullptr                         ? options.policy
+             : options.fd_results || options.direct_fd_results ? &multishot_policy::fds
+                                                               : &multishot_policy::values,
+             std::move(stop)),
+        prep_(std::move(prep)),
+        buffer_group_(options.buffer_group),
+        fd_results_(options.fd_results),
+        direct_fd_results_(options.direct_fd_results) {}
+  ~Multishot() { this->retire(); }
+
+  // co_await next(): the next result, in the order the kernel posted it. Starts the
+  // request on first use. Once the stream is over it returns the stream's end again
+  // and again: the error that ended it, 0 for a value stream that ended with a value
+  // (a recv's end of file), -ECANCELED once closed or stopped.
+  class [[nodiscard]] NextAwaiter {
+   public:
+    explicit NextAwaiter(Multishot& record) noexcept : record_(&record) {}
+    bool await_ready() const noexcept { return record_->ready_now(); }
+    void await_suspend(std::coroutine_handle<> waiter) const noexcept { record_->wait(waiter); }
+    IoResult await_resume() const noexcept {
+      IoResult result;
+      return record_->take(result) ? result : record_->end();
+    }
+
+   private:
+    Multishot* record_;
+  };
+  NextAwaiter next() noexcept { return NextAwaiter(*this); }
+
+  // Re-arms a stream that waits for buffers (rearm_on_demand) or that an error ended,
+  // e.g. after putting provided buffers back. Does nothing to an armed or closed stream.
+  void rearm() noexcept { Core::rearm(); }
+
+ private:
+  static constexpr bool rearm_starved_on_demand = true;
+
+  void prep(ring::Sqe& sqe) noexcept { prep_(sqe); }
+  void armed() noexcept {}
+  bool claim(const IoResult& result, IoResult& item) const noexcept {
+    item = result;
+    return true;
+  }
+  // The stream's end after a value: 0, unless values are fds the consumer owns.
+  [[nodiscard]] std::int32_t value_end() const noexcept {
+    return fd_results_ || direct_fd_results_ ? -ECANCELED : 0;
+  }
+  // The record cannot see buffers come back: it re-arms when the consumer has taken
+  // every result and asks for more (put-before-next returns them all), or on rearm().
+  // The result is delivered only if the request produced nothing: then the consumer
+  // holds every buffer and waits for data that cannot come, and must hear of it.
+  void starved(const IoResult& final) noexcept {
+    if (this->produced() == 0) {
+      this->push(final);
+    } else if (this->consumer_waiting() && this->size() == 0) {
+      Core::rearm();
+    }
+  }
+  void finished() noexcept {}
+
   // Gives back what a result nobody will take holds: its fd, its provided buffer.
-  void release(const IoResult& result) const noexcept {
+  void release(IoResult&& result) const noexcept {
     if (fd_results_ && result.res >= 0) ::close(result.res);
     if (direct_fd_results_ && result.res >= 0) {
       // Synchronous, so that it needs no SQE: this runs where the SQ may be full. Only
       // on the loop's own thread while it runs: a record destroyed elsewhere, or after
       // its loop (the table then goes with the ring), leaves the slot.
       const int none = -1;
-      if (EventLoop::current() != loop_) {
+      if (EventLoop::current() != &this->loop()) {
         detail::log("runtime", detail::LogLevel::warn,
                     "Multishot: a direct descriptor nobody took is released off its loop; "
                     "its slot stays taken until the loop's ring closes");
-      } else if (!loop_->ring().register_files_update(static_cast<std::uint32_t>(result.res),
-                                                      std::span<const int>(&none, 1))) {
+      } else if (!detail::LoopOps(this->loop())
+                      .ring()
+                      .register_files_update(static_cast<std::uint32_t>(result.res),
+                                             std::span<const int>(&none, 1))) {
         detail::log("runtime", detail::LogLevel::error,
                     "Multishot: could not clear the slot of a direct descriptor nobody took");
       }
@@ -467,28 +656,10 @@ class Multishot final : public detail::AwaitableOp {
     }
   }
 
-  void release_queue() noexcept {
-    while (size_ > 0) release(pop());
-  }
-
   Prep prep_;
-  MultishotPolicy policy_;
   ring::BufferGroup* buffer_group_;
-  std::unique_ptr<IoResult[]> slots_;
-  std::uint32_t bound_;
-  std::uint32_t capacity_ = 0;
-  std::uint32_t head_ = 0;
-  std::uint32_t size_ = 0;
-  std::uint64_t produced_ = 0;  // results with F_MORE since the last arm
-  std::uint64_t arms_ = 0;
-  std::uint64_t pauses_ = 0;
-  std::uint64_t starvations_ = 0;
-  std::coroutine_handle<> closer_;
-  IoResult result_;  // the stream's end, once ended or closed
-  Phase phase_ = Phase::unarmed;
   bool fd_results_;
   bool direct_fd_results_;
-  bool cancelled_ = false;  // close() sent a cancel through the loop
 };
 
 }  // namespace coring

@@ -69,18 +69,24 @@ class Operation {
   [[nodiscard]] bool in_flight() const noexcept { return state_ != State::idle; }
 
  protected:
-  Operation(PrepFn prep, CompleteFn complete) noexcept : prep_(prep), complete_(complete) {}
+  Operation(PrepFn prep, CompleteFn complete) noexcept : prep_(prep), complete_(complete) {
+    poison();
+  }
   // An operation may be moved until it is started (awaitables are built as values and
   // returned from modifiers like with_timeout()); after that its address is its identity.
   Operation(Operation&& other) noexcept
       : prep_(other.prep_), complete_(other.complete_), sqe_count_(other.sqe_count_) {
     assert(other.state_ == State::idle && "an operation in flight cannot move");
+    poison();
   }
   ~Operation() { assert(state_ == State::idle && "an operation destroyed while in flight"); }
 
   // How many SQEs (and so final CQEs) prep() fills: 2 with a linked timeout.
   void set_sqe_count(std::uint8_t count) noexcept { sqe_count_ = count; }
   [[nodiscard]] std::uint8_t sqe_count() const noexcept { return sqe_count_; }
+  // A cancel that finds the operation idle (between two of its requests) is handed to
+  // its CompleteFn as a CQE of -ECANCELED with `second` set, instead of doing nothing.
+  void hear_idle_cancel() noexcept { hears_idle_cancel_ = true; }
   // Before the operation starts: nullptr for the loop's inline completion.
   void set_complete(CompleteFn complete) noexcept { complete_ = complete; }
   [[nodiscard]] bool has_complete() const noexcept { return complete_ != nullptr; }
@@ -93,7 +99,22 @@ class Operation {
   std::int32_t res_;
   std::uint32_t cqe_flags_;
 
+  // What res_ holds in a debug build until a CQE (or the operation itself) writes it: no
+  // -errno and no count, so that reading it too early is caught (see result()).
+  static constexpr std::int32_t poisoned_res = -0x7ead'beef;
+  [[nodiscard]] bool res_written() const noexcept { return res_ != poisoned_res; }
+
  private:
+  // Release builds leave res_ and cqe_flags_ unwritten: an operation is built once per
+  // co_await, and every store counts on that path. Debug builds write values no kernel
+  // returns, so that a read before the CQE is a visible bug rather than stack garbage.
+  void poison() noexcept {
+#ifndef NDEBUG
+    res_ = poisoned_res;
+    cqe_flags_ = 0xdead'beefU;
+#endif
+  }
+
   friend class EventLoop;
   enum class State : std::uint8_t { idle, queued, submitted };
 
@@ -106,6 +127,7 @@ class Operation {
   std::uint8_t sqe_count_ = 1;
   std::uint8_t cqes_left_ = 0;  // final CQEs still to come
   State state_ = State::idle;
+  bool hears_idle_cancel_ = false;
   ListHook cancel_hook_;  // in the loop's list of cancels from other threads
 };
 

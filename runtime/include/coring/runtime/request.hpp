@@ -123,7 +123,7 @@ class [[nodiscard]] RequestOp final : public detail::AwaitableOp {
     result.outcome = op.timeout_.settle(result.res);
     if (result.outcome == Outcome::completed && !op.unwanted() && op.body_.again(result)) {
       op.timeout_.fired = false;
-      op.loop_->submit(op);
+      detail::LoopOps(*op.loop_).submit(op);
       return;
     }
     op.finish();

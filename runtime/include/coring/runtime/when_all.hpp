@@ -171,7 +171,9 @@ class JoinCounter {
   // Runs `child` now, on this thread, until it first suspends (or finishes).
   void start(Child child) noexcept { adopt(std::move(child)).resume(); }
   // Queues `child` to start on `loop`'s next turn.
-  void schedule(Child child, EventLoop& loop) noexcept { loop.schedule(adopt(std::move(child))); }
+  void schedule(Child child, EventLoop& loop) noexcept {
+    LoopOps(loop).schedule(adopt(std::move(child)));
+  }
 
   [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
 

@@ -81,7 +81,7 @@ struct TransferAllBody {
   std::size_t size;
   std::uint64_t offset;
   int fd;
-  bool fixed;
+  bool direct;  // fd is a registered-file slot (a direct descriptor)
   bool writing;
   Where where;
   std::size_t done = 0;
@@ -93,7 +93,7 @@ struct TransferAllBody {
     } else {
       ring::prep_read(sqe, fd, rest, offset + done);
     }
-    if (fixed) ring::use_fixed_file(sqe);
+    if (direct) ring::use_fixed_file(sqe);
   }
   bool again(const IoResult& r) noexcept {
     if (r.res > 0) done += r.value();
