@@ -75,7 +75,10 @@ class Operation {
   // An operation may be moved until it is started (awaitables are built as values and
   // returned from modifiers like with_timeout()); after that its address is its identity.
   Operation(Operation&& other) noexcept
-      : prep_(other.prep_), complete_(other.complete_), sqe_count_(other.sqe_count_) {
+      : prep_(other.prep_),
+        complete_(other.complete_),
+        sqe_count_(other.sqe_count_),
+        hears_idle_cancel_(other.hears_idle_cancel_) {
     assert(other.state_ == State::idle && "an operation in flight cannot move");
     poison();
   }
