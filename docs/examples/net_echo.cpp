@@ -63,11 +63,11 @@ Task<std::string> client(Address address, std::string_view message) {
   if (!conn) co_return "connect: " + conn.error().message();
   (void)conn->set_nodelay(true);
   TransferResult sent = co_await conn->send_all(std::as_bytes(std::span(message)));
-  if (!sent) co_return "send: " + sent.error.message();
+  if (!sent) co_return "send: " + sent.message();
   std::string reply(message.size(), '\0');
   TransferResult got =
       co_await conn->recv_exact(std::as_writable_bytes(std::span(reply))).with_deadline(2s);
-  if (!got) co_return "recv: " + got.error.message();
+  if (!got) co_return "recv: " + got.message();
   co_await conn->close();
   co_return reply;
 }

@@ -12,11 +12,10 @@
 #include <bit>
 #include <cstring>
 #include <new>
-#include <stdexcept>
 #include <system_error>
 
+#include "coring/ring/detail/log.hpp"
 #include "coring/runtime/event_loop.hpp"
-#include "log.hpp"
 
 namespace coring::fs {
 
@@ -34,7 +33,8 @@ std::size_t round_up(std::size_t size, std::size_t alignment) noexcept {
 AlignedBuffer::AlignedBuffer(std::size_t size, std::size_t alignment)
     : memory_(nullptr, Free{alignment}), size_(size), alignment_(alignment) {
   if (!std::has_single_bit(alignment)) {
-    throw std::invalid_argument("fs::AlignedBuffer: alignment must be a power of two");
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "fs::AlignedBuffer: alignment must be a power of two");
   }
   if (size == 0) return;
   const std::size_t allocated = round_up(size, alignment);
@@ -75,10 +75,12 @@ FixedBufferPool::FixedBufferPool(EventLoop& loop, const FixedBufferPoolOptions& 
       buffer_size_(round_up(options.buffer_size, AlignedBuffer::page_size)),
       iovecs_count_(options.count) {
   if (options.count == 0 || options.count > max_registered_buffers) {
-    throw std::invalid_argument("fs::FixedBufferPool: count must be 1..16384");
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "fs::FixedBufferPool: count must be 1..16384");
   }
   if (options.buffer_size == 0 || options.buffer_size > max_buffer_size) {
-    throw std::invalid_argument("fs::FixedBufferPool: buffer_size must be 1 byte..1 GiB");
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "fs::FixedBufferPool: buffer_size must be 1 byte..1 GiB");
   }
   memory_ = AlignedBuffer(buffer_size_ * options.count);
   std::vector<iovec> iovecs(options.count);
@@ -99,10 +101,10 @@ FixedBufferPool::FixedBufferPool(EventLoop& loop, const FixedBufferPoolOptions& 
 
 FixedBufferPool::~FixedBufferPool() {
   assert(free_.size() == iovecs_count_ && "a FixedBufferPool destroyed with buffers leased");
-  assert(waiters_head_ == nullptr && "a FixedBufferPool destroyed with coroutines waiting");
+  assert(waiters_.empty() && "a FixedBufferPool destroyed with coroutines waiting");
   if (registered_) {
     if (auto done = coring::detail::LoopOps(loop_).ring().unregister_buffers(); !done) {
-      detail::log_error("fs::~FixedBufferPool: unregister_buffers", done.error());
+      coring::detail::log_error("fs", "fs::~FixedBufferPool: unregister_buffers", done.error());
     }
   }
 }
@@ -119,31 +121,17 @@ FixedBuffer FixedBufferPool::lease(std::uint16_t index) noexcept {
 }
 
 void FixedBufferPool::give_back(std::uint16_t index) noexcept {
-  AcquireOp* waiter = waiters_head_;
-  if (waiter == nullptr) {
+  if (waiters_.empty()) {
     free_.push_back(index);  // never reallocates: reserved for every buffer
     return;
   }
-  waiters_head_ = waiter->next_;
-  if (waiters_head_ == nullptr) waiters_tail_ = nullptr;
-  waiter->queued_ = false;
-  waiter->buffer_.emplace(lease(index));
-  coring::detail::LoopOps(loop_).schedule(waiter->waiter_);
-}
-
-void FixedBufferPool::unqueue(AcquireOp& op) noexcept {
-  AcquireOp* previous = nullptr;
-  for (AcquireOp* at = waiters_head_; at != nullptr; previous = at, at = at->next_) {
-    if (at != &op) continue;
-    (previous == nullptr ? waiters_head_ : previous->next_) = at->next_;
-    if (waiters_tail_ == at) waiters_tail_ = previous;
-    break;
-  }
-  op.queued_ = false;
+  AcquireOp& waiter = waiters_.pop_front();
+  waiter.buffer_.emplace(lease(index));
+  coring::detail::LoopOps(loop_).schedule(waiter.waiter_);
 }
 
 FixedBufferPool::AcquireOp::~AcquireOp() {
-  if (queued_) pool_->unqueue(*this);  // its frame is destroyed while it waits
+  if (hook_.linked()) decltype(pool_->waiters_)::unlink(*this);  // destroyed while it waits
 }
 
 bool FixedBufferPool::AcquireOp::await_ready() noexcept {
@@ -153,13 +141,7 @@ bool FixedBufferPool::AcquireOp::await_ready() noexcept {
 
 void FixedBufferPool::AcquireOp::await_suspend(std::coroutine_handle<> waiter) noexcept {
   waiter_ = waiter;
-  queued_ = true;
-  if (pool_->waiters_tail_ == nullptr) {
-    pool_->waiters_head_ = this;
-  } else {
-    pool_->waiters_tail_->next_ = this;
-  }
-  pool_->waiters_tail_ = this;
+  pool_->waiters_.push_back(*this);
 }
 
 }  // namespace coring::fs

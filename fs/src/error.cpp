@@ -10,7 +10,6 @@
 #include "coring/fs/stat.hpp"
 #include "coring/ring/detail/log.hpp"
 #include "coring/ring/ring.hpp"
-#include "log.hpp"
 
 namespace coring::fs {
 
@@ -28,12 +27,12 @@ bool supports(ring::Op op) noexcept {
   static const std::optional<ring::Probe> probe = []() -> std::optional<ring::Probe> {
     auto created = ring::Ring::create(2);
     if (!created) {
-      detail::log_error("fs::supports: io_uring_setup", created.error());
+      coring::detail::log_error("fs", "fs::supports: io_uring_setup", created.error());
       return std::nullopt;
     }
     auto probed = created->get_probe();
     if (!probed) {
-      detail::log_error("fs::supports: IORING_REGISTER_PROBE", probed.error());
+      coring::detail::log_error("fs", "fs::supports: IORING_REGISTER_PROBE", probed.error());
       return std::nullopt;
     }
     return *probed;
@@ -70,15 +69,6 @@ Error make_error(std::int32_t res, const char* operation, std::string path) {
 
 Error make_error(std::int32_t res, Where where) {
   return make_error(res, where.operation, where.path != nullptr ? *where.path : std::string());
-}
-
-void log_error(const char* where, const std::error_code& error) noexcept {
-  try {
-    coring::detail::log("fs", coring::detail::LogLevel::error,
-                        std::string(where) + ": " + error.message());
-  } catch (...) {
-    // std::string could not allocate: nothing more can be done here.
-  }
 }
 
 }  // namespace detail

@@ -1,9 +1,9 @@
 // File: the composite operations (Tasks) and ownership of the fd.
 //
-// The single-request operations are inline in file.hpp. What is here either needs
-// more than one request (read_all, write_all), memory the kernel writes that must live
-// in a frame (stat's statx buffer, open's path), a choice made by probing the kernel
-// (truncate), or a system call io_uring does not have (fchmod, on the blocking pool).
+// The single-request operations, and read_all/write_all, are inline in file.hpp. What
+// is here needs memory the kernel writes that must live in a frame (stat's statx
+// buffer, open's path), a choice made by probing the kernel (truncate), or a system call
+// io_uring does not have (fchmod, on the blocking pool).
 #include "coring/fs/file.hpp"
 
 #include <fcntl.h>
@@ -15,8 +15,8 @@
 
 #include "coring/fs/file_table.hpp"
 #include "coring/fs/probe.hpp"
+#include "coring/ring/detail/log.hpp"
 #include "coring/runtime/io.hpp"
-#include "log.hpp"
 #include "on_pool.hpp"
 
 namespace coring::fs {
@@ -38,8 +38,8 @@ File& File::operator=(File&& other) noexcept {
 File::~File() {
   const int fd = release();
   if (fd >= 0 && ::close(fd) != 0) {
-    detail::log_error(("~File: close " + path_).c_str(),
-                      std::error_code(errno, std::system_category()));
+    coring::detail::log_error("fs", ("~File: close " + path_).c_str(),
+                              std::error_code(errno, std::system_category()));
   }
 }
 

@@ -13,8 +13,8 @@
 
 #include "coring/fs/detail/op.hpp"
 #include "coring/fs/file.hpp"
+#include "coring/ring/detail/log.hpp"
 #include "coring/runtime/event_loop.hpp"
-#include "log.hpp"
 
 namespace coring::fs {
 
@@ -28,7 +28,7 @@ FileTable::FileTable(EventLoop& loop, std::uint32_t slots) : loop_(loop), used_(
 FileTable::~FileTable() {
   assert(attached_ == 0 && "a FileTable destroyed with files attached");
   if (auto done = coring::detail::LoopOps(loop_).ring().unregister_files(); !done) {
-    detail::log_error("fs::~FileTable: unregister_files", done.error());
+    coring::detail::log_error("fs", "fs::~FileTable: unregister_files", done.error());
   }
 }
 
@@ -56,7 +56,8 @@ void FileTable::detach(File& file) noexcept {
   const int empty = -1;
   if (auto updated = coring::detail::LoopOps(loop_).ring().register_files_update(slot, {&empty, 1});
       !updated) {
-    detail::log_error("fs::FileTable::detach: register_files_update", updated.error());
+    coring::detail::log_error("fs", "fs::FileTable::detach: register_files_update",
+                              updated.error());
   }
   used_[slot] = false;
   --attached_;

@@ -13,7 +13,6 @@
 #include <memory>
 #include <utility>
 
-#include "coring/fs/detail/op.hpp"
 #include "coring/fs/file.hpp"
 #include "coring/fs/probe.hpp"
 #include "coring/ring/error.hpp"
@@ -53,27 +52,6 @@ Task<Result<Stat>> statx_path(std::filesystem::path path, int flags, unsigned ma
   co_return st;
 }
 
-FileType file_type_of_dirent(unsigned char d_type) noexcept {
-  switch (d_type) {
-    case DT_REG:
-      return FileType::regular;
-    case DT_DIR:
-      return FileType::directory;
-    case DT_LNK:
-      return FileType::symlink;
-    case DT_BLK:
-      return FileType::block_device;
-    case DT_CHR:
-      return FileType::character_device;
-    case DT_FIFO:
-      return FileType::fifo;
-    case DT_SOCK:
-      return FileType::socket;
-    default:
-      return FileType::unknown;
-  }
-}
-
 struct Listing {
   int error = 0;
   std::vector<DirEntry> entries;
@@ -100,7 +78,8 @@ Listing read_directory(const char* path) {
     }
     const std::string_view name = entry->d_name;
     if (name == "." || name == "..") continue;
-    listing.entries.push_back(DirEntry{std::string(name), file_type_of_dirent(entry->d_type)});
+    listing.entries.push_back(
+        DirEntry{std::string(name), file_type_of_mode(DTTOIF(entry->d_type))});
   }
   return listing;
 }

@@ -11,7 +11,6 @@
 #include <charconv>
 #include <cstddef>
 #include <cstring>
-#include <stdexcept>
 
 namespace coring::net {
 namespace {
@@ -81,6 +80,14 @@ ParsedAddress parse_ipv4(std::string_view text) {
   return *Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&sin), sizeof(sin));
 }
 
+Address ipv6(const in6_addr& host, std::uint16_t port) noexcept {
+  sockaddr_in6 sin6{};
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(port);
+  sin6.sin6_addr = host;
+  return *Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&sin6), sizeof(sin6));
+}
+
 }  // namespace
 
 Address::Address() noexcept : storage_{}, size_(sizeof(sockaddr_in)) {
@@ -107,21 +114,8 @@ Address Address::ipv4(std::uint32_t host_order_address, std::uint16_t port) noex
 Address Address::ipv4_loopback(std::uint16_t port) noexcept { return ipv4(INADDR_LOOPBACK, port); }
 Address Address::ipv4_any(std::uint16_t port) noexcept { return ipv4(INADDR_ANY, port); }
 
-Address Address::ipv6_loopback(std::uint16_t port) noexcept {
-  sockaddr_in6 sin6{};
-  sin6.sin6_family = AF_INET6;
-  sin6.sin6_port = htons(port);
-  sin6.sin6_addr = in6addr_loopback;
-  return *from_sockaddr(reinterpret_cast<const sockaddr*>(&sin6), sizeof(sin6));
-}
-
-Address Address::ipv6_any(std::uint16_t port) noexcept {
-  sockaddr_in6 sin6{};
-  sin6.sin6_family = AF_INET6;
-  sin6.sin6_port = htons(port);
-  sin6.sin6_addr = in6addr_any;
-  return *from_sockaddr(reinterpret_cast<const sockaddr*>(&sin6), sizeof(sin6));
-}
+Address Address::ipv6_loopback(std::uint16_t port) noexcept { return ipv6(in6addr_loopback, port); }
+Address Address::ipv6_any(std::uint16_t port) noexcept { return ipv6(in6addr_any, port); }
 
 Result<Address> Address::unix_path(std::string_view path) {
   if (path.empty()) return fail(Errc::invalid_address);

@@ -8,8 +8,8 @@
 // wakes the stream that has waited longest for a buffer.
 #include "coring/net/buffer_pool.hpp"
 
+#include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <system_error>
 
 #include "coring/ring/detail/log.hpp"
@@ -69,12 +69,18 @@ BufferPool::BufferPool(EventLoop& loop, BufferPoolOptions options)
 }
 
 BufferPool::~BufferPool() {
-  if (waiters_.streams() != 0) {
+  // Both are bugs that no check of the pool can survive: a stream or a lease would touch
+  // freed memory later. Said in the log, and fatal in debug builds.
+  const auto leased = std::count_if(slots_.get(), slots_.get() + count(),
+                                    [](const Slot& slot) { return slot.leases != 0; });
+  if (waiters_.streams() != 0 || leased != 0) {
     coring::detail::log("net", coring::detail::LogLevel::error,
                         "BufferPool destroyed while " + std::to_string(waiters_.streams()) +
-                            " RecvStream(s) still use it");
+                            " RecvStream(s) use it and leases hold " + std::to_string(leased) +
+                            " of its buffers");
   }
   assert(waiters_.streams() == 0 && "destroy a BufferPool after the RecvStreams that use it");
+  assert(leased == 0 && "destroy a BufferPool after the BufferLeases on its buffers");
 }
 
 Result<BufferLease> BufferPool::lease(const IoResult& result) noexcept {

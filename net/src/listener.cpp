@@ -87,7 +87,7 @@ std::error_code shortage_error(int error, bool direct) noexcept {
 namespace detail {
 
 void AcceptPause::start(std::chrono::nanoseconds duration) noexcept {
-  duration_ = coring::detail::to_kernel_timespec(duration);
+  duration_ = ring::to_kernel_timespec(duration);
   // Not started when the stop token has fired already: over() closes the record then.
   if (!AwaitableOp::start({})) over();
 }

@@ -1,8 +1,6 @@
 // RecvStream: the hooks that make the multishot core a receive into a BufferPool.
 #include "coring/net/recv_stream.hpp"
 
-#include <algorithm>
-#include <cerrno>
 #include <utility>
 
 #include "coring/ring/detail/log.hpp"
@@ -12,7 +10,7 @@ namespace coring::net {
 
 RecvStream::RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions options,
                        std::stop_token stop)
-    : Core(std::max(options.bound, 1U), 0, &multishot_policy::values, std::move(stop)),
+    : Core(options.bound, 0, &multishot_policy::values, std::move(stop)),
       BufferWaiter(&buffers_back),
       pool_(&pool),
       fd_(fd),

@@ -22,6 +22,14 @@ Result<void> check(int rc) noexcept {
   return {};
 }
 
+// getsockname(2) or getpeername(2) as an Address.
+Result<Address> name_of(int fd, int (*get)(int, sockaddr*, socklen_t*)) noexcept {
+  sockaddr_storage storage{};
+  socklen_t length = sizeof(storage);
+  if (get(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return fail(last_error());
+  return Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&storage), length);
+}
+
 }  // namespace
 
 void Socket::reset() noexcept {
@@ -42,23 +50,8 @@ void Socket::reset() noexcept {
   }
 }
 
-Result<Address> Socket::local_address() const noexcept {
-  sockaddr_storage storage{};
-  socklen_t length = sizeof(storage);
-  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
-    return fail(last_error());
-  }
-  return Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&storage), length);
-}
-
-Result<Address> Socket::peer_address() const noexcept {
-  sockaddr_storage storage{};
-  socklen_t length = sizeof(storage);
-  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
-    return fail(last_error());
-  }
-  return Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&storage), length);
-}
+Result<Address> Socket::local_address() const noexcept { return name_of(fd_, ::getsockname); }
+Result<Address> Socket::peer_address() const noexcept { return name_of(fd_, ::getpeername); }
 
 Result<void> Socket::set_option(int level, int name, int value) noexcept {
   if (is_direct()) return fail(std::make_error_code(std::errc::bad_file_descriptor));

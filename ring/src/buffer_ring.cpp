@@ -11,8 +11,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "coring/ring/detail/log.hpp"
 #include "coring/ring/prep.hpp"
-#include "log.hpp"
 
 namespace coring::ring {
 
@@ -63,7 +63,7 @@ BufferRing::~BufferRing() { release(); }
 void BufferRing::release() noexcept {
   if (ring_ != nullptr) {
     if (auto done = ring_->unregister_buf_ring(group_id_); !done) {
-      log_error("BufferRing::release", done.error());
+      coring::detail::log_error("ring", "BufferRing::release", done.error());
     }
   }
   if (bufs_ != nullptr) ::munmap(bufs_, map_size_);
@@ -87,8 +87,6 @@ BufferGroup::BufferGroup(Ring& owner, BufferRing ring, std::uint32_t buffer_size
 Result<BufferGroup> BufferGroup::create(Ring& ring, std::uint16_t group_id,
                                         std::uint32_t buffer_size, std::uint32_t count) noexcept {
   if (buffer_size == 0 || buffer_size == ~0U) return fail(Errc::buffer_size_invalid);
-  if (count == 0 || count > Ring::max_entries) return fail(Errc::buf_ring_entries_out_of_range);
-  if ((count & (count - 1)) != 0) return fail(Errc::buf_ring_entries_not_power_of_two);
 
   auto br = BufferRing::create(ring, group_id, count, pbuf_flags::inc);
   if (!br && br.error() == std::errc::invalid_argument) {

@@ -62,4 +62,12 @@ void log(const char* logger, LogLevel level, std::string_view message) noexcept 
   }
 }
 
+void log_error(const char* logger, const char* where, const std::error_code& error) noexcept {
+  try {
+    log(logger, LogLevel::error, std::string(where) + ": " + error.message());
+  } catch (...) {
+    // std::string could not allocate: nothing more can be done here.
+  }
+}
+
 }  // namespace coring::detail

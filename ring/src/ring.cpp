@@ -19,8 +19,8 @@
 #include <cstddef>
 #include <utility>
 
+#include "coring/ring/detail/log.hpp"
 #include "coring/ring/detail/syscall.hpp"
-#include "log.hpp"
 
 namespace coring::ring {
 namespace {
@@ -182,7 +182,9 @@ void Ring::release() noexcept {
   if (enter_flags_ != 0) {
     // Best effort: a registered index left behind would pin the ring for the life
     // of the registering thread.
-    if (auto done = unregister_ring_fd(); !done) log_error("Ring::release", done.error());
+    if (auto done = unregister_ring_fd(); !done) {
+      coring::detail::log_error("ring", "Ring::release", done.error());
+    }
   }
   // The mappings reference the fd's ring, so unmap before closing it.
   if (sqe_map_ != nullptr) ::munmap(sqe_map_, sqe_map_size_);
@@ -204,18 +206,11 @@ Result<std::uint32_t> Ring::enter(std::uint32_t to_submit, std::uint32_t min_com
   return static_cast<std::uint32_t>(res);
 }
 
-namespace {
-KernelTimespec to_timespec(std::chrono::nanoseconds timeout) noexcept {
-  const auto ns = std::max<std::int64_t>(timeout.count(), 0);
-  return KernelTimespec{ns / 1'000'000'000, ns % 1'000'000'000};
-}
-}  // namespace
-
 Result<std::uint32_t> Ring::submit_and_wait_timeout(std::uint32_t wait_nr,
                                                     std::chrono::nanoseconds timeout) noexcept {
   if (!has_feature(feat::ext_arg)) return fail(Errc::feature_unsupported);
   const std::uint32_t submitted = flush_sq();
-  const KernelTimespec ts = to_timespec(timeout);
+  const KernelTimespec ts = to_kernel_timespec(timeout);
   GeteventsArg arg;
   arg.ts = reinterpret_cast<std::uint64_t>(&ts);
   std::uint32_t flags = enter_flags::getevents;
@@ -226,7 +221,7 @@ Result<std::uint32_t> Ring::submit_and_wait_timeout(std::uint32_t wait_nr,
 Result<void> Ring::wait_cqes(std::uint32_t wait_nr, std::chrono::nanoseconds timeout) noexcept {
   if (cq_ready() >= wait_nr) return {};
   if (!has_feature(feat::ext_arg)) return fail(Errc::feature_unsupported);
-  const KernelTimespec ts = to_timespec(timeout);
+  const KernelTimespec ts = to_kernel_timespec(timeout);
   GeteventsArg arg;
   arg.ts = reinterpret_cast<std::uint64_t>(&ts);
   auto entered = enter(0, wait_nr, enter_flags::getevents, arg);

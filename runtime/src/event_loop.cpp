@@ -522,19 +522,10 @@ void EventLoop::cancel(Operation& op) noexcept {
     }
     return;
   }
-  ring::Sqe* sqe = ring_.get_sqe();
-  if (sqe == nullptr) {
-    submit_now();
-    sqe = ring_.get_sqe();
+  const auto target = reinterpret_cast<std::uint64_t>(&op);
+  if (!submit_detached([target](ring::Sqe& sqe) { ring::prep_cancel(sqe, target, 0); })) {
+    defer_cancel(op);  // the kernel consumed nothing (EBUSY/EAGAIN): retry on the next turn
   }
-  if (sqe == nullptr) {
-    // The kernel consumed nothing (EBUSY/EAGAIN): retry on the next turn.
-    defer_cancel(op);
-    return;
-  }
-  ring::prep_cancel(*sqe, reinterpret_cast<std::uint64_t>(&op), 0);
-  sqe->user_data = user_data::unowned_data;
-  ++inflight_;
 }
 
 void EventLoop::request_cancel(Operation& op) noexcept {
@@ -699,16 +690,9 @@ void EventLoop::cancel_all_and_drain() noexcept {
   draining_ = true;
   while (!queued_.empty()) cancel(queued_.front());
   if (inflight_ == 0) return;
-  ring::Sqe* sqe = ring_.get_sqe();
-  if (sqe == nullptr) {
-    submit_now();
-    sqe = ring_.get_sqe();
-  }
-  if (sqe != nullptr) {
-    ring::prep_cancel(*sqe, 0, ring::cancel_flags::any | ring::cancel_flags::all);
-    sqe->user_data = user_data::unowned_data;
-    ++inflight_;
-  }
+  (void)submit_detached([](ring::Sqe& sqe) {
+    ring::prep_cancel(sqe, 0, ring::cancel_flags::any | ring::cancel_flags::all);
+  });
   // The coroutines the completions queue are not resumed: their frames are destroyed next.
   while (inflight_ > 0) {
     before_submit();

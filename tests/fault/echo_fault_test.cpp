@@ -92,7 +92,7 @@ Task<bool> send_retrying(const TcpStream& stream, std::span<const std::byte> dat
     const net::TransferResult r = co_await stream.send_all(data.subspan(done));
     done += r.bytes;
     moved += r.bytes;
-    if (!r.ok() && !note_error(r.error)) co_return false;
+    if (!r.ok() && !note_error(r.error())) co_return false;
   }
   co_return true;
 }

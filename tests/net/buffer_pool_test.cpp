@@ -9,9 +9,12 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -507,6 +510,25 @@ TEST(RecvStream, CloseGivesUnconsumedBuffersBack) {
   EXPECT_EQ(pool.held(), 0U);
 }
 
+// A bound out of range is refused as Multishot refuses it, not quietly changed, and the
+// refused stream leaves the pool as it was.
+TEST(RecvStream, ABoundOutOfRangeThrowsInvalidArgument) {
+  EventLoop loop;
+  BufferPool pool(loop, {.buffer_size = 256, .count = 16, .incremental = false});
+  auto a_b = stream_pair();
+  for (const std::uint32_t bound : {0U, (1U << 20) + 1}) {
+    try {
+      RecvStream chunks = a_b.second.recv_stream(pool, {.bound = bound});
+      ADD_FAILURE() << "bound " << bound << " was accepted";
+    } catch (const std::system_error& e) {
+      EXPECT_EQ(e.code(), std::errc::invalid_argument) << bound;
+    }
+  }
+  RecvStream chunks = a_b.second.recv_stream(pool, {.bound = 1});
+  EXPECT_EQ(chunks.size(), 0U);
+  EXPECT_EQ(pool.held(), 0U);
+}
+
 // The stop token, like Multishot's: a stop on the loop's thread ends the stream at once —
 // also a starved one, whose request is not in flight and whose consumer waits for a
 // buffer that may never come — and the buffers it holds go back.
@@ -695,6 +717,29 @@ TEST(RecvStream, LoopDestructionDrainsAnArmedStream) {
   EXPECT_TRUE(frame_destroyed);
   EXPECT_TRUE(b.is_open());
 }
+
+#ifndef NDEBUG
+// A lease must not outlive its pool: the pool's destructor says so in debug builds, before
+// the lease can give its buffer back into freed memory.
+TEST(BufferPoolDeathTest, APoolDestroyedUnderALeaseAsserts) {
+  EXPECT_DEATH(
+      {
+        EventLoop loop;
+        auto a_b = stream_pair();
+        std::optional<BufferLease> lease;
+        {
+          BufferPool pool(loop, {.buffer_size = 256, .count = 4});
+          loop.run([&]() -> Task<void> {
+            co_await a_b.first.send_all(as_bytes("x"));
+            auto got = co_await a_b.second.recv(pool);
+            if (got) lease = std::move(*got);
+          }());
+          if (!lease) std::abort();  // not the death this test waits for
+        }
+      },
+      "after the BufferLeases");
+}
+#endif
 
 }  // namespace
 }  // namespace coring::net

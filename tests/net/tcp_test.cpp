@@ -9,12 +9,16 @@
 
 #include <array>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <stop_token>
 #include <string>
+#include <system_error>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "coring/net/datagram.hpp"
 #include "coring/net/listener.hpp"
 #include "coring/net/stream.hpp"
 #include "coring/runtime/event_loop.hpp"
@@ -66,13 +70,13 @@ Task<std::string> echo_client(Address address, std::string message) {
   auto conn = co_await TcpStream::connect(address);
   if (!conn) co_return "connect: " + conn.error().message();
   TransferResult sent = co_await conn->send_all(as_bytes(message));
-  if (!sent) co_return "send: " + sent.error.message();
+  if (!sent) co_return "send: " + sent.message();
   std::string reply(message.size(), '\0');
   // A deadline so that a server that never answers fails the test instead of hanging it.
   TransferResult got =
       co_await conn->recv_exact(std::as_writable_bytes(std::span(reply.data(), reply.size())))
           .with_deadline(20s);
-  if (!got) co_return "recv: " + got.error.message();
+  if (!got) co_return "recv: " + got.message();
   co_await conn->close();
   co_return reply;
 }
@@ -183,8 +187,8 @@ TEST(Tcp, SendAllAndRecvExactMoveLargeBuffersIntact) {
   auto [sent, got] = loop.run(when_all(
       [&]() -> Task<TransferResult> { co_return co_await client.send_all(sent_bytes); }(),
       [&]() -> Task<TransferResult> { co_return co_await server.recv_exact(received); }()));
-  EXPECT_TRUE(sent) << sent.error.message();
-  EXPECT_TRUE(got) << got.error.message();
+  EXPECT_TRUE(sent) << sent.message();
+  EXPECT_TRUE(got) << got.message();
   EXPECT_EQ(sent.bytes, sent_bytes.size());
   EXPECT_EQ(got.bytes, received.size());
   EXPECT_TRUE(received == sent_bytes);
@@ -242,7 +246,7 @@ TEST(Tcp, SendZcReleasesTheBufferOnlyAfterTheNotification) {
       }(),
       [&]() -> Task<TransferResult> { co_return co_await server.recv_exact(received); }()));
   EXPECT_EQ(sent_total, expected.size());
-  EXPECT_TRUE(got) << got.error.message();
+  EXPECT_TRUE(got) << got.message();
   EXPECT_TRUE(received == expected);
   loop.run(listener->close());
 }
@@ -312,6 +316,62 @@ TEST(Tcp, PeerResetMidStreamIsAnErrorValue) {
   loop.run(listener->close());
 }
 
+// Every result a stream call returns has one shape: ok(), error(), message(), and value(),
+// which throws the error rather than hand out a value that means nothing.
+template <typename R>
+concept ResultShaped = requires(const R& r) {
+  { r.ok() } -> std::same_as<bool>;
+  static_cast<bool>(r);
+  { r.error() } -> std::same_as<std::error_code>;
+  { r.message() } -> std::same_as<std::string>;
+  r.value();
+};
+static_assert(ResultShaped<IoResult> && ResultShaped<TransferResult> &&
+              ResultShaped<Result<BufferLease>> && ResultShaped<Result<StreamSocket>> &&
+              ResultShaped<RecvFromResult>);
+
+std::error_code thrown_by(const auto& result) {
+  try {
+    (void)result.value();
+  } catch (const std::system_error& e) {
+    return e.code();
+  }
+  return {};
+}
+
+// A reset peer: recv's -ECONNRESET and send_all's EPIPE. value() throws each error, so a
+// caller who skips the check cannot take -104 for a count of 4,294,967,192 bytes.
+TEST(Tcp, ValueOfAFailedResultThrowsItsErrorAndOfASuccessGivesTheCount) {
+  EventLoop loop;
+  auto listener = TcpListener::bind(Address::ipv4_loopback());
+  ASSERT_TRUE(listener);
+  auto client_server = loop.run(connected_pair(*listener));
+  auto& client = client_server.first;
+  auto& server = client_server.second;
+  auto [sent, got, after_reset, send_after_reset] =
+      loop.run([&]() -> Task<std::tuple<TransferResult, IoResult, IoResult, TransferResult>> {
+        TransferResult all = co_await client.send_all(as_bytes("partial"));
+        std::array<std::byte, 64> buffer{};
+        IoResult first_recv = co_await server.recv(buffer);
+        const linger abort_on_close{1, 0};
+        ::setsockopt(client.fd(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+        client.reset();
+        IoResult recv_result = co_await server.recv(buffer);
+        TransferResult rest = co_await server.send_all(as_bytes("anyone there?"));
+        co_return std::tuple{all, first_recv, recv_result, rest};
+      }());
+  EXPECT_EQ(sent.value(), 7U);
+  EXPECT_EQ(got.value(), 7U);
+  EXPECT_EQ(thrown_by(sent), std::error_code{});
+  EXPECT_EQ(after_reset.error(), std::errc::connection_reset);
+  EXPECT_EQ(thrown_by(after_reset), std::errc::connection_reset) << after_reset.message();
+  EXPECT_FALSE(send_after_reset);
+  EXPECT_EQ(thrown_by(send_after_reset), send_after_reset.error());
+  EXPECT_EQ(send_after_reset.error(), std::errc::broken_pipe) << send_after_reset.message();
+  EXPECT_EQ(send_after_reset.bytes, 0U);
+  loop.run(listener->close());
+}
+
 TEST(Tcp, ServerSurvivesPeersVanishingMidStream) {
   constexpr std::size_t clients = 40;
   EventLoop loop;
@@ -333,7 +393,7 @@ TEST(Tcp, ServerSurvivesPeersVanishingMidStream) {
       }
       std::array<std::byte, 12> reply{};
       TransferResult got = co_await conn->recv_exact(reply);
-      co_return got ? to_string(reply) : "recv: " + got.error.message();
+      co_return got ? to_string(reply) : "recv: " + got.message();
     }(local, i % 2 == 0));
   }
   auto [failures, results] =
@@ -369,7 +429,7 @@ TEST(Tcp, RecvTimeoutFiresNotEarly) {
     co_return co_await server.recv_exact(buffer).with_deadline(50ms);
   }());
   EXPECT_EQ(partial.bytes, 3U);
-  EXPECT_EQ(partial.error, std::errc::timed_out) << partial.error.message();
+  EXPECT_EQ(partial.error(), std::errc::timed_out) << partial.message();
   loop.run(listener->close());
 }
 
@@ -395,21 +455,21 @@ TEST(Tcp, TimeoutBoundsEachRequestDeadlineTheWholeTransfer) {
         co_return co_await server.recv_exact(buffer).with_timeout(400ms);
       }(),
       drip()));
-  EXPECT_TRUE(each) << each.error.message();
+  EXPECT_TRUE(each) << each.message();
   EXPECT_EQ(each.bytes, 6U);
   auto [whole, unused_b] = loop.run(when_all(
       [&]() -> Task<TransferResult> {
         co_return co_await server.recv_exact(buffer).with_deadline(400ms);
       }(),
       drip()));
-  EXPECT_EQ(whole.error, std::errc::timed_out) << whole.error.message();
+  EXPECT_EQ(whole.error(), std::errc::timed_out) << whole.message();
   EXPECT_GE(whole.bytes, 2U);
   EXPECT_LT(whole.bytes, 6U);
   // A deadline given as a time point already past ends the transfer at once.
   TransferResult past = loop.run([&]() -> Task<TransferResult> {
     co_return co_await server.recv_exact(buffer).with_deadline(std::chrono::steady_clock::now());
   }());
-  EXPECT_EQ(past.error, std::errc::timed_out) << past.error.message();
+  EXPECT_EQ(past.error(), std::errc::timed_out) << past.message();
   loop.run(listener->close());
 }
 
@@ -427,9 +487,9 @@ TEST(Tcp, TransfersWithAStoppedTokenAreCancelled) {
     TransferResult r = co_await pair->second.recv_exact(buffer).with_stop(stop.get_token());
     co_return std::pair{s, r};
   }());
-  EXPECT_EQ(sent.error, std::errc::operation_canceled) << sent.error.message();
+  EXPECT_EQ(sent.error(), std::errc::operation_canceled) << sent.message();
   EXPECT_EQ(sent.bytes, 0U);
-  EXPECT_EQ(got.error, std::errc::operation_canceled) << got.error.message();
+  EXPECT_EQ(got.error(), std::errc::operation_canceled) << got.message();
   EXPECT_EQ(got.bytes, 0U);
 }
 

@@ -189,12 +189,12 @@ Task<void> run_connection(std::uint32_t index, Shared& shared) {
     fill_message(message, index, seq);
     const auto sent = co_await stream->send_all(message).with_deadline(30s);
     if (!sent) {
-      shared.error(index, "send: " + sent.error.message());
+      shared.error(index, "send: " + sent.message());
       break;
     }
     const auto got = co_await stream->recv_exact(reply).with_deadline(30s);
     if (!got) {
-      shared.error(index, "recv: " + got.error.message());
+      shared.error(index, "recv: " + got.message());
       break;
     }
     if (reply != message) {

@@ -1,17 +1,10 @@
 // Memory for file I/O: page-aligned buffers for O_DIRECT, and a pool of buffers
 // registered with a loop's ring for read_fixed/write_fixed.
 //
-// Registering buffers (IORING_REGISTER_BUFFERS) pins their pages once, so a fixed read
-// or write skips pinning and mapping the user pages on every request; that is the
-// point of read_fixed. A ring has one table of registered buffers, so a loop has at
-// most one registered FixedBufferPool at a time: a second one fails with EBUSY.
-//
-// A FixedBufferPool hands out FixedBuffer leases: try_acquire() returns one if any is
-// free, co_await acquire() waits for one. A lease gives its buffer back when destroyed.
-// Every buffer starts on a page boundary and its size is a multiple of the page size, so
-// the pool's buffers also satisfy O_DIRECT's alignment on every common file system.
-// ("Fixed" names registered buffers, as in read_fixed; net::BufferPool is another thing:
-// provided buffers that the kernel picks for a receive.)
+// Registering pins the pages once, so read_fixed/write_fixed skip that per request ("fixed"
+// means registered, unlike net::BufferPool's provided buffers); a ring has one table, so a
+// second registered pool fails with EBUSY. Leases, acquire() and O_DIRECT alignment:
+// docs/fs.md, "Registered buffers and files".
 #pragma once
 
 #include <cassert>
@@ -22,6 +15,8 @@
 #include <optional>
 #include <span>
 #include <vector>
+
+#include "coring/runtime/intrusive_list.hpp"
 
 namespace coring {
 class EventLoop;
@@ -36,7 +31,8 @@ class AlignedBuffer {
   static constexpr std::size_t page_size = 4096;
 
   AlignedBuffer() noexcept = default;
-  // Throws std::bad_alloc.
+  // Throws std::bad_alloc, and std::system_error (invalid_argument) unless `alignment`
+  // is a power of two.
   explicit AlignedBuffer(std::size_t size, std::size_t alignment = page_size);
 
   [[nodiscard]] std::span<std::byte> bytes() const noexcept { return {memory_.get(), size_}; }
@@ -115,8 +111,8 @@ struct FixedBufferPoolOptions {
 // Not movable: leases point to it.
 class FixedBufferPool {
  public:
-  // Throws std::invalid_argument for a bad count or size, and std::system_error when
-  // the kernel refuses the registration (register_category(): ENOMEM names
+  // Throws std::system_error: invalid_argument for a bad count or size, or the code with
+  // which the kernel refuses the registration (register_category(): ENOMEM names
   // RLIMIT_MEMLOCK; EBUSY means the ring already has registered buffers).
   FixedBufferPool(EventLoop& loop, const FixedBufferPoolOptions& options);
   ~FixedBufferPool();
@@ -142,8 +138,7 @@ class FixedBufferPool {
     FixedBufferPool* pool_;
     std::optional<FixedBuffer> buffer_;
     std::coroutine_handle<> waiter_;
-    AcquireOp* next_ = nullptr;
-    bool queued_ = false;
+    ListHook hook_;  // in the pool's waiters while it waits
   };
   [[nodiscard]] AcquireOp acquire() noexcept { return AcquireOp(*this); }
 
@@ -160,15 +155,13 @@ class FixedBufferPool {
   friend class FixedBuffer;
   FixedBuffer lease(std::uint16_t index) noexcept;
   void give_back(std::uint16_t index) noexcept;
-  void unqueue(AcquireOp& op) noexcept;
 
   EventLoop& loop_;
   AlignedBuffer memory_;
   std::size_t buffer_size_;
   std::size_t iovecs_count_;
   std::vector<std::uint16_t> free_;  // a stack: the most recently used buffer is warmest
-  AcquireOp* waiters_head_ = nullptr;
-  AcquireOp* waiters_tail_ = nullptr;
+  IntrusiveList<AcquireOp, &AcquireOp::hook_> waiters_;  // FIFO
   bool registered_ = false;
 };
 

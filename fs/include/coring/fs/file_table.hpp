@@ -1,14 +1,9 @@
 // FileTable: a loop's table of registered files, for File operations that skip the
 // per-request file lookup.
 //
-// With a file registered (IORING_REGISTER_FILES), an SQE names a slot of the ring's
-// table, a direct descriptor, and carries IOSQE_FIXED_FILE, and the kernel takes no
-// reference on the file per request (fget/fput); on small cached reads that is a
-// measurable share of the work. attach(file) installs the File's fd in a free slot; from
-// then on its single-request operations use the slot (File::is_direct()). A ring has one
-// file table, so a loop has at most one FileTable (a second fails with EBUSY). Create,
-// use and destroy it on the loop's thread; detach or close every attached File before
-// destroying the table.
+// docs/fs.md, "Registered buffers and files", describes it. A ring has one file table,
+// so a loop has at most one FileTable (a second fails with EBUSY). Create, use and
+// destroy it on the loop's thread; detach or close every attached File first.
 #pragma once
 
 #include <cstdint>

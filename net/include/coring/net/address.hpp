@@ -15,7 +15,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <utility>
 
 #include "coring/net/error.hpp"
 #include "coring/ring/result.hpp"

@@ -7,19 +7,9 @@
 //   use(next->data());                                       // the kernel-filled bytes
 //   // dropping the lease hands the buffer back to the kernel
 //
-// The pool owns `count` buffers of `buffer_size` bytes and a BufferRing (ring layer)
-// registered on the loop's ring under its own group id. A receive that selects from the
-// group gets a buffer only when data arrives, so idle connections hold no memory.
-//
-// Incremental consumption (6.12; the pool falls back to whole buffers before that): the
-// kernel fills one buffer piece by piece across receives, so small messages do not each
-// take a whole buffer. A buffer goes back to the kernel once the kernel has finished with
-// it (a CQE without IORING_CQE_F_BUF_MORE) and every lease on a piece of it is dropped;
-// the pool counts the leases per buffer.
-//
-// Leases can be dropped in any order. Lifetimes: create the pool before, and destroy it
-// after, every lease and RecvStream that uses it — declared first in the same frame does
-// it, even when the loop's destruction destroys that frame — and destroy it before its
+// The pool, incremental consumption (6.12) and the lifetimes of pools, leases and
+// streams: docs/net.md, "Provided buffers". Loop thread only. No allocation after
+// construction.
 // loop. Loop thread only. No allocation after construction.
 #pragma once
 

@@ -15,7 +15,10 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <cstdint>
 #include <span>
+#include <string>
+#include <system_error>
 #include <utility>
 
 #include "coring/net/address.hpp"
@@ -28,7 +31,8 @@
 namespace coring::net {
 
 // What recv_from() returns: the receive's result, who sent it, and whether the datagram
-// was longer than the buffer (the rest is discarded, as recvfrom(2) does).
+// was longer than the buffer (the rest is discarded, as recvfrom(2) does). ok(), error(),
+// message() and value() (the count, throwing on an error) are io's.
 struct RecvFromResult {
   IoResult io;
   Address from;
@@ -36,6 +40,9 @@ struct RecvFromResult {
 
   [[nodiscard]] bool ok() const noexcept { return io.ok(); }
   explicit operator bool() const noexcept { return io.ok(); }
+  [[nodiscard]] std::error_code error() const noexcept { return io.error(); }
+  [[nodiscard]] std::string message() const { return io.message(); }
+  [[nodiscard]] std::uint32_t value() const { return io.value(); }
 };
 
 namespace detail {

@@ -14,36 +14,9 @@
 //   }
 //   co_await listener->close();
 //
-// close() is a lazy task: the listener keeps accepting until the task runs, so a
-// server may create it early, to close without allocating at shutdown. Until it starts,
-// the task follows the listener (moved, it closes the new owner; destroyed, the
-// destructor has closed everything and the task returns EBADF), and a task dropped
-// unawaited leaves the listener to its destructor.
-//
-// One IORING_OP_ACCEPT with the multishot flag (5.19) serves every accept(): the kernel
-// posts a CQE per connection and the listener queues them (a runtime Multishot record).
-// When `accept_queue` connections wait and nobody accepts, the listener cancels the
-// request, so the kernel stops taking connections and the backlog — then SYN handling —
-// pushes back on clients; it re-arms once accept() has taken the queue down to half.
-// Connections nobody will take (queued when the listener closes) are closed.
-//
-// An error from the kernel ends the request and is returned by accept(), once. Most
-// errors re-arm at once. A shortage — out of fds (EMFILE), the system's file table or
-// the loop's direct descriptor table full (ENFILE), out of memory (ENOBUFS, ENOMEM) —
-// would only fail again, as fast as the caller retries: the connection waits in the
-// backlog and the next accept fails on it too. So the listener pauses before it tries
-// again, and an accept() called meanwhile waits out the pause, then for a connection.
-// The first shortage re-arms at once (one alone is often passing: a connection closed
-// meanwhile); each further one in a row pauses twice as long as the last, from 1 ms up
-// to 1 s; a connection accepted ends the run. A server that logs accept()'s errors and
-// calls it again thus fails about a dozen times in the first second of a shortage and
-// once a second after that, and serves again by itself once fds are free. The fd
-// errors name the limit that was hit (Errc::fd_limit, system_file_limit,
-// direct_table_full); the memory ones keep their errno.
-//
-// With `direct`, connections are accepted as direct descriptors (slots of the loop's
-// registered file table, which enable_direct_descriptors() sets up): no fd-table entry
-// and no fd lookup per operation. The streams are then usable only on that loop.
+// Backpressure (accept_queue), errors and the pauses after a shortage (EMFILE, ENFILE,
+// ENOBUFS, ENOMEM), the lazy close() task and direct descriptors: docs/net.md,
+// "Listeners and accept".
 #pragma once
 
 #include <sys/socket.h>
@@ -219,7 +192,7 @@ class Listener : public Socket {
   // Cancels the accept stream (connections queued and not taken are closed), then
   // closes the socket. accept() returns ECANCELED from the moment the task starts. A
   // listener has one pending close task: an earlier one that has not started returns
-  // EBADF (see the top of this file).
+  // EBADF (docs/net.md, "Listeners and accept").
   Task<IoResult> close();
 
   // For tests and diagnostics: accept requests submitted, pauses for backpressure, and

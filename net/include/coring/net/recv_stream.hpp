@@ -8,29 +8,10 @@
 //   }
 //   co_await chunks.close();                   // needed only if the request may be armed
 //
-// The stream is a use of the runtime's multishot core (runtime/multishot.hpp), like
-// Multishot: chunks are queued in the order the kernel posted them and handed out in
-// that order; when `bound` chunks wait unconsumed the request is paused (the kernel
-// stops taking buffers for this socket) and re-armed once next() has taken the queue
-// down to half; chunks posted before the pause took effect are queued, never dropped.
-// Each chunk is claimed from the pool — becomes a lease — when its CQE is reaped: with
-// incremental consumption only the order of a buffer's CQEs says where each piece
-// starts, and other streams on the pool may complete in between.
-//
-// Running dry. When the pool has no buffer left the kernel ends the request with
-// -ENOBUFS; the bytes it could not place stay in the socket. The stream then waits in
-// the pool's wait list (detail::BufferWaitList, buffer_pool.hpp), and re-arms when a
-// buffer comes back for it. No byte is lost and none is reordered. It never reports
-// ENOBUFS: a consumer that holds every buffer of the pool while it waits for more data
-// waits for ever, so size the pool for what is held.
-//
-// The stream ends with the peer's end of stream (next() returns an empty lease, again
-// and again) or an error (next() returns it; ENOMEM if a chunk could not be queued).
-// close(), or the stop token, cancels the request and waits for its final CQE; chunks
-// nobody took go back to the pool, and next() returns ECANCELED. A stream must not be
-// destroyed with its request in flight: close() it, or let it end, or let its loop's
-// destruction drain it. Loop thread only (the stop token may fire on any thread);
-// single consumer.
+// A use of the runtime's multishot core (runtime/multishot.hpp), like Multishot. Its
+// queue, backpressure, running dry (the pool's wait list), ending and closing:
+// docs/net.md, "Provided buffers". Loop thread only (the stop token may fire on any
+// thread); single consumer.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +23,7 @@
 namespace coring::net {
 
 struct RecvStreamOptions {
-  std::uint32_t bound = 32;  // chunks queued before the request is paused (at least 1)
+  std::uint32_t bound = 32;  // chunks queued before the request is paused (1 to 2^20)
   int msg_flags = 0;         // recv(2) flags
 };
 
@@ -53,7 +34,8 @@ class RecvStream final : public coring::detail::MultishotCore<RecvStream, Buffer
 
  public:
   // Receives from socket `fd` (a direct descriptor if `direct`) into `pool`; `stop`
-  // closes the stream when triggered.
+  // closes the stream when triggered. Throws std::system_error (invalid_argument) for a
+  // bound out of range, as Multishot does.
   RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions options = {},
              std::stop_token stop = {});
   ~RecvStream();

@@ -6,24 +6,12 @@
 //   co_await sock.close();   // IORING_OP_CLOSE through the loop: the way to close
 //   // or let it go out of scope: the destructor closes it without blocking the loop
 //
-// close() takes the fd out of the socket at once (is_open() is false from the call on)
-// and hands it to the awaitable it returns, which owns it until it is awaited: awaited,
-// now or later, it closes the fd through the ring; dropped unawaited (a discarded
-// `sock.close();`), it closes the fd as the destructor would. Either way the fd is
-// closed once, whatever becomes of the socket meanwhile, and the awaited path costs no
-// allocation.
-//
-// The destructor calls close(2) directly. close(2) on a socket returns at once — the
-// kernel sends what is still queued and ends the connection in the background — unless
-// SO_LINGER is set with a timeout, which coring never sets; a caller that sets it must
-// co_await close() instead. A plain syscall is cheaper than allocating a detached task
-// to submit IORING_OP_CLOSE, and it works after the loop has gone. A direct descriptor
-// has no fd to close(2): the destructor clears its slot with a files-update registration
-// on the loop's ring (also a non-blocking syscall), or logs if the loop is gone.
-//
-// Options are plain setsockopt(2)/getsockopt(2) calls: they never block, and a system
-// call of its own is what io_uring's own socket command would cost too. On a direct
-// descriptor they return std::errc::bad_file_descriptor (it has no fd to call them on).
+// close() hands the fd to the awaitable it returns, which closes it exactly once: through
+// the ring when awaited, with close(2) when dropped. The destructor calls close(2), or
+// clears a direct descriptor's slot; docs/net.md, "Closing", says why neither blocks.
+// Options are plain setsockopt(2)/getsockopt(2): they never block, and io_uring's own
+// socket command would cost a system call too. On a direct descriptor they return
+// std::errc::bad_file_descriptor (it has no fd to call them on).
 #pragma once
 
 #include <sys/socket.h>
@@ -31,7 +19,6 @@
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
-#include <span>
 #include <utility>
 
 #include "coring/net/address.hpp"

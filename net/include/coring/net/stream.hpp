@@ -19,10 +19,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
-#include <cstdint>
-#include <limits>
 #include <span>
 #include <stop_token>
+#include <string>
 #include <system_error>
 #include <type_traits>
 
@@ -38,14 +37,30 @@
 namespace coring::net {
 
 // What send_all() and recv_exact() return: how many bytes moved, and why they stopped
-// short if they did (ok() when every byte moved).
-struct TransferResult {
+// short if they did. The members are every result's: ok() when every byte moved,
+// error(), message(), and value(), the count, which throws std::system_error(error())
+// when the transfer stopped short; `bytes` is the count either way.
+class TransferResult {
+ public:
+  TransferResult() noexcept = default;
+  TransferResult(std::size_t moved, std::error_code error, Outcome how) noexcept
+      : bytes(moved), outcome(how), error_(error) {}
+
   std::size_t bytes = 0;
-  std::error_code error;  // Errc::end_of_stream, ETIMEDOUT, ECANCELED, ECONNRESET, EPIPE, ...
   Outcome outcome = Outcome::completed;
 
-  [[nodiscard]] bool ok() const noexcept { return !error; }
+  [[nodiscard]] bool ok() const noexcept { return !error_; }
   explicit operator bool() const noexcept { return ok(); }
+  // Errc::end_of_stream, ETIMEDOUT, ECANCELED, ECONNRESET, EPIPE, ...; empty when ok().
+  [[nodiscard]] std::error_code error() const noexcept { return error_; }
+  [[nodiscard]] std::string message() const { return ok() ? std::string() : error_.message(); }
+  [[nodiscard]] std::size_t value() const {
+    if (error_) throw_error(error_);
+    return bytes;
+  }
+
+ private:
+  std::error_code error_;
 };
 
 struct ConnectOptions {
@@ -137,16 +152,14 @@ struct TransferBody {
   }
   TransferResult result(const IoResult& result) noexcept {
     if (result.outcome == Outcome::partial) done += result.value();  // again() saw none of it
-    TransferResult out{done, {}, result.outcome};
-    if (done == size) return out;
+    if (done == size) return {done, {}, result.outcome};
+    std::error_code error = Errc::end_of_stream;  // recv: 0 bytes, the peer closed
     if (result.outcome == Outcome::partial) {
-      out.error = std::make_error_code(std::errc::timed_out);
+      error = std::make_error_code(std::errc::timed_out);
     } else if (result.res < 0) {
-      out.error = result.error();
-    } else {
-      out.error = Errc::end_of_stream;  // recv: 0 bytes, the peer closed
+      error = result.error();
     }
-    return out;
+    return {done, error, result.outcome};
   }
 };
 

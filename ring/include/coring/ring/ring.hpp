@@ -34,6 +34,12 @@
 
 namespace coring::ring {
 
+// A relative time for the kernel (a timeout's timespec); negative durations become 0.
+inline KernelTimespec to_kernel_timespec(std::chrono::nanoseconds duration) noexcept {
+  const auto ns = std::max<std::int64_t>(duration.count(), 0);
+  return KernelTimespec{ns / 1'000'000'000, ns % 1'000'000'000};
+}
+
 class Ring {
  public:
   // The largest SQ size the kernel accepts (IORING_MAX_ENTRIES).

@@ -94,8 +94,6 @@ class BlockingPool {
   // The pool spawn_blocking(fn) uses: default_threads threads, joined at exit.
   static BlockingPool& shared();
 
-  [[nodiscard]] std::size_t max_threads() const noexcept { return max_threads_; }
-
  private:
   friend class detail::BlockingJob;
 

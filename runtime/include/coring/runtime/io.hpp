@@ -8,12 +8,7 @@
 // CQE the operation will get — so a buffer or timespec in the frame is never freed
 // under the kernel. No allocation.
 //
-// Outcomes (IoResult::outcome):
-//   completed   res >= 0 (a count or fd), or the operation's own -errno
-//   partial     the linked timeout fired after the request had transferred res > 0
-//               bytes: the kernel reports the count, and the timeout's CQE says -ETIME
-//   timed_out   res -ETIMEDOUT: the linked timeout fired and cancelled the request
-//   cancelled   res -ECANCELED: the stop token was triggered (or the loop shut down)
+// IoResult::outcome says how it ended: see Outcome (operation.hpp).
 #pragma once
 
 #include <unistd.h>
@@ -33,11 +28,6 @@
 namespace coring {
 
 namespace detail {
-
-inline ring::KernelTimespec to_kernel_timespec(std::chrono::nanoseconds duration) noexcept {
-  const auto ns = duration.count() > 0 ? duration.count() : 0;
-  return ring::KernelTimespec{ns / 1'000'000'000, ns % 1'000'000'000};
-}
 
 // How an operation ended, from its res and whether its linked timeout fired.
 constexpr Outcome outcome_of(std::int32_t res, bool timeout_fired) noexcept {
@@ -173,7 +163,7 @@ class [[nodiscard]] IoOp final : public detail::AwaitableOp {
   // Bounds the operation with a linked timeout (IORING_OP_LINK_TIMEOUT): when it
   // fires first, the request is cancelled and the result is -ETIMEDOUT.
   IoOp with_timeout(std::chrono::nanoseconds timeout) && noexcept {
-    timeout_.when = detail::to_kernel_timespec(timeout);
+    timeout_.when = ring::to_kernel_timespec(timeout);
     timeout_.absolute = false;
     set_sqe_count(2);
     use_complete_fn();

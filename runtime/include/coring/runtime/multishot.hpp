@@ -15,13 +15,8 @@
 // ring buffer allocated at construction, and next() takes results in the order the
 // kernel posted them, errors included.
 //
-// Backpressure, re-arming and closing are the core's, shared with net::RecvStream
-// (detail::MultishotCore below). The kernel also ends a multishot request on its own:
-// with a value when the CQ was full, with -ENOBUFS when a provided-buffer ring ran dry,
-// with an error; a MultishotPolicy decides what the stream does then. Results nobody
-// will take are released: an fd is closed (fd_results), a direct descriptor's slot is
-// cleared (direct_fd_results), a provided buffer is put back (buffer_group). A record
-// must not be destroyed while its request is in flight: close() it first.
+// Backpressure, re-arming, the kernel's own endings (MultishotPolicy) and closing are
+// the core's (detail::MultishotCore below), shared with net::RecvStream.
 //
 // Single consumer, loop thread only; the stop token may fire on any thread.
 #pragma once
@@ -162,8 +157,8 @@ namespace detail {
 // only once its request is not in flight (closed, ended, paused, or drained).
 //
 // The stop token, from any thread, closes the stream: the request in flight is
-// cancelled, and a stream between requests (paused, starved) is closed on the loop's
-// thread at once or, from another thread, at the loop's next turn.
+// cancelled, and a stream between requests (paused, starved) is closed, at once on the
+// loop's thread, at the loop's next turn from another.
 template <typename Derived, typename Item>
 class MultishotCore : public AwaitableOp {
  public:
@@ -199,9 +194,8 @@ class MultishotCore : public AwaitableOp {
     arm();
   }
 
-  // Results waiting in the queue, and the room it has before it must grow.
+  // Results waiting in the queue.
   [[nodiscard]] std::uint32_t size() const noexcept { return size_; }
-  [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] bool closed() const noexcept { return phase_ == Phase::closed; }
   // For tests and diagnostics: SQEs submitted (the first arm and every re-arm), pauses
   // for backpressure, and requests ended for lack of buffers.
@@ -227,7 +221,7 @@ class MultishotCore : public AwaitableOp {
   MultishotCore(std::uint32_t bound, std::uint32_t slack, MultishotPolicy policy,
                 std::stop_token stop)
       : AwaitableOp(&prep_fn, &complete_fn), policy_(policy), bound_(bound) {
-    hear_idle_cancel();  // a stop from another thread reaches a stream between requests
+    hear_idle_cancel();  // a stop reaches a stream between requests
     if (bound_ == 0 || bound_ > max_bound) {
       throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                               "multishot stream: the queue bound must be between 1 and 2^20");
@@ -279,11 +273,7 @@ class MultishotCore : public AwaitableOp {
   }
   // The next queued item into `out`, or false once the stream is over: end() then says how.
   bool take(Item& out) noexcept {
-    if (size_ == 0) {
-      // Woken by a stop on the loop's thread while nothing was in flight.
-      if (!terminal() && stop_token_.stop_requested() && !in_flight()) close_now();
-      return false;
-    }
+    if (size_ == 0) return false;
     out = pop();
     maybe_rearm();
     return true;
@@ -317,22 +307,19 @@ class MultishotCore : public AwaitableOp {
   [[nodiscard]] EventLoop& loop() const noexcept { return *loop_; }
 
  private:
-  // The stop token's callback. On the loop's thread it cancels the request in flight,
-  // or wakes a consumer waiting with nothing in flight (take() then closes). From
-  // another thread it asks the loop to cancel: the request in flight, or, between
-  // requests, the stream itself (complete_fn's idle cancel closes it).
+  // The stop token's callback cancels the stream through the loop: the request in
+  // flight, or, between requests, the stream itself (complete_fn's idle cancel closes
+  // it) — at once on the loop's thread, at its next turn from another.
   struct StopStream {
     MultishotCore* core;
     void operator()() const noexcept {
       EventLoop& loop = *core->loop_;
-      if (!loop.on_loop_thread()) {
-        LoopOps(loop).request_cancel(*core);
-      } else if (core->in_flight()) {
-        core->cancel_sent_ = true;
-        LoopOps(loop).cancel(*core);
-      } else if (core->waiter_) {
-        LoopOps(loop).schedule(std::exchange(core->waiter_, {}));
+      if (loop.on_loop_thread()) {
+        // Run by start() registering it, for a stop that raced it: arm() sees the stop.
+        if (core->phase_ == Phase::unarmed) return;
+        core->cancel_sent_ = true;  // the cancel may be deferred (SQ full)
       }
+      LoopOps(loop).request_cancel(*core);
     }
   };
 
@@ -345,7 +332,7 @@ class MultishotCore : public AwaitableOp {
     if (!idle_cancel) {
       core.on_cqe(IoResult{cqe.res, cqe.flags});
     } else if (core.stop_token_.stop_requested() && core.phase_ != Phase::closed) {
-      core.close_now();  // a stop from another thread, with no request in flight
+      core.close_now();  // a stop, with no request in flight
     }
   }
 
@@ -615,10 +602,7 @@ class Multishot final : public detail::MultishotCore<Multishot<Prep>, IoResult> 
   [[nodiscard]] std::int32_t value_end() const noexcept {
     return fd_results_ || direct_fd_results_ ? -ECANCELED : 0;
   }
-  // The record cannot see buffers come back: it re-arms when the consumer has taken
-  // every result and asks for more (put-before-next returns them all), or on rearm().
-  // The result is delivered only if the request produced nothing: then the consumer
-  // holds every buffer and waits for data that cannot come, and must hear of it.
+  // See MultishotAction::rearm_on_demand.
   void starved(const IoResult& final) noexcept {
     if (this->produced() == 0) {
       this->push(final);

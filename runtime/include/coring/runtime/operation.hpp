@@ -18,9 +18,11 @@
 #include <coroutine>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <system_error>
 
 #include "coring/ring/abi.hpp"
+#include "coring/ring/result.hpp"
 #include "coring/runtime/intrusive_list.hpp"
 
 namespace coring {
@@ -48,8 +50,15 @@ struct IoResult {
   [[nodiscard]] std::error_code error() const noexcept {
     return res < 0 ? std::error_code(-res, std::system_category()) : std::error_code{};
   }
-  // res as a count or fd; meaningful only when ok().
-  [[nodiscard]] std::uint32_t value() const noexcept { return static_cast<std::uint32_t>(res); }
+  // res as a count or fd; throws std::system_error(error()) if !ok(), like every
+  // result's value(), so that an unchecked error never becomes a huge count.
+  [[nodiscard]] std::uint32_t value() const {
+    if (res < 0) [[unlikely]]
+      throw_error(error());
+    return static_cast<std::uint32_t>(res);
+  }
+  // error().message(), or an empty string on success.
+  [[nodiscard]] std::string message() const { return ok() ? std::string() : error().message(); }
   [[nodiscard]] bool has_more() const noexcept { return (flags & ring::cqe_flags::more) != 0; }
 };
 

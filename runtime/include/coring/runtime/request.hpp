@@ -43,7 +43,6 @@
 #include <stop_token>
 #include <utility>
 
-#include "coring/ring/prep.hpp"
 #include "coring/runtime/io.hpp"
 #include "coring/runtime/operation.hpp"
 
@@ -62,7 +61,7 @@ class [[nodiscard]] RequestOp final : public detail::AwaitableOp {
 
   // Bounds each request by `timeout` from its submission (see above).
   RequestOp with_timeout(std::chrono::nanoseconds timeout) && noexcept {
-    timeout_.when = detail::to_kernel_timespec(timeout);
+    timeout_.when = ring::to_kernel_timespec(timeout);
     timeout_.absolute = false;
     deadline_in_.reset();
     set_sqe_count(2);
@@ -77,7 +76,7 @@ class [[nodiscard]] RequestOp final : public detail::AwaitableOp {
   }
   // Bounds the whole operation: it ends at `deadline`.
   RequestOp with_deadline(std::chrono::steady_clock::time_point deadline) && noexcept {
-    timeout_.when = detail::to_kernel_timespec(deadline.time_since_epoch());
+    timeout_.when = ring::to_kernel_timespec(deadline.time_since_epoch());
     timeout_.absolute = true;
     deadline_in_.reset();
     set_sqe_count(2);
@@ -93,7 +92,7 @@ class [[nodiscard]] RequestOp final : public detail::AwaitableOp {
   bool await_suspend(std::coroutine_handle<> waiter) noexcept {
     if (deadline_in_) {
       const auto deadline = std::chrono::steady_clock::now() + *deadline_in_;
-      timeout_.when = detail::to_kernel_timespec(deadline.time_since_epoch());
+      timeout_.when = ring::to_kernel_timespec(deadline.time_since_epoch());
     }
     timeout_.fired = false;
     if (start(waiter)) return true;

@@ -30,7 +30,6 @@
 #pragma once
 
 #include <cassert>
-#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <exception>

@@ -41,9 +41,6 @@ class PromiseBase {
   std::suspend_always initial_suspend() const noexcept { return {}; }
   FinalAwaiter final_suspend() const noexcept { return {}; }
   void unhandled_exception() noexcept { exception_ = std::current_exception(); }
-  void set_continuation(std::coroutine_handle<> continuation) noexcept {
-    continuation_ = continuation;
-  }
   // Starts the task on behalf of an awaiter; returns whether the awaiter must suspend
   // (false: the task finished synchronously and its result is ready).
   template <typename Promise>

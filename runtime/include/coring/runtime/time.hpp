@@ -50,12 +50,12 @@ class [[nodiscard]] SleepOp final : public detail::AwaitableOp {
 
 // Completes after `duration` (a duration <= 0 still goes through the ring once).
 inline SleepOp sleep_for(std::chrono::nanoseconds duration) noexcept {
-  return SleepOp(detail::to_kernel_timespec(duration), 0);
+  return SleepOp(ring::to_kernel_timespec(duration), 0);
 }
 
 // Completes at `deadline` on the monotonic clock.
 inline SleepOp sleep_until(std::chrono::steady_clock::time_point deadline) noexcept {
-  return SleepOp(detail::to_kernel_timespec(deadline.time_since_epoch()), ring::timeout_flags::abs);
+  return SleepOp(ring::to_kernel_timespec(deadline.time_since_epoch()), ring::timeout_flags::abs);
 }
 
 // Bounds one operation by `duration` through a linked timeout; see IoOp::with_timeout.

@@ -5,11 +5,14 @@
 #pragma once
 
 #include <string_view>
+#include <system_error>
 
 namespace coring::detail {
 
 enum class LogLevel { trace, debug, info, warn, error };
 
 void log(const char* logger, LogLevel level, std::string_view message) noexcept;
+// "<where>: <error's message>" at error level.
+void log_error(const char* logger, const char* where, const std::error_code& error) noexcept;
 
 }  // namespace coring::detail
