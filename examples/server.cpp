@@ -198,14 +198,13 @@ rlim_t raise_open_files_limit() noexcept {
 
 constexpr rlim_t max_direct_slots = 65536;
 
-// A server's loops: the runtime admits only as many operations as the CQ holds, and
-// every connection keeps one (its receive) in flight while it waits for its peer. With
-// the default CQ (512) a server holding more idle connections than that would leave the
-// busy ones queued behind them; 65,536 CQEs (the kernel's maximum, 1 MiB) hold them.
+// A server's loops: an SQ large enough that a turn's burst of sends and receives goes
+// to the kernel in one enter, and the CQ the kernel pairs with it (twice as large).
+// Nothing here bounds the idle connections a loop holds: a receive waiting for its peer
+// takes no CQ slot, and completions beyond the CQ wait in the kernel's overflow list.
 LoopOptions server_loop_options() {
   LoopOptions loop;
   loop.entries = 4096;
-  loop.cq_entries = 65536;
   return loop;
 }
 

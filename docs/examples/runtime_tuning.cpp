@@ -63,10 +63,14 @@ int main() {
 
   ok &= exercise("default", {}, false);  // 256 SQ entries, CQ twice that
 
-  coring::LoopOptions server;  // a server's loop: CQ room for every connection's receive
+  coring::LoopOptions server;  // a server's loop: a turn's burst goes out in one enter
   server.entries = 4096;
-  server.cq_entries = 65536;
-  ok &= exercise("server (4096/65536)", server, false);
+  ok &= exercise("server (4096/8192)", server, false);
+
+  coring::LoopOptions tiny;  // a 4-entry CQ: completions beyond it wait in the overflow list
+  tiny.entries = 2;
+  tiny.cq_entries = 4;
+  ok &= exercise("tiny CQ (2/4)", tiny, false);
 
   coring::LoopOptions coop;  // what the default falls back to before 6.1
   coop.setup_flags = setup::coop_taskrun | setup::taskrun_flag;

@@ -1,12 +1,16 @@
-// The event loop: admission, submission, reaping and resumption.
+// The event loop: submission, reaping and resumption.
 //
 // Admission. Every SQE the loop prepares will produce a final CQE, and the loop
-// counts them (inflight_). An operation is prepared only while that count stays
-// within the CQ's size and the SQ has room for all of its SQEs; otherwise it waits
-// in a FIFO and is prepared after the next reap frees room. So the CQ cannot
-// overflow from our own requests, and a full SQ is flushed and retried, not lost.
-// Cancel requests are the exception: they are sent at once (counted, user_data 0),
-// because waiting for room to cancel could wait for ever.
+// counts them (inflight_). By default nothing bounds that count: an operation that
+// waits for a peer holds no slot of anything the loop has a fixed number of.
+// Completions beyond the CQ's size wait in the kernel's overflow list
+// (IORING_FEAT_NODROP, which a loop requires) and the reap flushes them into the CQ,
+// in order. An operation is prepared at once when the count stays within
+// LoopOptions::max_in_flight (if set) and the SQ has room for its SQEs; a full SQ is
+// handed to the kernel and looked at again. Otherwise the operation waits in a FIFO
+// and is prepared after a later reap (LoopStats::waiting; the first time, a warning in
+// the log). Cancel requests never wait: they are sent at once (counted, user_data 0),
+// or deferred to the next turn.
 //
 // Reaping. CQEs are copied out in batches (one release of the CQ head per batch).
 // Each goes to the operation at its user_data, which records the result and queues
@@ -22,8 +26,7 @@
 // and was never counted in the target's inflight_; the sender counts its own CQE for
 // the MSG_RING SQE (user_data: the target's address | msg_ring_sent_tag). Every
 // user_data value and its decoding are in coring/runtime/detail/user_data.hpp.
-// Since one wake per target is outstanding per drain, the target keeps a couple of
-// CQ entries out of admission for them. A thread without a loop writes the
+// A thread without a loop writes the
 // wake eventfd, which a read operation of the loop's own keeps armed. Work posted
 // from the loop's own turn needs no wake at all: turn() does not wait while
 // wake_pending_ is set.
@@ -109,13 +112,6 @@ ring::Ring make_ring(const LoopOptions& options) {
 }
 
 namespace user_data = detail::user_data;
-// CQ entries kept out of admission for uncounted MSG_RING wake CQEs. A target has one
-// wake in flight per drain of its remote work, so normally one or two are unreaped
-// (one sent before a drain, one after it cleared wake_sent_). A busy DEFER_TASKRUN
-// target that does not enter with GETEVENTS for several turns can collect more; they
-// are then posted together, and any beyond the CQ's room wait in the kernel's
-// overflow list (FEAT_NODROP), which the reap flushes: late, never lost.
-constexpr std::uint32_t msg_ring_reserved_cqes = 2;
 
 // CQE flags of an operation's CQE that is not its only one: more to come, or a
 // zero-copy send's notification.
@@ -126,6 +122,18 @@ constexpr std::uint32_t two_cqe_flags = ring::cqe_flags::more | ring::cqe_flags:
 bool transient(const std::error_code& error) noexcept {
   return error == std::errc::interrupted || error == std::errc::resource_unavailable_try_again ||
          error == std::errc::device_or_resource_busy;
+}
+
+// io_uring_enter's EBADR: the kernel had no memory for a completion beyond the CQ and
+// dropped it (Ring::cq_overflow() counts them). Said once per occurrence.
+bool dropped(const std::error_code& error) noexcept {
+  return error.category() == ring::enter_category() && error.value() == EBADR;
+}
+
+void log_lost_cqes() noexcept {
+  runtime_log(detail::LogLevel::error, "EventLoop",
+              "the kernel dropped completions for want of memory (EBADR): the operations they "
+              "belong to will not resume; EventLoop::stats().cqes_lost counts them");
 }
 
 std::system_error enter_failure(const std::error_code& error) {
@@ -190,7 +198,12 @@ EventLoop::EventLoop(LoopOptions options)
     throw std::logic_error("EventLoop: LoopOptions::hooks are attached to another loop");
   }
   static_assert(alignof(EventLoop) > user_data::tag_mask);
-  max_inflight_ = ring_.cq_entries() - msg_ring_reserved_cqes;
+  max_inflight_ = options.max_in_flight != 0 ? options.max_in_flight : ~std::uint32_t{0} >> 1;
+  if ((ring_.features() & ring::feat::nodrop) == 0) {
+    throw std::system_error(std::make_error_code(std::errc::function_not_supported),
+                            "EventLoop: the kernel lacks IORING_FEAT_NODROP (Linux 5.5), which "
+                            "a loop needs to keep completions beyond the CQ's size");
+  }
   require_cancel_any(ring_);
   auto probe = ring_.get_probe();
   msg_ring_supported_ = probe && probe->is_supported(ring::Op::msg_ring);
@@ -224,6 +237,13 @@ EventLoop::~EventLoop() {
   if (notify_fd_ >= 0) ::close(notify_fd_);
   ::close(wake_fd_);
   if (hooks_ != nullptr) hooks_->loop_ = nullptr;
+}
+
+LoopStats EventLoop::stats() const noexcept {
+  LoopStats stats = stats_;
+  stats.in_flight = inflight_;
+  stats.cqes_lost = ring_.cq_overflow();
+  return stats;
 }
 
 void EventLoop::prepare_run() {
@@ -359,6 +379,9 @@ void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
       case EAGAIN:  // the kernel is short of resources or the CQ is overcommitted:
       case EBUSY:   // reaping (next) frees both, and the next turn submits again
         return;
+      case EBADR:  // the kernel dropped completions: said, and the loop goes on
+        log_lost_cqes();
+        return;
       default:
         break;
     }
@@ -399,8 +422,13 @@ std::size_t EventLoop::reap() {
   for (;;) {
     // CQ overflow or pending task work: only an enter with getevents posts them.
     if (std::exchange(flush, false) || ring_.cq_ring_needs_flush()) {
+      if ((ring_.sq_ring_flags() & ring::sq_flags::cq_overflow) != 0) ++stats_.overflow_flushes;
       auto entered = ring_.enter(0, 0, ring::enter_flags::getevents);
-      if (!entered && !transient(entered.error())) throw enter_failure(entered.error());
+      if (!entered && dropped(entered.error())) {
+        log_lost_cqes();
+      } else if (!entered && !transient(entered.error())) {
+        throw enter_failure(entered.error());
+      }
     }
     const std::uint32_t ready = batch_room(ring_.cq_ready());
     if (hooks_ != nullptr) [[unlikely]] {
@@ -494,10 +522,19 @@ void EventLoop::submit_slow(Operation& op) noexcept {
   }
   op.state_ = Operation::State::queued;
   queued_.push_back(op);
+  ++stats_.waiting;
+  if (stats_.waits++ == 0) {
+    runtime_log(detail::LogLevel::warn, "EventLoop",
+                "an operation waits for admission (LoopOptions::max_in_flight reached, or the "
+                "kernel takes no SQE for now): EventLoop::stats() counts them; said once");
+  }
 }
 
 void EventLoop::submit_queued() noexcept {
-  while (!queued_.empty() && room_for(queued_.front().sqe_count_)) prep(queued_.pop_front());
+  while (!queued_.empty() && room_for(queued_.front().sqe_count_)) {
+    --stats_.waiting;
+    prep(queued_.pop_front());
+  }
 }
 
 void EventLoop::cancel(Operation& op) noexcept {
@@ -505,6 +542,7 @@ void EventLoop::cancel(Operation& op) noexcept {
     // Never reached the kernel: complete it here with the CQEs the kernel would have
     // posted; deliver() makes it idle with the last one.
     queued_.unlink(op);
+    --stats_.waiting;
     op.state_ = Operation::State::submitted;
     op.cqes_left_ = op.sqe_count_;
     const auto address = reinterpret_cast<std::uint64_t>(&op);

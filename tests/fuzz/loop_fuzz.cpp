@@ -12,8 +12,8 @@
 // so the fuzzer chooses which request fails with which error, which transfer is cut
 // short and where, which batch of CQEs is shuffled how, which completion the loop sees
 // only in a later reap, and when a multishot request ends — everything the kernel could
-// do. Each run builds a loop with a small SQ and CQ (admission and the full-SQ path are
-// part of the game) and runs one workload on it:
+// do. Each run builds a loop with a small SQ, CQ and max_in_flight (admission, CQ
+// overflow and the full-SQ path are part of the game) and runs one workload on it:
 //
 //   pipe       16 KiB written in 4 KiB requests and read in 3 KiB ones with a linked
 //              timeout, going on after short counts, timeouts and errors;
@@ -450,7 +450,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Fd idle_read_end(idle[0]);
   Fd idle_write_end(idle[1]);
   {
-    EventLoop loop(LoopOptions{.entries = 8, .cq_entries = 16});
+    EventLoop loop(LoopOptions{.entries = 8, .cq_entries = 16, .max_in_flight = 14});
     loop.set_hooks(&faults);
     auto group = ring::BufferGroup::create(coring::detail::LoopOps(loop).ring(), buffer_group_id,
                                            buffer_bytes, buffer_count);

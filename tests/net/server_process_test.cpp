@@ -336,9 +336,11 @@ TEST(ServerProcess, UnderATightAddressSpaceTheListeningLineMeansServing) {
     int started = 0;
     int ended_early = 0;
     int failed = 0;
-    // From 1.5 MiB below, where a loop's rings and pool no longer fit (far below that, the
-    // C++ runtime itself has no memory left to throw an exception with), to 1 MiB above.
-    for (rlim_t steps = high > 12 ? high - 12 : 1; steps <= high + 8; ++steps) {
+    // From 640 KiB below, where a loop's rings (388 KiB for a server loop) and pool no
+    // longer fit, to 1 MiB above. Not much further below, the C++ runtime itself has no
+    // memory left to throw an exception with: with one thread the server starts at about
+    // 7.3 MiB, and at 6.5 MiB the first allocation in main() ends in std::terminate.
+    for (rlim_t steps = high > 5 ? high - 5 : 1; steps <= high + 8; ++steps) {
       const AsRun run = run_http_with_address_space(steps * step, threads, log);
       if (read_file(log).find("error while loading shared libraries") != std::string::npos) {
         continue;  // too small for the dynamic loader: the server never ran

@@ -310,7 +310,7 @@ TEST(RuntimeCancel, TenThousandCancelledReadsLeakNothing) {
   EXPECT_EQ(cancelled, 10'000);
 }
 
-// Operations with a linked timeout that wait in the loop's queue for CQ room (never
+// Operations with a linked timeout that wait in the loop's queue for admission (never
 // submitted) and are then stopped: each resumes once, cancelled, and the ones that did
 // reach the kernel are cancelled there.
 TEST(RuntimeCancel, QueuedOperationsWithTimeoutResumeOnceWhenStopped) {
@@ -320,9 +320,9 @@ TEST(RuntimeCancel, QueuedOperationsWithTimeoutResumeOnceWhenStopped) {
   Fd write_end(fds[1]);
   LoopOptions options;
   options.entries = 4;
-  options.cq_entries = 8;
+  options.max_in_flight = 6;
   EventLoop loop(options);
-  constexpr int readers = 12;  // 24 SQEs against room for 6 CQEs: most wait queued
+  constexpr int readers = 12;  // 24 SQEs against room for 6: most wait queued
   std::array<int, readers> resumed{};
   std::array<IoResult, readers> results{};
   auto reader = [](int fd, std::stop_token token, int& count, IoResult& out) -> Task<void> {
@@ -338,8 +338,9 @@ TEST(RuntimeCancel, QueuedOperationsWithTimeoutResumeOnceWhenStopped) {
       loop.spawn(reader(read_end.get(), source.get_token(), resumed[static_cast<std::size_t>(i)],
                         results[static_cast<std::size_t>(i)]));
     }
-    co_await nop();  // the readers start; those beyond the CQ's room wait in the queue
+    co_await nop();  // the readers start; those beyond max_in_flight wait in the queue
     EXPECT_LT(loop.in_flight(), static_cast<std::uint32_t>(2 * readers));
+    EXPECT_GT(loop.stats().waiting, 0U);
     source.request_stop();
     for (int turns = 0; turns < 100 && loop.in_flight() > 0; ++turns) co_await nop();
     for (int turns = 0; turns < 10; ++turns) co_await nop();  // a second resume would show
@@ -530,26 +531,62 @@ TEST(RuntimeLoop, DestructionClosesFdsThatArriveForNobody) {
   EXPECT_EQ(accepted, 0);
 }
 
-// A burst of completions larger than the CQ: admission keeps in-flight operations
-// within the CQ, so nothing overflows and every completion reaches its coroutine.
-TEST(RuntimeLoop, CompletionBurstBeyondCqSizeLosesNothing) {
+// Thousands of completions at once on a 4-entry CQ, with nothing bounding what is in
+// flight: what the CQ cannot hold waits in the kernel's overflow list (FEAT_NODROP), the
+// reap flushes it, and every completion reaches its coroutine exactly once.
+TEST(RuntimeLoop, ThousandsOfCompletionsOnATinyCqEachArriveOnce) {
+  LoopOptions options;
+  options.entries = 2;
+  options.cq_entries = 4;
+  EventLoop loop(options);
+  constexpr std::size_t sleepers = 5000;
+  std::vector<int> arrived(sleepers, 0);
+  std::uint32_t peak = 0;
+  auto sleeper = [](int& mine) -> Task<void> {
+    IoResult r = co_await sleep_for(20ms);
+    if (r.res == 0) ++mine;
+  };
+  auto body = [&]() -> Task<void> {
+    for (int& mine : arrived) loop.spawn(sleeper(mine));
+    co_await nop();  // the sleepers start
+    peak = loop.in_flight();
+    for (int turns = 0; turns < 5000 && loop.in_flight() > 1; ++turns) co_await sleep_for(1ms);
+  };
+  loop.run(body());
+  EXPECT_GE(peak, sleepers);  // all of them at once, against a CQ of 4
+  for (std::size_t i = 0; i < sleepers; ++i) ASSERT_EQ(arrived[i], 1) << "sleeper " << i;
+  const LoopStats stats = loop.stats();
+  EXPECT_GT(stats.overflow_flushes, 0U);
+  EXPECT_EQ(stats.cqes_lost, 0U);
+  EXPECT_EQ(stats.waits, 0U);
+  EXPECT_EQ(loop.ring().cq_overflow(), 0U);
+}
+
+// With LoopOptions::max_in_flight set, operations beyond it wait their turn in the
+// loop's FIFO, counted in stats(), and all complete.
+TEST(RuntimeLoop, AMaxInFlightMakesOperationsWaitAndCountsThem) {
   LoopOptions options;
   options.entries = 4;
-  options.cq_entries = 8;
+  options.max_in_flight = 6;
   EventLoop loop(options);
   int completed = 0;
+  LoopStats during;
   auto sleeper = [](int& done) -> Task<void> {
     IoResult r = co_await sleep_for(5ms);
     if (r.res == 0) ++done;
   };
   auto body = [&]() -> Task<void> {
     for (int i = 0; i < 64; ++i) loop.spawn(sleeper(completed));
+    co_await nop();  // the sleepers start
+    during = loop.stats();
     while (completed < 64) co_await sleep_for(1ms);
   };
   loop.run(body());
   EXPECT_EQ(completed, 64);
-  EXPECT_EQ(loop.ring().cq_overflow(), 0U);
-  EXPECT_LE(loop.in_flight(), 8U);
+  EXPECT_LE(during.in_flight, 6U);
+  EXPECT_GT(during.waiting, 50U);
+  EXPECT_GT(loop.stats().waits, 50U);
+  EXPECT_EQ(loop.stats().waiting, 0U);
 }
 
 }  // namespace

@@ -424,14 +424,14 @@ TEST(RuntimeMultishot, CloseWakesAWaitingConsumer) {
   EXPECT_EQ(r.res, -ECANCELED);
 }
 
-// With the CQ's room taken by sleeps (and more sleeps queued behind them), the record
-// waits in the loop's queue and never reaches the kernel; close() completes it at
-// once, as the kernel would have.
+// With the loop's max_in_flight taken by sleeps (and more sleeps queued behind them),
+// the record waits in the loop's queue and never reaches the kernel; close() completes
+// it at once, as the kernel would have.
 TEST(RuntimeMultishot, CloseWhileWaitingForRoom) {
   auto listener = ring::test::make_listener();
   LoopOptions options;
   options.entries = 2;
-  options.cq_entries = 4;
+  options.max_in_flight = 2;
   EventLoop loop(options);
   auto sleeper = []() -> Task<void> { co_await sleep_for(10s); };
   for (int i = 0; i < 8; ++i) loop.spawn(sleeper());

@@ -43,6 +43,25 @@ struct LoopOptions {
   // in production; coring::testing::FaultInjector for seeded faults. Hooks serve one
   // loop; destroyed first, they detach themselves (see EventLoop::set_hooks()).
   LoopHooks* hooks = nullptr;
+  // At most this many of the loop's SQEs in flight; beyond it, operations wait in the
+  // loop's FIFO until completions make room (LoopStats::waiting). 0: no bound, the
+  // default — the kernel keeps completions beyond the CQ's size (IORING_FEAT_NODROP) and
+  // the loop flushes them, so neither the CQ nor anything else limits how many
+  // operations may wait for their peers. A bound caps what a loop commits to at once.
+  std::uint32_t max_in_flight = 0;
+};
+
+// What a loop holds and what it had to wait for (EventLoop::stats()). Read on the loop's
+// thread (or once it no longer runs). Nothing waits for CQ room: the kernel keeps
+// completions beyond the CQ in its overflow list (IORING_FEAT_NODROP), which the loop
+// flushes. An operation waits only for LoopOptions::max_in_flight, when set, or for SQ
+// room when the kernel takes no SQE (EBUSY, EAGAIN).
+struct LoopStats {
+  std::uint32_t in_flight = 0;         // final CQEs still to come (EventLoop::in_flight())
+  std::uint32_t waiting = 0;           // operations waiting for admission now
+  std::uint64_t waits = 0;             // operations that ever had to wait
+  std::uint64_t overflow_flushes = 0;  // enters that moved the kernel's overflow into the CQ
+  std::uint64_t cqes_lost = 0;         // completions the kernel dropped (no memory for them)
 };
 
 // How other threads woke a loop, for tests and diagnostics. Read on the loop's thread
@@ -135,6 +154,7 @@ class EventLoop {
   // own turn, post() from anywhere else. Any thread.
   void resume_soon(std::coroutine_handle<> handle);
   [[nodiscard]] const WakeStats& wake_stats() const noexcept { return wake_stats_; }
+  [[nodiscard]] LoopStats stats() const noexcept;
   // From now on, what this loop submits and reaps passes through `hooks` (see
   // loop_hooks.hpp; LoopOptions::hooks sets them from the start); nullptr detaches them.
   // Hooks destroyed while attached detach themselves. Throws std::logic_error, changing
@@ -146,7 +166,7 @@ class EventLoop {
 
   // Inspection of the loop's ring (its flags, sizes, features, probe). Operations and
   // ring-level setup (buffer groups, io-wq affinity) take it through detail::LoopOps:
-  // an SQE taken from the ring directly would bypass the loop's admission accounting.
+  // an SQE taken from the ring directly would bypass the loop's count of what is in flight.
   [[nodiscard]] const ring::Ring& ring() const noexcept { return ring_; }
   [[nodiscard]] bool on_loop_thread() const noexcept {
     return std::this_thread::get_id() == owner_;
@@ -161,8 +181,8 @@ class EventLoop {
   // every SQE prepared after this call, so the kernel issues it first — and its CQE is
   // counted and dropped. For requests whose result does not matter, such as shutting
   // down a connection that an idle timeout ends. Returns false, having prepared
-  // nothing, when the SQ has no room even after handing its SQEs to the kernel. Like a
-  // cancel, it is not held back by the CQ admission limit. Loop thread only.
+  // nothing, when the SQ has no room even after handing its SQEs to the kernel. Loop
+  // thread only.
   template <typename Fill>
   bool submit_detached(Fill&& fill) noexcept {
     ring::Sqe* sqe = ring_.get_sqe();
@@ -321,10 +341,11 @@ class EventLoop {
 
   ring::Ring ring_;
   std::thread::id owner_;
-  std::uint32_t max_inflight_ = 0;
+  std::uint32_t max_inflight_ = 0;  // LoopOptions::max_in_flight, or 2^31 - 1
   std::uint32_t inflight_ = 0;
   ReadyQueue ready_;
-  IntrusiveList<Operation, &Operation::queue_hook_> queued_;  // waiting for room, FIFO
+  IntrusiveList<Operation, &Operation::queue_hook_> queued_;  // waiting for SQ room, FIFO
+  LoopStats stats_;  // in_flight and cqes_lost are filled in by stats()
   std::uint64_t unhandled_ = 0;
   WakeStats wake_stats_;
   bool draining_ = false;
@@ -364,8 +385,8 @@ class LoopOps {
  public:
   explicit LoopOps(EventLoop& loop) noexcept : loop_(&loop) {}
 
-  // Prepares `op`'s SQEs now, or as soon as SQ and CQ room allow (FIFO). The common
-  // case — nobody queued, room in SQ and CQ — is inline.
+  // Prepares `op`'s SQEs now, or once admitted (SQ room, max_in_flight; FIFO). The common
+  // case — nobody queued, room in the SQ — is inline.
   void submit(Operation& op) const noexcept { loop_->submit(op); }
   // submit() for an operation of one SQE that `fill` (a named callable, taken by
   // reference) writes; its PrepFn must write the same, for when the operation has to

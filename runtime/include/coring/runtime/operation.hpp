@@ -2,7 +2,7 @@
 //
 // An Operation lives in the awaiting coroutine's frame; its address is the
 // user_data of its SQEs, so a CQE leads straight back to it with no table and no
-// allocation. The loop calls prep() when SQ and CQ room allow, and complete() once
+// allocation. The loop calls prep() when it admits the operation, and complete() once
 // per CQE. An Operation may use two SQEs — the request and a linked timeout — whose
 // CQEs arrive tagged (detail/user_data.hpp defines every user_data a loop sees).
 //
@@ -135,7 +135,7 @@ class Operation {
   // co_await, and every store counts on that path.
   PrepFn prep_;
   CompleteFn complete_;
-  ListHook queue_hook_{ListHook::Unset{}};  // waiting for SQ/CQ room
+  ListHook queue_hook_{ListHook::Unset{}};  // waiting for admission
   std::uint8_t sqe_count_ = 1;
   std::uint8_t cqes_left_ = 0;  // final CQEs still to come
   State state_ = State::idle;
