@@ -50,7 +50,8 @@ set(expected_sides
     "runtime-nop:coring,coring-ring,liburing"
     "echo:coring,epoll,liburing,asio-epoll,asio-uring"
     "http:coring,nginx"
-    "file-randread:coring,fio")
+    "file-randread:coring,fio"
+    "idle:coring,epoll")
 foreach(entry IN LISTS expected_sides)
   string(REPLACE ":" ";" parts "${entry}")
   list(GET parts 0 name)

@@ -18,6 +18,7 @@
 #include "echo.hpp"
 #include "file_randread.hpp"
 #include "http.hpp"
+#include "idle.hpp"
 #include "measure.hpp"
 #include "ring_nop.hpp"
 #include "runtime_nop.hpp"
@@ -36,7 +37,7 @@ struct Subcommand {
 constexpr std::array subcommands{
     Subcommand{"all",
                "[--json FILE] [--reps R] [--seconds S] [--ops N] [--file F] [--file-mib M] "
-               "[--server-cpu A] [--client-cpu B]",
+               "[--idle-conns N] [--server-cpu A] [--client-cpu B]",
                "every benchmark against its peers, R runs each (3) interleaved; one table of "
                "medians",
                all_main},
@@ -74,6 +75,10 @@ constexpr std::array subcommands{
     Subcommand{"http", "[--seconds T] [--conns C] [--reps R] [--server-cpu A] [--client-cpu B]",
                "server CPU per request: coring-http vs nginx under wrk -t1 -c64 (3 reps)",
                http_main},
+    Subcommand{"idle", "[--conns N] [--reps R] [--server-cpu A] [--client-cpu B]",
+               "server RSS per idle connection: coring-echo vs the epoll echo server, N "
+               "connections (10000) each echoing once",
+               idle_main},
 };
 
 void print_usage(std::FILE* out, const Subcommand& sub) {

@@ -3,9 +3,10 @@
 // The JSON is written by hand (a few dozen lines do it; the project takes no JSON
 // library for it): one object with "machine", "options", and "benchmarks", each
 // benchmark with its metrics and sides, each side with its per-run values and medians,
-// peers with coring's ratio to them, skipped sides with why and the apt-get line that
-// adds them. The chart is gnuplot's: its script and data go to gnuplot's standard input,
-// so nothing but the PNG is left on disk.
+// peers with coring's ratio to them (null for a metric where it means nothing: idle's
+// bytes per connection), skipped sides with why and the apt-get line that adds them.
+// The chart is gnuplot's: its script and data go to gnuplot's standard input, so
+// nothing but the PNG is left on disk.
 #include "report.hpp"
 
 #include <sys/utsname.h>
@@ -126,6 +127,7 @@ void write_options(std::ostream& out, const SuiteOptions& options) {
       << ",\n"
       << "    \"warmup_s\": " << number(static_cast<double>(options.warmup.count()) / 1e3) << ",\n"
       << "    \"nop_ops\": " << options.nop_ops << ",\n"
+      << "    \"idle_conns\": " << options.idle_conns << ",\n"
       << "    \"server_cpu\": " << options.server_cpu << ",\n"
       << "    \"client_cpu\": " << options.client_cpu << "\n"
       << "  },\n";
@@ -163,7 +165,8 @@ void write_side(std::ostream& out, const BenchResult& result, const Side& side, 
   if (!is_coring && coring.ran()) {
     out << ",\n         \"ratio_coring_to_this\": ";
     write_per_metric(out, result, [&](std::size_t m) {
-      return number(coring.median_of(m) / side.median_of(m));
+      return result.metrics[m].ratio ? number(coring.median_of(m) / side.median_of(m))
+                                     : std::string("null");
     });
   }
   out << "}";
@@ -229,6 +232,7 @@ std::string chart_script(const std::string& path, const std::vector<BenchResult>
   double x = 0;
   for (const BenchResult& result : results) {
     if (!result.error.empty() || result.sides.empty() || !result.sides.front().ran()) continue;
+    if (!result.metrics[0].ratio) continue;  // no CPU figure to set beside coring's (idle)
     const double coring = result.sides.front().median_of(0);
     const double first = x;
     for (const Side& side : result.sides) {

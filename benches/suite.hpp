@@ -3,9 +3,10 @@
 // Each benchmark contributes rows through a function that runs coring and its peers
 // interleaved (interleave() below) and returns a BenchResult: per side, the figures of
 // every run for two metrics, CPU per operation first (the one the ratios are about)
-// and throughput second. A peer this machine lacks is a skipped Side that carries the
-// apt-get line that adds it; it is never an error. The same functions serve the
-// benchmarks' own *-compare subcommands, which print their own, more detailed tables.
+// and throughput second (idle's: memory per idle connection, then connections opened
+// per second). A peer this machine lacks is a skipped Side that carries the apt-get
+// line that adds it; it is never an error. The same functions serve the benchmarks'
+// own *-compare subcommands, which print their own, more detailed tables.
 #pragma once
 
 #include <array>
@@ -32,6 +33,7 @@ struct SuiteOptions {
   std::uint32_t echo_size = 64;
   std::uint32_t http_conns = 64;
   std::uint32_t randread_qd = 32;
+  std::uint64_t idle_conns = 10'000;
   std::string randread_file;  // made (and warmed) by `all` unless given
   int server_cpu = 0;         // the servers of echo and http
   int client_cpu = 1;         // their load, and the in-process benchmarks
@@ -41,6 +43,10 @@ struct Metric {
   std::string name;  // e.g. "server_cpu_us_per_msg"
   std::string unit;  // e.g. "us"
   bool lower_is_better = true;
+  // Whether coring's median over a peer's means anything: not for idle's bytes per
+  // connection, which are about 0 for the epoll peer. Without it the table shows no
+  // ratio, the JSON a null one, and the chart (of metric 0) leaves the benchmark out.
+  bool ratio = true;
 };
 
 // One side of a benchmark: coring, or one of its peers.
@@ -72,6 +78,10 @@ inline const std::array<Metric, 2> http_metrics{Metric{"server_cpu_us_per_reques
                                                 Metric{"requests_per_s", "1/s", false}};
 inline const std::array<Metric, 2> randread_metrics{Metric{"cpu_us_per_io", "us", true},
                                                     Metric{"iops", "1/s", false}};
+// idle's rows are no CPU figure: the server's resident memory per idle connection, and
+// the rate at which the client opened them (each with its echo).
+inline const std::array<Metric, 2> idle_metrics{Metric{"bytes_per_conn", "B", true, false},
+                                                Metric{"conns_per_s", "1/s", false}};
 
 // A figure with its unit for people: "8.68 us", "78.4 ns", "12.75 M/s".
 [[nodiscard]] std::string format_figure(double value, const std::string& unit);
@@ -112,6 +122,7 @@ std::vector<BenchResult> nop_suite(const SuiteOptions& options);
 BenchResult echo_suite(const SuiteOptions& options);
 BenchResult http_suite(const SuiteOptions& options);
 BenchResult randread_suite(const SuiteOptions& options);
+BenchResult idle_suite(const SuiteOptions& options);
 
 // The subcommand.
 int all_main(Args& args);

@@ -69,8 +69,7 @@ BufferPool::BufferPool(EventLoop& loop, BufferPoolOptions options)
 }
 
 BufferPool::~BufferPool() {
-  // Both are bugs that no check of the pool can survive: a stream or a lease would touch
-  // freed memory later. Said in the log, and fatal in debug builds.
+  // Bugs: a stream or a lease would touch freed memory later. Logged; fatal in debug.
   const auto leased = std::count_if(slots_.get(), slots_.get() + count(),
                                     [](const Slot& slot) { return slot.leases != 0; });
   if (waiters_.streams() != 0 || leased != 0) {

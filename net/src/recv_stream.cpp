@@ -10,7 +10,7 @@ namespace coring::net {
 
 RecvStream::RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions options,
                        std::stop_token stop)
-    : Core(options.bound, 0, &multishot_policy::values, std::move(stop)),
+    : Core(options.bound, 0, &multishot_policy::values, std::move(stop), /*lazy=*/true),
       BufferWaiter(&buffers_back),
       pool_(&pool),
       fd_(fd),

@@ -1,16 +1,12 @@
 // The event loop: submission, reaping and resumption.
 //
 // Admission. Every SQE the loop prepares will produce a final CQE, and the loop
-// counts them (inflight_). By default nothing bounds that count: an operation that
-// waits for a peer holds no slot of anything the loop has a fixed number of.
-// Completions beyond the CQ's size wait in the kernel's overflow list
-// (IORING_FEAT_NODROP, which a loop requires) and the reap flushes them into the CQ,
-// in order. An operation is prepared at once when the count stays within
-// LoopOptions::max_in_flight (if set) and the SQ has room for its SQEs; a full SQ is
-// handed to the kernel and looked at again. Otherwise the operation waits in a FIFO
-// and is prepared after a later reap (LoopStats::waiting; the first time, a warning in
-// the log). Cancel requests never wait: they are sent at once (counted, user_data 0),
-// or deferred to the next turn.
+// counts them (inflight_) without bounding them by the CQ's size: completions beyond
+// it wait in the kernel's overflow list (IORING_FEAT_NODROP, required) and the reap
+// flushes them, in order. An operation is prepared at once within
+// LoopOptions::max_in_flight (if set) when the SQ has room, a full SQ being handed to
+// the kernel first; otherwise it waits in a FIFO for a later reap (said once in the
+// log). Cancels never wait: sent at once (counted, user_data 0) or the next turn.
 //
 // Reaping. CQEs are copied out in batches (one release of the CQ head per batch).
 // Each goes to the operation at its user_data, which records the result and queues
@@ -124,8 +120,7 @@ bool transient(const std::error_code& error) noexcept {
          error == std::errc::device_or_resource_busy;
 }
 
-// io_uring_enter's EBADR: the kernel had no memory for a completion beyond the CQ and
-// dropped it (Ring::cq_overflow() counts them). Said once per occurrence.
+// EBADR: the kernel had no memory for a completion beyond the CQ and dropped it.
 bool dropped(const std::error_code& error) noexcept {
   return error.category() == ring::enter_category() && error.value() == EBADR;
 }
@@ -380,8 +375,7 @@ void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
       case EBUSY:   // reaping (next) frees both, and the next turn submits again
         return;
       case EBADR:  // the kernel dropped completions: said, and the loop goes on
-        log_lost_cqes();
-        return;
+        return log_lost_cqes();
       default:
         break;
     }

@@ -449,6 +449,39 @@ TEST(RecvStream, PausesWhenTheConsumerFallsBehind) {
   EXPECT_EQ(pool.held(), 0U);
 }
 
+// An idle stream — one per connection a server holds — costs no queue: none while it
+// waits for its first chunk, and a few slots after a chunk a consumer took at once, not
+// the 64 (bound + slack) a stream of bound 32 may need under a burst.
+TEST(RecvStream, AnIdleStreamHoldsAFewQueueSlotsAtMost) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 256, .count = 16, .incremental = false});
+  auto a_b = stream_pair();
+  auto [before, after, burst] =
+      loop.run([&]() -> Task<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>> {
+        RecvStream chunks = a_b.second.recv_stream(pool, {.bound = 32});
+        chunks.start();
+        co_await sleep_for(1ms);  // armed, nothing to receive
+        const std::uint32_t idle = chunks.capacity();
+        co_await a_b.first.send_all(as_bytes("x"));
+        (void)co_await chunks.next();
+        co_await sleep_for(1ms);
+        const std::uint32_t after_one = chunks.capacity();
+        for (int i = 0; i < 12; ++i) {  // a burst nobody consumes: the queue grows for it
+          co_await a_b.first.send_all(as_bytes(std::string(200, 'b')));
+          co_await sleep_for(1ms);
+        }
+        const std::uint32_t grown = chunks.capacity();
+        co_await chunks.close();
+        co_return std::tuple{idle, after_one, grown};
+      }());
+  EXPECT_EQ(before, 0U);
+  EXPECT_GE(after, 1U);
+  EXPECT_LE(after, 4U);
+  EXPECT_GE(burst, 12U);
+  EXPECT_EQ(pool.held(), 0U);
+}
+
 // Two streams on one incremental pool whose single buffer the kernel fills piece by
 // piece for both: each consumer gets its own bytes even when the second takes its chunk
 // before the first (the pieces are placed in the order the kernel posted them).

@@ -10,7 +10,6 @@
 // The pool, incremental consumption (6.12) and the lifetimes of pools, leases and
 // streams: docs/net.md, "Provided buffers". Loop thread only. No allocation after
 // construction.
-// loop. Loop thread only. No allocation after construction.
 #pragma once
 
 #include <cassert>

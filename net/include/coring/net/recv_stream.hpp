@@ -34,8 +34,7 @@ class RecvStream final : public coring::detail::MultishotCore<RecvStream, Buffer
 
  public:
   // Receives from socket `fd` (a direct descriptor if `direct`) into `pool`; `stop`
-  // closes the stream when triggered. Throws std::system_error (invalid_argument) for a
-  // bound out of range, as Multishot does.
+  // closes the stream. Throws std::system_error (invalid_argument) for a bad bound.
   RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions options = {},
              std::stop_token stop = {});
   ~RecvStream();

@@ -43,19 +43,15 @@ struct LoopOptions {
   // in production; coring::testing::FaultInjector for seeded faults. Hooks serve one
   // loop; destroyed first, they detach themselves (see EventLoop::set_hooks()).
   LoopHooks* hooks = nullptr;
-  // At most this many of the loop's SQEs in flight; beyond it, operations wait in the
-  // loop's FIFO until completions make room (LoopStats::waiting). 0: no bound, the
-  // default — the kernel keeps completions beyond the CQ's size (IORING_FEAT_NODROP) and
-  // the loop flushes them, so neither the CQ nor anything else limits how many
-  // operations may wait for their peers. A bound caps what a loop commits to at once.
+  // At most this many SQEs in flight; beyond it, operations wait in a FIFO (LoopStats).
+  // 0, the default: no bound — not even the CQ's size (see LoopStats).
   std::uint32_t max_in_flight = 0;
 };
 
-// What a loop holds and what it had to wait for (EventLoop::stats()). Read on the loop's
-// thread (or once it no longer runs). Nothing waits for CQ room: the kernel keeps
-// completions beyond the CQ in its overflow list (IORING_FEAT_NODROP), which the loop
-// flushes. An operation waits only for LoopOptions::max_in_flight, when set, or for SQ
-// room when the kernel takes no SQE (EBUSY, EAGAIN).
+// What a loop holds and had to wait for; read on its thread. Completions beyond the CQ
+// wait in the kernel's overflow list (IORING_FEAT_NODROP), which the reap flushes; an
+// operation waits only for LoopOptions::max_in_flight or, if the kernel takes no SQE
+// for now (EBUSY, EAGAIN), for SQ room.
 struct LoopStats {
   std::uint32_t in_flight = 0;         // final CQEs still to come (EventLoop::in_flight())
   std::uint32_t waiting = 0;           // operations waiting for admission now

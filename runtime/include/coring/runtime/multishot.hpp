@@ -12,7 +12,7 @@
 //
 // The record is an Operation whose one SQE keeps posting CQEs while
 // IORING_CQE_F_MORE is set. The loop hands each CQE to it; it queues the result in a
-// ring buffer allocated at construction, and next() takes results in the order the
+// ring buffer that grows as results come, and next() takes results in the order the
 // kernel posted them, errors included.
 //
 // Backpressure, re-arming, the kernel's own endings (MultishotPolicy) and closing are
@@ -141,16 +141,18 @@ namespace detail {
 //   armed --final CQE, verdict end--> ended --rearm()--> armed
 //   any --close(), stop, loop destruction--> closing --final CQE--> closed
 //
-// Queue. When `bound` results wait, the stream cancels its request so that the kernel
-// stops producing. What the kernel posts before it sees the cancel (a multishot accept
-// takes a whole backlog at once) is queued too: in `slack` slots beyond the bound, or
-// by doubling the ring buffer — rare, and limited by the CQ's size, since the kernel
-// ends a multishot request rather than overflow the CQ. (A slack as large as the CQ
-// would cost every stream, one per connection for a recv, a CQ's worth of slots.) The
-// stream re-arms once the consumer has taken the queue down to half the bound, so a
-// busy stream does not cancel and re-arm on every result. If the ring cannot grow (no
-// memory), the request is cancelled, later results are released, and the stream ends
-// with -ENOMEM after the results before the lost one: nothing is dropped silently.
+// Queue. A ring buffer of bound + slack slots, made at construction; or, for a lazy
+// stream (RecvStream: one per connection, mostly idle), made at the first result with 4
+// slots and doubled when full, so that an idle stream holds none or a few. When `bound`
+// results wait, the stream cancels its request so that the kernel stops producing, and
+// makes room for `slack` more: what the kernel posts before it sees the cancel (a
+// multishot accept takes a whole backlog at once) is queued too, growing the ring
+// further if it must — rare, and limited by the CQ's size, since the kernel ends a
+// multishot request rather than overflow the CQ. The stream re-arms once the consumer
+// has taken the queue down to half the bound, so a busy stream does not cancel and
+// re-arm on every result. If the ring cannot grow (no memory), the request is
+// cancelled, later results are released, and the stream ends with -ENOMEM after the
+// results before the lost one: nothing is dropped silently.
 //
 // Closing. close(), the stop token and the loop's destruction cancel the request and
 // wait for its final CQE; results nobody will take are released. A stream is destroyed
@@ -194,8 +196,10 @@ class MultishotCore : public AwaitableOp {
     arm();
   }
 
-  // Results waiting in the queue.
+  // Results waiting in the queue, and the room it has before it must grow (0 for a
+  // lazy stream that has had no result yet).
   [[nodiscard]] std::uint32_t size() const noexcept { return size_; }
+  [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] bool closed() const noexcept { return phase_ == Phase::closed; }
   // For tests and diagnostics: SQEs submitted (the first arm and every re-arm), pauses
   // for backpressure, and requests ended for lack of buffers.
@@ -205,6 +209,7 @@ class MultishotCore : public AwaitableOp {
 
  protected:
   static constexpr std::uint32_t max_bound = 1U << 20;
+  static constexpr std::uint32_t first_slots = 4;  // the ring's size at the first result
 
   enum class Phase : std::uint8_t {
     unarmed,  // not started
@@ -218,16 +223,18 @@ class MultishotCore : public AwaitableOp {
   };
 
   // Throws std::system_error (invalid_argument) unless 1 <= bound <= 2^20.
+  // `lazy`: the queue is made at the first result (see Queue above); otherwise here
+  // (std::bad_alloc), so that the first burst allocates nothing on the CQE path.
   MultishotCore(std::uint32_t bound, std::uint32_t slack, MultishotPolicy policy,
-                std::stop_token stop)
+                std::stop_token stop, bool lazy)
       : AwaitableOp(&prep_fn, &complete_fn), policy_(policy), bound_(bound) {
     hear_idle_cancel();  // a stop reaches a stream between requests
     if (bound_ == 0 || bound_ > max_bound) {
       throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                               "multishot stream: the queue bound must be between 1 and 2^20");
     }
-    capacity_ = bound_ + (slack != 0 ? std::min(slack, max_bound) : bound_);
-    slots_ = std::make_unique<Item[]>(capacity_);
+    paused_room_ = bound_ + (slack != 0 ? std::min(slack, max_bound) : bound_);
+    if (!lazy && !grow(paused_room_)) throw std::bad_alloc();
     stop_token_ = std::move(stop);
   }
   ~MultishotCore() = default;
@@ -290,7 +297,9 @@ class MultishotCore : public AwaitableOp {
   void push(const IoResult& result) noexcept {
     Item item{};
     if (!static_cast<Derived&>(*this).claim(result, item)) return;
-    if (overflowed_ || (size_ == capacity_ && !grow())) {
+    if (overflowed_ ||
+        (size_ == capacity_ &&
+         !grow(capacity_ == 0 ? std::min(first_slots, paused_room_) : capacity_ * 2))) {
       overflow();
       static_cast<Derived&>(*this).release(std::move(item));
       return;
@@ -416,6 +425,9 @@ class MultishotCore : public AwaitableOp {
   }
 
   void pause() noexcept {
+    // Room for what the kernel posts before it sees the cancel; if there is no memory for
+    // it now, push() tries again when a result needs it.
+    if (capacity_ < paused_room_) (void)grow(paused_room_);
     // The cancel needs an SQE now. With the SQ full, loop.cancel() would defer it to a
     // later turn, where it could hit the request re-armed after this one; the next CQE
     // tries again instead, and the slack holds what arrives meanwhile.
@@ -502,9 +514,8 @@ class MultishotCore : public AwaitableOp {
     return item;
   }
 
-  // The kernel outran a pause by more than the slack: double the ring, keeping order.
-  bool grow() noexcept {
-    const std::uint32_t bigger = capacity_ * 2;
+  // Makes the ring `bigger`, keeping the order of what is queued.
+  bool grow(std::uint32_t bigger) noexcept {
     std::unique_ptr<Item[]> slots(new (std::nothrow) Item[bigger]);
     if (!slots) return false;
     for (std::uint32_t i = 0; i < size_; ++i) {
@@ -525,7 +536,8 @@ class MultishotCore : public AwaitableOp {
   MultishotPolicy policy_;
   std::unique_ptr<Item[]> slots_;
   std::uint32_t bound_;
-  std::uint32_t capacity_ = 0;
+  std::uint32_t capacity_ = 0;  // slots_'s; 0 until the first result
+  std::uint32_t paused_room_;   // the capacity made when the stream pauses: bound + slack
   std::uint32_t head_ = 0;
   std::uint32_t size_ = 0;
   std::uint64_t produced_ = 0;
@@ -559,7 +571,7 @@ class Multishot final : public detail::MultishotCore<Multishot<Prep>, IoResult> 
              options.policy != nullptr                         ? options.policy
              : options.fd_results || options.direct_fd_results ? &multishot_policy::fds
                                                                : &multishot_policy::values,
-             std::move(stop)),
+             std::move(stop), false),
         prep_(std::move(prep)),
         buffer_group_(options.buffer_group),
         fd_results_(options.fd_results),
