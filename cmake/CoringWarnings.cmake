@@ -5,4 +5,8 @@ function(coring_set_warnings target)
   if(CORING_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
+  if(CORING_SANITIZE AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    # Under -fsanitize, g++ 12's -Wmaybe-uninitialized fires inside libstdc++ (<regex>).
+    target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
+  endif()
 endfunction()

@@ -37,12 +37,14 @@ Result<void> check_entries(std::uint32_t entries) noexcept {
   return {};
 }
 
-Result<void> check_params(const Params& p) noexcept {
+Result<void> check_params(const Params& p, std::uint32_t entries) noexcept {
   // The kernel writes these; a caller reusing a filled-in Params would get EINVAL
   // from the reserved fields, so say so before the kernel does.
   if (p.sq_entries != 0 || p.features != 0) return fail(setup_error(EINVAL));
   if (p.resv[0] != 0 || p.resv[1] != 0 || p.resv[2] != 0) return fail(setup_error(EINVAL));
-  if ((p.flags & setup::cqsize) != 0 && p.cq_entries == 0) return fail(Errc::cq_entries_invalid);
+  // The kernel's rule: a CQ at least as large as the SQ.
+  if ((p.flags & setup::cqsize) != 0 && p.cq_entries < entries)
+    return fail(Errc::cq_entries_invalid);
   if ((p.flags & setup::cqsize) == 0 && p.cq_entries != 0) return fail(Errc::cq_entries_invalid);
   // We map the rings ourselves and enter through a real fd, and copy_cqes() reads
   // fixed-size CQEs: a CQE_MIXED ring's 32-byte entries and skip padding would be
@@ -64,7 +66,7 @@ Result<Ring> Ring::create(std::uint32_t entries, std::uint32_t flags) noexcept {
 
 Result<Ring> Ring::create(std::uint32_t entries, Params& params) noexcept {
   if (auto ok = check_entries(entries); !ok) return fail(ok.error());
-  if (auto ok = check_params(params); !ok) return fail(ok.error());
+  if (auto ok = check_params(params, entries); !ok) return fail(ok.error());
 
   // coring hands SQEs out in order, so it needs no SQ index array: with NO_SQARRAY
   // (6.6) the kernel reads SQE i directly, without the array's load and bounds check

@@ -84,7 +84,7 @@ ring::Ring make_ring(const LoopOptions& options) {
   };
   if (options.setup_flags) {
     auto ring = attempt(*options.setup_flags);
-    if (!ring) throw std::system_error(ring.error(), "EventLoop: io_uring_setup");
+    if (!ring) throw std::system_error(ring.error(), "EventLoop");
     return std::move(*ring);
   }
   std::error_code first_error;
@@ -100,11 +100,11 @@ ring::Ring make_ring(const LoopOptions& options) {
       return std::move(*ring);
     }
     if (ring.error() != std::errc::invalid_argument) {
-      throw std::system_error(ring.error(), "EventLoop: io_uring_setup");
+      throw std::system_error(ring.error(), "EventLoop");
     }
     if (!first_error) first_error = ring.error();
   }
-  throw std::system_error(first_error, "EventLoop: io_uring_setup");
+  throw std::system_error(first_error, "EventLoop");
 }
 
 namespace user_data = detail::user_data;
@@ -120,15 +120,13 @@ bool transient(const std::error_code& error) noexcept {
          error == std::errc::device_or_resource_busy;
 }
 
-// EBADR: the kernel had no memory for a completion beyond the CQ and dropped it.
-bool dropped(const std::error_code& error) noexcept {
-  return error.category() == ring::enter_category() && error.value() == EBADR;
-}
-
-void log_lost_cqes() noexcept {
+// EBADR: the kernel had no memory for a completion beyond the CQ and dropped it. Said.
+bool lost_cqes(const std::error_code& error) noexcept {
+  if (error.category() != ring::enter_category() || error.value() != EBADR) return false;
   runtime_log(detail::LogLevel::error, "EventLoop",
               "the kernel dropped completions for want of memory (EBADR): the operations they "
               "belong to will not resume; EventLoop::stats().cqes_lost counts them");
+  return true;
 }
 
 std::system_error enter_failure(const std::error_code& error) {
@@ -193,7 +191,12 @@ EventLoop::EventLoop(LoopOptions options)
     throw std::logic_error("EventLoop: LoopOptions::hooks are attached to another loop");
   }
   static_assert(alignof(EventLoop) > user_data::tag_mask);
-  max_inflight_ = options.max_in_flight != 0 ? options.max_in_flight : ~std::uint32_t{0} >> 1;
+  if (options.max_in_flight == 1) {  // an operation with a timeout takes two SQEs
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "EventLoop: LoopOptions::max_in_flight must be 0 or at least 2");
+  }
+  // The loop's own wake read, always in flight, is not the program's to count.
+  max_inflight_ = options.max_in_flight != 0 ? options.max_in_flight + 1 : ~std::uint32_t{0} >> 1;
   if ((ring_.features() & ring::feat::nodrop) == 0) {
     throw std::system_error(std::make_error_code(std::errc::function_not_supported),
                             "EventLoop: the kernel lacks IORING_FEAT_NODROP (Linux 5.5), which "
@@ -368,14 +371,13 @@ void EventLoop::enter(bool wait, std::chrono::nanoseconds timeout) {
   // lacks, say) share numbers with them and are failures.
   if (error.category() == ring::enter_category()) {
     switch (error.value()) {
-      case EINTR:  // a signal: the next turn tries again
-      case ETIME:  // the wait timed out
-        return;
+      case EINTR:   // a signal: the next turn tries again
+      case ETIME:   // the wait timed out
       case EAGAIN:  // the kernel is short of resources or the CQ is overcommitted:
       case EBUSY:   // reaping (next) frees both, and the next turn submits again
         return;
       case EBADR:  // the kernel dropped completions: said, and the loop goes on
-        return log_lost_cqes();
+        return (void)lost_cqes(error);
       default:
         break;
     }
@@ -418,9 +420,7 @@ std::size_t EventLoop::reap() {
     if (std::exchange(flush, false) || ring_.cq_ring_needs_flush()) {
       if ((ring_.sq_ring_flags() & ring::sq_flags::cq_overflow) != 0) ++stats_.overflow_flushes;
       auto entered = ring_.enter(0, 0, ring::enter_flags::getevents);
-      if (!entered && dropped(entered.error())) {
-        log_lost_cqes();
-      } else if (!entered && !transient(entered.error())) {
+      if (!entered && !lost_cqes(entered.error()) && !transient(entered.error())) {
         throw enter_failure(entered.error());
       }
     }

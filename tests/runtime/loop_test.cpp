@@ -15,6 +15,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -583,10 +584,31 @@ TEST(RuntimeLoop, AMaxInFlightMakesOperationsWaitAndCountsThem) {
   };
   loop.run(body());
   EXPECT_EQ(completed, 64);
-  EXPECT_LE(during.in_flight, 6U);
+  EXPECT_LE(during.in_flight, 7U);  // 6, and the loop's own wake read
   EXPECT_GT(during.waiting, 50U);
   EXPECT_GT(loop.stats().waits, 50U);
   EXPECT_EQ(loop.stats().waiting, 0U);
+}
+
+// The bound counts the program's operations only, not the loop's own wake read: with
+// the smallest bound, 2, an operation with a timeout (two SQEs) runs. A bound of 1 could
+// never admit one and is refused, as is a CQ smaller than the SQ.
+TEST(RuntimeLoop, AMaxInFlightCountsOnlyTheProgramsOperations) {
+  const auto refused = [](LoopOptions options) {
+    try {
+      EventLoop loop(options);
+    } catch (const std::system_error& e) {
+      return e.code();
+    }
+    return std::error_code{};
+  };
+  EXPECT_EQ(refused(LoopOptions{.max_in_flight = 1}), std::errc::invalid_argument);
+  EXPECT_EQ(refused(LoopOptions{.entries = 8, .cq_entries = 4}), ring::Errc::cq_entries_invalid);
+  EventLoop loop(LoopOptions{.max_in_flight = 2});
+  const IoResult r =
+      loop.run([]() -> Task<IoResult> { co_return co_await nop().with_timeout(10s); }());
+  EXPECT_EQ(r.res, 0);
+  EXPECT_EQ(loop.stats().waits, 0U);
 }
 
 }  // namespace

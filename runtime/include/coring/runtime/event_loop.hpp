@@ -43,8 +43,8 @@ struct LoopOptions {
   // in production; coring::testing::FaultInjector for seeded faults. Hooks serve one
   // loop; destroyed first, they detach themselves (see EventLoop::set_hooks()).
   LoopHooks* hooks = nullptr;
-  // At most this many SQEs in flight; beyond it, operations wait in a FIFO (LoopStats).
-  // 0, the default: no bound — not even the CQ's size (see LoopStats).
+  // At most this many of the program's SQEs in flight (0 or at least 2); beyond it,
+  // operations wait in a FIFO (LoopStats). 0, the default: no bound, not the CQ's either.
   std::uint32_t max_in_flight = 0;
 };
 
@@ -53,7 +53,7 @@ struct LoopOptions {
 // operation waits only for LoopOptions::max_in_flight or, if the kernel takes no SQE
 // for now (EBUSY, EAGAIN), for SQ room.
 struct LoopStats {
-  std::uint32_t in_flight = 0;         // final CQEs still to come (EventLoop::in_flight())
+  std::uint32_t in_flight = 0;         // final CQEs to come, the loop's wake read's included
   std::uint32_t waiting = 0;           // operations waiting for admission now
   std::uint64_t waits = 0;             // operations that ever had to wait
   std::uint64_t overflow_flushes = 0;  // enters that moved the kernel's overflow into the CQ
