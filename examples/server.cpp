@@ -152,9 +152,16 @@ Task<void> watch_signals(std::stop_source stop) {
     co_return;
   }
   signalfd_siginfo info{};
-  const IoResult read = co_await io([&](ring::Sqe& sqe) {
-                          ring::prep_read(sqe, fd, std::as_writable_bytes(std::span(&info, 1)), 0);
-                        }).with_stop(stop.get_token());
+  IoResult read;
+  for (;;) {
+    read = co_await io([&](ring::Sqe& sqe) {
+             ring::prep_read(sqe, fd, std::as_writable_bytes(std::span(&info, 1)), 0);
+           }).with_stop(stop.get_token());
+    // No memory to register the stop's callback: the read did not start. Try again
+    // shortly (a plain sleep needs no memory) rather than stop the server for it.
+    if (read.res != -ENOMEM || stop.stop_requested()) break;
+    co_await sleep_for(std::chrono::milliseconds(10));
+  }
   ::close(fd);
   if (read.res == static_cast<int>(sizeof(info))) {
     std::fprintf(stderr, "%s: shutting down\n", ::strsignal(static_cast<int>(info.ssi_signo)));
@@ -166,7 +173,10 @@ Task<void> sweep_idle(LoopConnections& connections, std::chrono::milliseconds ti
                       std::stop_token stop) {
   const auto period = std::max(timeout / sweeps_per_timeout, std::chrono::milliseconds(1));
   while (!stop.stop_requested()) {
-    co_await sleep_for(period).with_stop(stop);
+    const IoResult slept = co_await sleep_for(period).with_stop(stop);
+    // No memory for the stop's callback: the sleep did not start; sleep without it, so
+    // that the sweeps keep their pace.
+    if (slept.res == -ENOMEM) co_await sleep_for(period);
     connections.sweep(static_cast<std::uint64_t>(sweeps_per_timeout));
   }
 }
@@ -348,6 +358,29 @@ Task<void> Server::serve_loop([[maybe_unused]] StopOnEnd stop_on_end, EventLoop&
   if (failure) std::rethrow_exception(failure);
 }
 
+namespace {
+
+// Closes a connection without waiting for it, so that a connection's frame holds no
+// awaitable for its close. A direct descriptor is closed through the ring, behind any
+// shutdown the sweeper submitted for it (LoopConnections::shut), which must not reach
+// the connection that takes the slot next; if the SQ has no room even after handing
+// its entries to the kernel, the stream's destructor clears the slot instead. An fd is
+// closed with close(2), which does not block on a socket without SO_LINGER (the sweeper
+// shuts those down with shutdown(2), so nothing is queued behind).
+void close_now(net::TcpStream& stream) noexcept {
+  if (!stream.is_direct()) {
+    stream.reset();
+    return;
+  }
+  const auto slot = static_cast<std::uint32_t>(stream.fd());
+  if (EventLoop::current()->submit_detached(
+          [slot](ring::Sqe& sqe) { ring::prep_close_direct(sqe, slot); })) {
+    (void)stream.release();
+  }
+}
+
+}  // namespace
+
 // A connection whose frames cannot be allocated is closed at once (by the destructor
 // of the stream, which is never registered); the loop goes on accepting.
 void Server::spawn_connection(TaskScope& scope, net::TcpStream stream,
@@ -371,8 +404,7 @@ Task<void> Server::run_connection(net::TcpStream stream, LoopConnections& connec
       std::fprintf(stderr, "connection: an exception of a non-std type\n");
     }
   }  // off the registry here, before the close
-  // Through the ring, behind any shutdown the sweeper submitted (LoopConnections::shut).
-  co_await stream.close();
+  close_now(stream);
 }
 
 net::BufferPoolOptions default_receive_pool() {

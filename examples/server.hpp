@@ -191,9 +191,9 @@ class Server {
 // buffer per receive. (Incremental consumption, where small messages share a buffer,
 // works and is tested, but the servers' figures in docs/benchmarks.md were measured
 // with whole buffers; incremental pools have not been measured yet.) A small pool
-// keeps the buffers the kernel cycles through warm in the cache; a connection that
-// finds it empty waits for a buffer to come back (docs/tuning.md: each returned buffer
-// re-arms one waiting connection, the one that has waited longest).
+// keeps the buffers the kernel cycles through warm in the cache; a connection queues at
+// most 16 of them (its share), and one that finds the pool empty receives into a buffer
+// of its own (docs/net.md, "Fairness").
 net::BufferPoolOptions default_receive_pool();
 
 // After a send of `data` that moved put.res bytes: sends the rest, if any. Returns false

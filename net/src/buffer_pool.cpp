@@ -3,9 +3,7 @@
 // Each buffer is in one of three states: in the kernel's ring (available), being filled
 // piece by piece (incremental mode: the kernel still owns it while leases exist on the
 // pieces it has posted), or out of the kernel's hands with leases on it. A buffer goes
-// back to the ring when the kernel is done with it and its last lease is dropped; each
-// return goes to the wait list (detail::BufferWaitList, at the end of this file), which
-// wakes the stream that has waited longest for a buffer.
+// back to the ring when the kernel is done with it and its last lease is dropped.
 #include "coring/net/buffer_pool.hpp"
 
 #include <algorithm>
@@ -60,7 +58,7 @@ BufferPool::BufferPool(EventLoop& loop, BufferPoolOptions options)
       buffer_size_(options.buffer_size),
       memory_(new std::byte[std::size_t{options.buffer_size} * options.count]),
       slots_(new Slot[options.count]),
-      waiters_(loop) {
+      share_(options.share != 0 ? options.share : std::max(1U, options.count / 8)) {
   for (std::uint32_t id = 0; id < options.count; ++id) {
     const auto bid = static_cast<std::uint16_t>(id);
     ring_.add({buffer(bid), buffer_size_}, bid, bid);
@@ -72,13 +70,13 @@ BufferPool::~BufferPool() {
   // Bugs: a stream or a lease would touch freed memory later. Logged; fatal in debug.
   const auto leased = std::count_if(slots_.get(), slots_.get() + count(),
                                     [](const Slot& slot) { return slot.leases != 0; });
-  if (waiters_.streams() != 0 || leased != 0) {
+  if (streams_ != 0 || leased != 0) {
     coring::detail::log("net", coring::detail::LogLevel::error,
-                        "BufferPool destroyed while " + std::to_string(waiters_.streams()) +
+                        "BufferPool destroyed while " + std::to_string(streams_) +
                             " RecvStream(s) use it and leases hold " + std::to_string(leased) +
                             " of its buffers");
   }
-  assert(waiters_.streams() == 0 && "destroy a BufferPool after the RecvStreams that use it");
+  assert(streams_ == 0 && "destroy a BufferPool after the RecvStreams that use it");
   assert(leased == 0 && "destroy a BufferPool after the BufferLeases on its buffers");
 }
 
@@ -118,130 +116,7 @@ void BufferPool::give_back(std::uint16_t id) noexcept {
   ring_.add({buffer(id), buffer_size_}, id, 0);
   ring_.advance(1);
   --held_;
-  waiters_.buffer_returned();
-}
-
-// --- The wait list ---------------------------------------------------------------------
-
-namespace detail {
-
-// The NOP behind woken streams' re-arms. Heap-allocated; if the list goes while the NOP
-// is in flight, the record outlives it and frees itself at the CQE (the loop's
-// destruction reaps it too).
-class BufferWaitList::VerdictOp final : public Operation {
- public:
-  explicit VerdictOp(BufferWaitList& list) noexcept
-      : Operation(&prep_fn, &complete_fn), list_(&list) {}
-  BufferWaitList* list_;
-
- private:
-  static void prep_fn(Operation& /*self*/, std::span<ring::Sqe* const> sqes) noexcept {
-    ring::prep_nop(*sqes[0]);
-  }
-  static void complete_fn(Operation& self, const ring::Cqe& /*cqe*/, bool /*second*/) noexcept {
-    auto& op = static_cast<VerdictOp&>(self);
-    if (op.list_ == nullptr) {
-      delete &op;
-      return;
-    }
-    op.list_->verdict_done();
-  }
-};
-
-BufferWaitList::BufferWaitList(EventLoop& loop) : loop_(&loop), verdict_(new VerdictOp(*this)) {}
-
-BufferWaitList::~BufferWaitList() {
-  while (!starved_.empty()) starved_.pop_front();
-  while (!woken_.empty()) woken_.pop_front();
-  if (verdict_->in_flight()) {
-    verdict_->list_ = nullptr;  // it frees itself at its CQE
-  } else {
-    delete verdict_;
-  }
-}
-
-void BufferWaitList::leave(BufferWaiter& stream) noexcept {
-  if (starved_.linked(stream)) starved_.unlink(stream);
-  (void)clear_woken(stream);
-  --streams_;
-}
-
-void BufferWaitList::took_buffer(BufferWaiter& stream, bool buffer_has_room) noexcept {
-  // The wake is used; but if the buffer it was for stays in the ring with room left,
-  // the next waiting stream may take the rest.
-  if (clear_woken(stream) && buffer_has_room) wake_next();
-}
-
-bool BufferWaitList::starve(BufferWaiter& stream) noexcept {
-  // Woken for a buffer that another request took: still the longest waiter.
-  const bool was_woken = clear_woken(stream);
-  if (returned_ != stream.returned_at_arm_) return false;  // it crossed a returning buffer
-  if (!starved_.linked(stream)) {
-    if (was_woken) {
-      starved_.push_front(stream);
-    } else {
-      starved_.push_back(stream);
-    }
-  }
-  return true;
-}
-
-void BufferWaitList::done(BufferWaiter& stream) noexcept {
-  // First out of the list: a buffer it releases next must not re-arm it.
-  if (starved_.linked(stream)) starved_.unlink(stream);
-  if (clear_woken(stream)) wake_next();  // ended before taking the buffer it was woken for
-}
-
-void BufferWaitList::buffer_returned() noexcept {
   ++returned_;
-  if (!starved_.empty()) wake_next();
 }
-
-void BufferWaitList::wake_next() noexcept {
-  // A stream that cannot use the wake (its queue waits for its consumer, say) declines
-  // it and the next one gets it. One that re-arms holds it: its SQE is in the SQ now, so
-  // a verdict NOP submitted after this goes in behind it.
-  if (loop_->draining()) return;
-  while (!starved_.empty()) {
-    BufferWaiter& stream = starved_.pop_front();
-    if (!stream.wake_(stream)) continue;
-    stream.woken_round_ = verdict_round_ + 1;  // the next NOP submitted judges it
-    woken_.push_front(stream);
-    if (!verdict_->in_flight()) {
-      ++verdict_round_;
-      coring::detail::LoopOps(*loop_).submit(*verdict_);
-    }
-    return;
-  }
-}
-
-bool BufferWaitList::clear_woken(BufferWaiter& stream) noexcept {
-  if (!woken_.linked(stream)) return false;
-  woken_.unlink(stream);
-  return true;
-}
-
-void BufferWaitList::verdict_done() noexcept {
-  if (loop_->draining()) return;
-  // Streams re-armed before this NOP and still without a CQE: waiting for data, not
-  // using the buffer. Their wakes go on to as many starved streams.
-  std::uint32_t idle = 0;
-  for (BufferWaiter* stream = woken_.first(); stream != nullptr;) {
-    BufferWaiter* next = woken_.next(*stream);
-    if (stream->woken_round_ <= verdict_round_) {
-      woken_.unlink(*stream);
-      ++idle;
-    }
-    stream = next;
-  }
-  while (idle-- > 0 && !starved_.empty()) wake_next();
-  // Woken since this NOP went in: the next one judges them.
-  if (!woken_.empty() && !verdict_->in_flight()) {
-    ++verdict_round_;
-    coring::detail::LoopOps(*loop_).submit(*verdict_);
-  }
-}
-
-}  // namespace detail
 
 }  // namespace coring::net

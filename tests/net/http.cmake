@@ -1,9 +1,11 @@
 # Included by tests/net/CMakeLists.txt: the tests of the example servers (examples/).
-# http_test.cpp runs them in process against the example servers' library;
+# http_test.cpp and fairness_test.cpp run them in process against the example servers'
+# library;
 # server_process_test.cpp runs the coring-echo and coring-http programs, whose paths it
 # gets at compile time.
 include(${PROJECT_SOURCE_DIR}/examples/servers.cmake)
-target_sources(coring-net-tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/http_test.cpp
+target_sources(coring-net-tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/fairness_test.cpp
+                                        ${CMAKE_CURRENT_LIST_DIR}/http_test.cpp
                                         ${CMAKE_CURRENT_LIST_DIR}/server_process_test.cpp)
 target_link_libraries(coring-net-tests PRIVATE coring_example_http)
 if(CORING_BUILD_EXAMPLES)

@@ -8,7 +8,8 @@
 // cannot grow the queue takes fewer CQEs and leaves the rest in the ring; a turn that cannot keep
 // the headroom before it resumes a coroutine throws std::bad_alloc out of run_once(), and then
 // run(task) keeps the task for the loop to destroy after its drain, and a Runtime's run_on_each()
-// reports it.
+// reports it. An operation or multishot stream with a stop token that finds no memory for
+// the stop's callback fails with ENOMEM instead of running where the stop cannot reach it.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -246,6 +247,53 @@ TEST(MultishotAlloc, AQueueThatCannotGrowEndsTheStreamWithEnomem) {
     if (results[i] >= 0) ::close(results[i]);
   }
   EXPECT_EQ(ring::test::count_open_fds(), fds_before) << "fds nobody took were not closed";
+}
+
+// An operation with a stop token needs memory for the stop's callback. Without it the
+// operation does not start and completes at once with ENOMEM, rather than run where
+// the stop could not reach it.
+TEST(StopCallbackAlloc, AnOperationThatCannotHearItsStopFailsWithEnomem) {
+  EventLoop loop;
+  std::stop_source source;
+  const auto [failed, later] = loop.run([&]() -> Task<std::pair<int, int>> {
+    fail_allocations = true;
+    const IoResult first = co_await sleep_for(10s).with_stop(source.get_token());
+    fail_allocations = false;
+    const IoResult second = co_await sleep_for(1ms).with_stop(source.get_token());
+    co_return std::pair{first.res, second.res};
+  }());
+  EXPECT_EQ(failed, -ENOMEM);
+  EXPECT_EQ(later, 0);  // slept its full time
+}
+
+// A multishot stream with a stop token likewise: with no memory for the callback at its
+// first arm it ends with ENOMEM, and a re-arm makes the callback before the request goes
+// out — the stop then reaches the re-armed stream (it would wait for ever otherwise).
+TEST(StopCallbackAlloc, AStreamThatCannotHearItsStopEndsAndARearmMakesTheCallback) {
+  struct PollPrep {
+    int fd;
+    void operator()(ring::Sqe& sqe) const noexcept { ring::prep_poll_multishot(sqe, fd, POLLIN); }
+  };
+  ring::test::Fd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  EventLoop loop;
+  std::stop_source source;
+  const auto [first, after_stop] = loop.run([&]() -> Task<std::pair<int, int>> {
+    Multishot<PollPrep> polls(PollPrep{event.get()}, {}, source.get_token());
+    fail_allocations = true;
+    const IoResult ended = co_await polls.next();
+    fail_allocations = false;
+    polls.rearm();  // armed again, with the callback
+    const auto stopper = [](std::stop_source& stop) -> Task<void> {
+      co_await sleep_for(10ms);
+      stop.request_stop();
+    };
+    loop.spawn(stopper(source));
+    const IoResult stopped = co_await polls.next();
+    co_await polls.close();
+    co_return std::pair{ended.res, stopped.res};
+  }());
+  EXPECT_EQ(first, -ENOMEM);
+  EXPECT_EQ(after_stop, -ECANCELED) << "the re-armed stream did not hear the stop";
 }
 
 }  // namespace

@@ -7,11 +7,12 @@
 //   use(next->data());                                       // the kernel-filled bytes
 //   // dropping the lease hands the buffer back to the kernel
 //
-// The pool, incremental consumption (6.12) and the lifetimes of pools, leases and
-// streams: docs/net.md, "Provided buffers". Loop thread only. No allocation after
-// construction.
+// The pool, incremental consumption (6.12), each stream's share of it and the lifetimes
+// of pools, leases and streams: docs/net.md, "Provided buffers" and "Fairness". Loop
+// thread only. The pool allocates nothing after construction.
 #pragma once
 
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +25,6 @@
 #include "coring/ring/buffer_ring.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/ring/result.hpp"
-#include "coring/runtime/intrusive_list.hpp"
 #include "coring/runtime/operation.hpp"
 
 namespace coring {
@@ -41,24 +41,30 @@ struct BufferPoolOptions {
   std::uint32_t count = 256;         // buffers, a power of two up to 32768
   std::uint16_t group_id = 0;        // 0: the next free id of this process's counter
   bool incremental = true;           // ask for incremental consumption (6.12)
+  // Chunks one RecvStream may queue before it stops receiving (its bound is clamped to
+  // this); 0: count / 8, at least 1. See docs/net.md, "Fairness".
+  std::uint32_t share = 0;
 };
 
 // The bytes of one receive, in a buffer of a BufferPool; the buffer goes back to the
-// kernel when the lease is dropped (or reset()). An empty lease with no bytes is the
-// peer's end of stream.
+// kernel when the lease is dropped (or reset()). A RecvStream that found the pool empty
+// receives into a buffer of its own instead, freed with the lease (buffer_id() is then
+// own_buffer). An empty lease with no bytes is the peer's end of stream.
 class BufferLease {
  public:
+  static constexpr std::uint16_t own_buffer = 0xFFFF;  // no pool has this many buffers
+
   BufferLease() noexcept = default;
   BufferLease(BufferLease&& other) noexcept
       : pool_(std::exchange(other.pool_, nullptr)),
-        data_(other.data_),
+        data_(std::exchange(other.data_, nullptr)),
         size_(std::exchange(other.size_, 0)),
         id_(other.id_) {}
   BufferLease& operator=(BufferLease&& other) noexcept {
     if (this != &other) {
       reset();
       pool_ = std::exchange(other.pool_, nullptr);
-      data_ = other.data_;
+      data_ = std::exchange(other.data_, nullptr);
       size_ = std::exchange(other.size_, 0);
       id_ = other.id_;
     }
@@ -72,92 +78,27 @@ class BufferLease {
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   // No bytes: the peer ended the stream.
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-  // The buffer's id in its pool (for diagnostics); meaningful while the lease holds one.
+  // The buffer's id in its pool (for diagnostics), or own_buffer; meaningful while the
+  // lease holds one.
   [[nodiscard]] std::uint16_t buffer_id() const noexcept { return id_; }
   // Gives the buffer back now.
   inline void reset() noexcept;
 
  private:
   friend class BufferPool;
+  friend class RecvStream;
   BufferLease(BufferPool* pool, std::byte* data, std::uint32_t size, std::uint16_t id) noexcept
       : pool_(pool), data_(data), size_(size), id_(id) {}
+  // `size` bytes received into `memory` (new[]'d), which the lease now owns.
+  static BufferLease owning(std::byte* memory, std::uint32_t size) noexcept {
+    return BufferLease(nullptr, memory, size, own_buffer);
+  }
 
-  BufferPool* pool_ = nullptr;
-  std::byte* data_ = nullptr;
+  BufferPool* pool_ = nullptr;  // null for an own buffer
+  std::byte* data_ = nullptr;   // null: the lease holds nothing
   std::uint32_t size_ = 0;
   std::uint16_t id_ = 0;
 };
-
-namespace detail {
-
-class BufferWaitList;
-
-// What the wait list keeps of a stream on the pool (a base of RecvStream).
-class BufferWaiter {
- public:
-  // The stream's answer to a returned buffer: whether it re-armed its request for it.
-  using WakeFn = bool (*)(BufferWaiter& self) noexcept;
-  explicit BufferWaiter(WakeFn wake) noexcept : wake_(wake) {}
-
- private:
-  friend class BufferWaitList;
-  WakeFn wake_;
-  ListHook starved_link_;              // in the list of streams waiting for a buffer
-  ListHook woken_link_;                // in the list of streams woken and not yet judged
-  std::uint64_t woken_round_ = 0;      // the verdict NOP that judges this wake
-  std::uint64_t returned_at_arm_ = 0;  // buffers returned when the request was armed
-};
-
-// The pool's starvation protocol: which stream a returned buffer re-arms. A receive
-// that finds the pool empty ends with -ENOBUFS (its bytes stay in the socket) and its
-// stream waits here, oldest first; each returned buffer wakes the oldest, which holds
-// the wake until a CQE carries a buffer. If it loses the buffer it goes back to the
-// head; if its request ends without one, or waits for data without a CQE (found by a
-// NOP behind the re-arm), the wake passes on. docs/net.md draws the states.
-class BufferWaitList {
- public:
-  explicit BufferWaitList(EventLoop& loop);
-  ~BufferWaitList();
-  BufferWaitList(const BufferWaitList&) = delete;
-  BufferWaitList& operator=(const BufferWaitList&) = delete;
-
-  // A stream's part. It joins when built and leaves when destroyed (out of every list,
-  // passing nothing on: it holds nothing by then).
-  void join() noexcept { ++streams_; }
-  void leave(BufferWaiter& stream) noexcept;
-  // Its request is about to be armed.
-  void armed(BufferWaiter& stream) const noexcept { stream.returned_at_arm_ = returned_; }
-  // A CQE of its request carried a buffer; `buffer_has_room`: the kernel keeps filling
-  // it (incremental consumption), so another stream may take the rest.
-  void took_buffer(BufferWaiter& stream, bool buffer_has_room) noexcept;
-  // Its request ended with -ENOBUFS: true if it now waits for a buffer, false if one
-  // came back since it was armed (re-arm at once).
-  bool starve(BufferWaiter& stream) noexcept;
-  // Its request ended for good (end of stream, error, close): out of the list, and a
-  // wake it holds unused goes to the next stream.
-  void done(BufferWaiter& stream) noexcept;
-
-  // The pool's part: a buffer went back to the kernel.
-  void buffer_returned() noexcept;
-  [[nodiscard]] std::uint64_t returned() const noexcept { return returned_; }
-  [[nodiscard]] std::uint32_t streams() const noexcept { return streams_; }
-
- private:
-  class VerdictOp;
-  void wake_next() noexcept;
-  bool clear_woken(BufferWaiter& stream) noexcept;
-  void verdict_done() noexcept;
-
-  EventLoop* loop_;
-  IntrusiveList<BufferWaiter, &BufferWaiter::starved_link_> starved_;  // oldest first
-  IntrusiveList<BufferWaiter, &BufferWaiter::woken_link_> woken_;
-  VerdictOp* verdict_;               // owned; outlives the list if its NOP is in flight
-  std::uint64_t verdict_round_ = 0;  // NOPs submitted so far
-  std::uint64_t returned_ = 0;       // buffers handed back to the kernel
-  std::uint32_t streams_ = 0;        // streams alive on the pool
-};
-
-}  // namespace detail
 
 class BufferPool {
  public:
@@ -176,17 +117,31 @@ class BufferPool {
   // them piece by piece): count() - held() are in the kernel's hands.
   [[nodiscard]] std::uint32_t held() const noexcept { return held_; }
   // Buffers handed back to the kernel since construction (for tests and diagnostics).
-  [[nodiscard]] std::uint64_t returned() const noexcept { return waiters_.returned(); }
+  [[nodiscard]] std::uint64_t returned() const noexcept { return returned_; }
+  // Buffers in the kernel's hands, for receives to take.
+  [[nodiscard]] std::uint32_t available() const noexcept { return count() - held_; }
+  // Whether the kernel refused a RecvStream's byte limit (before 6.17), known after
+  // the first stream armed; streams then rely on pausing alone (docs/net.md, "Fairness").
+  [[nodiscard]] bool byte_limit_refused() const noexcept { return limit_refused_; }
+  // The size of the buffer a RecvStream receives into when the pool is dry: at most
+  // 512 bytes, so that a burst of clients that runs the pool dry leaves little behind
+  // in the heap (docs/net.md, "Fairness").
+  [[nodiscard]] std::uint32_t own_buffer_size() const noexcept {
+    return std::min(buffer_size_, std::uint32_t{512});
+  }
+  // Chunks one RecvStream may queue (BufferPoolOptions::share).
+  [[nodiscard]] std::uint32_t share() const noexcept { return share_; }
+  // RecvStreams alive on the pool.
+  [[nodiscard]] std::uint32_t streams() const noexcept { return streams_; }
   [[nodiscard]] EventLoop& loop() const noexcept { return *loop_; }
 
   // The bytes a receive's CQE delivered (res, flags) as a lease; an error result is
   // returned as its error; a result of 0 is an empty lease (end of stream).
   Result<BufferLease> lease(const IoResult& result) noexcept;
-  // The streams that wait for this pool's buffers (RecvStream's part of the protocol).
-  [[nodiscard]] detail::BufferWaitList& waiters() noexcept { return waiters_; }
 
  private:
   friend class BufferLease;
+  friend class RecvStream;  // joins and leaves streams_
 
   struct Slot {
     std::uint32_t head = 0;    // bytes of the buffer handed out so far (incremental)
@@ -205,12 +160,22 @@ class BufferPool {
   std::unique_ptr<std::byte[]> memory_;
   std::unique_ptr<Slot[]> slots_;
   std::uint32_t held_ = 0;
-  detail::BufferWaitList waiters_;
+  std::uint32_t share_;
+  std::uint32_t streams_ = 0;
+  std::uint64_t returned_ = 0;
+  // The kernel refused a multishot receive with a byte limit (before 6.17): streams on
+  // this pool arm without one.
+  bool limit_refused_ = false;
 };
 
 inline void BufferLease::reset() noexcept {
-  if (pool_ == nullptr) return;
-  std::exchange(pool_, nullptr)->release(id_);
+  std::byte* const data = std::exchange(data_, nullptr);
+  if (data == nullptr) return;
+  if (pool_ != nullptr) {
+    std::exchange(pool_, nullptr)->release(id_);
+  } else {
+    delete[] data;
+  }
   size_ = 0;
 }
 

@@ -9,9 +9,9 @@
 //   co_await chunks.close();                   // needed only if the request may be armed
 //
 // A use of the runtime's multishot core (runtime/multishot.hpp), like Multishot. Its
-// queue, backpressure, running dry (the pool's wait list), ending and closing:
-// docs/net.md, "Provided buffers". Loop thread only (the stop token may fire on any
-// thread); single consumer.
+// queue, backpressure, running dry (a receive into a buffer of its own), ending and
+// closing: docs/net.md, "Provided buffers" and "Fairness". Loop thread only (the stop
+// token may fire on any thread); single consumer.
 #pragma once
 
 #include <cstdint>
@@ -23,18 +23,19 @@
 namespace coring::net {
 
 struct RecvStreamOptions {
-  std::uint32_t bound = 32;  // chunks queued before the request is paused (1 to 2^20)
-  int msg_flags = 0;         // recv(2) flags
+  // Chunks queued before the request is paused (1 to 2^20), at most the pool's share().
+  std::uint32_t bound = 32;
+  int msg_flags = 0;  // recv(2) flags
 };
 
-class RecvStream final : public coring::detail::MultishotCore<RecvStream, BufferLease>,
-                         private detail::BufferWaiter {
+class RecvStream final : public coring::detail::MultishotCore<RecvStream, BufferLease> {
   using Core = coring::detail::MultishotCore<RecvStream, BufferLease>;
   friend Core;
 
  public:
   // Receives from socket `fd` (a direct descriptor if `direct`) into `pool`; `stop`
   // closes the stream. Throws std::system_error (invalid_argument) for a bad bound.
+  // `pool` must outlive the stream.
   RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions options = {},
              std::stop_token stop = {});
   ~RecvStream();
@@ -54,25 +55,39 @@ class RecvStream final : public coring::detail::MultishotCore<RecvStream, Buffer
   NextAwaiter next() noexcept { return NextAwaiter(*this); }
 
  private:
-  static constexpr bool rearm_starved_on_demand = false;  // the wait list re-arms it
+  // A starved stream re-arms when its consumer asks: at once if it waits already.
+  static constexpr bool rearm_starved_on_demand = true;
 
   // The core's hooks (see runtime/multishot.hpp).
   void prep(ring::Sqe& sqe) const noexcept;
-  void armed() noexcept { pool_->waiters().armed(*this); }
+  bool armed() noexcept;
+  bool refused(const IoResult& final) noexcept;
   bool claim(const IoResult& result, BufferLease& lease) noexcept;
   static void release(BufferLease&& lease) noexcept { lease.reset(); }
   void starved(const IoResult& final) noexcept;
-  void finished() noexcept { pool_->waiters().done(*this); }
+  static void finished() noexcept {}
   [[nodiscard]] static std::int32_t value_end() noexcept { return 0; }
 
-  // The wait list's wake for a returned buffer: whether the stream re-armed for it.
-  static bool buffers_back(detail::BufferWaiter& self) noexcept;
   Result<BufferLease> take_chunk() noexcept;
 
+  // What the next (or current) request is. See "Fairness" in docs/net.md.
+  enum class Mode : std::uint8_t {
+    pool,  // the multishot receive into the pool
+    poll,  // the pool ran dry: a poll for data, which holds no memory while the peer idles
+    own,   // data is there: one receive into own_
+  };
+
   BufferPool* pool_;
+  std::byte* own_ = nullptr;  // Mode::own's buffer (new[]'d, pool's own_buffer_size())
   int fd_;
   int msg_flags_;
   bool direct_;
+  Mode mode_ = Mode::pool;
+  bool limited_ = false;  // the multishot request in flight carries a byte limit
+  // Requests in a row that ran the pool dry (ENOBUFS) with no chunk from it since; at
+  // max_dry the stream's next bytes go to a buffer of its own.
+  std::uint8_t dry_ = 0;
+  static constexpr std::uint8_t max_dry = 2;
 };
 
 }  // namespace coring::net

@@ -204,7 +204,7 @@ class StreamSocket : public Socket {
 
   // A receive into a buffer of `pool` that the kernel picks when data arrives: a lease
   // on the bytes, an empty lease at end of stream, or the error (ENOBUFS when the pool
-  // has no buffer left: a RecvStream waits for buffers instead).
+  // has no buffer left: a RecvStream receives into a buffer of its own instead).
   auto recv(BufferPool& pool, int msg_flags = 0) const noexcept {
     return coring::request(detail::PoolRecvBody{&pool, fd_, msg_flags, is_direct(), {}, {}});
   }

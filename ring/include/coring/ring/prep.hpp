@@ -206,6 +206,14 @@ inline void prep_recv_multishot(Sqe& sqe, int fd, std::uint16_t group_id, int ms
   prep_recv_buffer_select(sqe, fd, group_id, 0, msg_flags);
   sqe.ioprio |= recvsend_flags::recv_multishot;
 }
+// With a limit (6.17): the kernel ends the multishot receive (a CQE without F_MORE)
+// once it has received `total_bytes` in all. Before 6.17 the field is file_index, which
+// a receive must leave 0: the request fails with EINVAL.
+inline void prep_recv_multishot(Sqe& sqe, int fd, std::uint16_t group_id, int msg_flags,
+                                std::uint32_t total_bytes) noexcept {
+  prep_recv_multishot(sqe, fd, group_id, msg_flags);
+  sqe.file_index = total_bytes;  // optlen
+}
 inline void prep_send(Sqe& sqe, int fd, std::span<const std::byte> buffer, int msg_flags) noexcept {
   prep_rw(sqe, Op::send, fd, buffer.data(), static_cast<std::uint32_t>(buffer.size()), 0);
   sqe.op_flags = static_cast<std::uint32_t>(msg_flags);

@@ -1,9 +1,8 @@
 // IntrusiveList: a doubly linked list threaded through its elements. It is the one
 // list of every queue and registry in coring (the loop's waiting operations and remote
-// cancels, an Event's waiters, the blocking pool's jobs, a scope's children, a buffer
-// pool's starved streams), and public for the same use in applications (a server's
-// registry of connections, say). It allocates nothing, and an element leaves it in
-// O(1) without knowing which list holds it.
+// cancels, an Event's waiters, the blocking pool's jobs, a scope's children), and public for the
+// same use in applications (a server's registry of connections, say). It allocates nothing, and an
+// element leaves it in O(1) without knowing which list holds it.
 //
 // An element holds one ListHook per list it can be in, and the list names the hook:
 //

@@ -17,6 +17,8 @@
 #include <cerrno>
 #include <chrono>
 #include <coroutine>
+#include <memory>
+#include <new>
 #include <optional>
 #include <stop_token>
 #include <utility>
@@ -117,7 +119,10 @@ class AwaitableOp : public Operation {
 
   EventLoop* loop_ = nullptr;
   std::stop_token stop_token_;
-  std::optional<std::stop_callback<CancelOnStop>> stop_callback_;
+  // Made only for an operation that has a stop token: a pointer in every awaitable
+  // instead of the callback's 56 bytes (an awaitable lives in the awaiting frame, one
+  // per co_await of it, and a server holds a frame per connection).
+  std::unique_ptr<std::stop_callback<CancelOnStop>> stop_callback_;
   Outcome outcome_ = Outcome::completed;  // beyond what res_ says: timed_out, partial
 
  private:
@@ -137,7 +142,15 @@ class AwaitableOp : public Operation {
       cqe_flags_ = 0;
       return false;  // resume at once
     }
-    stop_callback_.emplace(stop_token_, CancelOnStop{this});
+    // A stop that comes while it is made runs the callback, which cancels through the
+    // loop as at any later time.
+    stop_callback_.reset(new (std::nothrow)
+                             std::stop_callback<CancelOnStop>(stop_token_, CancelOnStop{this}));
+    if (!stop_callback_) {
+      res_ = -ENOMEM;  // no memory to hear the stop: the operation is not started
+      cqe_flags_ = 0;
+      return false;
+    }
     return true;
   }
 };

@@ -116,12 +116,19 @@ namespace detail {
 // that `Derived` provides (all noexcept, called on the loop's thread):
 //
 //   void prep(ring::Sqe&)                  fills the request's SQE, on every arm
-//   void armed()                           the request is about to go to the loop
+//   bool armed()                           the request is about to go to the loop;
+//                                          false: no memory for it (the stream ends
+//                                          with -ENOMEM instead)
 //   bool claim(const IoResult&, Item&)     turns a CQE's result into a queued item, at
 //                                          CQE time and in CQE order (a provided buffer
 //                                          is taken then); false: the result is unusable
 //                                          (the hook has logged why) and is dropped
 //   void release(Item&&)                   gives back what an item nobody will take holds
+//   bool refused(const IoResult& final)    the request ended with `final` (not the
+//                                          record's own cancel): true if the stream
+//                                          takes it as a refusal of how it was armed
+//                                          and will arm differently (it re-arms; the
+//                                          result is not delivered)
 //   void starved(const IoResult& final)    the request ended with a rearm_on_demand
 //                                          verdict; the stream is in phase `starved`
 //   void finished()                        the stream ended or closed for good
@@ -142,8 +149,9 @@ namespace detail {
 //   any --close(), stop, loop destruction--> closing --final CQE--> closed
 //
 // Queue. A ring buffer of bound + slack slots, made at construction; or, for a lazy
-// stream (RecvStream: one per connection, mostly idle), made at the first result with 4
-// slots and doubled when full, so that an idle stream holds none or a few. When `bound`
+// stream (RecvStream: one per connection, mostly idle), one slot held in the record
+// itself, then 4 on the heap once two results wait, doubled when full, so that an idle
+// stream, and one whose consumer keeps up, allocates nothing. When `bound`
 // results wait, the stream cancels its request so that the kernel stops producing, and
 // makes room for `slack` more: what the kernel posts before it sees the cancel (a
 // multishot accept takes a whole backlog at once) is queued too, growing the ring
@@ -190,9 +198,6 @@ class MultishotCore : public AwaitableOp {
     if (phase_ != Phase::unarmed) return;
     loop_ = EventLoop::current();
     assert(loop_ != nullptr && "a multishot stream starts inside a running EventLoop");
-    if (stop_token_.stop_possible() && !stop_token_.stop_requested()) {
-      stop_stream_.emplace(stop_token_, StopStream{this});
-    }
     arm();
   }
 
@@ -202,14 +207,16 @@ class MultishotCore : public AwaitableOp {
   [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] bool closed() const noexcept { return phase_ == Phase::closed; }
   // For tests and diagnostics: SQEs submitted (the first arm and every re-arm), pauses
-  // for backpressure, and requests ended for lack of buffers.
+  // (the request stopped with the queue at the bound), and requests ended for lack of
+  // buffers.
   [[nodiscard]] std::uint64_t arms() const noexcept { return arms_; }
   [[nodiscard]] std::uint64_t pauses() const noexcept { return pauses_; }
   [[nodiscard]] std::uint64_t starvations() const noexcept { return starvations_; }
 
  protected:
   static constexpr std::uint32_t max_bound = 1U << 20;
-  static constexpr std::uint32_t first_slots = 4;  // the ring's size at the first result
+  // The ring's size when it first grows beyond the one slot held inline.
+  static constexpr std::uint32_t first_slots = 4;
 
   enum class Phase : std::uint8_t {
     unarmed,  // not started
@@ -298,18 +305,20 @@ class MultishotCore : public AwaitableOp {
     Item item{};
     if (!static_cast<Derived&>(*this).claim(result, item)) return;
     if (overflowed_ ||
-        (size_ == capacity_ &&
-         !grow(capacity_ == 0 ? std::min(first_slots, paused_room_) : capacity_ * 2))) {
+        (size_ == capacity_ && !grow(capacity_ == 0   ? 1
+                                     : capacity_ == 1 ? std::min(first_slots, paused_room_)
+                                                      : capacity_ * 2))) {
       overflow();
       static_cast<Derived&>(*this).release(std::move(item));
       return;
     }
     std::uint32_t index = head_ + size_;
     if (index >= capacity_) index -= capacity_;
-    slots_[index] = std::move(item);
+    storage()[index] = std::move(item);
     ++size_;
   }
   [[nodiscard]] Phase phase() const noexcept { return phase_; }
+  [[nodiscard]] std::uint32_t bound() const noexcept { return bound_; }
   [[nodiscard]] bool consumer_waiting() const noexcept { return static_cast<bool>(waiter_); }
   // Results with F_MORE since the request was last armed.
   [[nodiscard]] std::uint64_t produced() const noexcept { return produced_; }
@@ -324,8 +333,8 @@ class MultishotCore : public AwaitableOp {
     void operator()() const noexcept {
       EventLoop& loop = *core->loop_;
       if (loop.on_loop_thread()) {
-        // Run by start() registering it, for a stop that raced it: arm() sees the stop.
-        if (core->phase_ == Phase::unarmed) return;
+        // Run by arm() registering it, for a stop that raced it: arm() sees the stop.
+        if (core->registering_) return;
         core->cancel_sent_ = true;  // the cancel may be deferred (SQ full)
       }
       LoopOps(loop).request_cancel(*core);
@@ -374,10 +383,18 @@ class MultishotCore : public AwaitableOp {
       return;
     }
     const bool our_pause = phase_ == Phase::pausing && result.res == -ECANCELED;
+    if (!our_pause && static_cast<Derived&>(*this).refused(result)) {
+      phase_ = Phase::paused;
+      maybe_rearm();
+      return;
+    }
     if (!our_pause) {
       switch (policy_(result)) {
         case MultishotAction::rearm:
           push(result);
+          // The kernel stopped where a full queue would have paused the request (a
+          // limited request reached its limit): the same pause, without a cancel.
+          if (size_ >= bound_) ++pauses_;
           break;
         case MultishotAction::end:
           // A value is delivered first (an fd is the consumer's); an error is the end.
@@ -412,11 +429,32 @@ class MultishotCore : public AwaitableOp {
       close_now();
       return;
     }
+    // The stop's callback, made at the first arm — or at a later one, if there was no
+    // memory for it then: a request is never in flight without it.
+    if (!stop_stream_ && stop_token_.stop_possible()) {
+      registering_ = true;
+      stop_stream_.reset(new (std::nothrow)
+                             std::stop_callback<StopStream>(stop_token_, StopStream{this}));
+      registering_ = false;
+      if (!stop_stream_) {
+        end_with(IoResult{-ENOMEM, 0});
+        wake_consumer();
+        return;
+      }
+      if (stop_token_.stop_requested()) {
+        close_now();
+        return;
+      }
+    }
+    if (!static_cast<Derived&>(*this).armed()) {
+      end_with(IoResult{-ENOMEM, 0});
+      wake_consumer();
+      return;
+    }
     phase_ = Phase::armed;
     produced_ = 0;
     overflowed_ = false;  // a stream that ended for want of memory may be re-armed
     ++arms_;
-    static_cast<Derived&>(*this).armed();
     LoopOps(*loop_).submit(*this);
   }
 
@@ -508,20 +546,29 @@ class MultishotCore : public AwaitableOp {
   }
 
   Item pop() noexcept {
-    Item item = std::move(slots_[head_]);
+    Item item = std::move(storage()[head_]);
     if (++head_ == capacity_) head_ = 0;
     --size_;
     return item;
   }
 
-  // Makes the ring `bigger`, keeping the order of what is queued.
+  // The ring's slots: the one held inline until it grows beyond it.
+  Item* storage() noexcept { return slots_ ? slots_.get() : &inline_slot_; }
+
+  // Makes the ring `bigger`, keeping the order of what is queued. One slot is the
+  // inline one: no allocation.
   bool grow(std::uint32_t bigger) noexcept {
+    if (bigger <= 1 && !slots_) {
+      capacity_ = 1;
+      return true;
+    }
     std::unique_ptr<Item[]> slots(new (std::nothrow) Item[bigger]);
     if (!slots) return false;
+    Item* const old = storage();
     for (std::uint32_t i = 0; i < size_; ++i) {
       std::uint32_t index = head_ + i;
       if (index >= capacity_) index -= capacity_;
-      slots[i] = std::move(slots_[index]);
+      slots[i] = std::move(old[index]);
     }
     slots_ = std::move(slots);
     capacity_ = bigger;
@@ -534,22 +581,27 @@ class MultishotCore : public AwaitableOp {
   }
 
   MultishotPolicy policy_;
-  std::unique_ptr<Item[]> slots_;
+  std::unique_ptr<Item[]> slots_;  // null while the ring is at most the inline slot
+  Item inline_slot_{};
   std::uint32_t bound_;
-  std::uint32_t capacity_ = 0;  // slots_'s; 0 until the first result
+  std::uint32_t capacity_ = 0;  // 0 until the first result, then 1 (inline), then slots_'s
   std::uint32_t paused_room_;   // the capacity made when the stream pauses: bound + slack
   std::uint32_t head_ = 0;
   std::uint32_t size_ = 0;
-  std::uint64_t produced_ = 0;
-  std::uint64_t arms_ = 0;
-  std::uint64_t pauses_ = 0;
-  std::uint64_t starvations_ = 0;
+  // Counters for tests and diagnostics, 32 bits to keep the record small (one per
+  // connection in a server); they wrap after 2^32.
+  std::uint32_t produced_ = 0;
+  std::uint32_t arms_ = 0;
+  std::uint32_t pauses_ = 0;
+  std::uint32_t starvations_ = 0;
   std::coroutine_handle<> closer_;
-  std::optional<std::stop_callback<StopStream>> stop_stream_;
+  // Made only for a stream that has a stop token (see AwaitableOp::stop_callback_).
+  std::unique_ptr<std::stop_callback<StopStream>> stop_stream_;
   IoResult end_;  // the stream's end, once ended or closed
   Phase phase_ = Phase::unarmed;
   bool cancel_sent_ = false;  // a cancel went through the loop since the last final CQE
   bool overflowed_ = false;   // a result could not be queued: the stream ends (ENOMEM)
+  bool registering_ = false;  // arm() is making stop_stream_
 };
 
 }  // namespace detail
@@ -605,7 +657,8 @@ class Multishot final : public detail::MultishotCore<Multishot<Prep>, IoResult> 
   static constexpr bool rearm_starved_on_demand = true;
 
   void prep(ring::Sqe& sqe) noexcept { prep_(sqe); }
-  void armed() noexcept {}
+  static bool armed() noexcept { return true; }
+  static bool refused(const IoResult& /*final*/) noexcept { return false; }
   bool claim(const IoResult& result, IoResult& item) const noexcept {
     item = result;
     return true;
