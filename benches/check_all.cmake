@@ -51,7 +51,9 @@ set(expected_sides
     "echo:coring,epoll,liburing,asio-epoll,asio-uring"
     "http:coring,nginx"
     "file-randread:coring,fio"
-    "idle:coring,epoll")
+    "idle:coring,epoll"
+    "fairness-echo:coring,epoll"
+    "fairness-http:coring,nginx")
 foreach(entry IN LISTS expected_sides)
   string(REPLACE ":" ";" parts "${entry}")
   list(GET parts 0 name)
@@ -128,7 +130,7 @@ endif()
 
 # --- with the external peers absent ---------------------------------------------------------
 if(MODE STREQUAL "absent")
-  foreach(cell "http coring" "http nginx" "file-randread fio")
+  foreach(cell "http coring" "http nginx" "file-randread fio" "fairness-http nginx")
     string(REPLACE " " ";" cell_parts "${cell}")
     list(GET cell_parts 0 bench)
     list(GET cell_parts 1 side)

@@ -257,6 +257,12 @@ std::uint16_t free_loopback_port() {
   return port;
 }
 
+void close_with_reset(int fd) {
+  const linger abort{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+  ::close(fd);
+}
+
 std::string find_program(std::string_view name) {
   const char* override = std::getenv("CORING_BENCH_PATH");
   const char* path = override != nullptr ? override : std::getenv("PATH");

@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -59,12 +60,6 @@ struct Server {
   std::string missing;
   std::string install;  // the apt-get line that adds what is missing
 };
-
-int serve_epoll(int ready_fd) {
-  const int listen_fd = listen_loopback();
-  report_listening(ready_fd, local_port(listen_fd));
-  return serve_epoll_echo(listen_fd);
-}
 
 int serve_liburing(int ready_fd) {
   const int listen_fd = listen_loopback();
@@ -242,6 +237,12 @@ void print_table(const std::vector<Server>& servers, const std::vector<std::vect
 
 }  // namespace
 
+int serve_epoll(int ready_fd) {
+  const int listen_fd = listen_loopback();
+  report_listening(ready_fd, local_port(listen_fd));
+  return serve_epoll_echo(listen_fd);
+}
+
 BenchResult echo_suite(const SuiteOptions& suite) {
   EchoOptions options;
   options.load = EchoLoad{suite.echo_conns, suite.echo_size};
@@ -311,10 +312,7 @@ int echo_main(Args& args) {
       static_cast<std::uint32_t>(args.take_u64("--size", 1, 1 << 20).value_or(options.load.size));
   options.measured = std::chrono::seconds(args.take_u64("--seconds", 1, 3600).value_or(5));
   options.reps = args.take_u64("--reps", 1, 100).value_or(options.reps);
-  options.server_cpu =
-      static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
-  options.client_cpu =
-      static_cast<int>(args.take_u64("--client-cpu", 0, CPU_SETSIZE - 1).value_or(1));
+  std::tie(options.server_cpu, options.client_cpu) = take_cpus(args, {0, 1});
   const bool diagnostic = args.take_u64("--diagnostic", 0, 1).value_or(0) == 1;
   args.finish();
   pin_to_cpu(options.client_cpu);

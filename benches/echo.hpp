@@ -17,6 +17,9 @@ int echo_server_main(Args& args);
 // The coring echo server of the benchmark, listening on 127.0.0.1 (reported through
 // `ready_fd`, see ChildProcess::fork_server) until SIGINT or SIGTERM (then it returns 0).
 int serve_coring_echo(int ready_fd);
+// The epoll peer (serve_epoll_echo(), peers/echo_peers.hpp) the same way: listening on
+// 127.0.0.1, reported through `ready_fd`, until it is killed.
+int serve_epoll(int ready_fd);
 // Diagnostic rows: coring-echo's code with a recv per message instead of a multishot
 // receive; and an echo server on the runtime alone, without net/ and the Server frame.
 int serve_coring_echo_recv(int ready_fd);

@@ -19,15 +19,19 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <regex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <tuple>
 #include <vector>
 
 #include "child_process.hpp"
@@ -63,55 +67,6 @@ struct HttpRun {
     return static_cast<double>(server_cpu.count()) / static_cast<double>(wall.count());
   }
 };
-
-// A temporary directory, removed with its contents on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "coring-bench-http.XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const fs::path& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
-
-void write_nginx_config(const fs::path& dir, std::uint16_t port) {
-  std::ofstream config(dir / "nginx.conf");
-  const std::string prefix = dir.string();
-  config << "worker_processes 1;\n"
-            "daemon off;\n"
-            "pid "
-         << prefix << "/nginx.pid;\n"
-         << "error_log " << prefix << "/error.log warn;\n"
-         << "events { worker_connections 1024; }\n"
-            "http {\n"
-            "  access_log off;\n"
-            "  keepalive_requests 1000000000;\n"
-            "  keepalive_timeout 30s;\n"
-            "  client_body_temp_path "
-         << prefix << "/body;\n"
-         << "  proxy_temp_path " << prefix << "/proxy;\n"
-         << "  fastcgi_temp_path " << prefix << "/fastcgi;\n"
-         << "  uwsgi_temp_path " << prefix << "/uwsgi;\n"
-         << "  scgi_temp_path " << prefix << "/scgi;\n"
-         << "  server {\n"
-            "    listen 127.0.0.1:"
-         << port << ";\n"
-         << "    location = / { default_type text/plain; return 200 \"Hello, World!\"; }\n"
-            "    location / { return 404; }\n"
-            "  }\n"
-            "}\n";
-  if (!config) throw std::runtime_error("cannot write " + (dir / "nginx.conf").string());
-}
 
 // Reads everything from `fd` until end of file.
 std::string read_all(int fd) {
@@ -161,9 +116,9 @@ WrkResult run_wrk(const std::string& wrk, const HttpOptions& options, std::uint1
   return result;
 }
 
+// A run against a server that listens on 127.0.0.1:port in `server`.
 HttpRun measure(ChildProcess& server, const std::string& wrk, const HttpOptions& options,
                 std::uint16_t port) {
-  ::close(connect_loopback(port, std::chrono::milliseconds(10'000)));  // it listens
   if (options.warmup.count() > 0) run_wrk(wrk, options, port, options.warmup);
   HttpRun run;
   const std::chrono::nanoseconds cpu_start = server.cpu_time();
@@ -173,17 +128,6 @@ HttpRun measure(ChildProcess& server, const std::string& wrk, const HttpOptions&
   run.wall = result.wall;
   if (server.exited()) throw std::runtime_error("the server exited during the run");
   return run;
-}
-
-int serve_coring_http(int ready_fd) {
-  examples::ServerOptions options;
-  options.address = net::Address::ipv4_loopback(0);
-  options.threads = 1;
-  options.idle_timeout = std::chrono::seconds(30);
-  options.receive_pool = examples::default_receive_pool();  // as coring-http runs
-  examples::Server server(options, &examples::serve_http);
-  report_listening(ready_fd, server.port());
-  return server.run();
 }
 
 HttpRun run_coring(const std::string& wrk, const HttpOptions& options) {
@@ -197,22 +141,16 @@ HttpRun run_coring(const std::string& wrk, const HttpOptions& options) {
   return run;
 }
 
+// nginx's errors go to its error.log, quoted if the run fails, so that they do not
+// interleave with the table.
 HttpRun run_nginx(const std::string& nginx, const std::string& wrk, const HttpOptions& options) {
-  TempDir dir;
-  const std::uint16_t port = free_loopback_port();
-  write_nginx_config(dir.path(), port);
-  ChildProcess server =
-      ChildProcess::exec(options.server_cpu, {nginx, "-p", dir.path().string(), "-c",
-                                              (dir.path() / "nginx.conf").string(), "-e",
-                                              (dir.path() / "error.log").string()});
+  Nginx server({.program = nginx, .cpu = options.server_cpu, .errors_to_stderr = false});
   try {
-    HttpRun run = measure(server, wrk, options, port);
-    server.stop(SIGQUIT, std::chrono::milliseconds(5000));  // nginx's graceful shutdown
+    HttpRun run = measure(server.process(), wrk, options, server.port());
+    server.stop();
     return run;
   } catch (const std::exception& e) {
-    std::ifstream log(dir.path() / "error.log");
-    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-    throw std::runtime_error(std::string("nginx: ") + e.what() + "\nerror.log:\n" + text);
+    throw std::runtime_error(server.failure(e.what()));
   }
 }
 
@@ -242,7 +180,83 @@ std::array<std::vector<HttpRun>, 2> run_http(const HttpOptions& options, const s
   return {std::move(runs[0]), std::move(runs[1])};
 }
 
+// nginx's configuration (see Nginx in http.hpp), its temporary files in `prefix`, its
+// errors to `error_log` (a path, or "stderr"). Returns the configuration's path.
+std::string write_nginx_config(const fs::path& prefix, std::uint16_t port,
+                               const std::string& error_log) {
+  const std::string conf = (prefix / "nginx.conf").string();
+  std::ofstream out(conf);
+  out << "worker_processes 1;\ndaemon off;\npid " << (prefix / "nginx.pid").string()
+      << ";\nerror_log " << error_log << " warn;\nevents { worker_connections 1024; }\n"
+      << "http {\n  access_log off;\n  keepalive_requests 1000000000;\n"
+      << "  keepalive_timeout 30s;\n";
+  for (const char* kind : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"}) {
+    out << "  " << kind << "_temp_path " << (prefix / kind).string() << ";\n";
+  }
+  out << "  server {\n    listen 127.0.0.1:" << port << ";\n"
+      << "    location = / { default_type text/plain; return 200 \"Hello, World!\"; }\n"
+      << "    location / { return 404; }\n  }\n}\n";
+  if (!out) throw std::runtime_error("cannot write " + conf);
+  return conf;
+}
+
 }  // namespace
+
+int serve_coring_http(int ready_fd) {
+  examples::ServerOptions options;
+  options.address = net::Address::ipv4_loopback(0);
+  options.threads = 1;
+  options.idle_timeout = std::chrono::seconds(30);
+  options.receive_pool = examples::default_receive_pool();  // as coring-http runs
+  examples::Server server(options, &examples::serve_http);
+  report_listening(ready_fd, server.port());
+  return server.run();
+}
+
+TempDir::TempDir(std::string_view name) {
+  std::string pattern = (fs::temp_directory_path() / name).string() + ".XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    throw std::system_error(errno, std::system_category(), "mkdtemp " + pattern);
+  }
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  // A destructor has no one to report a failure to: what is left stays in the temporary
+  // directory.
+  std::error_code ignored;
+  fs::remove_all(path_, ignored);
+}
+
+Nginx::Nginx(const NginxOptions& options)
+    : prefix_("coring-bench-nginx"),
+      error_log_(options.errors_to_stderr ? "stderr" : (prefix_.path() / "error.log").string()),
+      port_(free_loopback_port()),
+      process_(start(options)) {
+  try {
+    ::close(connect_loopback(port_, std::chrono::milliseconds(10'000)));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(failure(e.what()));
+  }
+}
+
+ChildProcess Nginx::start(const NginxOptions& options) const {
+  const std::string conf = write_nginx_config(prefix_.path(), port_, error_log_);
+  return ChildProcess::exec(
+      options.cpu, {options.program, "-p", prefix_.path().string(), "-c", conf, "-e", error_log_});
+}
+
+std::string Nginx::failure(std::string_view what) const {
+  std::string text = "nginx: " + std::string(what);
+  if (error_log_ != "stderr") {
+    std::ifstream log(error_log_);
+    text += "\nerror.log:\n";
+    text.append(std::istreambuf_iterator<char>(log), std::istreambuf_iterator<char>());
+  }
+  return text;
+}
+
+int Nginx::stop() { return process_.stop(SIGQUIT, std::chrono::milliseconds(5000)); }
 
 BenchResult http_suite(const SuiteOptions& suite) {
   HttpOptions options;
@@ -285,10 +299,7 @@ int http_main(Args& args) {
   options.measured = std::chrono::seconds(args.take_u64("--seconds", 1, 3600).value_or(5));
   options.connections = args.take_u64("--conns", 1, 10000).value_or(options.connections);
   options.reps = args.take_u64("--reps", 1, 100).value_or(options.reps);
-  options.server_cpu =
-      static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
-  options.client_cpu =
-      static_cast<int>(args.take_u64("--client-cpu", 0, CPU_SETSIZE - 1).value_or(1));
+  std::tie(options.server_cpu, options.client_cpu) = take_cpus(args, {0, 1});
   args.finish();
   const std::string nginx = find_program("nginx");
   const std::string wrk = find_program("wrk");

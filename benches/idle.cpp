@@ -28,7 +28,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -48,12 +47,12 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "child_process.hpp"
 #include "echo.hpp"
 #include "measure.hpp"
-#include "peers/echo_peers.hpp"
 #include "suite.hpp"
 
 namespace coring::bench {
@@ -84,12 +83,6 @@ struct Server {
   std::string side;  // in `all`'s, where coring's side is "coring" in every row
   int (*serve)(int ready_fd) = nullptr;
 };
-
-int serve_epoll(int ready_fd) {
-  const int listen_fd = listen_loopback();
-  report_listening(ready_fd, local_port(listen_fd));
-  return serve_epoll_echo(listen_fd);
-}
 
 std::vector<Server> idle_servers() {
   return {{"coring-echo", "coring", &serve_coring_echo}, {"epoll", "epoll", &serve_epoll}};
@@ -132,13 +125,6 @@ std::uint64_t rss_kib(pid_t pid) {
     if (line.starts_with("VmRSS:")) return std::stoull(line.substr(6));
   }
   throw std::runtime_error("no VmRSS in /proc/" + std::to_string(pid) + "/status");
-}
-
-// Closes a connection with a reset: nothing is left in TIME_WAIT.
-void close_with_reset(int fd) {
-  const linger abort{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
-  ::close(fd);
 }
 
 // The client: connections to 127.0.0.1:port that each echo one distinct 4-byte value,
@@ -444,10 +430,7 @@ int idle_main(Args& args) {
   IdleOptions options;
   options.conns = args.take_u64("--conns", 1, 1'000'000).value_or(options.conns);
   options.reps = args.take_u64("--reps", 1, 100).value_or(options.reps);
-  options.server_cpu =
-      static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
-  options.client_cpu =
-      static_cast<int>(args.take_u64("--client-cpu", 0, CPU_SETSIZE - 1).value_or(1));
+  std::tie(options.server_cpu, options.client_cpu) = take_cpus(args, {0, 1});
   args.finish();
   pin_to_cpu(options.client_cpu);
   const std::vector<Server> servers = idle_servers();

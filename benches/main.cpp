@@ -16,6 +16,7 @@
 
 #include "cli.hpp"
 #include "echo.hpp"
+#include "fairness.hpp"
 #include "file_randread.hpp"
 #include "http.hpp"
 #include "idle.hpp"
@@ -37,7 +38,8 @@ struct Subcommand {
 constexpr std::array subcommands{
     Subcommand{"all",
                "[--json FILE] [--reps R] [--seconds S] [--ops N] [--file F] [--file-mib M] "
-               "[--idle-conns N] [--server-cpu A] [--client-cpu B]",
+               "[--idle-conns N] [--fairness-clients N] [--fairness-probes P] [--server-cpu A] "
+               "[--client-cpu B]",
                "every benchmark against its peers, R runs each (3) interleaved; one table of "
                "medians",
                all_main},
@@ -79,6 +81,12 @@ constexpr std::array subcommands{
                "server RSS per idle connection: coring-echo vs the epoll echo server, N "
                "connections (10000) each echoing once",
                idle_main},
+    Subcommand{"fairness",
+               "[--clients N] [--probes P] [--gap-ms G] [--reps R] [--server-cpu A] "
+               "[--client-cpu B]",
+               "probe latency while N clients (50) send without reading: coring-echo vs epoll, "
+               "coring-http vs nginx; P probes (100), every G ms (50); all bytes checked",
+               fairness_main},
 };
 
 void print_usage(std::FILE* out, const Subcommand& sub) {

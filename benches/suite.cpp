@@ -19,7 +19,10 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <system_error>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "measure.hpp"
@@ -94,6 +97,7 @@ std::vector<Entry> entries() {
       {{"http"}, http_metrics, one(&http_suite)},
       {{"file-randread"}, randread_metrics, one(&randread_suite)},
       {{"idle"}, idle_metrics, one(&idle_suite)},
+      {{"fairness-echo", "fairness-http"}, fairness_metrics, &fairness_suite},
   };
 }
 
@@ -189,6 +193,11 @@ void print_table(const std::vector<BenchResult>& results, const SuiteOptions& op
       "connection (VmRSS), its rate the connections opened and echoed per second; it has no "
       "memory ratio, the epoll peer's figure being about 0 (coring-bench idle prints "
       "coring-echo's against its target).\n");
+  std::printf(
+      "fairness is no CPU figure either: its CPU/op column is the p99 latency of a fresh "
+      "connection's round trip while N clients send without reading (a lost probe counting as "
+      "its 1000 ms timeout), its rate the share of those probes answered; it has no latency "
+      "ratio (coring-bench fairness prints coring's against its target).\n");
 }
 
 // The skipped sides under the table, each with the apt-get line that adds it.
@@ -216,15 +225,23 @@ SuiteOptions take_suite_options(Args& args) {
       std::min<std::chrono::milliseconds>(options.measured / 2, std::chrono::seconds(1));
   options.nop_ops = args.take_u64("--ops", 1000, UINT64_MAX / 2).value_or(options.nop_ops);
   options.idle_conns = args.take_u64("--idle-conns", 1, 1'000'000).value_or(options.idle_conns);
-  const auto [server_cpu, client_cpu] = default_cpus();
-  options.server_cpu =
-      static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(server_cpu));
-  options.client_cpu =
-      static_cast<int>(args.take_u64("--client-cpu", 0, CPU_SETSIZE - 1).value_or(client_cpu));
+  options.fairness_clients =
+      args.take_u64("--fairness-clients", 1, 1000).value_or(options.fairness_clients);
+  options.fairness_probes =
+      args.take_u64("--fairness-probes", 1, 1'000'000).value_or(options.fairness_probes);
+  std::tie(options.server_cpu, options.client_cpu) = take_cpus(args, default_cpus());
   return options;
 }
 
 }  // namespace
+
+std::pair<int, int> take_cpus(Args& args, std::pair<int, int> defaults) {
+  const auto take = [&args](std::string_view name, int fallback) {
+    return static_cast<int>(
+        args.take_u64(name, 0, CPU_SETSIZE - 1).value_or(static_cast<std::uint64_t>(fallback)));
+  };
+  return {take("--server-cpu", defaults.first), take("--client-cpu", defaults.second)};
+}
 
 double Side::median_of(std::size_t m) const { return median(values[m]); }
 

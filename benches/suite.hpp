@@ -4,9 +4,10 @@
 // interleaved (interleave() below) and returns a BenchResult: per side, the figures of
 // every run for two metrics, CPU per operation first (the one the ratios are about)
 // and throughput second (idle's: memory per idle connection, then connections opened
-// per second). A peer this machine lacks is a skipped Side that carries the apt-get
-// line that adds it; it is never an error. The same functions serve the benchmarks'
-// own *-compare subcommands, which print their own, more detailed tables.
+// per second; fairness's: a probe's p99 latency, then the share of probes answered). A
+// peer this machine lacks is a skipped Side that carries the apt-get line that adds it;
+// it is never an error. The same functions serve the benchmarks' own *-compare
+// subcommands, which print their own, more detailed tables.
 #pragma once
 
 #include <array>
@@ -34,9 +35,11 @@ struct SuiteOptions {
   std::uint32_t http_conns = 64;
   std::uint32_t randread_qd = 32;
   std::uint64_t idle_conns = 10'000;
-  std::string randread_file;  // made (and warmed) by `all` unless given
-  int server_cpu = 0;         // the servers of echo and http
-  int client_cpu = 1;         // their load, and the in-process benchmarks
+  std::uint64_t fairness_clients = 50;  // clients that send without reading
+  std::uint64_t fairness_probes = 40;   // one every 50 ms: 2 s per run
+  std::string randread_file;            // made (and warmed) by `all` unless given
+  int server_cpu = 0;                   // the servers of echo and http
+  int client_cpu = 1;                   // their load, and the in-process benchmarks
 };
 
 struct Metric {
@@ -44,8 +47,9 @@ struct Metric {
   std::string unit;  // e.g. "us"
   bool lower_is_better = true;
   // Whether coring's median over a peer's means anything: not for idle's bytes per
-  // connection, which are about 0 for the epoll peer. Without it the table shows no
-  // ratio, the JSON a null one, and the chart (of metric 0) leaves the benchmark out.
+  // connection, which are about 0 for the epoll peer, nor for fairness's latencies, a
+  // fraction of a millisecond or a bound (a lost probe counts as its timeout). Without it the table
+  // shows no ratio, the JSON a null one, and the chart (of metric 0) leaves the benchmark out.
   bool ratio = true;
 };
 
@@ -82,6 +86,11 @@ inline const std::array<Metric, 2> randread_metrics{Metric{"cpu_us_per_io", "us"
 // the rate at which the client opened them (each with its echo).
 inline const std::array<Metric, 2> idle_metrics{Metric{"bytes_per_conn", "B", true, false},
                                                 Metric{"conns_per_s", "1/s", false}};
+// fairness's rows neither: the p99 of a fresh connection's round trip while N clients send
+// without reading (a lost probe counting as its timeout, 1000 ms), and the share of such
+// probes answered.
+inline const std::array<Metric, 2> fairness_metrics{Metric{"probe_p99_ms", "ms", true, false},
+                                                    Metric{"probes_answered", "%", false}};
 
 // A figure with its unit for people: "8.68 us", "78.4 ns", "12.75 M/s".
 [[nodiscard]] std::string format_figure(double value, const std::string& unit);
@@ -117,12 +126,19 @@ template <typename Run>
 
 // The benchmarks' contributions (each defined next to its benchmark). nop_suite()
 // returns two rows from one interleaved set of runs: ring-nop (coring's Ring against
-// liburing) and runtime-nop (coring's EventLoop against both rings).
+// liburing) and runtime-nop (coring's EventLoop against both rings); fairness_suite()
+// two as well: fairness-echo (coring-echo against epoll) and fairness-http (coring-http
+// against nginx).
 std::vector<BenchResult> nop_suite(const SuiteOptions& options);
 BenchResult echo_suite(const SuiteOptions& options);
 BenchResult http_suite(const SuiteOptions& options);
 BenchResult randread_suite(const SuiteOptions& options);
 BenchResult idle_suite(const SuiteOptions& options);
+std::vector<BenchResult> fairness_suite(const SuiteOptions& options);
+
+// Takes --server-cpu A and --client-cpu B, the CPUs of a network benchmark's servers and
+// of its clients; `defaults` when they are not given.
+[[nodiscard]] std::pair<int, int> take_cpus(Args& args, std::pair<int, int> defaults);
 
 // The subcommand.
 int all_main(Args& args);

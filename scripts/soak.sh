@@ -7,7 +7,7 @@
 #
 # Options: --build DIR (default build; coring-echo and coring-soak-client are taken
 # from it), --connections N, --seconds S (of load, from the moment every connection is
-# open), --warmup-seconds W (default S/5), --message-size B (default 128),
+# open), --warmup-seconds W (default S/2), --message-size B (default 128),
 # --max-rss-growth-percent G (default 5).
 #
 # What it does: raises RLIMIT_NOFILE to the hard limit (both programs inherit it; the

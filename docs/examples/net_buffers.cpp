@@ -3,9 +3,9 @@
 //
 // The kernel picks a buffer only when data arrives; a lease hands back the bytes and
 // returns the buffer to the kernel when it is dropped. When the pool runs dry the
-// stream's request ends with ENOBUFS and re-arms as soon as a lease is dropped: the
-// consumer below holds every buffer for a moment on purpose, and every byte still
-// arrives in order.
+// stream's request ends with ENOBUFS and the stream receives into buffers of its own
+// until the pool has buffers again: the consumer below holds every buffer for a moment
+// on purpose, and every byte still arrives in order.
 #include <sys/socket.h>
 
 #include <cstddef>
@@ -46,11 +46,11 @@ Task<std::string> receive_all(UnixStream& conn, BufferPool& pool) {
     if (chunk->empty()) break;  // end of stream
     held.push_back(std::move(*chunk));
     if (held.size() < pool.count()) continue;
-    co_await coring::sleep_for(1ms);  // every buffer is ours: the kernel runs dry meanwhile
+    co_await coring::sleep_for(1ms);  // we hold 4 chunks: the pool runs dry meanwhile
     for (const auto& lease : held) {
       received.append(reinterpret_cast<const char*>(lease.data().data()), lease.size());
     }
-    held.clear();  // buffers back: the stream re-arms
+    held.clear();  // buffers back: the stream receives into the pool again
   }
   for (const auto& lease : held) {
     received.append(reinterpret_cast<const char*>(lease.data().data()), lease.size());

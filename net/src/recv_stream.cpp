@@ -47,9 +47,11 @@ void RecvStream::prep(ring::Sqe& sqe) const noexcept {
       if (limited_) {
         // The kernel stops once the queue could hold the stream's share: a batch of
         // receives it makes before a pause would take effect stays within the bound.
+        // At most INT_MAX: the kernel counts the limit down as an int.
         const std::uint64_t room = std::uint64_t{bound() - size()} * pool_->buffer_size();
-        ring::prep_recv_multishot(sqe, fd_, pool_->group_id(), msg_flags_,
-                                  static_cast<std::uint32_t>(std::min<std::uint64_t>(room, ~0U)));
+        ring::prep_recv_multishot(
+            sqe, fd_, pool_->group_id(), msg_flags_,
+            static_cast<std::uint32_t>(std::min<std::uint64_t>(room, 0x7FFF'FFFF)));
       } else {
         ring::prep_recv_multishot(sqe, fd_, pool_->group_id(), msg_flags_);
       }
@@ -75,14 +77,16 @@ bool RecvStream::armed() noexcept {
     return own_ != nullptr;
   }
   mode_ = pool_->available() > 0 && mode_ != Mode::poll ? Mode::pool : Mode::poll;
-  limited_ = mode_ == Mode::pool && !pool_->limit_refused_;
+  limited_ = mode_ == Mode::pool && !pool_->limit_refused_ && !unlimited_retry_;
   return true;
 }
 
-// A kernel before 6.17 refuses the byte limit (EINVAL): the pool's streams go without.
+// A kernel before 6.17 refuses the byte limit with EINVAL — as it refuses other things
+// (MSG_WAITALL, say): the stream tries once more without the limit, and only a chunk
+// from that request tells the pool that its streams should go without.
 bool RecvStream::refused(const IoResult& final) noexcept {
   if (final.res != -EINVAL || mode_ != Mode::pool || !limited_) return false;
-  pool_->limit_refused_ = true;
+  unlimited_retry_ = true;
   return true;
 }
 
@@ -121,6 +125,7 @@ bool RecvStream::claim(const IoResult& result, BufferLease& lease) noexcept {
   }
   lease = std::move(*claimed);
   dry_ = 0;
+  if (unlimited_retry_) pool_->limit_refused_ = true;  // it was the limit
   return true;
 }
 

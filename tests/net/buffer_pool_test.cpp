@@ -420,6 +420,58 @@ TEST(RecvStream, AKernelThatRefusesTheByteLimitIsServedWithoutIt) {
   EXPECT_EQ(pool.held(), 0U);
 }
 
+// An EINVAL that is not about the limit — a multishot receive refuses MSG_WAITALL —
+// ends that stream with the error after one retry, and leaves the pool's other streams
+// their limit.
+TEST(RecvStream, AnEinvalOfItsOwnDoesNotTurnThePoolsLimitOff) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop, {.buffer_size = 256, .count = 16, .incremental = false});
+  auto pair = stream_pair();
+  ASSERT_EQ(::send(pair.second.fd(), "w", 1, 0), 1);
+  const std::error_code error = loop.run([&]() -> Task<std::error_code> {
+    RecvStream chunks = pair.first.recv_stream(pool, {.msg_flags = MSG_WAITALL});
+    Result<BufferLease> chunk = co_await chunks.next();
+    co_await chunks.close();
+    co_return chunk ? std::error_code{} : chunk.error();
+  }());
+  EXPECT_EQ(error, std::errc::invalid_argument) << error.message();
+  EXPECT_FALSE(pool.byte_limit_refused()) << "the pool's streams lost their limit";
+}
+
+// The kernel counts a request's byte limit down as an int: one of 2^31 bytes or more
+// (a bound of 2^20 chunks of 4 KiB) must be clamped, or the request ends after its first
+// chunk and the multishot receive costs a request per chunk.
+TEST(RecvStream, AHugeShareStillTakesManyChunksPerRequest) {
+  EventLoop loop;
+  REQUIRE_RECV_MULTISHOT(loop);
+  BufferPool pool(loop,
+                  {.buffer_size = 4096, .count = 256, .incremental = false, .share = 1U << 20});
+  auto pair = stream_pair();
+  const auto sent = pattern(256 * 1024, 4);
+  std::size_t received = 0, chunks_seen = 0;
+  std::uint64_t arms = 0;
+  loop.run(when_all(
+      [&]() -> Task<void> {
+        co_await pair.second.send_all(sent);
+        co_await pair.second.shutdown(SHUT_WR);
+      }(),
+      [&]() -> Task<void> {
+        RecvStream chunks = pair.first.recv_stream(pool, {.bound = 1U << 20});
+        for (;;) {
+          Result<BufferLease> chunk = co_await chunks.next();
+          if (!chunk || chunk->empty()) break;
+          received += chunk->size();
+          ++chunks_seen;
+        }
+        arms = chunks.arms();
+        co_await chunks.close();
+      }()));
+  EXPECT_EQ(received, sent.size());
+  EXPECT_GE(chunks_seen, 8U);
+  EXPECT_LE(arms, chunks_seen / 4) << arms << " requests for " << chunks_seen << " chunks";
+}
+
 TEST(RecvStream, PausesWhenTheConsumerFallsBehind) {
   EventLoop loop;
   REQUIRE_RECV_MULTISHOT(loop);

@@ -53,7 +53,7 @@ struct Options {
   std::uint16_t port = 0;
   std::uint32_t connections = 1000;
   std::uint32_t seconds = 10;
-  std::uint32_t warmup_seconds = 0;  // 0: a fifth of the run
+  std::uint32_t warmup_seconds = 0;  // 0: half the run
   std::uint32_t message_size = 128;
   long server_pid = 0;  // 0: no RSS check
   double max_rss_growth_percent = 5.0;
@@ -114,7 +114,7 @@ Options parse(int argc, char** argv) {
   if (!have_port) bad_usage("--port is required");
   if (options.message_size < 16) bad_usage("--message-size must be at least 16");
   if (options.seconds == 0) bad_usage("--seconds must be at least 1");
-  if (options.warmup_seconds == 0) options.warmup_seconds = std::max(1U, options.seconds / 5);
+  if (options.warmup_seconds == 0) options.warmup_seconds = std::max(1U, options.seconds / 2);
   if (options.warmup_seconds >= options.seconds) bad_usage("the warm-up must end before the run");
   return options;
 }

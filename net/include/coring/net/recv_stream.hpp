@@ -84,6 +84,9 @@ class RecvStream final : public coring::detail::MultishotCore<RecvStream, Buffer
   bool direct_;
   Mode mode_ = Mode::pool;
   bool limited_ = false;  // the multishot request in flight carries a byte limit
+  // The kernel refused a limited request (EINVAL): this stream goes without the limit,
+  // and its first chunk marks the pool (BufferPool::byte_limit_refused()).
+  bool unlimited_retry_ = false;
   // Requests in a row that ran the pool dry (ENOBUFS) with no chunk from it since; at
   // max_dry the stream's next bytes go to a buffer of its own.
   std::uint8_t dry_ = 0;

@@ -207,8 +207,9 @@ inline void prep_recv_multishot(Sqe& sqe, int fd, std::uint16_t group_id, int ms
   sqe.ioprio |= recvsend_flags::recv_multishot;
 }
 // With a limit (6.17): the kernel ends the multishot receive (a CQE without F_MORE)
-// once it has received `total_bytes` in all. Before 6.17 the field is file_index, which
-// a receive must leave 0: the request fails with EINVAL.
+// once it has received `total_bytes` in all; it counts them down as an int, so keep
+// `total_bytes` at most INT_MAX. Before 6.17 the field is file_index, which a receive
+// must leave 0: the request fails with EINVAL.
 inline void prep_recv_multishot(Sqe& sqe, int fd, std::uint16_t group_id, int msg_flags,
                                 std::uint32_t total_bytes) noexcept {
   prep_recv_multishot(sqe, fd, group_id, msg_flags);
