@@ -37,7 +37,7 @@ RecvStream::RecvStream(int fd, bool direct, BufferPool& pool, RecvStreamOptions 
 
 RecvStream::~RecvStream() {
   retire();
-  delete[] own_;  // null unless the loop was destroyed with the request never reaped
+  delete[] own_;  // left by a receive into it that failed (its result took no lease)
   --pool_->streams_;
 }
 
@@ -45,9 +45,11 @@ void RecvStream::prep(ring::Sqe& sqe) const noexcept {
   switch (mode_) {
     case Mode::pool:
       if (limited_) {
-        // The kernel stops once the queue could hold the stream's share: a batch of
-        // receives it makes before a pause would take effect stays within the bound.
-        // At most INT_MAX: the kernel counts the limit down as an int.
+        // The kernel ends the request once the queue's room is filled, counted in
+        // whole buffers: a flood's batch of receives, made before a pause could take
+        // effect, stays within the bound (chunks smaller than a buffer reach the bound
+        // first, and the pause stops those). At most INT_MAX: the kernel counts the
+        // limit down as an int.
         const std::uint64_t room = std::uint64_t{bound() - size()} * pool_->buffer_size();
         ring::prep_recv_multishot(
             sqe, fd_, pool_->group_id(), msg_flags_,
