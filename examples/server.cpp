@@ -152,15 +152,15 @@ Task<void> watch_signals(std::stop_source stop) {
     co_return;
   }
   signalfd_siginfo info{};
-  IoResult read;
-  for (;;) {
-    read = co_await io([&](ring::Sqe& sqe) {
-             ring::prep_read(sqe, fd, std::as_writable_bytes(std::span(&info, 1)), 0);
-           }).with_stop(stop.get_token());
-    // No memory to register the stop's callback: the read did not start. Try again
-    // shortly (a plain sleep needs no memory) rather than stop the server for it.
-    if (read.res != -ENOMEM || stop.stop_requested()) break;
-    co_await sleep_for(std::chrono::milliseconds(10));
+  const auto read_signal = [&](ring::Sqe& sqe) {
+    ring::prep_read(sqe, fd, std::as_writable_bytes(std::span(&info, 1)), 0);
+  };
+  IoResult read = co_await io(read_signal).with_stop(stop.get_token());
+  // No memory for the stop's callback, so the read did not start (memory may stay short
+  // for as long as the server is loaded): read with a timeout instead, which needs none,
+  // and look at the stop between reads.
+  while (read.res == -ENOMEM || (read.outcome == Outcome::timed_out && !stop.stop_requested())) {
+    read = co_await io(read_signal).with_timeout(std::chrono::milliseconds(100));
   }
   ::close(fd);
   if (read.res == static_cast<int>(sizeof(info))) {
