@@ -242,9 +242,15 @@ class MultishotCore : public AwaitableOp {
     }
     paused_room_ = bound_ + (slack != 0 ? std::min(slack, max_bound) : bound_);
     if (!lazy && !grow(paused_room_)) throw std::bad_alloc();
+    // The stop's callback is made at the first arm, in memory taken now: an arm then
+    // needs no memory for it (std::bad_alloc here otherwise).
+    if (stop.stop_possible()) stop_storage_ = ::operator new(sizeof(StopCallback));
     stop_token_ = std::move(stop);
   }
-  ~MultishotCore() = default;
+  ~MultishotCore() {
+    drop_stop_callback();
+    ::operator delete(stop_storage_);
+  }
 
   // For Derived's destructor, which runs while its hooks still work: releases what is
   // queued. A stream is destroyed only once the kernel is done with it.
@@ -255,7 +261,7 @@ class MultishotCore : public AwaitableOp {
     // outlive the stream. (A closed stream has let go of its loop already: it may
     // outlive it.)
     if (stop_stream_) {
-      stop_stream_.reset();  // waits for a callback running on another thread
+      drop_stop_callback();  // waits for a callback running on another thread
       cancel_sent_ = true;
     }
     if (cancel_sent_) LoopOps(*loop_).forget_cancel(*this);
@@ -340,6 +346,13 @@ class MultishotCore : public AwaitableOp {
       LoopOps(loop).request_cancel(*core);
     }
   };
+
+  using StopCallback = std::stop_callback<StopStream>;
+  // Unregisters the stop's callback (waiting for one running on another thread).
+  void drop_stop_callback() noexcept {
+    if (stop_stream_ == nullptr) return;
+    std::exchange(stop_stream_, nullptr)->~StopCallback();
+  }
 
   static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
     static_cast<Derived&>(self).prep(*sqes[0]);
@@ -429,18 +442,12 @@ class MultishotCore : public AwaitableOp {
       close_now();
       return;
     }
-    // The stop's callback, made at the first arm — or at a later one, if there was no
-    // memory for it then: a request is never in flight without it.
-    if (!stop_stream_ && stop_token_.stop_possible()) {
+    // The stop's callback, made at the first arm (in memory taken at construction): a
+    // request is never in flight without it.
+    if (!stop_stream_ && stop_storage_ != nullptr) {
       registering_ = true;
-      stop_stream_.reset(new (std::nothrow)
-                             std::stop_callback<StopStream>(stop_token_, StopStream{this}));
+      stop_stream_ = new (stop_storage_) StopCallback(stop_token_, StopStream{this});
       registering_ = false;
-      if (!stop_stream_) {
-        end_with(IoResult{-ENOMEM, 0});
-        wake_consumer();
-        return;
-      }
       if (stop_token_.stop_requested()) {
         close_now();
         return;
@@ -516,7 +523,7 @@ class MultishotCore : public AwaitableOp {
     if (!was_closed) static_cast<Derived&>(*this).finished();
     release_queue();
     if (stop_stream_) {
-      stop_stream_.reset();  // waits for a callback running on another thread
+      drop_stop_callback();  // waits for a callback running on another thread
       cancel_sent_ = true;   // which may have deferred a cancel
     }
     if (std::exchange(cancel_sent_, false)) LoopOps(*loop_).forget_cancel(*this);
@@ -595,8 +602,10 @@ class MultishotCore : public AwaitableOp {
   std::uint32_t pauses_ = 0;
   std::uint32_t starvations_ = 0;
   std::coroutine_handle<> closer_;
-  // Made only for a stream that has a stop token (see AwaitableOp::stop_callback_).
-  std::unique_ptr<std::stop_callback<StopStream>> stop_stream_;
+  // For a stream that has a stop token: memory for its callback, taken at construction,
+  // and the callback once made in it (see AwaitableOp::stop_callback_ for why not inline).
+  void* stop_storage_ = nullptr;
+  StopCallback* stop_stream_ = nullptr;
   IoResult end_;  // the stream's end, once ended or closed
   Phase phase_ = Phase::unarmed;
   bool cancel_sent_ = false;  // a cancel went through the loop since the last final CQE
