@@ -300,6 +300,9 @@ class RingCategory final : public std::error_category {
       case Errc::setup_flag_unsupported:
         return "coring does not support the setup flags no_mmap, registered_fd_only and "
                "cqe_mixed: it maps the rings itself and reads fixed-size CQEs";
+      case Errc::backend_unknown:
+        return "CORING_BACKEND must be \"io_uring\" or \"epoll\" (or unset: io_uring, and the "
+               "epoll emulation where io_uring is blocked)";
     }
     return "unknown coring.ring error";
   }

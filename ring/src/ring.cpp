@@ -17,10 +17,15 @@
 #include <cassert>
 #include <cerrno>
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
 #include <utility>
 
 #include "coring/ring/detail/log.hpp"
 #include "coring/ring/detail/syscall.hpp"
+#include "emulator.hpp"
 
 namespace coring::ring {
 namespace {
@@ -56,6 +61,94 @@ Result<void> check_params(const Params& p, std::uint32_t entries) noexcept {
 }
 
 }  // namespace
+
+const char* to_string(Backend backend) noexcept {
+  switch (backend) {
+    case Backend::automatic:
+      return "automatic";
+    case Backend::io_uring:
+      return "io_uring";
+    case Backend::epoll:
+      return "epoll";
+  }
+  return "unknown";
+}
+
+Result<Ring> Ring::create(std::uint32_t entries, Params& params, Backend backend) noexcept {
+  if (backend == Backend::automatic) {
+    const char* env = std::getenv("CORING_BACKEND");
+    if (env != nullptr && *env != '\0') {
+      if (std::strcmp(env, "io_uring") == 0) {
+        backend = Backend::io_uring;
+      } else if (std::strcmp(env, "epoll") == 0) {
+        backend = Backend::epoll;
+      } else {
+        return fail(Errc::backend_unknown);
+      }
+    }
+  }
+  if (backend == Backend::epoll) return create_emulated(entries, params);
+  const Params asked = params;
+  auto ring = create(entries, params);
+  if (ring || backend == Backend::io_uring) return ring;
+  // Blocked (seccomp, kernel.io_uring_disabled, LSMs) or absent: the emulation.
+  const int e = ring.error().category() == setup_category() ? ring.error().value() : 0;
+  if (e != EPERM && e != EACCES && e != ENOSYS) return ring;
+  params = asked;
+  auto emulated = create_emulated(entries, params);
+  if (emulated) {
+    try {
+      coring::detail::log(
+          "ring", coring::detail::LogLevel::warn,
+          "io_uring is unavailable (io_uring_setup: " + std::string(std::strerror(e)) +
+              "); running on the epoll backend, coring's user-space ring: the same programs, "
+              "at more CPU per operation (a system call per transfer, file I/O on worker "
+              "threads). To use io_uring, allow its system calls (docs/getting-started.md, "
+              "\"Containers\"); CORING_BACKEND=epoll chooses this backend without trying.");
+    } catch (...) {
+      // The message could not be built: the ring works all the same.
+    }
+  }
+  return emulated;
+}
+
+Result<Ring> Ring::create_emulated(std::uint32_t entries, Params& params) noexcept {
+  if (auto ok = check_entries(entries); !ok) return fail(ok.error());
+  if (auto ok = check_params(params, entries); !ok) return fail(ok.error());
+  std::unique_ptr<detail::Emulator> emu;
+  if (const int rc = detail::Emulator::create(entries, params, emu); rc < 0) {
+    // This process's memory, not the kernel's rings: setup_category()'s advice on
+    // ENOMEM (RLIMIT_MEMLOCK) would mislead.
+    if (rc == -ENOMEM) return fail(std::make_error_code(std::errc::not_enough_memory));
+    return fail(setup_error(-rc));
+  }
+  Ring ring;
+  detail::EmulatedWords* words = emu->words();
+  ring.fd_ = emu->fd();
+  ring.enter_fd_ = -1;
+  ring.flags_ = params.flags;
+  ring.features_ = params.features;
+  ring.khead_ = &words->sq_head;
+  ring.ktail_ = &words->sq_tail;
+  ring.kflags_ = &words->sq_flags;
+  ring.kdropped_ = &words->sq_dropped;
+  ring.sqes_ = emu->sqes();
+  ring.sq_mask_ = params.sq_entries - 1;
+  ring.cq_khead_ = &words->cq_head;
+  ring.cq_ktail_ = &words->cq_tail;
+  ring.cq_koverflow_ = &words->cq_overflow;
+  ring.cqes_ = emu->cqes();
+  ring.cq_mask_ = params.cq_entries - 1;
+  ring.emu_ = emu.release();
+  return ring;
+}
+
+Result<std::uint32_t> Ring::emulated_enter(std::uint32_t to_submit, std::uint32_t min_complete,
+                                           std::uint32_t flags, const GeteventsArg* arg) noexcept {
+  const int res = emu_->enter(to_submit, min_complete, flags, arg);
+  if (res < 0) return fail(enter_error(-res));
+  return static_cast<std::uint32_t>(res);
+}
 
 Result<Ring> Ring::create(std::uint32_t entries, std::uint32_t flags) noexcept {
   Params params;
@@ -152,6 +245,7 @@ Ring& Ring::operator=(Ring&& other) noexcept {
   // Every field is taken with exchange, so a moved-from ring holds no pointer into
   // the mappings it gave away: using it fails loudly (null) instead of corrupting ours.
   fd_ = std::exchange(other.fd_, -1);
+  emu_ = std::exchange(other.emu_, nullptr);
   enter_fd_ = std::exchange(other.enter_fd_, -1);
   enter_flags_ = std::exchange(other.enter_flags_, 0);
   flags_ = std::exchange(other.flags_, 0);
@@ -181,6 +275,12 @@ Ring& Ring::operator=(Ring&& other) noexcept {
 Ring::~Ring() { release(); }
 
 void Ring::release() noexcept {
+  if (emu_ != nullptr) {
+    // The emulation owns the queues' memory and the fd.
+    delete std::exchange(emu_, nullptr);
+    fd_ = -1;
+    return;
+  }
   if (enter_flags_ != 0) {
     // Best effort: a registered index left behind would pin the ring for the life
     // of the registering thread.
@@ -201,6 +301,8 @@ void Ring::release() noexcept {
 Result<std::uint32_t> Ring::enter(std::uint32_t to_submit, std::uint32_t min_complete,
                                   std::uint32_t flags, const GeteventsArg& arg) noexcept {
   assert(fd_ >= 0);
+  if (emu_ != nullptr)
+    return emulated_enter(to_submit, min_complete, flags | enter_flags::ext_arg, &arg);
   const int res =
       sys::io_uring_enter(enter_fd_, to_submit, min_complete,
                           flags | enter_flags_ | enter_flags::ext_arg, &arg, sizeof(arg));
@@ -244,7 +346,9 @@ Result<Cqe> Ring::copy_cqe() noexcept {
 
 Result<int> Ring::register_raw(RegisterOp op, const void* arg, std::uint32_t nr_args) noexcept {
   assert(fd_ >= 0);
-  const int res = sys::io_uring_register(fd_, static_cast<unsigned>(op), arg, nr_args);
+  const int res = emu_ != nullptr
+                      ? emu_->register_op(op, arg, nr_args)
+                      : sys::io_uring_register(fd_, static_cast<unsigned>(op), arg, nr_args);
   if (res < 0) return fail(register_error(-res));
   return res;
 }

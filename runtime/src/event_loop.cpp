@@ -28,6 +28,7 @@
 // wake_pending_ is set.
 #include "coring/runtime/event_loop.hpp"
 
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -80,7 +81,7 @@ ring::Ring make_ring(const LoopOptions& options) {
       params.flags |= ring::setup::cqsize;
       params.cq_entries = options.cq_entries;
     }
-    return ring::Ring::create(options.entries, params);
+    return ring::Ring::create(options.entries, params, options.backend);
   };
   if (options.setup_flags) {
     auto ring = attempt(*options.setup_flags);
@@ -232,6 +233,7 @@ EventLoop::~EventLoop() {
     std::lock_guard lock(remote_mutex_);
   }
   delete wake_op_;
+  if (notify_epoll_fd_ >= 0) ::close(notify_epoll_fd_);
   if (notify_fd_ >= 0) ::close(notify_fd_);
   ::close(wake_fd_);
   if (hooks_ != nullptr) hooks_->loop_ = nullptr;
@@ -743,9 +745,24 @@ int EventLoop::notify_fd() {
     if (notify_fd_ < 0)
       throw std::system_error(errno, std::system_category(), "EventLoop: eventfd");
     ring_.register_eventfd(notify_fd_).value();
+    if (ring_.backend() == ring::Backend::epoll) {
+      // The emulation posts completions only when entered: the embedder must also wake
+      // when its epoll set (sockets, timers, workers) has something. One epoll fd that
+      // watches both is readable when either is.
+      notify_epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+      if (notify_epoll_fd_ < 0)
+        throw std::system_error(errno, std::system_category(), "EventLoop: epoll_create1");
+      for (const int fd : {notify_fd_, ring_.fd()}) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd;
+        if (::epoll_ctl(notify_epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+          throw std::system_error(errno, std::system_category(), "EventLoop: epoll_ctl");
+      }
+    }
     notify_embedder();
   }
-  return notify_fd_;
+  return notify_epoll_fd_ >= 0 ? notify_epoll_fd_ : notify_fd_;
 }
 
 void EventLoop::notify_embedder() noexcept {

@@ -11,6 +11,12 @@
 
 namespace coring::ring::test {
 
+bool on_epoll_backend() {
+  Params params;
+  auto ring = Ring::create(2, params, Backend::automatic);
+  return ring && ring->backend() == Backend::epoll;
+}
+
 int count_open_fds() {
   DIR* dir = ::opendir("/proc/self/fd");
   if (dir == nullptr)

@@ -76,6 +76,10 @@ inline std::span<const std::byte> bytes_of(const std::string& s) {
 // Submits queued SQEs and copies exactly one CQE, failing the test on error.
 Cqe submit_and_get_cqe(Ring& ring);
 
+// Whether a loop made now runs on the epoll emulation (CORING_BACKEND=epoll, or io_uring
+// blocked): a ring is set up the way a loop sets one up, and asked.
+bool on_epoll_backend();
+
 }  // namespace coring::ring::test
 
 // get_sqe() or fail the test (the queue is never full where this is used).
@@ -85,6 +89,15 @@ Cqe submit_and_get_cqe(Ring& ring);
     if (sqe_ == nullptr) throw std::runtime_error("SQ unexpectedly full"); \
     return *sqe_;                                                          \
   }())
+
+// Skip the test, with the reason, on the epoll emulation: for what only the kernel's
+// ring does (direct descriptors outside the process's fd table, say).
+#define CORING_SKIP_ON_EPOLL_BACKEND(reason)                                        \
+  do {                                                                              \
+    if (::coring::ring::test::on_epoll_backend()) {                                 \
+      GTEST_SKIP() << "kernel io_uring only, not on the epoll backend: " << reason; \
+    }                                                                               \
+  } while (0)
 
 // Skip the test, with the reason, if the running kernel lacks opcode `op`.
 #define CORING_REQUIRE_OP(ring_, op)                       \

@@ -38,6 +38,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 #include "echo_server.hpp"
@@ -267,6 +268,12 @@ class ServerThread {
       try {
         server_ = std::make_unique<Server>(options, handler);
       } catch (const std::bad_alloc&) {
+        constructor_failed_ = true;
+        finished_ = true;
+        return;
+      } catch (const std::system_error& error) {
+        // The epoll backend's ring is memory of this process: its setup says ENOMEM.
+        if (error.code() != std::errc::not_enough_memory) throw;
         constructor_failed_ = true;
         finished_ = true;
         return;

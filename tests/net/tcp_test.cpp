@@ -593,6 +593,7 @@ TEST(Tcp, ListenerStopsAcceptingWhenNobodyAccepts) {
 }
 
 TEST(Tcp, AcceptsDirectDescriptors) {
+  CORING_SKIP_ON_EPOLL_BACKEND("its direct descriptors are fds of the process");
   EventLoop loop;
   auto enabled = enable_direct_descriptors(loop, 16);
   ASSERT_TRUE(enabled) << enabled.error().message();

@@ -29,6 +29,7 @@ enum class Errc {
   submission_queue_full,
   feature_unsupported,
   setup_flag_unsupported,
+  backend_unknown,
 };
 
 // The category of Errc: "coring.ring".

@@ -12,6 +12,13 @@
 //
 // Errors are values (Result) except in the throwing constructors, which exist for
 // callers who treat a ring that cannot be set up as a configuration failure.
+//
+// Two backends (docs/architecture.md, "Two backends"). A Ring is either the kernel's
+// io_uring or, where that is blocked, coring's user-space ring on epoll: the same SQ
+// and CQ layout in ordinary memory, and an enter() and register_raw() that execute
+// the SQEs in this process (ring/src/emulator.cpp). Everything above enter() and
+// register_raw() — get_sqe(), flush_sq(), the CQ — is the same code for both; those
+// two test which backend they serve once per system call, never per SQE or CQE.
 #pragma once
 
 #include <sched.h>
@@ -34,6 +41,23 @@
 
 namespace coring::ring {
 
+namespace detail {
+class Emulator;
+}  // namespace detail
+
+// Which implementation of the ring to set up.
+enum class Backend : std::uint8_t {
+  // The CORING_BACKEND environment variable's choice ("io_uring" or "epoll"); when it is
+  // unset, io_uring, and the epoll emulation when io_uring_setup(2) fails with EPERM,
+  // EACCES or ENOSYS (seccomp, kernel.io_uring_disabled, a kernel without io_uring),
+  // said once in the log at warning level.
+  automatic,
+  io_uring,  // the kernel's ring; fails where io_uring is blocked
+  epoll,     // the user-space ring: non-blocking calls, epoll and a worker pool
+};
+// "automatic", "io_uring" or "epoll".
+[[nodiscard]] const char* to_string(Backend backend) noexcept;
+
 // A relative time for the kernel (a timeout's timespec); negative durations become 0.
 inline KernelTimespec to_kernel_timespec(std::chrono::nanoseconds duration) noexcept {
   const auto ns = std::max<std::int64_t>(duration.count(), 0);
@@ -52,6 +76,11 @@ class Ring {
   // writes the final sizes and features back into `params`.
   // Matches io_uring_queue_init_params() in liburing.
   [[nodiscard]] static Result<Ring> create(std::uint32_t entries, Params& params) noexcept;
+  // Sets up a ring on `backend` (create() above is Backend::io_uring). Errors of the
+  // emulation carry setup_category() like the kernel's; a CORING_BACKEND value other
+  // than "io_uring" or "epoll" is Errc::backend_unknown.
+  [[nodiscard]] static Result<Ring> create(std::uint32_t entries, Params& params,
+                                           Backend backend) noexcept;
 
   // Throwing forms of create(): std::system_error carries the same error_code.
   explicit Ring(std::uint32_t entries, std::uint32_t flags = 0);
@@ -65,7 +94,13 @@ class Ring {
   // kernel cancels whatever is still in flight.
   ~Ring();
 
+  // The ring's fd: io_uring's, or on the emulation its epoll fd, which is readable when
+  // an enter would find work and which MSG_RING from another emulated ring targets.
   [[nodiscard]] int fd() const noexcept { return fd_; }
+  // Backend::io_uring or Backend::epoll (never automatic).
+  [[nodiscard]] Backend backend() const noexcept {
+    return emu_ == nullptr ? Backend::io_uring : Backend::epoll;
+  }
   [[nodiscard]] std::uint32_t flags() const noexcept { return flags_; }
   [[nodiscard]] std::uint32_t features() const noexcept { return features_; }
   [[nodiscard]] std::uint32_t sq_entries() const noexcept { return sq_mask_ + 1; }
@@ -128,6 +163,10 @@ class Ring {
       if (wait_nr > 0 || (flags_ & setup::iopoll) != 0) flags |= enter_flags::getevents;
       return enter(submitted, wait_nr, flags);
     }
+    // The emulation makes progress only inside enter(): a submit with nothing to hand
+    // over still looks for what became ready (the kernel's ring needs no call for that).
+    if (emu_ != nullptr) [[unlikely]]
+      return enter(0, 0, enter_flags::getevents);
     return submitted;
   }
 
@@ -146,6 +185,8 @@ class Ring {
   // one return costs more than the rest of the user-space submit path.
   Result<std::uint32_t> enter(std::uint32_t to_submit, std::uint32_t min_complete,
                               std::uint32_t flags) noexcept {
+    if (emu_ != nullptr) [[unlikely]]
+      return emulated_enter(to_submit, min_complete, flags, nullptr);
     const int res =
         sys::io_uring_enter(enter_fd_, to_submit, min_complete, flags | enter_flags_, nullptr, 0);
     if (res < 0) [[unlikely]]
@@ -342,6 +383,9 @@ class Ring {
  private:
   Ring() = default;
   Result<void> map_queues(const Params& p) noexcept;
+  static Result<Ring> create_emulated(std::uint32_t entries, Params& params) noexcept;
+  Result<std::uint32_t> emulated_enter(std::uint32_t to_submit, std::uint32_t min_complete,
+                                       std::uint32_t flags, const GeteventsArg* arg) noexcept;
   void release() noexcept;
 
   std::uint32_t copy_cqes_ready(std::span<Cqe> cqes) noexcept {
@@ -407,6 +451,10 @@ class Ring {
   Cqe* cqes_ = nullptr;
   std::uint32_t cq_mask_ = 0;
   std::uint32_t cqe_shift_ = 0;  // 1 with setup::cqe32
+
+  // The user-space ring, owned; nullptr for the kernel's. It owns the memory the
+  // queue pointers above point into, and the fd.
+  detail::Emulator* emu_ = nullptr;
 
   // Mappings.
   void* ring_map_ = nullptr;

@@ -39,6 +39,10 @@ struct LoopOptions {
   // Setup flags. Unset: SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG,
   // falling back (with one log line) to what the kernel accepts.
   std::optional<std::uint32_t> setup_flags{};
+  // The ring's backend (ring::Backend): automatic, the default, follows CORING_BACKEND
+  // and otherwise takes io_uring, or the epoll emulation where io_uring is blocked (one
+  // warning in the log says so). EventLoop::backend() tells which one runs.
+  ring::Backend backend = ring::Backend::automatic;
   // What stands between the loop and its ring (loop_hooks.hpp): nullptr for nothing, as
   // in production; coring::testing::FaultInjector for seeded faults. Hooks serve one
   // loop; destroyed first, they detach themselves (see EventLoop::set_hooks()).
@@ -164,6 +168,8 @@ class EventLoop {
   // ring-level setup (buffer groups, io-wq affinity) take it through detail::LoopOps:
   // an SQE taken from the ring directly would bypass the loop's count of what is in flight.
   [[nodiscard]] const ring::Ring& ring() const noexcept { return ring_; }
+  // The backend this loop runs on: io_uring, or the epoll emulation.
+  [[nodiscard]] ring::Backend backend() const noexcept { return ring_.backend(); }
   [[nodiscard]] bool on_loop_thread() const noexcept {
     return std::this_thread::get_id() == owner_;
   }
@@ -365,7 +371,8 @@ class EventLoop {
   std::vector<std::coroutine_handle<>> abandoned_;
   std::size_t run_depth_ = 0;
   int wake_fd_ = -1;
-  int notify_fd_ = -1;  // for embedding, created by notify_fd()
+  int notify_fd_ = -1;        // for embedding, created by notify_fd()
+  int notify_epoll_fd_ = -1;  // on the emulation: notify_fd_ and the ring's fd, for notify_fd()
   WakeOp* wake_op_ = nullptr;
   LoopHooks* hooks_ = nullptr;
 };
