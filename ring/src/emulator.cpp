@@ -147,14 +147,12 @@ std::uint32_t round_up_pow2(std::uint32_t v) noexcept {
 }  // namespace
 
 enum class Where : std::uint8_t {
-  none,            // being issued or completed
-  chained,         // behind another request of its chain
-  drain,           // in the drain queue
-  waiting,         // on an fd's waiters
-  timer,           // a timeout in the heap
-  worker_queued,   // for a worker
-  worker_running,  // a worker runs it
-  worker_done,     // its result waits for the loop
+  none,     // being issued or completed
+  chained,  // behind another request of its chain
+  drain,    // in the drain queue
+  waiting,  // on an fd's waiters
+  timer,    // a timeout in the heap
+  worker,   // with the workers: queued (in work_), running, or done (in done_)
 };
 
 struct Emulator::Request {
@@ -1520,8 +1518,7 @@ void Emulator::run_timeout_remove(Request* r) noexcept {
 // --- Cancellation -------------------------------------------------------------------------
 
 bool Emulator::matches(const Request& m, const Sqe& cancel) const noexcept {
-  if (m.where != Where::waiting && m.where != Where::timer && m.where != Where::worker_queued &&
-      m.where != Where::worker_running) {
+  if (m.where != Where::waiting && m.where != Where::timer && m.where != Where::worker) {
     return false;
   }
   if (m.target != nullptr) return false;  // a linked timeout goes with its request
@@ -1551,11 +1548,13 @@ int Emulator::cancel_request(Request* m) noexcept {
     case Where::timer:
       complete(m, -ECANCELED);
       return 0;
-    case Where::worker_queued: {
+    case Where::worker: {
+      // Only the loop writes `where`; which list holds the request says how far the
+      // workers got with it, under the mutex.
       bool taken = false;
       {
         std::lock_guard lock(mutex_);
-        if (m->where == Where::worker_queued) {
+        if (m->in == &work_) {
           work_.erase(m);
           taken = true;
         }
@@ -1564,9 +1563,6 @@ int Emulator::cancel_request(Request* m) noexcept {
       complete(m, -ECANCELED);
       return 0;
     }
-    case Where::worker_running:
-    case Where::worker_done:
-      return -EALREADY;
     default:
       return -ENOENT;
   }
@@ -1679,7 +1675,7 @@ void Emulator::to_worker(Request* r) noexcept {
   bool spawn = false;
   {
     std::lock_guard lock(mutex_);
-    r->where = Where::worker_queued;
+    r->where = Where::worker;
     work_.push_back(r);
     spawn = idle_workers_ == 0 && workers_.size() < max_workers_;
   }
@@ -1699,7 +1695,7 @@ void Emulator::to_worker(Request* r) noexcept {
     bool none = false;
     {
       std::lock_guard lock(mutex_);
-      none = workers_.empty() && r->where == Where::worker_queued;
+      none = workers_.empty() && r->in == &work_;
       if (none) work_.erase(r);
     }
     if (none) return complete(r, -EAGAIN);
@@ -1718,12 +1714,10 @@ void Emulator::worker_main() noexcept {
     if (work_.empty()) return;  // stopping, nothing left
     Request* r = work_.head;
     work_.erase(r);
-    r->where = Where::worker_running;
     lock.unlock();
     const std::int32_t res = run_blocking(r);
     lock.lock();
     r->res = res;
-    r->where = Where::worker_done;
     done_.push_back(r);
     const bool wake = !std::exchange(wake_written_, true);
     set_flag(sq_flags::taskrun);
