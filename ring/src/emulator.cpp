@@ -1264,6 +1264,15 @@ void Emulator::defer_retry(Request* r) noexcept {
   // Still a waiter of its fd, and the fd is queued to run again before the next wait
   // (an edge already reported will not come again).
   const int fd = r->fd;
+  if (static_cast<std::size_t>(fd) >= fds_.size()) {
+    // At issue, before the request first waited here: park() grows the table next, and
+    // if it cannot, fails the request.
+    try {
+      fds_.resize(static_cast<std::size_t>(fd) + 1);
+    } catch (const std::bad_alloc&) {
+      return;
+    }
+  }
   FdWaiters& w = fds_[static_cast<std::size_t>(fd)];
   if (w.retry_queued) return;
   w.retry_queued = true;
