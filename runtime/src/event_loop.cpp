@@ -620,7 +620,9 @@ void EventLoop::write_wake_fd() noexcept {
 // turn's next enter, which every turn makes after resuming its coroutines. Like a
 // cancel request it skips admission: at most one per target per drain is in flight.
 bool EventLoop::send_msg_ring_wake(EventLoop& target) noexcept {
-  if (!msg_ring_supported_ || draining_) return false;
+  // A ring reaches only rings of its own backend (the kernel's cannot post into an
+  // emulated CQ, nor the emulation into the kernel's): across backends, the eventfd.
+  if (!msg_ring_supported_ || draining_ || target.backend() != backend()) return false;
   ring::Sqe* sqe = ring_.get_sqe();
   if (sqe == nullptr) {
     submit_now();
@@ -643,7 +645,7 @@ bool EventLoop::send_msg_ring_wake(EventLoop& target) noexcept {
 void EventLoop::msg_ring_wake_sent(const ring::Cqe& cqe) noexcept {
   if (cqe.res >= 0) return;
   runtime_log_error("EventLoop MSG_RING wake", cqe.res);
-  if ((cqe.res == -ENOMEM || cqe.res == -EOVERFLOW) && !draining_) {
+  if ((cqe.res == -ENOMEM || cqe.res == -EOVERFLOW || cqe.res == -EBADFD) && !draining_) {
     auto& target = *reinterpret_cast<EventLoop*>(user_data::address_of(cqe.user_data));
     std::lock_guard lock(target.remote_mutex_);
     target.write_wake_fd();

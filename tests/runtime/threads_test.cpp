@@ -187,6 +187,65 @@ TEST(RuntimeThreads, LoopToLoopPingPongWakesThroughMsgRing) {
   }
 }
 
+// A loop on io_uring and a loop on the epoll backend wake each other: MSG_RING cannot
+// cross backends (the kernel answers EBADFD for an emulated ring's fd), so a loop posting
+// to a loop of the other backend writes its wake eventfd instead. Each hop is posted from
+// the other loop's turn, where MSG_RING would otherwise be used.
+TEST(RuntimeThreads, LoopsOnDifferentBackendsWakeEachOther) {
+  {
+    ring::Params params;
+    if (!ring::Ring::create(2, params, ring::Backend::io_uring)) {
+      GTEST_SKIP() << "io_uring is unavailable here: both loops would be on the epoll backend";
+    }
+  }
+  constexpr int hops = 2'000;
+  struct Table {
+    EventLoop* loops[2] = {nullptr, nullptr};
+    std::atomic<int> hops_seen{0};
+    std::atomic<bool> done{false};
+  } table;
+  std::atomic<int> ready{0};
+  const std::array<ring::Backend, 2> backends = {ring::Backend::io_uring, ring::Backend::epoll};
+  std::array<ring::Backend, 2> seen{};
+  std::vector<std::thread> threads;
+  for (int side = 0; side < 2; ++side) {
+    threads.emplace_back([&, side] {
+      EventLoop loop({.backend = backends[static_cast<std::size_t>(side)]});
+      seen[static_cast<std::size_t>(side)] = loop.backend();
+      table.loops[side] = &loop;
+      ready.fetch_add(1);
+      while (!table.done.load()) loop.run_once(100ms);
+      loop.run_once(0ns);
+    });
+  }
+  while (ready.load() < 2) std::this_thread::yield();
+  struct Hop {
+    Table* table;
+    int count;
+    void operator()() const {
+      table->hops_seen.fetch_add(1);
+      if (count + 1 == hops) {
+        table->done.store(true);
+        return;
+      }
+      table->loops[(count + 1) % 2]->post(Hop{table, count + 1});
+    }
+  };
+  const auto start = std::chrono::steady_clock::now();
+  table.loops[0]->post(Hop{&table, 0});
+  while (!table.done.load() && std::chrono::steady_clock::now() - start < 60s) {
+    std::this_thread::sleep_for(1ms);
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  table.done.store(true);
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(seen[0], ring::Backend::io_uring);
+  EXPECT_EQ(seen[1], ring::Backend::epoll);
+  EXPECT_EQ(table.hops_seen.load(), hops);
+  // Each loop waits up to 100 ms per turn: a wake that did not arrive costs that much.
+  EXPECT_LT(took, 10s) << "wakes across backends are lost and left to the turn's timeout";
+}
+
 // --- Runtime ----------------------------------------------------------------------------
 
 TEST(RuntimeThreads, RunOnEachRunsOneTaskPerLoopOnItsOwnThread) {
