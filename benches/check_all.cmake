@@ -2,7 +2,10 @@
 # 0, the table with a row for every benchmark and peer, and JSON results that parse and
 # hold every benchmark, every side (with one value per run and a median for each metric,
 # or why it was skipped and what adds it), the machine and, when gnuplot drew one, a PNG
-# chart. Figures are not checked: they depend on the machine and its load.
+# chart. Figures are not checked: they depend on the machine and its load. On io_uring
+# (the JSON's options.backend), the suite has the two rows on the epoll backend as well,
+# echo-epoll-backend and http-epoll-backend; every benchmark names the backend its coring
+# side ran on, and the table's header says it.
 #
 #   cmake -DBENCH=coring-bench -DARGS="all;--reps;1;..." -DMODE=present|absent
 #         -DWORK_DIR=dir -P check_all.cmake
@@ -40,20 +43,41 @@ macro(require condition what)
   endif()
 endmacro()
 
+# The backend coring's side ran on, from the JSON (checked in full below).
+require("EXISTS ${json}" "--json wrote no file")
+file(READ "${json}" results)
+string(JSON backend ERROR_VARIABLE json_error GET "${results}" options backend)
+require("NOT json_error" "the JSON has no options.backend: ${json_error}")
+require("backend STREQUAL io_uring OR backend STREQUAL epoll"
+        "options.backend is '${backend}', want io_uring or epoll")
+set(epoll_rows FALSE)
+if(backend STREQUAL "io_uring")
+  set(epoll_rows TRUE)
+endif()
+
 # --- the table ------------------------------------------------------------------------------
 string(FIND "${out}" "coring CPU/op" at)
 require("at GREATER -1" "the table's header is missing")
+string(FIND "${out}" "coring's backend: ${backend} (" at)
+require("at GREATER -1" "the table's header does not say coring's backend, ${backend}")
 string(FIND "${out}" "FAILED" at)
 require("at EQUAL -1" "a benchmark failed")
 set(expected_sides
     "ring-nop:coring,liburing"
     "runtime-nop:coring,coring-ring,liburing"
-    "echo:coring,epoll,liburing,asio-epoll,asio-uring"
-    "http:coring,nginx"
-    "file-randread:coring,fio"
-    "idle:coring,epoll"
-    "fairness-echo:coring,epoll"
-    "fairness-http:coring,nginx")
+    "echo:coring,epoll,liburing,asio-epoll,asio-uring")
+if(epoll_rows)
+  list(APPEND expected_sides "echo-epoll-backend:coring,epoll")
+endif()
+list(APPEND expected_sides "http:coring,nginx")
+if(epoll_rows)
+  list(APPEND expected_sides "http-epoll-backend:coring,nginx")
+endif()
+list(APPEND expected_sides
+     "file-randread:coring,fio"
+     "idle:coring,epoll"
+     "fairness-echo:coring,epoll"
+     "fairness-http:coring,nginx")
 foreach(entry IN LISTS expected_sides)
   string(REPLACE ":" ";" parts "${entry}")
   list(GET parts 0 name)
@@ -62,8 +86,6 @@ foreach(entry IN LISTS expected_sides)
 endforeach()
 
 # --- the JSON -------------------------------------------------------------------------------
-require("EXISTS ${json}" "--json wrote no file")
-file(READ "${json}" results)
 string(JSON schema ERROR_VARIABLE json_error GET "${results}" schema)
 require("NOT json_error" "the JSON does not parse: ${json_error}")
 require("schema STREQUAL coring-bench-all/1" "unexpected schema '${schema}'")
@@ -86,6 +108,13 @@ foreach(entry IN LISTS expected_sides)
   require("got STREQUAL name" "benchmark ${index} is '${got}', want '${name}'")
   string(JSON error_type TYPE "${results}" benchmarks ${index} error)
   require("error_type STREQUAL NULL" "${name} has an error")
+  string(JSON row_backend GET "${results}" benchmarks ${index} backend)
+  set(want_backend "${backend}")
+  if(name MATCHES "-epoll-backend$")
+    set(want_backend epoll)
+  endif()
+  require("row_backend STREQUAL want_backend"
+          "${name} ran on the backend '${row_backend}', want '${want_backend}'")
   string(JSON metrics LENGTH "${results}" benchmarks ${index} metrics)
   require("metrics EQUAL 2" "${name} has ${metrics} metrics, want 2")
   set(side_index 0)
@@ -130,7 +159,11 @@ endif()
 
 # --- with the external peers absent ---------------------------------------------------------
 if(MODE STREQUAL "absent")
-  foreach(cell "http coring" "http nginx" "file-randread fio" "fairness-http nginx")
+  set(cells "http coring" "http nginx" "file-randread fio" "fairness-http nginx")
+  if(epoll_rows)
+    list(APPEND cells "http-epoll-backend coring" "http-epoll-backend nginx")
+  endif()
+  foreach(cell IN LISTS cells)
     string(REPLACE " " ";" cell_parts "${cell}")
     list(GET cell_parts 0 bench)
     list(GET cell_parts 1 side)

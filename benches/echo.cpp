@@ -13,6 +13,13 @@
 // coring's, the epoll and the liburing servers are functions of coring-bench run in a
 // forked child; the Asio servers are programs of their own (peers/asio_echo.cpp, built
 // next to coring-bench when Boost's headers were found), exec'd with --port P.
+//
+// coring's server runs on the backend the environment says, or --backend's (backend.hpp).
+// With --backend B, a reference row, coring's server on the other backend, runs in the
+// same rounds right after the epoll peer: `echo --backend epoll` sets coring-echo on the
+// emulation against its peers, and on io_uring beside it. `all` adds that row on the
+// epoll backend to its io_uring run as a row of its own, echo-epoll-backend, its ratio
+// taken to the same runs of the epoll peer.
 #include "echo.hpp"
 
 #include <signal.h>
@@ -23,6 +30,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -30,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend.hpp"
 #include "child_process.hpp"
 #include "echo_client.hpp"
 #include "measure.hpp"
@@ -59,6 +68,9 @@ struct Server {
   std::string program;
   std::string missing;
   std::string install;  // the apt-get line that adds what is missing
+  // For a coring server: the backend it runs on whatever the environment says (CORING_BACKEND
+  // set in its child); unset, it follows the environment.
+  std::optional<ring::Backend> backend{};
 };
 
 int serve_liburing(int ready_fd) {
@@ -77,12 +89,25 @@ Server asio_server(std::string name, std::string_view program, std::string_view 
   return server;
 }
 
-// coring's server and its peers, in the order of the table; `diagnostic` adds two
-// more coring rows (see echo.hpp).
-std::vector<Server> echo_servers(bool diagnostic) {
+// coring-echo's code on `backend` whatever the environment says: "coring(epoll)".
+Server coring_on(ring::Backend backend) {
+  Server server{std::string("coring(") + ring::to_string(backend) + ")",
+                &serve_coring_echo,
+                {},
+                backend_unavailable(backend),
+                {},
+                backend};
+  return server;
+}
+
+// coring's server and its peers, in the order of the table; `on` adds coring's server on
+// that backend right after the epoll peer, `diagnostic` two more coring rows at the end
+// (see echo.hpp).
+std::vector<Server> echo_servers(bool diagnostic, std::optional<ring::Backend> on = {}) {
   std::vector<Server> servers{{"coring", &serve_coring_echo, {}, {}, {}},
-                              {"epoll", &serve_epoll, {}, {}, {}},
-                              {"liburing", &serve_liburing, {}, {}, {}}};
+                              {"epoll", &serve_epoll, {}, {}, {}}};
+  if (on) servers.push_back(coring_on(*on));
+  servers.push_back({"liburing", &serve_liburing, {}, {}, {}});
   if (!liburing_echo_available()) {
     servers.back().missing = "liburing-dev was missing when coring-bench was built";
     servers.back().install = "apt-get install -y liburing-dev";
@@ -104,7 +129,9 @@ struct RunningServer {
 
 RunningServer start(const Server& server, int cpu) {
   if (server.serve != nullptr) {
-    ChildProcess child = ChildProcess::fork_server(cpu, server.serve);
+    ChildProcess child =
+        server.backend ? ChildProcess::fork_server(cpu, serve_on(*server.backend, server.serve))
+                       : ChildProcess::fork_server(cpu, server.serve);
     const std::uint16_t port = child.port();
     return {std::move(child), port};
   }
@@ -186,8 +213,22 @@ double median_of(const std::vector<EchoRun>& runs, double (EchoRun::*metric)() c
   return median(values);
 }
 
-void print_ratio(std::string_view peer, const std::vector<EchoRun>& coring,
-                 const std::vector<EchoRun>& other, std::string_view target) {
+// Whether `server` is a peer, not one of coring's servers.
+bool is_peer(const Server& server) { return !server.name.starts_with("coring"); }
+
+// The issues' targets for coring's server CPU per message over a peer's, on a backend:
+// issue 5's on io_uring, the epoll backend's (its issue) on the emulation; the other
+// peers are for information.
+std::string_view echo_target(ring::Backend backend, std::string_view peer) {
+  if (backend == ring::Backend::epoll) return peer == "epoll" ? "<= 1.10" : "none";
+  if (peer == "epoll") return "<= 0.90";
+  if (peer == "liburing") return "<= 1.10";
+  return "none";
+}
+
+void print_ratio(const std::string& coring_name, const std::string& peer,
+                 const std::vector<EchoRun>& coring, const std::vector<EchoRun>& other,
+                 std::string_view target) {
   std::vector<double> paired;
   for (std::size_t i = 0; i < coring.size(); ++i) {
     paired.push_back(coring[i].server_cpu_us_per_msg() / other[i].server_cpu_us_per_msg());
@@ -197,41 +238,72 @@ void print_ratio(std::string_view peer, const std::vector<EchoRun>& coring,
                            median_of(other, &EchoRun::server_cpu_us_per_msg);
   const double rate_ratio =
       median_of(coring, &EchoRun::msgs_per_s) / median_of(other, &EchoRun::msgs_per_s);
+  const std::string pair = coring_name + "/" + peer;
   std::printf(
-      "coring/%-8.*s server_cpu_us_per_msg ratio %.3f (runs %.3f..%.3f; target %.*s)  "
+      "%-27s server_cpu_us_per_msg ratio %.3f (runs %.3f..%.3f; target %.*s)  "
       "msgs_per_s ratio %.3f\n",
-      static_cast<int>(peer.size()), peer.data(), cpu_ratio, *low, *high,
-      static_cast<int>(target.size()), target.data(), rate_ratio);
+      pair.c_str(), cpu_ratio, *low, *high, static_cast<int>(target.size()), target.data(),
+      rate_ratio);
 }
 
-// What echo_main() prints: a row per server that ran, then coring's ratio to each peer.
+// Every run's server CPU per message, on stderr: the figures behind the medians.
+void print_runs(const std::vector<Server>& servers, const std::vector<std::vector<EchoRun>>& runs) {
+  for (std::size_t rep = 0; rep < runs.front().size(); ++rep) {
+    std::fprintf(stderr, "echo: run %zu server_cpu_us_per_msg:", rep + 1);
+    for (std::size_t i = 0; i < servers.size(); ++i) {
+      if (!runs[i].empty()) {
+        std::fprintf(stderr, " %s %.3f", servers[i].name.c_str(),
+                     runs[i][rep].server_cpu_us_per_msg());
+      }
+    }
+    std::fprintf(stderr, "\n");
+  }
+}
+
+// What echo_main() prints: a row per server that ran, then the ratio of coring's server
+// (and of the reference row, on the other backend) to each peer.
 void print_table(const std::vector<Server>& servers, const std::vector<std::vector<EchoRun>>& runs,
-                 const EchoOptions& options) {
+                 const EchoOptions& options, const CoringBackend& backend) {
   std::printf(
       "echo: %u connections, %u-byte messages, one in flight each, every reply checked; "
       "%lld ms measured per run after %lld ms of warm-up; %llu runs per server, interleaved; "
-      "server on CPU %d, client on CPU %d; medians\n",
+      "server on CPU %d, client on CPU %d; medians; coring's backend: %s",
       options.load.conns, options.load.size, static_cast<long long>(options.measured.count()),
       static_cast<long long>(options.warmup.count()), static_cast<unsigned long long>(options.reps),
-      options.server_cpu, options.client_cpu);
-  std::printf("%-12s %12s %22s %16s %16s\n", "server", "msgs_per_s", "server_cpu_us_per_msg",
+      options.server_cpu, options.client_cpu, backend.describe().c_str());
+  for (const Server& server : servers) {
+    if (server.backend) {
+      std::printf(
+          "; %s: coring's server with CORING_BACKEND=%s, its turn right after the epoll "
+          "peer's",
+          server.name.c_str(), ring::to_string(*server.backend));
+    }
+  }
+  std::printf("\n%-16s %12s %22s %16s %16s\n", "server", "msgs_per_s", "server_cpu_us_per_msg",
               "server_cpu_util", "client_cpu_util");
   for (std::size_t i = 0; i < servers.size(); ++i) {
     if (runs[i].empty()) {
-      std::printf("%-12s skipped: %s (%s)\n", servers[i].name.c_str(), servers[i].missing.c_str(),
-                  servers[i].install.c_str());
+      std::printf("%-16s skipped: %s%s%s%s\n", servers[i].name.c_str(), servers[i].missing.c_str(),
+                  servers[i].install.empty() ? "" : " (", servers[i].install.c_str(),
+                  servers[i].install.empty() ? "" : ")");
       continue;
     }
-    std::printf("%-12s %12.0f %22.3f %16.2f %16.2f\n", servers[i].name.c_str(),
+    std::printf("%-16s %12.0f %22.3f %16.2f %16.2f\n", servers[i].name.c_str(),
                 median_of(runs[i], &EchoRun::msgs_per_s),
                 median_of(runs[i], &EchoRun::server_cpu_us_per_msg),
                 median_of(runs[i], &EchoRun::server_cpu_share),
                 median_of(runs[i], &EchoRun::client_cpu_share));
   }
-  // The targets of issue 5 for the first two peers; the others are for information.
-  constexpr std::array<std::string_view, 5> targets{"", "<= 0.90", "<= 1.10", "none", "none"};
-  for (std::size_t i = 1; i < targets.size(); ++i) {
-    if (!runs[i].empty()) print_ratio(servers[i].name, runs[0], runs[i], targets[i]);
+  // coring's server (row 0) and the reference row against each peer; the diagnostic
+  // rows are left out.
+  for (std::size_t i = 0; i < servers.size(); ++i) {
+    if ((i != 0 && !servers[i].backend) || runs[i].empty()) continue;
+    const ring::Backend on = servers[i].backend.value_or(backend.backend);
+    for (std::size_t j = 0; j < servers.size(); ++j) {
+      if (!is_peer(servers[j]) || runs[j].empty()) continue;
+      print_ratio(servers[i].name, servers[j].name, runs[i], runs[j],
+                  echo_target(on, servers[j].name));
+    }
   }
 }
 
@@ -243,7 +315,7 @@ int serve_epoll(int ready_fd) {
   return serve_epoll_echo(listen_fd);
 }
 
-BenchResult echo_suite(const SuiteOptions& suite) {
+std::vector<BenchResult> echo_suite(const SuiteOptions& suite) {
   EchoOptions options;
   options.load = EchoLoad{suite.echo_conns, suite.echo_size};
   options.measured = suite.measured;
@@ -251,26 +323,40 @@ BenchResult echo_suite(const SuiteOptions& suite) {
   options.reps = suite.reps;
   options.server_cpu = suite.server_cpu;
   options.client_cpu = suite.client_cpu;
-  const std::vector<Server> servers = echo_servers(false);
+  std::optional<ring::Backend> emulated;
+  if (suite.epoll_backend_rows) emulated = ring::Backend::epoll;
+  const std::vector<Server> servers = echo_servers(false, emulated);
   const std::vector<std::vector<EchoRun>> runs = run_echo(servers, options);
-  BenchResult result{
-      "echo",
-      "C=" + std::to_string(options.load.conns) + " S=" + std::to_string(options.load.size),
-      echo_metrics,
-      {},
-      {}};
+  const std::string params =
+      "C=" + std::to_string(options.load.conns) + " S=" + std::to_string(options.load.size);
+  BenchResult echo{"echo", params, echo_metrics, {}, {}};
+  echo.backend = suite.backend;
+  // coring-echo on the epoll backend against the epoll peer's runs of the same rounds.
+  BenchResult on_epoll{"echo-epoll-backend", params, echo_metrics, {}, {}};
+  on_epoll.backend = ring::to_string(ring::Backend::epoll);
+  Side emulated_coring;
   for (std::size_t i = 0; i < servers.size(); ++i) {
-    result.sides.push_back(
-        runs[i].empty() ? skipped_side(servers[i].name, servers[i].missing, servers[i].install)
-                        : measured_side(servers[i].name, runs[i], &EchoRun::server_cpu_us_per_msg,
-                                        &EchoRun::msgs_per_s));
+    Side side = runs[i].empty()
+                    ? skipped_side(servers[i].name, servers[i].missing, servers[i].install)
+                    : measured_side(servers[i].name, runs[i], &EchoRun::server_cpu_us_per_msg,
+                                    &EchoRun::msgs_per_s);
+    if (servers[i].backend) {
+      side.name = "coring";
+      emulated_coring = std::move(side);
+      continue;
+    }
+    if (servers[i].name == "epoll") on_epoll.sides.push_back(side);
+    echo.sides.push_back(std::move(side));
   }
-  return result;
+  if (!emulated) return {echo};
+  on_epoll.sides.insert(on_epoll.sides.begin(), std::move(emulated_coring));
+  return {echo, on_epoll};
 }
 
 int echo_server_main(Args& args) {
   const std::uint64_t index = args.take_u64("--server", 0, 6).value_or(0);
   const int cpu = static_cast<int>(args.take_u64("--server-cpu", 0, CPU_SETSIZE - 1).value_or(0));
+  const CoringBackend backend = take_backend(args);
   args.finish();
   const std::vector<Server> servers = echo_servers(true);
   // The order of --server: the table's, then the diagnostic rows.
@@ -280,8 +366,10 @@ int echo_server_main(Args& args) {
     return 0;
   }
   RunningServer running = start(server, cpu);
-  std::printf("%s echo server: pid=%d port=%u\n", server.name.c_str(),
+  std::printf("%s echo server: pid=%d port=%u", server.name.c_str(),
               static_cast<int>(running.child.pid()), running.port);
+  if (!is_peer(server)) std::printf(" backend=%s", backend.name().c_str());
+  std::printf("\n");
   std::fflush(stdout);
   return running.child.wait();
 }
@@ -314,10 +402,16 @@ int echo_main(Args& args) {
   options.reps = args.take_u64("--reps", 1, 100).value_or(options.reps);
   std::tie(options.server_cpu, options.client_cpu) = take_cpus(args, {0, 1});
   const bool diagnostic = args.take_u64("--diagnostic", 0, 1).value_or(0) == 1;
+  const CoringBackend backend = take_backend(args);
   args.finish();
   pin_to_cpu(options.client_cpu);
-  const std::vector<Server> servers = echo_servers(diagnostic);
-  print_table(servers, run_echo(servers, options), options);
+  // With --backend, coring's server on the other backend too, for reference.
+  std::optional<ring::Backend> reference;
+  if (backend.requested) reference = other_backend(backend.backend);
+  const std::vector<Server> servers = echo_servers(diagnostic, reference);
+  const std::vector<std::vector<EchoRun>> runs = run_echo(servers, options);
+  print_runs(servers, runs);
+  print_table(servers, runs, options, backend);
   return 0;
 }
 

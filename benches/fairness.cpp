@@ -67,6 +67,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend.hpp"
 #include "child_process.hpp"
 #include "echo.hpp"
 #include "http.hpp"
@@ -776,20 +777,21 @@ std::string format_ms(double ms) {
 
 // What fairness_main() prints: a row per server, coring's against the target.
 void print_table(const std::vector<Server>& servers,
-                 const std::vector<std::vector<FairnessRun>>& runs,
-                 const FairnessOptions& options) {
+                 const std::vector<std::vector<FairnessRun>>& runs, const FairnessOptions& options,
+                 const CoringBackend& backend) {
   std::printf(
       "fairness: %llu clients per server sending without reading (SO_RCVBUF %d, SO_SNDBUF %d) "
       "until every buffer is full (fill_ms: %lld ms at least, then until they send nothing and "
       "the server is idle for %lld ms); then %llu probes, a fresh connection every %lld ms "
       "(echo: 16 bytes; http: GET / with Connection: close), timed from connect() to the "
       "answer's last byte, lost after %lld ms; then every client reads back all it sent; %llu "
-      "runs per server, interleaved; server on CPU %d, clients on CPU %d; medians\n",
+      "runs per server, interleaved; server on CPU %d, clients on CPU %d; medians; coring's "
+      "backend: %s\n",
       static_cast<unsigned long long>(options.clients), flood_rcvbuf, flood_sndbuf,
       static_cast<long long>(fill_time.count()), static_cast<long long>(fill_quiet.count()),
       static_cast<unsigned long long>(options.probes), static_cast<long long>(options.gap.count()),
       static_cast<long long>(probe_timeout.count()), static_cast<unsigned long long>(options.reps),
-      options.server_cpu, options.client_cpu);
+      options.server_cpu, options.client_cpu, backend.describe().c_str());
   std::printf("%-12s %8s %8s %10s %8s %8s %s\n", "server", "clients", "fill_ms", "answered",
               "p50_ms", "p99_ms", "intact");
   for (std::size_t i = 0; i < servers.size(); ++i) {
@@ -857,12 +859,13 @@ int fairness_main(Args& args) {
                                     .value_or(static_cast<std::uint64_t>(options.gap.count())));
   options.reps = args.take_u64("--reps", 1, 100).value_or(options.reps);
   std::tie(options.server_cpu, options.client_cpu) = take_cpus(args, {0, 1});
+  const CoringBackend backend = take_backend(args);
   args.finish();
   pin_to_cpu(options.client_cpu);
   const std::string nginx = find_program("nginx");
   const std::vector<Server> servers = fairness_servers(nginx);
   const std::vector<std::vector<FairnessRun>> runs = run_fairness(servers, options);
-  print_table(servers, runs, options);
+  print_table(servers, runs, options, backend);
   if (nginx.empty()) std::printf("nginx        skipped: apt-get install -y nginx\n");
   return all_intact(runs) ? 0 : 1;
 }

@@ -14,7 +14,9 @@
 // parsed for read IOPS and the job's CPU use. Both sides read the whole file once first
 // (not timed) so that every block is in the page cache; --invalidate=0 keeps fio from
 // dropping it. file-randread-compare interleaves the two, R times each, and reports the
-// medians and their ratio.
+// medians and their ratio. coring's loop runs on the backend the environment says, or
+// --backend's (backend.hpp): on the epoll backend, its reads run on the emulation's
+// worker threads, whose CPU time the process's clock counts.
 #include "file_randread.hpp"
 
 #include <fcntl.h>
@@ -36,6 +38,7 @@
 #include <system_error>
 #include <vector>
 
+#include "backend.hpp"
 #include "child_process.hpp"
 #include "coring/fs/buffers.hpp"
 #include "coring/fs/file.hpp"
@@ -231,11 +234,13 @@ RandReadRun run_coring_randread(const RandReadOptions& options) {
 
 int file_randread_main(Args& args) {
   const RandReadOptions options = take_options(args);
+  const CoringBackend backend = take_backend(args);
   args.finish();
   if (!options.direct) warm(options.file);
   const RandReadRun run = run_coring_randread(options);
   check_errors(run);
-  std::printf("iops=%.0f cpu_us_per_io=%.3f\n", run.iops(), run.cpu_us_per_io());
+  std::printf("iops=%.0f cpu_us_per_io=%.3f backend=%s\n", run.iops(), run.cpu_us_per_io(),
+              backend.name().c_str());
   return 0;
 }
 
@@ -261,6 +266,7 @@ BenchResult randread_suite(const SuiteOptions& suite) {
 int file_randread_compare_main(Args& args) {
   const RandReadOptions options = take_options(args);
   const std::uint64_t reps = args.take_u64("--reps", 1, 100).value_or(default_reps);
+  const CoringBackend backend = take_backend(args);
   args.finish();
   const std::string fio = find_program("fio");
   if (fio.empty()) {
@@ -284,9 +290,9 @@ int file_randread_compare_main(Args& args) {
   std::printf(
       "file-randread vs fio io_uring (--fixedbufs --registerfiles --invalidate=0): %s, "
       "4 KiB random reads, qd %u, %lld ms per run, %llu runs per side interleaved, "
-      "direct=%d; medians\n",
+      "direct=%d; medians; coring's backend: %s\n",
       options.file.c_str(), options.queue_depth, static_cast<long long>(options.duration.count()),
-      static_cast<unsigned long long>(reps), options.direct ? 1 : 0);
+      static_cast<unsigned long long>(reps), options.direct ? 1 : 0, backend.describe().c_str());
   std::printf("%8s %12s %15s\n", "side", "iops", "cpu_us_per_io");
   std::printf("%8s %12.0f %15.3f\n", "coring", median(coring_iops), median(coring_cpu));
   std::printf("%8s %12.0f %15.3f\n", "fio", median(fio_iops), median(fio_cpu));

@@ -11,6 +11,13 @@
 // is read around the measured wrk run and divided by the requests wrk completed. A run
 // with any non-2xx response or socket error fails. The two servers alternate run by run
 // and the table reports medians.
+//
+// coring-http runs on the backend the environment says, or --backend's (backend.hpp).
+// With --backend B, a reference row, coring-http on the other backend, takes its turn
+// right after nginx: `http --backend epoll` sets coring-http on the emulation against
+// nginx, and on io_uring beside it. `all` adds that row on the epoll backend to its
+// io_uring run as a row of its own, http-epoll-backend, its ratio taken to the same
+// runs of nginx.
 #include "http.hpp"
 
 #include <signal.h>
@@ -26,6 +33,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <optional>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -34,6 +42,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend.hpp"
 #include "child_process.hpp"
 #include "http_server.hpp"
 #include "measure.hpp"
@@ -130,8 +139,12 @@ HttpRun measure(ChildProcess& server, const std::string& wrk, const HttpOptions&
   return run;
 }
 
-HttpRun run_coring(const std::string& wrk, const HttpOptions& options) {
-  ChildProcess server = ChildProcess::fork_server(options.server_cpu, &serve_coring_http);
+// coring-http on the environment's backend, or on `on`.
+HttpRun run_coring(const std::string& wrk, const HttpOptions& options,
+                   std::optional<ring::Backend> on) {
+  ChildProcess server =
+      on ? ChildProcess::fork_server(options.server_cpu, serve_on(*on, &serve_coring_http))
+         : ChildProcess::fork_server(options.server_cpu, &serve_coring_http);
   HttpRun run = measure(server, wrk, options, server.port());
   const int status = server.stop(SIGTERM, std::chrono::milliseconds(5000));
   if (status != 0) {
@@ -161,23 +174,66 @@ double median_of(const std::vector<HttpRun>& runs, double (HttpRun::*metric)() c
 }
 
 void print_row(std::string_view name, const std::vector<HttpRun>& runs) {
-  std::printf("%-8.*s %14.0f %26.3f %16.2f\n", static_cast<int>(name.size()), name.data(),
+  std::printf("%-16.*s %14.0f %26.3f %16.2f\n", static_cast<int>(name.size()), name.data(),
               median_of(runs, &HttpRun::requests_per_s),
               median_of(runs, &HttpRun::server_cpu_us_per_request),
               median_of(runs, &HttpRun::server_cpu_share));
 }
 
-// The runs of coring-http and nginx, interleaved; nginx's are empty when `nginx` is "".
-std::array<std::vector<HttpRun>, 2> run_http(const HttpOptions& options, const std::string& wrk,
-                                             const std::string& nginx) {
+struct HttpRuns {
+  std::vector<HttpRun> coring;
+  std::vector<HttpRun> nginx;      // empty when nginx is not installed
+  std::vector<HttpRun> reference;  // coring-http on another backend; empty unless asked for
+};
+
+// The runs of coring-http, nginx and, if `reference` is set, coring-http on that backend,
+// interleaved in that order; nginx's are left out when `nginx` is "".
+HttpRuns run_http(const HttpOptions& options, const std::string& wrk, const std::string& nginx,
+                  std::optional<ring::Backend> reference) {
   std::vector<std::function<HttpRun()>> sides{
-      [&wrk, &options] { return run_coring(wrk, options); }};
+      [&wrk, &options] { return run_coring(wrk, options, std::nullopt); }};
   if (!nginx.empty()) {
     sides.emplace_back([&nginx, &wrk, &options] { return run_nginx(nginx, wrk, options); });
   }
+  if (reference) {
+    sides.emplace_back([&wrk, &options, reference] { return run_coring(wrk, options, reference); });
+  }
   std::vector<std::vector<HttpRun>> runs = interleave(options.reps, sides);
-  if (nginx.empty()) runs.emplace_back();
-  return {std::move(runs[0]), std::move(runs[1])};
+  HttpRuns result;
+  std::size_t next = 0;
+  result.coring = std::move(runs[next++]);
+  if (!nginx.empty()) result.nginx = std::move(runs[next++]);
+  if (reference) result.reference = std::move(runs[next++]);
+  return result;
+}
+
+// The reference row's name: "coring(io_uring)".
+std::string reference_name_of(ring::Backend backend) {
+  return std::string("coring(") + ring::to_string(backend) + ")";
+}
+
+// The issues' targets for coring-http's server CPU per request over nginx's: issue 5's on
+// io_uring, the epoll backend's (its issue) on the emulation.
+std::string_view http_target(ring::Backend backend) {
+  return backend == ring::Backend::epoll ? "<= 1.0" : "<= 0.85";
+}
+
+void print_ratio(const std::string& name, const std::vector<HttpRun>& coring,
+                 const std::vector<HttpRun>& peer, std::string_view target) {
+  std::vector<double> paired;
+  for (std::size_t i = 0; i < coring.size(); ++i) {
+    paired.push_back(coring[i].server_cpu_us_per_request() / peer[i].server_cpu_us_per_request());
+  }
+  const auto [low, high] = std::minmax_element(paired.begin(), paired.end());
+  const std::string pair = name + "/nginx";
+  std::printf(
+      "%-22s server_cpu_us_per_request ratio %.3f (runs %.3f..%.3f; target %.*s)  "
+      "requests_per_s ratio %.3f\n",
+      pair.c_str(),
+      median_of(coring, &HttpRun::server_cpu_us_per_request) /
+          median_of(peer, &HttpRun::server_cpu_us_per_request),
+      *low, *high, static_cast<int>(target.size()), target.data(),
+      median_of(coring, &HttpRun::requests_per_s) / median_of(peer, &HttpRun::requests_per_s));
 }
 
 // nginx's configuration (see Nginx in http.hpp), its temporary files in `prefix`, its
@@ -258,7 +314,7 @@ std::string Nginx::failure(std::string_view what) const {
 
 int Nginx::stop() { return process_.stop(SIGQUIT, std::chrono::milliseconds(5000)); }
 
-BenchResult http_suite(const SuiteOptions& suite) {
+std::vector<BenchResult> http_suite(const SuiteOptions& suite) {
   HttpOptions options;
   // wrk measures whole seconds, at least one; a warm-up second unless the run is shorter.
   options.measured =
@@ -269,29 +325,47 @@ BenchResult http_suite(const SuiteOptions& suite) {
   options.reps = suite.reps;
   options.server_cpu = suite.server_cpu;
   options.client_cpu = suite.client_cpu;
-  BenchResult result{
-      "http", "wrk -t1 -c" + std::to_string(options.connections), http_metrics, {}, {}};
+  const std::string params = "wrk -t1 -c" + std::to_string(options.connections);
+  BenchResult http{"http", params, http_metrics, {}, {}};
+  http.backend = suite.backend;
+  // coring-http on the epoll backend against nginx's runs of the same rounds.
+  BenchResult on_epoll{"http-epoll-backend", params, http_metrics, {}, {}};
+  on_epoll.backend = ring::to_string(ring::Backend::epoll);
+  const auto results = [&http, &on_epoll, &suite] {
+    return suite.epoll_backend_rows ? std::vector<BenchResult>{http, on_epoll}
+                                    : std::vector<BenchResult>{http};
+  };
   const std::string wrk = find_program("wrk");
   const std::string nginx = find_program("nginx");
   if (wrk.empty()) {
-    result.sides = {skipped_side("coring", "wrk, the load generator, is not installed",
-                                 "apt-get install -y wrk"),
-                    skipped_side("nginx", "wrk, the load generator, is not installed",
-                                 "apt-get install -y wrk")};
-    if (nginx.empty()) {
-      result.sides[1] =
-          skipped_side("nginx", "nginx and wrk are not installed", "apt-get install -y nginx wrk");
+    for (BenchResult* result : {&http, &on_epoll}) {
+      result->sides = {skipped_side("coring", "wrk, the load generator, is not installed",
+                                    "apt-get install -y wrk"),
+                       nginx.empty()
+                           ? skipped_side("nginx", "nginx and wrk are not installed",
+                                          "apt-get install -y nginx wrk")
+                           : skipped_side("nginx", "wrk, the load generator, is not installed",
+                                          "apt-get install -y wrk")};
     }
-    return result;
+    return results();
   }
-  const auto [coring, peer] = run_http(options, wrk, nginx);
+  std::optional<ring::Backend> emulated;
+  std::string unavailable;
+  if (suite.epoll_backend_rows) {
+    unavailable = backend_unavailable(ring::Backend::epoll);
+    if (unavailable.empty()) emulated = ring::Backend::epoll;
+  }
+  const HttpRuns runs = run_http(options, wrk, nginx, emulated);
   const auto cpu = &HttpRun::server_cpu_us_per_request;
   const auto rate = &HttpRun::requests_per_s;
-  result.sides.push_back(measured_side("coring", coring, cpu, rate));
-  result.sides.push_back(
+  const Side peer =
       nginx.empty() ? skipped_side("nginx", "nginx is not installed", "apt-get install -y nginx")
-                    : measured_side("nginx", peer, cpu, rate));
-  return result;
+                    : measured_side("nginx", runs.nginx, cpu, rate);
+  http.sides = {measured_side("coring", runs.coring, cpu, rate), peer};
+  on_epoll.sides = {emulated ? measured_side("coring", runs.reference, cpu, rate)
+                             : skipped_side("coring", unavailable, ""),
+                    peer};
+  return results();
 }
 
 int http_main(Args& args) {
@@ -300,6 +374,7 @@ int http_main(Args& args) {
   options.connections = args.take_u64("--conns", 1, 10000).value_or(options.connections);
   options.reps = args.take_u64("--reps", 1, 100).value_or(options.reps);
   std::tie(options.server_cpu, options.client_cpu) = take_cpus(args, {0, 1});
+  const CoringBackend backend = take_backend(args);
   args.finish();
   const std::string nginx = find_program("nginx");
   const std::string wrk = find_program("wrk");
@@ -307,31 +382,52 @@ int http_main(Args& args) {
     std::printf("skipped: apt-get install nginx wrk\n");
     return 0;
   }
-  const auto [coring, peer] = run_http(options, wrk, nginx);
+  // With --backend, coring-http on the other backend too, for reference.
+  std::optional<ring::Backend> reference;
+  std::string reference_missing;
+  if (backend.requested) {
+    const ring::Backend other = other_backend(backend.backend);
+    reference_missing = backend_unavailable(other);
+    if (reference_missing.empty()) reference = other;
+  }
+  const HttpRuns runs = run_http(options, wrk, nginx, reference);
+  const std::string reference_name =
+      backend.requested ? reference_name_of(other_backend(backend.backend)) : std::string();
+  // Every run's figure, on stderr: what is behind the medians.
+  for (std::size_t rep = 0; rep < runs.coring.size(); ++rep) {
+    std::fprintf(stderr, "http: run %zu server_cpu_us_per_request: coring %.3f nginx %.3f", rep + 1,
+                 runs.coring[rep].server_cpu_us_per_request(),
+                 runs.nginx[rep].server_cpu_us_per_request());
+    if (reference) {
+      std::fprintf(stderr, " %s %.3f", reference_name.c_str(),
+                   runs.reference[rep].server_cpu_us_per_request());
+    }
+    std::fprintf(stderr, "\n");
+  }
 
   std::printf(
       "http: wrk -t1 -c%llu, GET / -> 200 \"Hello, World!\", keep-alive; %lld s measured per run "
       "after 1 s of warm-up; %llu runs per server, interleaved; server on CPU %d (nginx: one "
-      "worker, access_log off), wrk on CPU %d; medians\n",
+      "worker, access_log off), wrk on CPU %d; medians; coring's backend: %s",
       static_cast<unsigned long long>(options.connections),
       static_cast<long long>(options.measured.count()),
-      static_cast<unsigned long long>(options.reps), options.server_cpu, options.client_cpu);
-  std::printf("%-8s %14s %26s %16s\n", "server", "requests_per_s", "server_cpu_us_per_request",
-              "server_cpu_util");
-  print_row("coring", coring);
-  print_row("nginx", peer);
-  std::vector<double> paired;
-  for (std::size_t i = 0; i < coring.size(); ++i) {
-    paired.push_back(coring[i].server_cpu_us_per_request() / peer[i].server_cpu_us_per_request());
+      static_cast<unsigned long long>(options.reps), options.server_cpu, options.client_cpu,
+      backend.describe().c_str());
+  if (reference) {
+    std::printf("; %s: coring-http with CORING_BACKEND=%s, its turn right after nginx's",
+                reference_name.c_str(), ring::to_string(*reference));
   }
-  const auto [low, high] = std::minmax_element(paired.begin(), paired.end());
-  std::printf(
-      "coring/nginx server_cpu_us_per_request ratio %.3f (runs %.3f..%.3f; target <= 0.85)  "
-      "requests_per_s ratio %.3f\n",
-      median_of(coring, &HttpRun::server_cpu_us_per_request) /
-          median_of(peer, &HttpRun::server_cpu_us_per_request),
-      *low, *high,
-      median_of(coring, &HttpRun::requests_per_s) / median_of(peer, &HttpRun::requests_per_s));
+  std::printf("\n%-16s %14s %26s %16s\n", "server", "requests_per_s", "server_cpu_us_per_request",
+              "server_cpu_util");
+  print_row("coring", runs.coring);
+  print_row("nginx", runs.nginx);
+  if (reference) {
+    print_row(reference_name, runs.reference);
+  } else if (backend.requested) {
+    std::printf("%-16s skipped: %s\n", reference_name.c_str(), reference_missing.c_str());
+  }
+  print_ratio("coring", runs.coring, runs.nginx, http_target(backend.backend));
+  if (reference) print_ratio(reference_name, runs.reference, runs.nginx, http_target(*reference));
   return 0;
 }
 

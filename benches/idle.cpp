@@ -50,6 +50,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend.hpp"
 #include "child_process.hpp"
 #include "echo.hpp"
 #include "measure.hpp"
@@ -384,14 +385,15 @@ double median_of(const std::vector<IdleRun>& runs, double (IdleRun::*metric)() c
 
 // What idle_main() prints: a row per server, then coring-echo's figure against the target.
 void print_table(const std::vector<Server>& servers, const std::vector<std::vector<IdleRun>>& runs,
-                 const IdleOptions& options) {
+                 const IdleOptions& options, const CoringBackend& backend) {
   std::printf(
       "idle: %llu connections per server on top of %llu warm-up ones, each echoing one "
       "distinct 4-byte value, every reply checked; server VmRSS read %lld ms after each; "
-      "%llu runs per server, interleaved; server on CPU %d, client on CPU %d; medians\n",
+      "%llu runs per server, interleaved; server on CPU %d, client on CPU %d; medians; "
+      "coring's backend: %s\n",
       static_cast<unsigned long long>(options.conns), static_cast<unsigned long long>(warmup_conns),
       static_cast<long long>(settle.count()), static_cast<unsigned long long>(options.reps),
-      options.server_cpu, options.client_cpu);
+      options.server_cpu, options.client_cpu, backend.describe().c_str());
   std::printf("%-12s %8s %15s %14s %15s %9s\n", "server", "conns", "rss_before_kib",
               "rss_after_kib", "bytes_per_conn", "answered");
   for (std::size_t i = 0; i < servers.size(); ++i) {
@@ -431,10 +433,11 @@ int idle_main(Args& args) {
   options.conns = args.take_u64("--conns", 1, 1'000'000).value_or(options.conns);
   options.reps = args.take_u64("--reps", 1, 100).value_or(options.reps);
   std::tie(options.server_cpu, options.client_cpu) = take_cpus(args, {0, 1});
+  const CoringBackend backend = take_backend(args);
   args.finish();
   pin_to_cpu(options.client_cpu);
   const std::vector<Server> servers = idle_servers();
-  print_table(servers, run_idle(servers, options), options);
+  print_table(servers, run_idle(servers, options), options, backend);
   return 0;
 }
 

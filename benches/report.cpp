@@ -5,6 +5,9 @@
 // benchmark with its metrics and sides, each side with its per-run values and medians,
 // peers with coring's ratio to them (null for a metric where it means nothing: idle's
 // bytes per connection), skipped sides with why and the apt-get line that adds them.
+// "options" says the backend coring's side ran on ("backend": "io_uring" or "epoll",
+// and "backend_note", what chose it), each benchmark the one its coring side ran on
+// (its own "backend": "epoll" for echo-epoll-backend and http-epoll-backend).
 // The chart is gnuplot's: its script and data go to gnuplot's standard input, so
 // nothing but the PNG is left on disk.
 #include "report.hpp"
@@ -129,7 +132,9 @@ void write_options(std::ostream& out, const SuiteOptions& options) {
       << "    \"nop_ops\": " << options.nop_ops << ",\n"
       << "    \"idle_conns\": " << options.idle_conns << ",\n"
       << "    \"server_cpu\": " << options.server_cpu << ",\n"
-      << "    \"client_cpu\": " << options.client_cpu << "\n"
+      << "    \"client_cpu\": " << options.client_cpu << ",\n"
+      << "    \"backend\": " << quoted(options.backend) << ",\n"
+      << "    \"backend_note\": " << quoted(options.backend_note) << "\n"
       << "  },\n";
 }
 
@@ -175,6 +180,7 @@ void write_side(std::ostream& out, const BenchResult& result, const Side& side, 
 void write_benchmark(std::ostream& out, const BenchResult& result) {
   out << "    {\n      \"name\": " << quoted(result.name)
       << ",\n      \"params\": " << quoted(result.params)
+      << ",\n      \"backend\": " << quoted(result.backend)
       << ",\n      \"error\": " << (result.error.empty() ? "null" : quoted(result.error))
       << ",\n      \"metrics\": [";
   for (std::size_t m = 0; m < result.metrics.size(); ++m) {
@@ -223,6 +229,22 @@ std::string ratio_text(double ratio) {
   return text;
 }
 
+// The chart's word on the backend coring ran on: "coring on io_uring (on epoll in the
+// -epoll-backend groups)".
+std::string backend_note(const std::vector<BenchResult>& results) {
+  std::string main;
+  bool epoll_rows = false;
+  for (const BenchResult& result : results) {
+    if (result.name.ends_with("-epoll-backend")) {
+      epoll_rows = true;
+    } else if (main.empty()) {
+      main = result.backend;
+    }
+  }
+  if (main.empty()) return {};
+  return "; coring on " + main + (epoll_rows ? " (on epoll in the -epoll-backend groups)" : "");
+}
+
 // gnuplot's script and data: a bar per side, groups per benchmark separated by a gap,
 // heights relative to coring's median CPU per operation in that benchmark.
 std::string chart_script(const std::string& path, const std::vector<BenchResult>& results,
@@ -256,8 +278,8 @@ std::string chart_script(const std::string& path, const std::vector<BenchResult>
          << gnuplot_string(
                 "coring-bench all: CPU per operation relative to coring "
                 "(coring = 1, lower is cheaper); medians of " +
-                std::to_string(reps) + " interleaved runs")
-         << "\n"
+                std::to_string(reps) + " interleaved runs" + backend_note(results))
+         << " noenhanced\n"
          << "set ylabel 'CPU per operation / coring CPU per operation'\n"
          << "set yrange [0:*]\nset offsets 0, 0, graph 0.22, 0\nset xrange [-1:" << x - 1 << "]\n"
          << "set grid ytics\nset style fill solid 0.85 border -1\nset boxwidth 0.8\n"

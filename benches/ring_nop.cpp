@@ -5,6 +5,10 @@
 // into an array on the stack, which takes the whole batch in one copy and one release
 // of the CQ head. ring-nop-compare runs the two sides alternately, so that drift in the
 // machine's state (frequency, other load) falls on both, and reports medians.
+//
+// coring's Ring is set up on the backend the environment says, or --backend's
+// (backend.hpp), as the runtime's loops are: on the epoll backend the comparison is
+// coring's user-space ring against liburing on the kernel's.
 #include "ring_nop.hpp"
 
 #include <algorithm>
@@ -18,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backend.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/ring/ring.hpp"
 #include "peers/liburing_nop.hpp"
@@ -62,9 +67,12 @@ void print_liburing_skipped() {
   std::printf("%.*s\n", static_cast<int>(liburing_skipped.size()), liburing_skipped.data());
 }
 
-int print_single(std::string_view side, const NopRun& run) {
+// `backend` is coring's, "" for the liburing side.
+int print_single(std::string_view side, const NopRun& run, const std::string& backend) {
   check_nop_run(side, run);
-  std::printf("ops_per_s=%.0f\n", run.ops_per_s());
+  std::printf("ops_per_s=%.0f", run.ops_per_s());
+  if (!backend.empty()) std::printf(" backend=%s", backend.c_str());
+  std::printf("\n");
   return 0;
 }
 
@@ -81,11 +89,13 @@ double median_of(const std::vector<NopRun>& runs, double (NopRun::*metric)() con
   return median(values);
 }
 
-void print_table(const std::vector<BatchRuns>& all, std::uint64_t ops, std::uint64_t reps) {
+void print_table(const std::vector<BatchRuns>& all, std::uint64_t ops, std::uint64_t reps,
+                 const CoringBackend& backend) {
   std::printf(
       "ring-nop: %llu NOPs per run, %llu runs per side interleaved, medians; "
-      "ratio > 1: coring is faster\n",
-      static_cast<unsigned long long>(ops), static_cast<unsigned long long>(reps));
+      "ratio > 1: coring is faster; coring's ring on the backend %s, liburing on io_uring\n",
+      static_cast<unsigned long long>(ops), static_cast<unsigned long long>(reps),
+      backend.describe().c_str());
   std::printf("%6s %16s %18s %7s %15s %21s %23s\n", "batch", "coring_ops_per_s",
               "liburing_ops_per_s", "ratio", "ratio_min..max", "coring_cpu_ns_per_op",
               "liburing_cpu_ns_per_op");
@@ -128,9 +138,13 @@ void check_nop_run(std::string_view side, const NopRun& run) {
 }
 
 NopRun run_coring_nop(const NopOptions& options) {
-  ring::Ring ring(nop_ring_entries(options.batch),
-                  ring::setup::single_issuer | ring::setup::defer_taskrun);
-  ring.register_ring_fd().value();
+  ring::Params params{};
+  params.flags = ring::setup::single_issuer | ring::setup::defer_taskrun;
+  // Backend::automatic: CORING_BACKEND's choice, as a loop's (see backend.hpp).
+  ring::Ring ring =
+      ring::Ring::create(nop_ring_entries(options.batch), params, ring::Backend::automatic).value();
+  // The emulation enters without a system call: it has no ring fd to register.
+  if (ring.backend() == ring::Backend::io_uring) ring.register_ring_fd().value();
   std::array<ring::Cqe, cqe_chunk> cqes;
 
   return run_nop_loop(options, [&ring, &cqes](std::uint32_t batch) {
@@ -149,8 +163,9 @@ NopRun run_coring_nop(const NopOptions& options) {
 int ring_nop_main(Args& args) {
   NopOptions options = take_nop_options(args);
   options.batch = take_batch(args);
+  const CoringBackend backend = take_backend(args);
   args.finish();
-  return print_single("ring-nop", run_coring_nop(options));
+  return print_single("ring-nop", run_coring_nop(options), backend.name());
 }
 
 int ring_nop_liburing_main(Args& args) {
@@ -161,7 +176,7 @@ int ring_nop_liburing_main(Args& args) {
     print_liburing_skipped();
     return 0;
   }
-  return print_single("ring-nop-liburing", run_liburing_nop(options));
+  return print_single("ring-nop-liburing", run_liburing_nop(options), "");
 }
 
 int ring_nop_compare_main(Args& args) {
@@ -169,6 +184,7 @@ int ring_nop_compare_main(Args& args) {
   if (!batches) throw UsageError("--batches is required");
   const NopOptions base = take_nop_options(args);
   const std::uint64_t reps = args.take_u64("--reps", 1, 1000).value_or(default_reps);
+  const CoringBackend backend = take_backend(args);
   args.finish();
   const bool with_peer = liburing_peer_available();
   if (!with_peer) print_liburing_skipped();
@@ -185,7 +201,7 @@ int ring_nop_compare_main(Args& args) {
         check_nop_run("liburing", runs.liburing.emplace_back(run_liburing_nop(options)));
     }
   }
-  print_table(all, base.ops, reps);
+  print_table(all, base.ops, reps, backend);
   return 0;
 }
 

@@ -13,6 +13,9 @@
 // task frames, and the loop's ready queue grows to K on the first turn): all of that
 // happens during the warm-up, so what is counted is the steady state, which DESIGN
 // invariant 7 says must not allocate.
+//
+// The loop and ring-nop's Ring both run on the backend the environment says, or
+// --backend's (backend.hpp), so that the comparison stays one of the same ring.
 #include "runtime_nop.hpp"
 
 #include <algorithm>
@@ -28,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backend.hpp"
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/io.hpp"
 #include "coring/runtime/task.hpp"
@@ -164,11 +168,12 @@ double best_of(const std::vector<NopRun>& runs) {
 double cpu_ns_per_op_of(const NopRun& run) { return run.cpu_ns_per_op(); }
 
 void print_compare_table(const std::vector<InflightRuns>& all, std::uint64_t ops,
-                         std::uint64_t reps) {
+                         std::uint64_t reps, const CoringBackend& backend) {
   std::printf(
       "runtime-nop vs ring-nop: %llu NOPs per run, %llu runs per side interleaved, medians; "
-      "ratio = runtime/ring (best_ratio: of the fastest run of each side)\n",
-      static_cast<unsigned long long>(ops), static_cast<unsigned long long>(reps));
+      "ratio = runtime/ring (best_ratio: of the fastest run of each side); backend %s\n",
+      static_cast<unsigned long long>(ops), static_cast<unsigned long long>(reps),
+      backend.describe().c_str());
   std::printf("%8s %14s %17s %7s %15s %10s %19s %22s %14s\n", "inflight", "ring_ops_per_s",
               "runtime_ops_per_s", "ratio", "ratio_min..max", "best_ratio", "ring_cpu_ns_per_op",
               "runtime_cpu_ns_per_op", "allocs_per_op");
@@ -248,10 +253,12 @@ NopRun run_runtime_nop(const RuntimeNopOptions& options) {
 int runtime_nop_main(Args& args) {
   const std::uint32_t inflight = take_inflight(args);
   const std::uint64_t ops = take_ops(args);
+  const CoringBackend backend = take_backend(args);
   args.finish();
   const NopRun run = run_runtime_nop(runtime_options(inflight, ops));
   check_errors("runtime-nop", run);
-  std::printf("ops_per_s=%.0f allocs_per_op=%.6g\n", run.ops_per_s(), allocations_per_op(run));
+  std::printf("ops_per_s=%.0f allocs_per_op=%.6g backend=%s\n", run.ops_per_s(),
+              allocations_per_op(run), backend.name().c_str());
   return allocation_status("runtime-nop", run.allocations);
 }
 
@@ -260,6 +267,7 @@ int runtime_nop_compare_main(Args& args) {
   if (!inflights) throw UsageError("--inflight is required");
   const std::uint64_t ops = take_ops(args);
   const std::uint64_t reps = args.take_u64("--reps", 1, 1000).value_or(default_reps);
+  const CoringBackend backend = take_backend(args);
   args.finish();
 
   std::vector<InflightRuns> all;
@@ -276,7 +284,7 @@ int runtime_nop_compare_main(Args& args) {
       allocations += run.allocations;
     }
   }
-  print_compare_table(all, ops, reps);
+  print_compare_table(all, ops, reps, backend);
   return allocation_status("runtime-nop-compare", allocations);
 }
 

@@ -6,7 +6,9 @@
 // CPU, so a server never competes with its load. A benchmark that fails does not stop
 // the others: its rows say FAILED with the reason, and the exit status is 1. A peer the
 // machine lacks is a "skipped" cell and a line under the table naming the apt-get
-// command that adds it; that is no failure.
+// command that adds it; that is no failure. The header says which backend coring's side
+// ran on (--backend, or the environment's); on io_uring, echo and http add a row each
+// on the epoll backend (suite.hpp).
 #include "suite.hpp"
 
 #include <fcntl.h>
@@ -25,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend.hpp"
 #include "measure.hpp"
 #include "report.hpp"
 
@@ -87,14 +90,18 @@ struct Entry {
   std::function<std::vector<BenchResult>(const SuiteOptions&)> run;
 };
 
-std::vector<Entry> entries() {
+std::vector<Entry> entries(const SuiteOptions& options) {
   const auto one = [](BenchResult (*run)(const SuiteOptions&)) {
-    return [run](const SuiteOptions& options) { return std::vector<BenchResult>{run(options)}; };
+    return [run](const SuiteOptions& suite) { return std::vector<BenchResult>{run(suite)}; };
+  };
+  const auto rows = [&options](const std::string& name) {
+    return options.epoll_backend_rows ? std::vector<std::string>{name, name + "-epoll-backend"}
+                                      : std::vector<std::string>{name};
   };
   return {
       {{"ring-nop", "runtime-nop"}, nop_metrics, &nop_suite},
-      {{"echo"}, echo_metrics, one(&echo_suite)},
-      {{"http"}, http_metrics, one(&http_suite)},
+      {rows("echo"), echo_metrics, &echo_suite},
+      {rows("http"), http_metrics, &http_suite},
       {{"file-randread"}, randread_metrics, one(&randread_suite)},
       {{"idle"}, idle_metrics, one(&idle_suite)},
       {{"fairness-echo", "fairness-http"}, fairness_metrics, &fairness_suite},
@@ -112,6 +119,7 @@ std::vector<BenchResult> run_entry(const Entry& entry, const SuiteOptions& optio
     results.clear();
     for (const std::string& row : entry.rows) {
       results.push_back(BenchResult{row, "", entry.metrics, {}, e.what()});
+      if (row.ends_with("-epoll-backend")) results.back().backend = "epoll";
     }
   }
   std::fprintf(stderr, "all: %s done in %.1f s\n", entry.rows.front().c_str(),
@@ -145,12 +153,12 @@ std::string format_ratio(const BenchResult& result, const Side& peer, std::size_
   return text;
 }
 
-constexpr const char* row_format = "%-27s %-12s %14s %14s %9s %13s %13s %9s\n";
+constexpr const char* row_format = "%-34s %-12s %14s %14s %9s %13s %13s %9s\n";
 
 void print_peer_row(const std::string& label, const BenchResult& result, const Side& peer) {
   const Side& coring = result.sides.front();
   if (!peer.ran()) {
-    std::printf("%-27s %-12s skipped: %s\n", label.c_str(), peer.name.c_str(),
+    std::printf("%-34s %-12s skipped: %s\n", label.c_str(), peer.name.c_str(),
                 peer.skipped.c_str());
     return;
   }
@@ -169,14 +177,22 @@ void print_table(const std::vector<BenchResult>& results, const SuiteOptions& op
       "coring-bench all: %llu runs per side, interleaved; medians. CPU/op: the CPU time of the "
       "process under test per operation (servers: their own CPU, on CPU %d; the rest on CPU "
       "%d); cpu ratio < 1: coring spends less; rate ratio > 1: coring is faster. Ratios are "
-      "coring/peer.\n\n",
+      "coring/peer.\n",
       static_cast<unsigned long long>(options.reps), options.server_cpu, options.client_cpu);
+  std::printf(
+      "coring's backend: %s, for every row (ring-nop's coring side too: its Ring is set up on "
+      "it)%s.\n\n",
+      options.backend_note.c_str(),
+      options.epoll_backend_rows
+          ? " but the -epoll-backend rows: coring-echo and coring-http with CORING_BACKEND=epoll, "
+            "in the same rounds as the echo and http rows, against the same runs of their peer"
+          : "");
   std::printf(row_format, "benchmark", "peer", "coring CPU/op", "peer CPU/op", "cpu ratio",
               "coring rate", "peer rate", "rate ratio");
   for (const BenchResult& result : results) {
     std::string label = result.name + (result.params.empty() ? "" : " (" + result.params + ")");
     if (!result.error.empty()) {
-      std::printf("%-27s FAILED: %s\n", label.c_str(), result.error.c_str());
+      std::printf("%-34s FAILED: %s\n", label.c_str(), result.error.c_str());
       continue;
     }
     for (std::size_t i = 1; i < result.sides.size(); ++i) {
@@ -258,7 +274,11 @@ int all_main(Args& args) {
   const auto json = args.take_string("--json");
   const auto file = args.take_string("--file");
   const std::uint64_t file_mib = args.take_u64("--file-mib", 1, 1 << 20).value_or(default_file_mib);
+  const CoringBackend backend = take_backend(args);
   args.finish();
+  options.backend = backend.name();
+  options.backend_note = backend.describe();
+  options.epoll_backend_rows = backend.backend != ring::Backend::epoll;
   if (options.server_cpu == options.client_cpu) {
     std::fprintf(stderr,
                  "all: servers and clients share CPU %d (this process may use no other): "
@@ -276,8 +296,11 @@ int all_main(Args& args) {
     options.randread_file = scratch->path();
   }
   std::vector<BenchResult> results;
-  for (const Entry& entry : entries()) {
-    for (BenchResult& result : run_entry(entry, options)) results.push_back(std::move(result));
+  for (const Entry& entry : entries(options)) {
+    for (BenchResult& result : run_entry(entry, options)) {
+      if (result.backend.empty()) result.backend = options.backend;
+      results.push_back(std::move(result));
+    }
   }
   scratch.reset();
 

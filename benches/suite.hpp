@@ -8,6 +8,12 @@
 // peer this machine lacks is a skipped Side that carries the apt-get line that adds it;
 // it is never an error. The same functions serve the benchmarks' own *-compare
 // subcommands, which print their own, more detailed tables.
+//
+// coring's side runs on one backend (backend.hpp): `all --backend epoll` runs the whole
+// suite on the emulation. On io_uring, `all` adds two rows measured in the same rounds
+// as the rest: echo-epoll-backend (coring-echo on the epoll backend against the echo
+// row's epoll peer runs) and http-epoll-backend (coring-http on it against the http row's
+// nginx runs).
 #pragma once
 
 #include <array>
@@ -40,6 +46,11 @@ struct SuiteOptions {
   std::string randread_file;            // made (and warmed) by `all` unless given
   int server_cpu = 0;                   // the servers of echo and http
   int client_cpu = 1;                   // their load, and the in-process benchmarks
+  std::string backend = "io_uring";     // the backend coring's side runs on (CoringBackend)
+  std::string backend_note;             // and what chose it (CoringBackend::describe())
+  // Whether echo and http add their rows on the epoll backend (not when the suite runs
+  // on it already).
+  bool epoll_backend_rows = false;
 };
 
 struct Metric {
@@ -71,6 +82,9 @@ struct BenchResult {
   std::array<Metric, 2> metrics;  // [0] CPU per operation, [1] throughput
   std::vector<Side> sides;        // [0] coring's
   std::string error;              // non-empty when the benchmark failed
+  // The backend coring's side ran on ("io_uring", "epoll"); `all` fills in the suite's
+  // where a benchmark leaves it empty.
+  std::string backend{};
 };
 
 // The metrics of each benchmark's rows.
@@ -128,10 +142,11 @@ template <typename Run>
 // returns two rows from one interleaved set of runs: ring-nop (coring's Ring against
 // liburing) and runtime-nop (coring's EventLoop against both rings); fairness_suite()
 // two as well: fairness-echo (coring-echo against epoll) and fairness-http (coring-http
-// against nginx).
+// against nginx); echo_suite() and http_suite() one, or two with epoll_backend_rows:
+// echo and echo-epoll-backend, http and http-epoll-backend.
 std::vector<BenchResult> nop_suite(const SuiteOptions& options);
-BenchResult echo_suite(const SuiteOptions& options);
-BenchResult http_suite(const SuiteOptions& options);
+std::vector<BenchResult> echo_suite(const SuiteOptions& options);
+std::vector<BenchResult> http_suite(const SuiteOptions& options);
 BenchResult randread_suite(const SuiteOptions& options);
 BenchResult idle_suite(const SuiteOptions& options);
 std::vector<BenchResult> fairness_suite(const SuiteOptions& options);

@@ -3,7 +3,9 @@
 #
 #   scripts/fuzz.sh [SECONDS]     SECONDS per target, default 60
 #
-# For each target (coring-fuzz-http, coring-fuzz-loop) it first replays the inputs of
+# For each target (coring-fuzz-http, coring-fuzz-loop, and coring-fuzz-loop again as
+# "loop-epoll" with CORING_BACKEND=epoll: the loop's dispatch over the epoll backend,
+# from the same corpus and regressions) it first replays the inputs of
 # tests/fuzz/regressions/<target>/ (one file per bug found, which must stay fixed), then
 # fuzzes for SECONDS starting from a copy of the committed corpus tests/fuzz/corpus/<target>/
 # in a temporary directory (the tree stays clean). It fails if any target crashes, leaks,
@@ -31,7 +33,8 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds == 0)); then
 fi
 build_dir="${BUILD_DIR:-build-fuzz}"
 jobs="${JOBS:-$(nproc)}"
-targets=(http loop)
+targets=(http loop loop-epoll)
+binaries=(http loop)
 
 scripts/install-deps.sh
 
@@ -56,14 +59,18 @@ cmake -S . -B "$build_dir" "${generator[@]}" \
   -DCORING_BUILD_TESTS=ON \
   -DCORING_BUILD_BENCHES=OFF \
   -DCORING_BUILD_EXAMPLES=OFF
-cmake --build "$build_dir" -j "$jobs" --target "${targets[@]/#/coring-fuzz-}"
+cmake --build "$build_dir" -j "$jobs" --target "${binaries[@]/#/coring-fuzz-}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/coring-fuzz.XXXXXX")"
 failed=()
 summary=()
 for target in "${targets[@]}"; do
-  binary="$build_dir/tests/fuzz/coring-fuzz-$target"
-  committed="tests/fuzz/corpus/$target"
+  # <binary>-epoll: the binary's run on the epoll backend, from the binary's inputs.
+  base="${target%-epoll}"
+  backend=()
+  [[ $target != "$base" ]] && backend=(env CORING_BACKEND=epoll)
+  binary="$build_dir/tests/fuzz/coring-fuzz-$base"
+  committed="tests/fuzz/corpus/$base"
   corpus="$work/$target/corpus"
   artifacts="$work/$target/artifacts"
   log="$work/$target/fuzz.log"
@@ -71,10 +78,10 @@ for target in "${targets[@]}"; do
   cp -r "$committed/." "$corpus/"
 
   # The regressions: each input once, all must pass.
-  mapfile -t regressions < <(find "tests/fuzz/regressions/$target" -type f 2>/dev/null | sort)
+  mapfile -t regressions < <(find "tests/fuzz/regressions/$base" -type f 2>/dev/null | sort)
   if ((${#regressions[@]} > 0)); then
     echo "fuzz $target: replaying ${#regressions[@]} regression input(s)"
-    if ! "$binary" -timeout=10 "${regressions[@]}" >"$work/$target/regressions.log" 2>&1; then
+    if ! "${backend[@]}" "$binary" -timeout=10 "${regressions[@]}" >"$work/$target/regressions.log" 2>&1; then
       grep -E '^(http|loop)_fuzz: ' "$work/$target/regressions.log" || true
       echo "fuzz $target: FAILED: a regression input fails (log: $work/$target/regressions.log)"
       failed+=("$target regressions")
@@ -83,7 +90,7 @@ for target in "${targets[@]}"; do
 
   echo "fuzz $target: ${seconds} s from $(find "$committed" -type f | wc -l) committed inputs"
   status=0
-  "$binary" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  "${backend[@]}" "$binary" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1 || status=$?
   if ((status != 0)) || [[ -n "$(ls -A "$artifacts")" ]]; then
     tail -n 80 "$log"
@@ -102,7 +109,7 @@ for target in "${targets[@]}"; do
   echo "$line"
   summary+=("$line")
 
-  if [[ ${FUZZ_UPDATE_CORPUS:-0} == 1 ]]; then
+  if [[ ${FUZZ_UPDATE_CORPUS:-0} == 1 && $target == "$base" ]]; then
     "$binary" -merge=1 "$committed" "$corpus" >"$work/$target/merge.log" 2>&1
     echo "fuzz $target: committed corpus now $(find "$committed" -type f | wc -l) files," \
       "$(find "$committed" -type f -printf '%s\n' | awk '{ n += $1 } END { print n + 0 }') bytes"

@@ -1,5 +1,6 @@
 // libFuzzer target: the EventLoop's submission, dispatch and resumption under faults that
-// the input decides.
+// the input decides. The loop's backend is the default's choice: CORING_BACKEND=epoll runs
+// it all over the epoll backend (scripts/fuzz.sh does both, as "loop" and "loop-epoll").
 //
 // The input is a FaultPlan in script mode (testing/include/coring/testing/fault.hpp):
 //
