@@ -76,9 +76,10 @@ class Ring {
   // writes the final sizes and features back into `params`.
   // Matches io_uring_queue_init_params() in liburing.
   [[nodiscard]] static Result<Ring> create(std::uint32_t entries, Params& params) noexcept;
-  // Sets up a ring on `backend` (create() above is Backend::io_uring). Errors of the
-  // emulation carry setup_category() like the kernel's; a CORING_BACKEND value other
-  // than "io_uring" or "epoll" is Errc::backend_unknown.
+  // Sets up a ring on `backend` (create() above is Backend::io_uring). The emulation's
+  // errors carry setup_category() like the kernel's, but for ENOMEM, which is this
+  // process's memory (std::errc::not_enough_memory); a CORING_BACKEND value other than
+  // "io_uring" or "epoll" is Errc::backend_unknown.
   [[nodiscard]] static Result<Ring> create(std::uint32_t entries, Params& params,
                                            Backend backend) noexcept;
 
@@ -95,7 +96,8 @@ class Ring {
   ~Ring();
 
   // The ring's fd: io_uring's, or on the emulation its epoll fd, which is readable when
-  // an enter would find work and which MSG_RING from another emulated ring targets.
+  // its sockets, timers or workers have something for an enter, and which MSG_RING
+  // from another emulated ring targets.
   [[nodiscard]] int fd() const noexcept { return fd_; }
   // Backend::io_uring or Backend::epoll (never automatic).
   [[nodiscard]] Backend backend() const noexcept {
