@@ -10,6 +10,7 @@
 #include "coring/fs/stat.hpp"
 #include "coring/ring/detail/log.hpp"
 #include "coring/ring/ring.hpp"
+#include "coring/runtime/event_loop.hpp"
 
 namespace coring::fs {
 
@@ -22,22 +23,34 @@ std::string Error::context() const {
 
 std::string Error::message() const { return context() + ": " + code_.message(); }
 
+namespace {
+std::optional<ring::Probe> probe_backend(ring::Backend backend) noexcept {
+  ring::Params params;
+  auto created = ring::Ring::create(2, params, backend);
+  if (!created) {
+    coring::detail::log_error("fs", "fs::supports: io_uring_setup", created.error());
+    return std::nullopt;
+  }
+  auto probed = created->get_probe();
+  if (!probed) {
+    coring::detail::log_error("fs", "fs::supports: IORING_REGISTER_PROBE", probed.error());
+    return std::nullopt;
+  }
+  return *probed;
+}
+}  // namespace
+
 bool supports(ring::Op op) noexcept {
-  // Thread-safe static initialisation: the first caller probes, everyone else reads.
-  static const std::optional<ring::Probe> probe = []() -> std::optional<ring::Probe> {
-    auto created = ring::Ring::create(2);
-    if (!created) {
-      coring::detail::log_error("fs", "fs::supports: io_uring_setup", created.error());
-      return std::nullopt;
-    }
-    auto probed = created->get_probe();
-    if (!probed) {
-      coring::detail::log_error("fs", "fs::supports: IORING_REGISTER_PROBE", probed.error());
-      return std::nullopt;
-    }
-    return *probed;
-  }();
-  return probe && probe->is_supported(op);
+  // The backend of the loop the operation runs on: the epoll emulation implements a
+  // set of its own, and where io_uring is blocked the kernel cannot be asked at all.
+  // Thread-safe static initialisation: the first caller per backend probes.
+  const EventLoop* loop = EventLoop::current();
+  if (loop != nullptr && loop->backend() == ring::Backend::epoll) {
+    static const std::optional<ring::Probe> emulated = probe_backend(ring::Backend::epoll);
+    return emulated && emulated->is_supported(op);
+  }
+  static const std::optional<ring::Probe> kernel = probe_backend(ring::Backend::io_uring);
+  return kernel && kernel->is_supported(op);
 }
 
 FileType file_type_of_mode(std::uint32_t mode) noexcept {

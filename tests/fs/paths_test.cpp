@@ -34,6 +34,26 @@ bool exists(const std::string& path) {
     if (!supports(ring::Op::op)) GTEST_SKIP() << "kernel lacks IORING_OP_" #op; \
   } while (0)
 
+// fs::supports() answers for the backend the calling loop runs on: on the epoll
+// emulation, what its probe lists (the kernel's probe lists more, and where io_uring is
+// blocked it cannot be asked at all), on io_uring the kernel's.
+TEST(FsPaths, SupportsAnswersForTheLoopsOwnBackend) {
+  EventLoop loop;
+  auto probe = loop.ring().get_probe();
+  ASSERT_TRUE(probe) << probe.error().message();
+  std::vector<int> differ;
+  loop.run([&]() -> Task<void> {
+    for (int op = 0; op < static_cast<int>(ring::Op::last); ++op) {
+      const auto which = static_cast<ring::Op>(op);
+      if (supports(which) != probe->is_supported(which)) differ.push_back(op);
+    }
+    co_return;
+  }());
+  EXPECT_TRUE(differ.empty()) << differ.size() << " opcodes answered for another backend, "
+                              << "the first " << (differ.empty() ? -1 : differ.front()) << " on "
+                              << ring::to_string(loop.backend());
+}
+
 TEST(FsPaths, CreateDirThenEexistAndRemoveDir) {
   REQUIRE_OP(mkdirat);
   TempDir dir;

@@ -11,9 +11,10 @@
 
 namespace coring::fs {
 
-// Whether the running kernel supports io_uring operation `op`. The kernel is asked once
-// per process (IORING_REGISTER_PROBE on a small ring of its own); a kernel that cannot
-// even set up that ring supports nothing.
+// Whether operation `op` runs on the backend of the calling thread's loop: the kernel's
+// io_uring, or the epoll emulation when the loop runs on it. Each is asked once per
+// process (IORING_REGISTER_PROBE on a small ring of its own); a backend that cannot even
+// set up that ring supports nothing.
 [[nodiscard]] bool supports(ring::Op op) noexcept;
 
 }  // namespace coring::fs
