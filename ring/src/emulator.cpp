@@ -38,9 +38,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <ctime>
+#include <initializer_list>
 #include <new>
 #include <utility>
 
@@ -138,6 +140,31 @@ std::vector<std::pair<int, Emulator*>>& registry() {
   return rings;
 }
 
+std::atomic<std::uint64_t> next_ring_id{1};
+
+// The signal that interrupts a worker's blocking call: a real-time signal, handled by a
+// function that does nothing and installed without SA_RESTART, so that the call fails
+// with EINTR. Installed once, and only where the program left the signal alone; where
+// it did not, calls are not interrupted (a cancel still says -EALREADY, and teardown
+// waits for the call).
+int interrupt_signal() noexcept { return SIGRTMAX - 3; }
+
+void ignore_interrupt(int) noexcept {}
+
+bool interrupt_installed() noexcept {
+  static const bool installed = [] {
+    struct sigaction old {};
+    if (::sigaction(interrupt_signal(), nullptr, &old) != 0) return false;
+    if ((old.sa_flags & SA_SIGINFO) != 0 || old.sa_handler != SIG_DFL) return false;
+    struct sigaction action {};
+    action.sa_handler = ignore_interrupt;
+    sigfillset(&action.sa_mask);
+    action.sa_flags = 0;
+    return ::sigaction(interrupt_signal(), &action, nullptr) == 0;
+  }();
+  return installed;
+}
+
 std::uint32_t round_up_pow2(std::uint32_t v) noexcept {
   std::uint32_t p = 1;
   while (p < v) p <<= 1;
@@ -180,6 +207,8 @@ struct Emulator::Request {
   Dir dir;
   std::uint8_t stage;         // connect: 1 once in progress
   bool counted;               // in count_timeouts_
+  bool holds;                 // its fd is a duplicate we keep for it (FdWaiters::holders)
+  bool interrupted;           // its worker's call is to stop (under mutex_)
   std::uint32_t cancel_walk;  // the last cancel walk that tried it
 };
 
@@ -243,6 +272,7 @@ int Emulator::create(std::uint32_t entries, Params& params,
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
   }
+  emu->id_ = next_ring_id.fetch_add(1, std::memory_order_relaxed);
   emu->sq_entries_ = entries;
   emu->cq_entries_ = cq;
   emu->setup_flags_ = params.flags | setup::no_sqarray;
@@ -311,18 +341,35 @@ Emulator::~Emulator() {
                 rings.end());
   }
   {
-    std::lock_guard lock(mutex_);
+    // What is queued never runs; what runs is interrupted (repeatedly: a signal that
+    // comes before the call begins does not stop it).
+    std::unique_lock lock(mutex_);
     stopping_ = true;
+    work_ready_.notify_all();
+    while (live_workers_ > 0) {
+      for (const auto& worker : workers_) {
+        if (worker->current != nullptr) signal_worker(worker->current);
+      }
+      worker_exited_.wait_for(lock, std::chrono::milliseconds(2));
+    }
   }
-  work_ready_.notify_all();
-  for (std::thread& worker : workers_) worker.join();
+  for (const auto& worker : workers_) worker->thread.join();
   // What a worker opened for a request nobody will complete now.
   for (Request* r = done_.head; r != nullptr; r = r->next) {
     const auto op = static_cast<Op>(r->sqe.opcode);
     if ((op == Op::openat || op == Op::openat2) && r->res >= 0) ::close(r->res);
   }
+  // Files sent to us that we never installed: the senders learn we are gone, as the
+  // kernel's do from a ring that exits (EOWNERDEAD).
+  for (const PassedFile& passed : passed_) {
+    ::close(passed.fd);
+    reply(passed.sender, passed.request, -EOWNERDEAD);
+  }
   for (int fd : files_) {
     if (fd >= 0) ::close(fd);
+  }
+  for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
+    if (fds_[fd].holders > 0) ::close(static_cast<int>(fd));
   }
   if (timer_fd_ >= 0) ::close(timer_fd_);
   if (event_fd_ >= 0) ::close(event_fd_);
@@ -595,6 +642,7 @@ bool Emulator::fails_link(const Request& r, std::int32_t res) const noexcept {
 
 void Emulator::complete(Request* r, std::int32_t res, std::uint32_t cqe_flags) noexcept {
   if (r->in != nullptr) r->in->erase(r);
+  if (r->holds) drop_hold(r);
   if (r->heap_index != npos) timer_erase(r);
   if (r->counted) {
     count_timeouts_.erase(std::find(count_timeouts_.begin(), count_timeouts_.end(), r));
@@ -693,7 +741,7 @@ void Emulator::issue(Request* r) noexcept {
       const int fd =
           ::socket(r->sqe.fd, static_cast<int>(r->sqe.off), static_cast<int>(r->sqe.len));
       if (fd < 0) return complete(r, -errno);
-      return complete(r, r->sqe.file_index != 0 ? install_direct(r, fd) : fd);
+      return complete(r, r->sqe.file_index != 0 ? install_direct(r->sqe.file_index, fd) : fd);
     }
     case Op::files_update: {
       const auto* fds = ptr<const int>(r->sqe.addr);
@@ -710,8 +758,7 @@ void Emulator::issue(Request* r) noexcept {
           copy = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
           if (copy < 0) return complete(r, updated > 0 ? updated : -errno);
         }
-        if (files_[slot] >= 0) ::close(files_[slot]);
-        files_[slot] = copy;
+        set_file(static_cast<std::uint32_t>(slot), copy);
         ++updated;
       }
       return complete(r, updated);
@@ -870,39 +917,60 @@ void Emulator::issue(Request* r) noexcept {
   }
 }
 
-int Emulator::install_direct(Request* r, int fd) noexcept {
+int Emulator::install_direct(std::uint32_t file_index, int fd) noexcept {
   std::uint32_t slot = 0;
-  if (r->sqe.file_index == file_index_alloc) {
+  if (files_.empty()) {
+    ::close(fd);
+    return -ENXIO;  // no table registered
+  }
+  if (file_index == file_index_alloc) {
+    // The kernel's order: the first free slot from the hint on, then from the start.
     const std::uint32_t end =
         static_cast<std::uint32_t>(std::min<std::size_t>(alloc_end_, files_.size()));
-    for (slot = alloc_begin_; slot < end && files_[slot] >= 0; ++slot) {
-    }
-    if (slot >= end) {
+    auto free_in = [&](std::uint32_t from, std::uint32_t to) {
+      for (std::uint32_t i = from; i < to; ++i) {
+        if (files_[i] < 0) return i;
+      }
+      return npos;
+    };
+    slot = free_in(std::max(alloc_hint_, alloc_begin_), end);
+    if (slot == npos) slot = free_in(alloc_begin_, end);
+    if (slot == npos) {
       ::close(fd);
       return -ENFILE;
     }
   } else {
-    slot = r->sqe.file_index - 1;
+    slot = file_index - 1;
     if (slot >= files_.size()) {
       ::close(fd);
       return -EINVAL;
     }
-    if (files_[slot] >= 0) ::close(files_[slot]);
   }
-  files_[slot] = fd;
+  set_file(slot, fd);
   // An allocated slot is the result; a chosen one returns 0.
-  return r->sqe.file_index == file_index_alloc ? static_cast<int>(slot) : 0;
+  return file_index == file_index_alloc ? static_cast<int>(slot) : 0;
+}
+
+void Emulator::set_file(std::uint32_t slot, int fd) noexcept {
+  const int old = std::exchange(files_[slot], fd);
+  if (old >= 0) {
+    (void)close_fd(old);
+    alloc_hint_ = slot;
+  }
+  if (fd >= 0) alloc_hint_ = slot + 1;
 }
 
 void Emulator::run_close(Request* r) noexcept {
   if (r->sqe.file_index != 0) {
     const std::uint32_t slot = r->sqe.file_index - 1;
     if (slot >= files_.size() || files_[slot] < 0) return complete(r, -EBADF);
-    const int fd = std::exchange(files_[slot], -1);
-    return complete(r, ::close(fd) == 0 ? 0 : -errno);
+    const int fd = files_[slot];
+    files_[slot] = -1;
+    alloc_hint_ = slot;
+    return complete(r, close_fd(fd));
   }
   if ((r->sqe.flags & sqe_flags::fixed_file) != 0) return complete(r, -EBADF);
-  complete(r, ::close(r->sqe.fd) == 0 ? 0 : -errno);
+  complete(r, close_fd(r->sqe.fd));
 }
 
 // Reads and writes: regular files and block devices go to a worker (after one attempt
@@ -1166,7 +1234,7 @@ bool Emulator::run_accept(Request* r) noexcept {
       complete(r, -e);
       return true;
     }
-    const int res = r->sqe.file_index != 0 ? install_direct(r, fd) : fd;
+    const int res = r->sqe.file_index != 0 ? install_direct(r->sqe.file_index, fd) : fd;
     if (!multishot || res < 0 || !overflow_.empty() || cq_ready() >= cq_entries_) {
       complete(r, res);
       return true;
@@ -1236,23 +1304,33 @@ bool Emulator::run_poll(Request* r, std::uint32_t events) noexcept {
 
 // --- Waiting on fds -------------------------------------------------------------------------
 
-int Emulator::park(Request* r, Dir dir) noexcept {
-  const auto fd = static_cast<std::size_t>(r->fd);
-  if (fd >= fds_.size()) {
-    try {
-      fds_.resize(std::max<std::size_t>(fd + 1, fds_.size() * 2));
-    } catch (const std::bad_alloc&) {
-      return -ENOMEM;
-    }
+bool Emulator::track(int fd) noexcept {
+  const auto at = static_cast<std::size_t>(fd);
+  if (at < fds_.size()) return true;
+  try {
+    fds_.resize(std::max<std::size_t>(at + 1, fds_.size() * 2));
+  } catch (const std::bad_alloc&) {
+    return false;
   }
-  FdWaiters& w = fds_[fd];
-  if (w.empty()) {
-    // Every direction, edge-triggered. EEXIST: the fd's current file is in the set
-    // already (epoll keys by file and fd number, and drops a file when it closes).
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
-    ev.data.u64 = fd;
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, r->fd, &ev) != 0 && errno != EEXIST) return -errno;
+  return true;
+}
+
+int Emulator::park(Request* r, Dir dir) noexcept {
+  if (!track(r->fd)) return -ENOMEM;
+  FdWaiters& w = fds_[static_cast<std::size_t>(r->fd)];
+  // Every direction, edge-triggered. epoll keys its entries by file and fd number and
+  // drops a file's when the file is released, so EEXIST says the fd's current file is
+  // in the set already. Success with waiters here says the number names a new file: the
+  // program closed the old one under them (a close through the ring keeps it for them,
+  // see close_fd()), and what they would read now is another file's. They fail, as a
+  // request on a closed fd does, and the newcomer waits on its own file.
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
+  ev.data.u64 = static_cast<std::uint64_t>(r->fd);
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, r->fd, &ev) == 0) {
+    if (!w.empty()) fail_waiters(w, -EBADF);
+  } else if (errno != EEXIST) {
+    return -errno;
   }
   r->dir = dir;
   r->where = Where::waiting;
@@ -1260,19 +1338,77 @@ int Emulator::park(Request* r, Dir dir) noexcept {
   return 0;
 }
 
-void Emulator::defer_retry(Request* r) noexcept {
-  // Still a waiter of its fd, and the fd is queued to run again before the next wait
-  // (an edge already reported will not come again).
-  const int fd = r->fd;
-  if (static_cast<std::size_t>(fd) >= fds_.size()) {
-    // At issue, before the request first waited here: park() grows the table next, and
-    // if it cannot, fails the request.
-    try {
-      fds_.resize(static_cast<std::size_t>(fd) + 1);
-    } catch (const std::bad_alloc&) {
-      return;
+void Emulator::fail_waiters(FdWaiters& w, std::int32_t res) noexcept {
+  // Taken first: a completion may start a request that waits on this fd again.
+  List taken;
+  for (List* list : {&w.readers, &w.writers, &w.pollers}) {
+    while (Request* r = list->head) {
+      list->erase(r);
+      taken.push_back(r);
     }
   }
+  while (Request* r = taken.head) complete(r, res);
+}
+
+int Emulator::close_fd(int fd) noexcept {
+  if (fd >= 0 && static_cast<std::size_t>(fd) < fds_.size() &&
+      !fds_[static_cast<std::size_t>(fd)].empty()) {
+    keep_file(fd);
+  }
+  return ::close(fd) == 0 ? 0 : -errno;
+}
+
+// The waiters of `fd`, about to be closed, move to a duplicate of it that stays open
+// until the last of them ends: the file lives on for them as the kernel's reference
+// keeps it, and the number is free for whatever the program opens next.
+void Emulator::keep_file(int fd) noexcept {
+  FdWaiters& from = fds_[static_cast<std::size_t>(fd)];
+  // The entry is keyed by (file, fd): left in, it would report the file's edges as
+  // this number's after the close.
+  (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  const int held = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  std::int32_t error = held < 0 ? -errno : 0;
+  if (error == 0 && !track(held)) error = -ENOMEM;
+  if (error == 0) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
+    ev.data.u64 = static_cast<std::uint64_t>(held);
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, held, &ev) != 0) error = -errno;
+  }
+  if (error != 0) {
+    if (held >= 0) ::close(held);
+    return fail_waiters(from, error);
+  }
+  FdWaiters& to = fds_[static_cast<std::size_t>(held)];
+  for (auto [source, target] :
+       {std::pair{&from.readers, &to.readers}, std::pair{&from.writers, &to.writers},
+        std::pair{&from.pollers, &to.pollers}}) {
+    while (Request* r = source->head) {
+      source->erase(r);
+      r->fd = held;
+      r->holds = true;
+      ++to.holders;
+      target->push_back(r);
+    }
+  }
+  // Readers that stopped with data left wait for a retry queued under the old number.
+  if (!to.readers.empty()) defer_retry(to.readers.head);
+}
+
+void Emulator::drop_hold(Request* r) noexcept {
+  r->holds = false;
+  FdWaiters& w = fds_[static_cast<std::size_t>(r->fd)];
+  if (--w.holders > 0) return;
+  (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, r->fd, nullptr);
+  ::close(r->fd);
+}
+
+void Emulator::defer_retry(Request* r) noexcept {
+  // Still a waiter of its fd, and the fd is queued to run again before the next wait
+  // (an edge already reported will not come again). At issue, before the request first
+  // waited, the table may not reach its fd yet: park() fails it next if it cannot.
+  const int fd = r->fd;
+  if (!track(fd)) return;
   FdWaiters& w = fds_[static_cast<std::size_t>(fd)];
   if (w.retry_queued) return;
   w.retry_queued = true;
@@ -1432,12 +1568,12 @@ void Emulator::run_timers() noexcept {
 
 void Emulator::fire_timer(Request* r) noexcept {
   if (Request* target = std::exchange(r->target, nullptr)) {
-    // A linked timeout: it completes with -ETIME and cancels its request, which a
-    // worker may be running (then the request goes on and completes as it will).
+    // A linked timeout cancels its request and completes with -ETIME, or with
+    // -EALREADY when a worker runs the request (whose call is interrupted).
     target->timeout = nullptr;
     r->where = Where::none;
-    complete(r, -ETIME);
-    (void)cancel_request(target);
+    const int cancelled = cancel_request(target);
+    complete(r, cancelled == -EALREADY ? -EALREADY : -ETIME);
     return;
   }
   const bool multishot = (r->sqe.op_flags & timeout_flags::multishot) != 0;
@@ -1568,7 +1704,10 @@ int Emulator::cancel_request(Request* m) noexcept {
           taken = true;
         }
       }
-      if (!taken) return -EALREADY;
+      if (!taken) {
+        interrupt(m);
+        return -EALREADY;
+      }
       complete(m, -ECANCELED);
       return 0;
     }
@@ -1642,7 +1781,8 @@ void Emulator::run_poll_remove(Request* r) noexcept {
 void Emulator::run_msg_ring(Request* r) noexcept {
   const int target_fd = resolve_fd(r);
   if (target_fd < 0) return complete(r, -EBADF);
-  if (r->sqe.addr != msg_ring::data) return complete(r, -EOPNOTSUPP);  // fd passing
+  if (r->sqe.addr == msg_ring::send_fd) return run_msg_ring_fd(r, target_fd);
+  if (r->sqe.addr != msg_ring::data) return complete(r, -EINVAL);
   const std::uint32_t flags = r->sqe.op_flags;
   const Cqe cqe{r->sqe.off, static_cast<std::int32_t>(r->sqe.len),
                 (flags & msg_ring::flags_pass) != 0 ? r->sqe.file_index : 0};
@@ -1657,25 +1797,72 @@ void Emulator::run_msg_ring(Request* r) noexcept {
       if (fd != target_fd) continue;
       found = true;
       if ((flags & msg_ring::cqe_skip) != 0) break;
-      bool wake = false;
-      {
-        std::lock_guard lock(ring->mutex_);
-        try {
-          ring->inbox_.push_back(cqe);
-        } catch (const std::bad_alloc&) {
-          return complete(r, -ENOMEM);
-        }
-        wake = !std::exchange(ring->wake_written_, true);
+      std::lock_guard lock(ring->mutex_);
+      try {
+        ring->inbox_.push_back(cqe);
+      } catch (const std::bad_alloc&) {
+        return complete(r, -ENOMEM);
       }
-      ring->set_flag(sq_flags::taskrun);
-      if (wake) {
-        const std::uint64_t one = 1;
-        (void)!::write(ring->event_fd_, &one, sizeof(one));
-      }
+      ring->wake();
       break;
     }
   }
   complete(r, found ? 0 : -EBADFD);
+}
+
+// Sends our registered file sqe.addr3 to slot sqe.file_index of another emulated ring.
+// The target installs it when its loop next runs (its table is its loop's alone), then
+// this request completes with what the install gave, as the kernel's does when the
+// target ring belongs to another task.
+void Emulator::run_msg_ring_fd(Request* r, int target_fd) noexcept {
+  const std::uint32_t flags = r->sqe.op_flags;
+  if (r->sqe.len != 0 || (flags & ~(msg_ring::cqe_skip | msg_ring::flags_pass)) != 0) {
+    return complete(r, -EINVAL);
+  }
+  if (target_fd == epoll_fd_) return complete(r, -EINVAL);  // to itself
+  const auto index = static_cast<std::uint64_t>(r->sqe.addr3);
+  if (index >= files_.size() || files_[index] < 0) return complete(r, -EBADF);
+  const int copy = ::fcntl(files_[index], F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return complete(r, -errno);
+  std::lock_guard registry_lock(registry_mutex);
+  for (const auto& [fd, ring] : registry()) {
+    if (fd != target_fd) continue;
+    std::lock_guard lock(ring->mutex_);
+    try {
+      ring->passed_.push_back(PassedFile{copy, r->sqe.file_index, (flags & msg_ring::cqe_skip) != 0,
+                                         r->sqe.off, id_, r});
+    } catch (const std::bad_alloc&) {
+      ::close(copy);
+      return complete(r, -ENOMEM);
+    }
+    // Like a worker's request: only the reply (through done_) completes it.
+    r->where = Where::worker;
+    ring->wake();
+    return;
+  }
+  ::close(copy);
+  complete(r, -EBADFD);
+}
+
+void Emulator::wake() noexcept {
+  const bool write = !std::exchange(wake_written_, true);
+  set_flag(sq_flags::taskrun);
+  if (write) {
+    const std::uint64_t one = 1;
+    (void)!::write(event_fd_, &one, sizeof(one));
+  }
+}
+
+void Emulator::reply(std::uint64_t sender, Request* request, std::int32_t res) noexcept {
+  std::lock_guard registry_lock(registry_mutex);
+  for (const auto& [fd, ring] : registry()) {
+    if (ring->id_ != sender) continue;
+    std::lock_guard lock(ring->mutex_);
+    request->res = res;
+    ring->done_.push_back(request);
+    ring->wake();
+    return;
+  }
 }
 
 // --- Workers ------------------------------------------------------------------------------
@@ -1689,14 +1876,26 @@ void Emulator::to_worker(Request* r) noexcept {
     spawn = idle_workers_ == 0 && workers_.size() < max_workers_;
   }
   if (spawn) {
-    // Workers take no signals: they belong to the program's threads, not to ours.
+    // Workers take no signals but their interruption: the rest belong to the
+    // program's threads.
     sigset_t all;
     sigset_t old;
     sigfillset(&all);
+    if (interrupt_installed()) sigdelset(&all, interrupt_signal());
     pthread_sigmask(SIG_SETMASK, &all, &old);
     try {
       std::lock_guard lock(mutex_);
-      workers_.emplace_back([this] { worker_main(); });
+      auto worker = std::make_unique<Worker>();
+      Worker* self = worker.get();
+      workers_.push_back(std::move(worker));
+      try {
+        self->thread = std::thread([this, self] { worker_main(self); });
+        self->handle = self->thread.native_handle();
+        ++live_workers_;
+      } catch (...) {
+        workers_.pop_back();
+        throw;
+      }
     } catch (...) {
       // No thread: the existing workers (if any) take the request.
     }
@@ -1712,7 +1911,7 @@ void Emulator::to_worker(Request* r) noexcept {
   work_ready_.notify_one();
 }
 
-void Emulator::worker_main() noexcept {
+void Emulator::worker_main(Worker* self) noexcept {
   std::unique_lock lock(mutex_);
   for (;;) {
     while (!stopping_ && work_.empty()) {
@@ -1720,19 +1919,51 @@ void Emulator::worker_main() noexcept {
       work_ready_.wait(lock);
       --idle_workers_;
     }
-    if (work_.empty()) return;  // stopping, nothing left
+    if (stopping_) break;
     Request* r = work_.head;
     work_.erase(r);
-    lock.unlock();
-    const std::int32_t res = run_blocking(r);
-    lock.lock();
+    self->current = r;
+    std::int32_t res = 0;
+    for (;;) {
+      lock.unlock();
+      res = run_blocking(r);
+      lock.lock();
+      // EINTR without an interruption for r: a signal meant for the call before, which
+      // came late. The call did nothing; it runs again.
+      if (res != -EINTR) break;
+      if (r->interrupted || stopping_) {
+        res = -ECANCELED;  // interrupted before it did anything: cancelled
+        break;
+      }
+    }
+    self->current = nullptr;
     r->res = res;
     done_.push_back(r);
-    const bool wake = !std::exchange(wake_written_, true);
-    set_flag(sq_flags::taskrun);
-    if (wake) {
-      const std::uint64_t one = 1;
-      (void)!::write(event_fd_, &one, sizeof(one));
+    wake();
+  }
+  --live_workers_;
+  worker_exited_.notify_all();
+}
+
+void Emulator::interrupt(Request* r) noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    signal_worker(r);
+  }
+  try {
+    interrupting_.push_back(r);
+  } catch (const std::bad_alloc&) {
+    // Signalled once: enough unless the signal came before the call began.
+  }
+}
+
+void Emulator::signal_worker(Request* r) noexcept {
+  r->interrupted = true;
+  if (!interrupt_installed()) return;
+  for (const auto& worker : workers_) {
+    if (worker->current == r) {
+      (void)::pthread_kill(worker->handle, interrupt_signal());
+      return;
     }
   }
 }
@@ -1756,10 +1987,7 @@ std::int32_t Emulator::run_blocking(Request* r) noexcept {
           static_cast<Op>(s.opcode) == Op::read || static_cast<Op>(s.opcode) == Op::read_fixed;
       iovec iov{ptr<std::byte>(s.addr) + r->done, s.len - r->done};
       const off_t off = at(s.off) < 0 ? -1 : at(s.off) + static_cast<off_t>(r->done);
-      ssize_t n = 0;
-      do {
-        n = reading ? ::preadv2(fd, &iov, 1, off, 0) : ::pwritev2(fd, &iov, 1, off, 0);
-      } while (n < 0 && errno == EINTR);
+      const ssize_t n = reading ? ::preadv2(fd, &iov, 1, off, 0) : ::pwritev2(fd, &iov, 1, off, 0);
       if (n < 0) return r->done > 0 ? static_cast<std::int32_t>(r->done) : -errno;
       return static_cast<std::int32_t>(r->done + static_cast<std::uint32_t>(n));
     }
@@ -1844,11 +2072,15 @@ void Emulator::drain_workers() noexcept {
   }
   while (Request* r = done.head) {
     done.erase(r);
+    if (r->interrupted) {
+      interrupting_.erase(std::remove(interrupting_.begin(), interrupting_.end(), r),
+                          interrupting_.end());
+    }
     r->where = Where::none;
     std::int32_t res = r->res;
     const auto op = static_cast<Op>(r->sqe.opcode);
     if ((op == Op::openat || op == Op::openat2) && res >= 0 && r->sqe.file_index != 0) {
-      res = install_direct(r, res);
+      res = install_direct(r->sqe.file_index, res);
     }
     complete(r, res);
   }
@@ -1857,11 +2089,18 @@ void Emulator::drain_workers() noexcept {
 void Emulator::drain_inbox() noexcept {
   {
     std::lock_guard lock(mutex_);
-    if (inbox_.empty()) return;
+    if (inbox_.empty() && passed_.empty()) return;
     inbox_taken_.swap(inbox_);
+    passed_taken_.swap(passed_);
   }
   for (const Cqe& cqe : inbox_taken_) post(cqe.user_data, cqe.res, cqe.flags);
   inbox_taken_.clear();
+  for (const PassedFile& passed : passed_taken_) {
+    const int res = install_direct(passed.file_index, passed.fd);
+    if (!passed.skip_cqe && res >= 0) post(passed.user_data, res, 0);
+    reply(passed.sender, passed.request, res);
+  }
+  passed_taken_.clear();
 }
 
 // --- enter ------------------------------------------------------------------------------------
@@ -1977,6 +2216,14 @@ int Emulator::enter(std::uint32_t to_submit, std::uint32_t min_complete, std::ui
         }
         wait = static_cast<std::int64_t>(deadline - now);
       }
+      if (!interrupting_.empty()) {
+        // Interrupted calls not back yet: signal them again every millisecond.
+        {
+          std::lock_guard lock(mutex_);
+          for (Request* r : interrupting_) signal_worker(r);
+        }
+        if (wait < 0 || wait > 1'000'000) wait = 1'000'000;
+      }
       arm_timerfd();
       const int rc = poll_events(wait, arg);
       if (rc < 0) error = rc;
@@ -2040,7 +2287,7 @@ int Emulator::register_op(RegisterOp op, const void* arg, std::uint32_t nr_args)
           return -e;
         }
       }
-      alloc_begin_ = 0;
+      alloc_begin_ = alloc_hint_ = 0;
       alloc_end_ = count;
       return 0;
     }
@@ -2072,8 +2319,7 @@ int Emulator::register_op(RegisterOp op, const void* arg, std::uint32_t nr_args)
           copy = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
           if (copy < 0) return updated > 0 ? updated : -errno;
         }
-        if (files_[offset + i] >= 0) ::close(files_[offset + i]);
-        files_[offset + i] = copy;
+        set_file(offset + i, copy);
         ++updated;
       }
       return updated;
@@ -2081,14 +2327,14 @@ int Emulator::register_op(RegisterOp op, const void* arg, std::uint32_t nr_args)
     case RegisterOp::unregister_files:
       if (files_.empty()) return -ENXIO;
       for (int fd : files_) {
-        if (fd >= 0) ::close(fd);
+        if (fd >= 0) (void)close_fd(fd);
       }
       files_.clear();
       return 0;
     case RegisterOp::register_file_alloc_range: {
       const auto* range = static_cast<const FileIndexRange*>(arg);
       if (std::uint64_t{range->off} + range->len > files_.size()) return -EINVAL;
-      alloc_begin_ = range->off;
+      alloc_begin_ = alloc_hint_ = range->off;
       alloc_end_ = range->off + range->len;
       return 0;
     }
@@ -2201,6 +2447,10 @@ int Emulator::register_op(RegisterOp op, const void* arg, std::uint32_t nr_args)
             if (matches(*m, cancel)) running = true;
           }
           if (!running) break;
+          {
+            std::lock_guard lock(mutex_);
+            for (Request* r : interrupting_) signal_worker(r);
+          }
           (void)poll_events(1'000'000, nullptr);
           process_pending();
         }

@@ -4,17 +4,19 @@
 // What runs where:
 // - Sockets, pipes, eventfds: a non-blocking attempt when the SQE is issued; on
 //   EAGAIN the request waits on its fd, which is in the ring's epoll set
-//   (edge-triggered, every direction, added once per wait that finds no other
-//   waiter: EEXIST says the fd's current file is already there, so an fd number
-//   reused by a new file is never mistaken for the old one). An edge runs the fd's
-//   waiters, each until its call would block again.
+//   (edge-triggered, every direction, added at each wait: EEXIST says the fd's
+//   current file is already there, so an fd number reused by a new file is never
+//   mistaken for the old one). An edge runs the fd's waiters, each until its call
+//   would block again. A close through the ring moves an fd's waiters to a duplicate
+//   that keeps the file for them.
 // - Operations that block (regular files, paths, fsync, splice): a worker pool, up to
 //   min(SQ entries, 4 x CPUs) threads started on demand, whose results come back
-//   through an eventfd in the epoll set.
+//   through an eventfd in the epoll set. A cancel, a linked timeout or the teardown
+//   interrupts a worker's call with a signal (see interrupt()).
 // - Timeouts and linked timeouts: a heap of deadlines and one timerfd in the epoll
 //   set, set to the earliest.
-// - MSG_RING from another emulated ring: its inbox, under a mutex, and the same
-//   eventfd.
+// - MSG_RING from another emulated ring: its inbox (CQEs, and registered files to
+//   install), under a mutex, and the same eventfd.
 // Nothing runs outside enter(): the loop's thread makes all the progress, apart from
 // the workers' calls. The semantics are io_uring's (links, drain, skip-success,
 // cancel by user_data/fd/opcode/any/all, multishot accept/recv/poll/timeout with
@@ -24,6 +26,7 @@
 // -EOPNOTSUPP.
 #pragma once
 
+#include <pthread.h>
 #include <sys/uio.h>
 
 #include <condition_variable>
@@ -88,6 +91,9 @@ class Emulator {
     List pollers;
     int retry_next = -1;  // the next fd to run again (see defer_retry())
     bool retry_queued = false;
+    // Requests that hold this fd: a duplicate we made when their fd was closed under
+    // them (see close_fd()); closed when the last of them ends.
+    std::uint32_t holders = 0;
     [[nodiscard]] bool empty() const noexcept {
       return readers.empty() && writers.empty() && pollers.empty();
     }
@@ -133,7 +139,13 @@ class Emulator {
   void run_poll_remove(Request* r) noexcept;
   void run_msg_ring(Request* r) noexcept;
   void run_close(Request* r) noexcept;
-  int install_direct(Request* r, int fd) noexcept;
+  // Puts `fd` (ours now) in the registered table as file_index asks (a 1-based slot or
+  // file_index_alloc): the slot allocated, 0, or -errno with fd closed.
+  int install_direct(std::uint32_t file_index, int fd) noexcept;
+  // Sets registered slot `slot` to `fd` (-1: empty), closing what it held, and moves the
+  // allocation hint as the kernel's table does.
+  void set_file(std::uint32_t slot, int fd) noexcept;
+  void run_msg_ring_fd(Request* r, int target_fd) noexcept;
   int cancel_request(Request* r) noexcept;
   int cancel_matching(const Sqe& cancel, const Request* self, bool all, int& last) noexcept;
   [[nodiscard]] bool matches(const Request& r, const Sqe& cancel) const noexcept;
@@ -146,6 +158,15 @@ class Emulator {
   // Adds r to its fd's waiters; -errno when the fd cannot be polled (EPERM: a regular
   // file, which the caller hands to a worker instead).
   int park(Request* r, Dir dir) noexcept;
+  // Grows fds_ to hold `fd`; false without memory.
+  bool track(int fd) noexcept;
+  // Closes an fd of ours or the program's (a close request, a registered slot replaced):
+  // requests waiting on it keep its file, as the kernel's hold a reference.
+  int close_fd(int fd) noexcept;
+  void keep_file(int fd) noexcept;
+  void drop_hold(Request* r) noexcept;
+  // Completes every waiter of `w` with `res`.
+  void fail_waiters(FdWaiters& w, std::int32_t res) noexcept;
   void on_fd_event(int fd, std::uint32_t events) noexcept;
   void run_waiters(List& list) noexcept;
   void defer_retry(Request* r) noexcept;
@@ -160,10 +181,21 @@ class Emulator {
   static std::uint64_t deadline_of(const KernelTimespec& ts, std::uint32_t timeout_flags) noexcept;
 
   // --- Workers ---
+  struct Worker {
+    std::thread thread;
+    pthread_t handle{};
+    Request* current = nullptr;  // what it runs; under mutex_
+  };
   void to_worker(Request* r) noexcept;
-  void worker_main() noexcept;
+  void worker_main(Worker* self) noexcept;
   void drain_workers() noexcept;
   static std::int32_t run_blocking(Request* r) noexcept;
+  // Interrupts the call a worker makes for r (the kernel signals its io-wq worker the
+  // same way): the call fails with EINTR, having done nothing, and r completes with
+  // -ECANCELED (a call that did part of its work returns that). Signalled again
+  // while r runs, so that a signal that came just before the call began is not lost.
+  void interrupt(Request* r) noexcept;
+  void signal_worker(Request* r) noexcept;  // with mutex_ held
 
   // --- Completions ---
   bool post(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept;
@@ -179,6 +211,10 @@ class Emulator {
   int poll_events(std::int64_t timeout_ns, const GeteventsArg* arg) noexcept;
   void process_pending() noexcept;
   void drain_inbox() noexcept;
+  // Completes the request `request` of the ring `sender` with `res` from another thread:
+  // nothing happens if that ring is gone.
+  static void reply(std::uint64_t sender, Request* request, std::int32_t res) noexcept;
+  void wake() noexcept;  // with mutex_ held
   void count_timeouts_check() noexcept;
 
   // Memory shared with Ring.
@@ -191,6 +227,7 @@ class Emulator {
   std::uint32_t cq_entries_ = 0;
   std::uint32_t setup_flags_ = 0;
 
+  std::uint64_t id_ = 0;  // unique for the process's lifetime, unlike fds and addresses
   int epoll_fd_ = -1;
   int event_fd_ = -1;  // workers and MSG_RING senders wake the loop through it
   int timer_fd_ = -1;
@@ -231,7 +268,8 @@ class Emulator {
   std::vector<int> files_;  // registered files: real fds we own, -1 for empty slots
   std::uint32_t alloc_begin_ = 0;
   std::uint32_t alloc_end_ = 0;
-  std::vector<iovec> buffers_;  // registered buffers
+  std::uint32_t alloc_hint_ = 0;  // where file_index_alloc looks first
+  std::vector<iovec> buffers_;    // registered buffers
   std::vector<BufferGroupState> groups_;
   std::uint32_t max_workers_ = 0;
 
@@ -241,8 +279,23 @@ class Emulator {
   List work_;               // requests for the workers
   List done_;               // their results, for the loop
   std::vector<Cqe> inbox_;  // CQEs other rings sent us
-  std::vector<std::thread> workers_;
+  // A registered file another ring sends us (MSG_RING's send_fd): our copy of it, where
+  // it goes, and the sender's request, which completes with what the install gave.
+  struct PassedFile {
+    int fd;
+    std::uint32_t file_index;
+    bool skip_cqe;
+    std::uint64_t user_data;
+    std::uint64_t sender;  // the sending ring's id_
+    Request* request;
+  };
+  std::vector<PassedFile> passed_;
+  std::vector<PassedFile> passed_taken_;  // being installed, outside the mutex
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::uint32_t idle_workers_ = 0;
+  std::uint32_t live_workers_ = 0;  // started and not yet returned
+  std::condition_variable worker_exited_;
+  std::vector<Request*> interrupting_;  // interrupted, not yet back; the loop's
   bool stopping_ = false;
   bool wake_written_ = false;  // event_fd_ holds a wake the loop has not read
 };

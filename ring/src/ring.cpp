@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cassert>
 #include <cerrno>
 #include <cstddef>
@@ -83,6 +84,14 @@ Result<Ring> Ring::create(std::uint32_t entries, Params& params, Backend backend
       } else if (std::strcmp(env, "epoll") == 0) {
         backend = Backend::epoll;
       } else {
+        try {
+          coring::detail::log("ring", coring::detail::LogLevel::error,
+                              "CORING_BACKEND=\"" + std::string(env) +
+                                  "\": not a backend; it must be \"io_uring\" or \"epoll\" "
+                                  "(or unset)");
+        } catch (...) {
+          // No memory for the message: the error code still says what is wrong.
+        }
         return fail(Errc::backend_unknown);
       }
     }
@@ -96,7 +105,16 @@ Result<Ring> Ring::create(std::uint32_t entries, Params& params, Backend backend
   if (e != EPERM && e != EACCES && e != ENOSYS) return ring;
   params = asked;
   auto emulated = create_emulated(entries, params);
-  if (emulated) {
+  if (!emulated) {
+    // Setup flags the emulation cannot honour (SQPOLL, IOPOLL, ...) or flags it
+    // refuses: what stops the program is that io_uring is blocked, so that is the error.
+    if (emulated.error() == setup_error(EINVAL)) return ring;
+    return emulated;
+  }
+  // Once per process: a program with a loop per core, or one that makes rings as it
+  // goes, says it once.
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true, std::memory_order_relaxed)) {
     try {
       coring::detail::log(
           "ring", coring::detail::LogLevel::warn,
