@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -121,12 +122,14 @@ constexpr Op implemented_ops[] = {
     Op::pipe,
 };
 
-bool is_implemented(std::uint8_t opcode) noexcept {
-  for (Op op : implemented_ops) {
-    if (static_cast<std::uint8_t>(op) == opcode) return true;
-  }
-  return false;
-}
+// implemented_ops as a table by opcode: issue() asks it for every request.
+constexpr std::array<bool, 256> implemented_table = [] {
+  std::array<bool, 256> table{};
+  for (Op op : implemented_ops) table[static_cast<std::uint8_t>(op)] = true;
+  return table;
+}();
+
+bool is_implemented(std::uint8_t opcode) noexcept { return implemented_table[opcode]; }
 
 template <typename T>
 T* ptr(std::uint64_t value) noexcept {
@@ -1705,7 +1708,8 @@ int Emulator::cancel_request(Request* m) noexcept {
         }
       }
       if (!taken) {
-        interrupt(m);
+        // A file sent to another ring waits for that ring's loop, not for a call.
+        if (static_cast<Op>(m->sqe.opcode) != Op::msg_ring) interrupt(m);
         return -EALREADY;
       }
       complete(m, -ECANCELED);

@@ -309,6 +309,9 @@ LoopHooks::~LoopHooks() {
 std::size_t EventLoop::run_once(std::chrono::nanoseconds timeout) {
   CurrentLoop scope(this);
   const std::size_t done = turn(timeout.count() > 0, timeout);
+  // What the reap prepared (a re-armed read, say: the wake-up's own) reaches the ring
+  // now: the host may sleep on notify_fd() until it completes.
+  if (ring_.sq_ready() > 0) submit_now();
   notify_embedder();
   return done;
 }
@@ -614,6 +617,12 @@ void EventLoop::write_wake_fd() noexcept {
   if (::write(wake_fd_, &one, sizeof(one)) < 0 && errno != EAGAIN) {
     runtime_log_error("EventLoop::wake", -errno);
   }
+  // An embedded loop's host hears of it at once through notify_fd(): the ring's own
+  // signal of that fd, for the read the write completes, comes from inside the
+  // eventfd's wake-up, where the kernel defers it to an RCU callback (milliseconds).
+  if (const int notify = embed_signal_fd_.load(std::memory_order_acquire); notify >= 0) {
+    (void)!::write(notify, &one, sizeof(one));
+  }
 }
 
 // Runs on the poster's loop thread, inside its turn: the SQE goes out with the
@@ -762,6 +771,10 @@ int EventLoop::notify_fd() {
           throw std::system_error(errno, std::system_category(), "EventLoop: epoll_ctl");
       }
     }
+    // The wake-up's read (and anything else prepared before the host's first turn)
+    // goes to the ring now, so that a post() before that turn signals the fd.
+    submit_now();
+    embed_signal_fd_.store(notify_fd_, std::memory_order_release);
     notify_embedder();
   }
   return notify_epoll_fd_ >= 0 ? notify_epoll_fd_ : notify_fd_;

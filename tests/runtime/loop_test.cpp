@@ -431,6 +431,32 @@ TEST(RuntimeLoop, EmbeddedThroughPollableFd) {
   EXPECT_GE(wakeups, 1);
 }
 
+// The host's side of embedding: waits on `fd` and turns the loop whenever it is
+// readable, until `done()` or 5 s pass. Returns whether done() came true.
+template <typename Done>
+bool host_until(EventLoop& loop, int fd, Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 100) == 1) loop.poll();
+  }
+  return done();
+}
+
+// post()s from a thread without a loop reach an embedded loop through notify_fd(): the
+// first before the host ever turned the loop, and each later one after the turn that
+// ran the one before (whose wake-up read the loop re-armed during that turn).
+TEST(RuntimeLoop, EmbeddedLoopWakesForEveryPostFromAnotherThread) {
+  EventLoop loop;
+  const int fd = loop.notify_fd();
+  std::atomic<int> ran{0};
+  for (int i = 1; i <= 5; ++i) {
+    std::thread poster([&] { loop.post([&] { ran.fetch_add(1); }); });
+    poster.join();
+    EXPECT_TRUE(host_until(loop, fd, [&] { return ran.load() == i; })) << "post " << i;
+  }
+}
+
 // Destroying a loop with operations in flight cancels them and waits for the kernel
 // before the frames (and their buffers) go away; nothing leaks (ASan, fd check).
 TEST(RuntimeLoop, DestructionWithOperationsInFlight) {

@@ -373,6 +373,7 @@ class EventLoop {
   int wake_fd_ = -1;
   int notify_fd_ = -1;        // for embedding, created by notify_fd()
   int notify_epoll_fd_ = -1;  // on the emulation: notify_fd_ and the ring's fd, for notify_fd()
+  std::atomic<int> embed_signal_fd_{-1};  // notify_fd_ once made, for other threads' wakes
   WakeOp* wake_op_ = nullptr;
   LoopHooks* hooks_ = nullptr;
 };
