@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <new>
 #include <vector>
 
 namespace {
@@ -133,6 +135,17 @@ TEST(IntrusiveList, ACopiedHookStartsUnlinked) {
   EXPECT_TRUE(FirstList::linked(a));
   EXPECT_FALSE(FirstList::linked(copy));
   list.pop_front();
+}
+
+// A hook built Unset (an Operation's) is unlinked in every build, whatever its memory
+// held before: a program built without NDEBUG may run the asserting destructor on a hook
+// a library built with NDEBUG constructed.
+TEST(IntrusiveList, AnUnsetHookIsUnlinkedWhateverItsMemoryHeld) {
+  alignas(coring::ListHook) unsigned char storage[sizeof(coring::ListHook)];
+  std::memset(storage, 0xA5, sizeof(storage));
+  auto* hook = new (storage) coring::ListHook(coring::ListHook::Unset{});
+  EXPECT_FALSE(hook->linked());
+  hook->~ListHook();
 }
 
 }  // namespace

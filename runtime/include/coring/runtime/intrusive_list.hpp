@@ -32,14 +32,12 @@ class ListHook {
   // Unlinked. Only prev is stored: linked() reads it, and linking writes both.
   ListHook() noexcept : prev_(nullptr) { poison_next(); }
   // For a record built on a hot path whose owner knows without linked() whether it is
-  // in the list (an Operation's state says "queued"): no store at all.
+  // in the list (an Operation's state says "queued"): only prev is stored. It is stored
+  // in every build: the destructor's check may come from a program built without NDEBUG
+  // while the constructor ran in a library built with it (one inline function, two
+  // definitions), and it must find the hook unlinked.
   struct Unset {};
-  explicit ListHook(Unset) noexcept {
-#ifndef NDEBUG
-    prev_ = nullptr;
-    poison_next();
-#endif
-  }
+  explicit ListHook(Unset) noexcept : prev_(nullptr) { poison_next(); }
   ListHook(const ListHook&) noexcept : ListHook() {}
   ListHook& operator=(const ListHook&) = delete;
   // An element destroyed while linked (or moved away and its source destroyed, as a
@@ -47,7 +45,7 @@ class ListHook {
   // builds stop there instead.
   ~ListHook() { assert(!linked() && "an element destroyed while in a list: unlink it first"); }
 
-  // In a list. Meaningless for an Unset hook until it has been linked once.
+  // In a list.
   [[nodiscard]] bool linked() const noexcept { return prev_ != nullptr; }
 
  private:
