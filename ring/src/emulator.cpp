@@ -803,32 +803,22 @@ void Emulator::issue(Request* r) noexcept {
       } else if (r->sqe.file_index != 0) {
         return complete(r, -EINVAL);
       }
-      if ((r->sqe.ioprio & recvsend_flags::poll_first) != 0) {
-        if (int e = park(r, Dir::read); e < 0) complete(r, e);
-        return;
-      }
-      if (!run_recv(r)) {
-        if (int e = park(r, Dir::read); e < 0) complete(r, e);
+      if ((r->sqe.ioprio & recvsend_flags::poll_first) != 0 || !run_recv(r)) {
+        wait_on(r, Dir::read);
       }
       return;
     case Op::recvmsg:
       if ((r->sqe.ioprio & recvsend_flags::recv_multishot) != 0) return complete(r, -EOPNOTSUPP);
-      if (!run_msg(r)) {
-        if (int e = park(r, Dir::read); e < 0) complete(r, e);
-      }
+      if (!run_msg(r)) wait_on(r, Dir::read);
       return;
     case Op::send:
     case Op::send_zc:
       if ((r->sqe.ioprio & recvsend_flags::bundle) != 0) return complete(r, -EINVAL);
-      if (!run_send(r)) {
-        if (int e = park(r, Dir::write); e < 0) complete(r, e);
-      }
+      if (!run_send(r)) wait_on(r, Dir::write);
       return;
     case Op::sendmsg:
     case Op::sendmsg_zc:
-      if (!run_msg(r)) {
-        if (int e = park(r, Dir::write); e < 0) complete(r, e);
-      }
+      if (!run_msg(r)) wait_on(r, Dir::write);
       return;
     case Op::accept: {
       // accept4() has no MSG_DONTWAIT: the listener itself must not block.
@@ -836,21 +826,19 @@ void Emulator::issue(Request* r) noexcept {
       if (fl >= 0 && (fl & O_NONBLOCK) == 0) (void)::fcntl(r->fd, F_SETFL, fl | O_NONBLOCK);
       if ((r->sqe.ioprio & accept_flags::poll_first) != 0 || !run_accept(r)) {
         if ((r->sqe.ioprio & accept_flags::dontwait) != 0) return complete(r, -EAGAIN);
-        if (int e = park(r, Dir::read); e < 0) complete(r, e);
+        wait_on(r, Dir::read);
       }
       return;
     }
     case Op::connect:
-      if (!run_connect(r)) {
-        if (int e = park(r, Dir::write); e < 0) complete(r, e);
-      }
+      if (!run_connect(r)) wait_on(r, Dir::write);
       return;
     case Op::poll_add: {
       pollfd p{r->fd, static_cast<short>(r->sqe.op_flags & 0xffff), 0};
       if (::poll(&p, 1, 0) > 0 && p.revents != 0) {
         if (run_poll(r, static_cast<std::uint16_t>(p.revents))) return;
       }
-      if (int e = park(r, Dir::poll); e < 0) complete(r, e);
+      wait_on(r, Dir::poll);
       return;
     }
     case Op::shutdown:
@@ -1306,6 +1294,10 @@ bool Emulator::run_poll(Request* r, std::uint32_t events) noexcept {
 }
 
 // --- Waiting on fds -------------------------------------------------------------------------
+
+void Emulator::wait_on(Request* r, Dir dir) noexcept {
+  if (const int e = park(r, dir); e < 0) complete(r, e);
+}
 
 bool Emulator::track(int fd) noexcept {
   const auto at = static_cast<std::size_t>(fd);

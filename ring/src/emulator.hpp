@@ -158,6 +158,8 @@ class Emulator {
   // Adds r to its fd's waiters; -errno when the fd cannot be polled (EPERM: a regular
   // file, which the caller hands to a worker instead).
   int park(Request* r, Dir dir) noexcept;
+  // After an attempt that would block: r waits on its fd, or fails if it cannot.
+  void wait_on(Request* r, Dir dir) noexcept;
   // Grows fds_ to hold `fd`; false without memory.
   bool track(int fd) noexcept;
   // Closes an fd of ours or the program's (a close request, a registered slot replaced):

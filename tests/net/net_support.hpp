@@ -5,14 +5,17 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,6 +82,38 @@ inline ssize_t receive_into(int fd, std::string& buffer) {
   } while (got < 0 && errno == EINTR);
   if (got > 0) buffer.append(chunk, static_cast<std::size_t>(got));
   return got;
+}
+
+// The first line a server process writes on `fd` (its stdout), or nullopt if the
+// stream ends or `limit` passes first.
+inline std::optional<std::string> first_line(int fd, std::chrono::milliseconds limit) {
+  std::string text;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (text.find('\n') == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd readable{fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) <= 0) {
+      return std::nullopt;
+    }
+    char chunk[256];
+    const ssize_t got = ::read(fd, chunk, sizeof(chunk));
+    if (got <= 0) return std::nullopt;
+    text.append(chunk, static_cast<std::size_t>(got));
+  }
+  return text.substr(0, text.find('\n'));
+}
+
+// The port a listening line names ("... port N ..."), or nullopt.
+inline std::optional<std::uint16_t> port_in(const std::string& line) {
+  const auto at = line.find(" port ");
+  if (at == std::string::npos) return std::nullopt;
+  unsigned long port = 0;
+  for (std::size_t i = at + 6; i < line.size() && line[i] >= '0' && line[i] <= '9'; ++i) {
+    port = port * 10 + static_cast<unsigned long>(line[i] - '0');
+  }
+  if (port == 0 || port > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(port);
 }
 
 }  // namespace coring::net::test

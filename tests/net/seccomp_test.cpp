@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "deny_io_uring.hpp"
+#include "net_support.hpp"
 #include "support.hpp"
 
 namespace {
@@ -196,29 +197,8 @@ class FilteredServer {
   // The port of the listening line, or nullopt if the server ended (or took more than
   // `limit`) without printing it.
   std::optional<std::uint16_t> listening_port(std::chrono::milliseconds limit) {
-    std::string text;
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (text.find('\n') == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      pollfd readable{out_.get(), POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) <= 0) {
-        return std::nullopt;
-      }
-      char chunk[256];
-      const ssize_t got = ::read(out_.get(), chunk, sizeof(chunk));
-      if (got <= 0) return std::nullopt;
-      text.append(chunk, static_cast<std::size_t>(got));
-    }
-    const std::string line = text.substr(0, text.find('\n'));
-    const auto at = line.find(" port ");
-    if (at == std::string::npos) return std::nullopt;
-    unsigned long port = 0;
-    for (std::size_t i = at + 6; i < line.size() && line[i] >= '0' && line[i] <= '9'; ++i) {
-      port = port * 10 + static_cast<unsigned long>(line[i] - '0');
-    }
-    if (port == 0 || port > 65535) return std::nullopt;
-    return static_cast<std::uint16_t>(port);
+    const auto line = coring::net::test::first_line(out_.get(), limit);
+    return line ? coring::net::test::port_in(*line) : std::nullopt;
   }
 
   void signal(int number) const {

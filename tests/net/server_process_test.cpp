@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "net_support.hpp"
 #include "support.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -112,24 +113,10 @@ class Child {
   // The port of the listening line, or nullopt if the child ended (or took more than
   // `limit`) without printing it.
   std::optional<std::uint16_t> listening_port(std::chrono::milliseconds limit = 10s) {
-    std::string text;
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (text.find('\n') == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      pollfd readable{out_.get(), POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) <= 0) {
-        return std::nullopt;
-      }
-      char chunk[256];
-      const ssize_t got = ::read(out_.get(), chunk, sizeof(chunk));
-      if (got <= 0) return std::nullopt;
-      text.append(chunk, static_cast<std::size_t>(got));
-    }
-    line_ = text.substr(0, text.find('\n'));
-    const auto at = line_.find(" port ");
-    if (at == std::string::npos) return std::nullopt;
-    return static_cast<std::uint16_t>(std::stoul(line_.substr(at + 6)));
+    const auto line = coring::net::test::first_line(out_.get(), limit);
+    if (!line) return std::nullopt;
+    line_ = *line;
+    return coring::net::test::port_in(line_);
   }
   [[nodiscard]] const std::string& line() const { return line_; }
 
