@@ -697,7 +697,8 @@ int Emulator::resolve_fd(Request* r) noexcept {
 void Emulator::issue(Request* r) noexcept {
   const auto op = static_cast<Op>(r->sqe.opcode);
   if (!is_implemented(r->sqe.opcode)) return complete(r, -EOPNOTSUPP);
-  if ((r->sqe.flags & sqe_flags::buffer_select) != 0 && op != Op::recv && op != Op::read) {
+  if ((r->sqe.flags & sqe_flags::buffer_select) != 0 && op != Op::recv && op != Op::read &&
+      !(op == Op::recvmsg && (r->sqe.ioprio & recvsend_flags::recv_multishot) != 0)) {
     return complete(r, -EINVAL);
   }
   // Operations without a file, and those that resolve their own.
@@ -808,7 +809,13 @@ void Emulator::issue(Request* r) noexcept {
       }
       return;
     case Op::recvmsg:
-      if ((r->sqe.ioprio & recvsend_flags::recv_multishot) != 0) return complete(r, -EOPNOTSUPP);
+      if ((r->sqe.ioprio & recvsend_flags::recv_multishot) != 0) {
+        // The kernel's checks (io_recvmsg_prep): provided buffers, no MSG_WAITALL.
+        if ((r->sqe.flags & sqe_flags::buffer_select) == 0 ||
+            (r->sqe.op_flags & MSG_WAITALL) != 0) {
+          return complete(r, -EINVAL);
+        }
+      }
       if (!run_msg(r)) wait_on(r, Dir::read);
       return;
     case Op::send:
@@ -1190,8 +1197,72 @@ bool Emulator::run_send(Request* r) noexcept {
   }
 }
 
+// A multishot recvmsg: each message into a provided buffer laid out as the kernel's
+// (io_recvmsg_multishot): a RecvmsgOut header, the name's room, the control's room (the
+// sizes the SQE's msghdr gives), then the payload. The result counts all of it.
+bool Emulator::run_recvmsg_multishot(Request* r) noexcept {
+  const auto* asked = ptr<const msghdr>(r->sqe.addr);
+  const std::size_t name_room = asked->msg_namelen;
+  const std::size_t control_room = asked->msg_controllen;
+  const std::size_t header = sizeof(RecvmsgOut) + name_room + control_room;
+  const int flags = static_cast<int>(r->sqe.op_flags) | MSG_DONTWAIT;
+  for (int round = 0;; ++round) {
+    iovec buffer{};
+    std::uint16_t bid = 0;
+    if (!select_buffer(r, r->sqe.buf_index, 0, buffer, bid)) {
+      complete(r, -ENOBUFS);
+      return true;
+    }
+    if (buffer.iov_len < header) {
+      complete(r, -EFAULT);
+      return true;
+    }
+    auto* base = static_cast<std::byte*>(buffer.iov_base);
+    sockaddr_storage name{};
+    iovec payload{base + header, buffer.iov_len - header};
+    msghdr m{};
+    m.msg_name = name_room != 0 ? &name : nullptr;
+    m.msg_namelen = name_room != 0 ? sizeof(name) : 0;
+    m.msg_iov = &payload;
+    m.msg_iovlen = 1;
+    m.msg_control = control_room != 0 ? base + sizeof(RecvmsgOut) + name_room : nullptr;
+    m.msg_controllen = control_room;
+    ssize_t n = 0;
+    do {
+      n = ::recvmsg(r->fd, &m, flags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN) return false;
+    if (n < 0) return complete(r, -errno), true;
+    const RecvmsgOut out{static_cast<std::uint32_t>(m.msg_namelen),
+                         static_cast<std::uint32_t>(m.msg_controllen),
+                         static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(m.msg_flags)};
+    std::memcpy(base, &out, sizeof(out));
+    std::memcpy(base + sizeof(out), &name, std::min<std::size_t>(m.msg_namelen, name_room));
+    const std::size_t used =
+        header + std::min<std::size_t>(static_cast<std::size_t>(n), payload.iov_len);
+    const auto res = static_cast<std::int32_t>(used);
+    const std::uint32_t cflags = cqe_flags::buffer |
+                                 (std::uint32_t{bid} << cqe_flags::buffer_shift) |
+                                 commit_buffer(r->sqe.buf_index, static_cast<std::uint32_t>(used));
+    // A message of no bytes ends the request, as the kernel's (a stream's end, but also
+    // an empty datagram).
+    if (n == 0 || !overflow_.empty() || cq_ready() >= cq_entries_) {
+      complete(r, res, cflags);
+      return true;
+    }
+    post(r->sqe.user_data, res, cflags | cqe_flags::more);
+    if (round + 1 >= multishot_batch) {
+      defer_retry(r);
+      return false;
+    }
+  }
+}
+
 bool Emulator::run_msg(Request* r) noexcept {
   const auto op = static_cast<Op>(r->sqe.opcode);
+  if (op == Op::recvmsg && (r->sqe.ioprio & recvsend_flags::recv_multishot) != 0) {
+    return run_recvmsg_multishot(r);
+  }
   const int flags = static_cast<int>(r->sqe.op_flags) | MSG_DONTWAIT;
   for (;;) {
     const ssize_t n = op == Op::recvmsg ? ::recvmsg(r->fd, ptr<msghdr>(r->sqe.addr), flags)

@@ -19,7 +19,7 @@
 //   install), under a mutex, and the same eventfd.
 // Nothing runs outside enter(): the loop's thread makes all the progress, apart from
 // the workers' calls. The semantics are io_uring's (links, drain, skip-success,
-// cancel by user_data/fd/opcode/any/all, multishot accept/recv/poll/timeout with
+// cancel by user_data/fd/opcode/any/all, multishot accept/recv/recvmsg/poll/timeout with
 // F_MORE, provided-buffer rings with incremental consumption, registered files and
 // buffers, send_zc's notification, MSG_RING, NODROP overflow); docs/features.md lists
 // what the emulation lacks, which its probe leaves out and which fails with
@@ -130,6 +130,7 @@ class Emulator {
   bool run_recv(Request* r) noexcept;
   bool run_send(Request* r) noexcept;
   bool run_msg(Request* r) noexcept;
+  bool run_recvmsg_multishot(Request* r) noexcept;
   bool run_accept(Request* r) noexcept;
   bool run_connect(Request* r) noexcept;
   bool run_poll(Request* r, std::uint32_t events) noexcept;

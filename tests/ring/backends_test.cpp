@@ -4,6 +4,7 @@
 // the emulation does instead (docs/features.md, "The epoll backend", lists these).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <span>
@@ -20,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "coring/ring/buffer_ring.hpp"
 #include "coring/ring/error.hpp"
 #include "deny_io_uring.hpp"
 #include "support.hpp"
@@ -451,6 +454,103 @@ TEST(AutomaticBackend, AnUnknownBackendIsNamed) {
   });
   EXPECT_EQ(run.status, 0) << run.stderr_text;
   EXPECT_NE(run.stderr_text.find("CORING_BACKEND=\"epol\""), std::string::npos) << run.stderr_text;
+}
+
+// A UDP socket bound to 127.0.0.1 on a port the kernel picks, and its address.
+struct UdpSocket {
+  Fd fd;
+  sockaddr_in address{};
+  UdpSocket() : fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (fd.get() < 0 || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      throw std::runtime_error("UDP socket setup failed");
+    }
+  }
+};
+
+// A multishot recvmsg lays each datagram out in its provided buffer as the kernel does:
+// a RecvmsgOut header, the room for the name and for control data the SQE's msghdr asks
+// for, then the payload (cut to the buffer, with MSG_TRUNC in the header's flags); each
+// CQE counts all of it and carries F_MORE until the request ends.
+TEST_P(Backends, MultishotRecvmsgLaysOutEachDatagramAsTheKernelDoes) {
+  Ring ring = make_ring(GetParam());
+  constexpr std::uint16_t group = 3;
+  constexpr std::size_t buffer_size = 256;
+  constexpr std::uint16_t buffers = 8;
+  std::vector<std::byte> memory(buffer_size * buffers);
+  auto buffer_ring = BufferRing::create(ring, group, buffers);
+  ASSERT_TRUE(buffer_ring.ok()) << buffer_ring.error().message();
+  for (std::uint16_t i = 0; i < buffers; ++i) {
+    buffer_ring->add(std::span(memory).subspan(i * buffer_size, buffer_size), i, i);
+  }
+  buffer_ring->advance(buffers);
+
+  UdpSocket receiver;
+  UdpSocket sender;
+  msghdr asked{};
+  asked.msg_namelen = sizeof(sockaddr_in);
+  asked.msg_controllen = 32;  // room only: no control message is enabled
+  const std::size_t header = sizeof(RecvmsgOut) + sizeof(sockaddr_in) + 32;
+  Sqe& sqe = CORING_GET_SQE(ring);
+  prep_recvmsg_multishot(sqe, receiver.fd.get(), &asked, group, 0);
+  sqe.user_data = 5;
+  ASSERT_TRUE(nothing_ready(ring));
+
+  const std::string messages[] = {"a", "bb", std::string(300, 'z')};
+  for (const std::string& message : messages) {
+    ASSERT_EQ(
+        ::sendto(sender.fd.get(), message.data(), message.size(), 0,
+                 reinterpret_cast<const sockaddr*>(&receiver.address), sizeof(receiver.address)),
+        static_cast<ssize_t>(message.size()));
+    const Cqe cqe = next_cqe(ring);
+    SCOPED_TRACE(testing::Message() << "a datagram of " << message.size() << " bytes");
+    ASSERT_EQ(cqe.user_data, 5U);
+    ASSERT_NE(cqe.flags & cqe_flags::buffer, 0U);
+    EXPECT_NE(cqe.flags & cqe_flags::more, 0U);
+    const std::size_t room = buffer_size - header;
+    const std::size_t kept = std::min(message.size(), room);
+    EXPECT_EQ(cqe.res, static_cast<std::int32_t>(header + kept));
+    const std::byte* base = memory.data() + std::size_t{cqe.buffer_id()} * buffer_size;
+    RecvmsgOut out{};
+    std::memcpy(&out, base, sizeof(out));
+    EXPECT_EQ(out.namelen, sizeof(sockaddr_in));
+    EXPECT_EQ(out.controllen, 0U);
+    EXPECT_EQ(out.payloadlen, kept);
+    EXPECT_EQ((out.flags & MSG_TRUNC) != 0, message.size() > room);
+    sockaddr_in from{};
+    std::memcpy(&from, base + sizeof(RecvmsgOut), sizeof(from));
+    EXPECT_EQ(from.sin_port, sender.address.sin_port);
+    EXPECT_EQ(from.sin_addr.s_addr, sender.address.sin_addr.s_addr);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(base + header), kept),
+              message.substr(0, kept));
+  }
+
+  Sqe& cancel = CORING_GET_SQE(ring);
+  prep_cancel(cancel, 5, 0);
+  cancel.user_data = 6;
+  const std::vector<Cqe> ends = next_cqes_sorted(ring, 2);
+  EXPECT_EQ(ends[0].res, -ECANCELED);
+  EXPECT_EQ(ends[0].flags & cqe_flags::more, 0U);
+  EXPECT_EQ(ends[1].res, 0);
+}
+
+// What the kernel refuses of a multishot recvmsg: no provided buffers, MSG_WAITALL.
+TEST_P(Backends, MultishotRecvmsgRefusesWhatTheKernelRefuses) {
+  Ring ring = make_ring(GetParam());
+  UdpSocket receiver;
+  msghdr asked{};
+  Sqe& plain = CORING_GET_SQE(ring);
+  prep_recvmsg(plain, receiver.fd.get(), &asked, 0);
+  plain.ioprio |= recvsend_flags::recv_multishot;
+  plain.user_data = 1;
+  EXPECT_EQ(next_cqe(ring).res, -EINVAL);
+  Sqe& waitall = CORING_GET_SQE(ring);
+  prep_recvmsg_multishot(waitall, receiver.fd.get(), &asked, 3, MSG_WAITALL);
+  waitall.user_data = 2;
+  EXPECT_EQ(next_cqe(ring).res, -EINVAL);
 }
 
 }  // namespace
