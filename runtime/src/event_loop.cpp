@@ -729,7 +729,14 @@ detail::DetachedPromise::Handle detached_frame(EventLoop& /*loop*/, Task<void> t
 }
 }  // namespace
 
-void EventLoop::spawn(Task<void> task) { schedule(detached_frame(*this, std::move(task)).handle); }
+void EventLoop::spawn(Task<void> task) {
+  schedule(detached_frame(*this, std::move(task)).handle);
+  // From the host between an embedded loop's turns: nothing else would signal the fd.
+  if (notify_fd_ >= 0 && detail::current_loop != this) {
+    const std::uint64_t one = 1;
+    (void)!::write(notify_fd_, &one, sizeof(one));
+  }
+}
 
 void EventLoop::cancel_all_and_drain() noexcept {
   draining_ = true;

@@ -457,6 +457,23 @@ TEST(RuntimeLoop, EmbeddedLoopWakesForEveryPostFromAnotherThread) {
   }
 }
 
+// A task the host spawns between an embedded loop's turns signals notify_fd(): the host
+// sleeps on the fd and would never run it otherwise.
+TEST(RuntimeLoop, EmbeddedLoopWakesForATaskSpawnedBetweenTurns) {
+  EventLoop loop;
+  const int fd = loop.notify_fd();
+  EXPECT_TRUE(host_until(loop, fd, [] { return true; }));
+  for (int i = 0; i < 3; ++i) loop.poll();
+  pollfd pfd{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 0), 0) << "an idle loop's fd is not readable";
+  bool ran = false;
+  loop.spawn([](bool& flag) -> Task<void> {
+    flag = true;
+    co_return;
+  }(ran));
+  EXPECT_TRUE(host_until(loop, fd, [&] { return ran; }));
+}
+
 // Destroying a loop with operations in flight cancels them and waits for the kernel
 // before the frames (and their buffers) go away; nothing leaks (ASan, fd check).
 TEST(RuntimeLoop, DestructionWithOperationsInFlight) {
