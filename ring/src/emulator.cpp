@@ -131,6 +131,29 @@ constexpr std::array<bool, 256> implemented_table = [] {
 
 bool is_implemented(std::uint8_t opcode) noexcept { return implemented_table[opcode]; }
 
+// Whether a request of `op` works on the file its SQE's fd names: else the fd is a
+// dirfd or unused (paths, madvise, waitid; socket and pipe, which complete at issue,
+// are not asked).
+bool has_file(Op op) noexcept {
+  switch (op) {
+    case Op::openat:
+    case Op::openat2:
+    case Op::statx:
+    case Op::renameat:
+    case Op::unlinkat:
+    case Op::mkdirat:
+    case Op::symlinkat:
+    case Op::linkat:
+    case Op::getxattr:
+    case Op::setxattr:
+    case Op::madvise:
+    case Op::waitid:
+      return false;
+    default:
+      return true;
+  }
+}
+
 template <typename T>
 T* ptr(std::uint64_t value) noexcept {
   return reinterpret_cast<T*>(static_cast<std::uintptr_t>(value));
@@ -726,21 +749,6 @@ void Emulator::issue(Request* r) noexcept {
       return run_close(r);
     case Op::link_timeout:
       return complete(r, -EINVAL);
-    case Op::openat:
-    case Op::openat2:
-    case Op::statx:
-    case Op::renameat:
-    case Op::unlinkat:
-    case Op::mkdirat:
-    case Op::symlinkat:
-    case Op::linkat:
-    case Op::setxattr:
-    case Op::getxattr:
-    case Op::madvise:
-    case Op::waitid:
-      // dirfds and paths: the call resolves them, in a worker.
-      r->fd = r->sqe.fd;
-      return to_worker(r);
     case Op::socket: {
       const int fd =
           ::socket(r->sqe.fd, static_cast<int>(r->sqe.off), static_cast<int>(r->sqe.len));
@@ -777,6 +785,11 @@ void Emulator::issue(Request* r) noexcept {
       return complete(r, 0);
     }
     default:
+      if (!has_file(op)) {
+        // dirfds and paths, or a process: the call resolves them, in a worker.
+        r->fd = r->sqe.fd;
+        return to_worker(r);
+      }
       break;
   }
 
@@ -1738,6 +1751,9 @@ bool Emulator::matches(const Request& m, const Sqe& cancel) const noexcept {
   bool keyed = false;
   if ((flags & cancel_flags::fd) != 0) {
     keyed = true;
+    // The kernel matches the request's file: an operation on a path (its fd a dirfd)
+    // or on a process has none.
+    if (!has_file(static_cast<Op>(m.sqe.opcode))) return false;
     int fd = cancel.fd;
     if ((flags & cancel_flags::fd_fixed) != 0) {
       const auto index = static_cast<std::uint32_t>(cancel.fd);

@@ -84,13 +84,17 @@ Result<Ring> Ring::create(std::uint32_t entries, Params& params, Backend backend
       } else if (std::strcmp(env, "epoll") == 0) {
         backend = Backend::epoll;
       } else {
-        try {
-          coring::detail::log("ring", coring::detail::LogLevel::error,
-                              "CORING_BACKEND=\"" + std::string(env) +
-                                  "\": not a backend; it must be \"io_uring\" or \"epoll\" "
-                                  "(or unset)");
-        } catch (...) {
-          // No memory for the message: the error code still says what is wrong.
+        // Once: a loop tries several setup flags, each a create().
+        static std::atomic<bool> said{false};
+        if (!said.exchange(true, std::memory_order_relaxed)) {
+          try {
+            coring::detail::log("ring", coring::detail::LogLevel::error,
+                                "CORING_BACKEND=\"" + std::string(env) +
+                                    "\": not a backend; it must be \"io_uring\" or \"epoll\" "
+                                    "(or unset)");
+          } catch (...) {
+            // No memory for the message: the error code still says what is wrong.
+          }
         }
         return fail(Errc::backend_unknown);
       }
