@@ -84,7 +84,14 @@ ring::Ring make_ring(const LoopOptions& options) {
     return ring::Ring::create(options.entries, params, options.backend);
   };
   if (options.setup_flags) {
-    auto ring = attempt(*options.setup_flags);
+    // With deferred or cooperative task work, TASKRUN_FLAG is what lets the loop see
+    // that the kernel holds completions (Ring::cq_ring_needs_flush()): without it an
+    // embedded loop's poll() never enters for them, and they are lost to it.
+    std::uint32_t flags = *options.setup_flags;
+    if ((flags & (ring::setup::defer_taskrun | ring::setup::coop_taskrun)) != 0) {
+      flags |= ring::setup::taskrun_flag;
+    }
+    auto ring = attempt(flags);
     if (!ring) throw std::system_error(ring.error(), "EventLoop");
     return std::move(*ring);
   }
@@ -568,9 +575,17 @@ void EventLoop::cancel(Operation& op) noexcept {
 void EventLoop::request_cancel(Operation& op) noexcept {
   if (on_loop_thread()) {
     cancel(op);
+    signal_host();  // the cancel is prepared; a turn submits it
     return;
   }
   defer_cancel(op);
+}
+
+void EventLoop::signal_host() noexcept {
+  // Only from the loop's thread outside a turn: a turn re-arms the fd as it ends.
+  if (notify_fd_ < 0 || detail::current_loop == this) return;
+  const std::uint64_t one = 1;
+  (void)!::write(notify_fd_, &one, sizeof(one));
 }
 
 void EventLoop::defer_cancel(Operation& op) noexcept {
@@ -731,11 +746,7 @@ detail::DetachedPromise::Handle detached_frame(EventLoop& /*loop*/, Task<void> t
 
 void EventLoop::spawn(Task<void> task) {
   schedule(detached_frame(*this, std::move(task)).handle);
-  // From the host between an embedded loop's turns: nothing else would signal the fd.
-  if (notify_fd_ >= 0 && detail::current_loop != this) {
-    const std::uint64_t one = 1;
-    (void)!::write(notify_fd_, &one, sizeof(one));
-  }
+  signal_host();  // from the host between an embedded loop's turns
 }
 
 void EventLoop::cancel_all_and_drain() noexcept {

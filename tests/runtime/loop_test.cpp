@@ -474,6 +474,56 @@ TEST(RuntimeLoop, EmbeddedLoopWakesForATaskSpawnedBetweenTurns) {
   EXPECT_TRUE(host_until(loop, fd, [&] { return ran; }));
 }
 
+// A stop token the host triggers between an embedded loop's turns: the cancel reaches
+// the ring and the operation ends, cancelled.
+TEST(RuntimeLoop, EmbeddedLoopDeliversAStopRequestedBetweenTurns) {
+  EventLoop loop;
+  const int fd = loop.notify_fd();
+  auto pair = ring::test::make_tcp_pair();
+  std::stop_source stop;
+  bool done = false;
+  std::int32_t res = 0;
+  loop.spawn(
+      [](int socket, std::stop_token token, bool& ended, std::int32_t& result) -> Task<void> {
+        std::array<std::byte, 8> buffer{};
+        const IoResult r = co_await io([&](ring::Sqe& sqe) {
+                             ring::prep_recv(sqe, socket, buffer, 0);
+                           }).with_stop(token);
+        result = r.res;
+        ended = true;
+      }(pair.server.get(), stop.get_token(), done, res));
+  for (int i = 0; i < 5; ++i) loop.poll();
+  ASSERT_FALSE(done);
+  stop.request_stop();
+  EXPECT_TRUE(host_until(loop, fd, [&] { return done; }));
+  EXPECT_EQ(res, -ECANCELED);
+}
+
+// An embedded loop on a ring with deferred task work but without TASKRUN_FLAG in the
+// caller's flags: a receive that completes while the host sleeps still reaches its
+// coroutine (the loop adds the flag; without it, the completion stayed in the kernel).
+TEST(RuntimeLoop, EmbeddedLoopWithDeferredTaskWorkSeesItsCompletions) {
+  LoopOptions options;
+  options.setup_flags = ring::setup::single_issuer | ring::setup::defer_taskrun;
+  EventLoop loop(options);
+  const int fd = loop.notify_fd();
+  auto pair = ring::test::make_tcp_pair();
+  int received = 0;
+  loop.spawn([](int socket, int& count) -> Task<void> {
+    std::array<std::byte, 8> buffer{};
+    for (int i = 0; i < 3; ++i) {
+      const IoResult r =
+          co_await io([&](ring::Sqe& sqe) { ring::prep_recv(sqe, socket, buffer, 0); });
+      if (r.res != 1) co_return;
+      ++count;
+    }
+  }(pair.server.get(), received));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(::send(pair.client.get(), "x", 1, 0), 1);
+    EXPECT_TRUE(host_until(loop, fd, [&] { return received == i + 1; })) << "message " << i;
+  }
+}
+
 // Destroying a loop with operations in flight cancels them and waits for the kernel
 // before the frames (and their buffers) go away; nothing leaks (ASan, fd check).
 TEST(RuntimeLoop, DestructionWithOperationsInFlight) {

@@ -37,7 +37,9 @@ struct LoopOptions {
   std::uint32_t entries = 256;
   std::uint32_t cq_entries = 0;
   // Setup flags. Unset: SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG,
-  // falling back (with one log line) to what the kernel accepts.
+  // falling back (with one log line) to what the kernel accepts. Set, they are used as
+  // given, with TASKRUN_FLAG added to DEFER_TASKRUN or COOP_TASKRUN (the loop relies on
+  // it to see completions the kernel holds back).
   std::optional<std::uint32_t> setup_flags{};
   // The ring's backend (ring::Backend): automatic, the default, follows CORING_BACKEND
   // and otherwise takes io_uring, or the epoll emulation where io_uring is blocked (one
@@ -336,6 +338,9 @@ class EventLoop {
   void drain_remote();
   void wake_locked() noexcept;
   void write_wake_fd() noexcept;
+  // Called by the loop's thread outside a turn (an embedding host) after making work:
+  // signals notify_fd(), which nothing else would.
+  void signal_host() noexcept;
   bool send_msg_ring_wake(EventLoop& target) noexcept;
   void msg_ring_wake_sent(const ring::Cqe& cqe) noexcept;
   void cancel_all_and_drain() noexcept;
