@@ -69,6 +69,17 @@ inline int connect_client(int fd, std::uint16_t port, std::chrono::seconds recei
   return connected;
 }
 
+// A new blocking client socket, connected as connect_client() connects one; -1 if the
+// socket or the connect fails.
+inline int connected_client(std::uint16_t port, std::chrono::seconds receive_timeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && connect_client(fd, port, receive_timeout) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // Receives once from the blocking socket `fd` and appends what came to `buffer`.
 // Returns recv's result: the bytes received, 0 at the end of the stream, or -1 with
 // errno set (EAGAIN when SO_RCVTIMEO ran out). With SO_RCVTIMEO, a blocking recv

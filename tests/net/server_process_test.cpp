@@ -157,19 +157,7 @@ bool exited_with(const std::optional<int>& status, int code) {
 }
 
 // A blocking client socket with a 10 s receive timeout.
-Fd connect_to(std::uint16_t port) {
-  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-    return Fd();
-  }
-  const timeval timeout{10, 0};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  return fd;
-}
+Fd connect_to(std::uint16_t port) { return Fd(coring::net::test::connected_client(port, 10s)); }
 
 // Sends `request` on a new connection and returns what came back: `expect` bytes, or
 // everything until the server closed the connection when `expect` is 0.

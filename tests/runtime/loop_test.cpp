@@ -454,6 +454,9 @@ TEST(RuntimeLoop, EmbeddedLoopWakesForEveryPostFromAnotherThread) {
     std::thread poster([&] { loop.post([&] { ran.fetch_add(1); }); });
     poster.join();
     EXPECT_TRUE(host_until(loop, fd, [&] { return ran.load() == i; })) << "post " << i;
+    // The turn submitted what it prepared (the wake-up's re-armed read among it): the
+    // fd's signal for the next post must not depend on the poster's own write alone.
+    EXPECT_EQ(loop.ring().sq_ready(), 0U) << "post " << i;
   }
 }
 
