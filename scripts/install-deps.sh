@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages coring needs to build, test and benchmark.
 #
 #   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog,
-#                                     http_parser (coring-http's request parser)
+#                                     llhttp's sources (coring::http's parser), http_parser
+#                                     (the example coring-http's request parser)
 #   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev,
 #                                     libboost1.81-dev, fio, nginx and wrk) and gnuplot-nox,
 #                                     which draws `coring-bench all`'s chart
@@ -31,6 +32,7 @@ packages=(
   libspdlog-dev
   pkg-config
   libhttp-parser-dev  # examples/coring-http parses requests with it; the library never links it
+  node-llhttp         # llhttp's C sources in /usr/share/llhttp, compiled into coring::http
 )
 peers=(
   liburing-dev  # benches/ compares coring with liburing; the library never links it

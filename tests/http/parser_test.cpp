@@ -1,0 +1,348 @@
+// MessageParser: what it accepts, what it refuses and with which status, fed whole and
+// in pieces down to one byte at a time.
+#include "coring/http/parser.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coring::http {
+namespace {
+
+using Kind = ParseEvent::Kind;
+
+// What a parser made of an input: one line per head ("GET /x 1.1" or "200 OK 1.1"),
+// the bodies, how many messages ended, and the error if one stopped it.
+struct Parsed {
+  std::vector<std::string> heads;
+  std::vector<std::string> bodies;
+  int ends = 0;
+  int status = 0;  // of the error
+  std::string reason;
+  bool operator==(const Parsed&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& out, const Parsed& p) {
+  out << "{heads:";
+  for (const auto& h : p.heads) out << " [" << h << "]";
+  out << " bodies:";
+  for (const auto& b : p.bodies) out << " [" << b << "]";
+  return out << " ends: " << p.ends << " error: " << p.status << " " << p.reason << "}";
+}
+
+// Feeds `input` to `parser` `piece` bytes at a time (0: whole), passing again the bytes
+// a call left unused, as a connection would.
+Parsed feed(MessageParser& parser, std::string_view input, std::size_t piece = 0,
+            bool close_at_end = false) {
+  Parsed out;
+  std::string pending;
+  std::size_t next = 0;
+  auto on_event = [&](const ParseEvent& event) {
+    switch (event.kind) {
+      case Kind::head: {
+        std::string line =
+            parser.target().empty()
+                ? std::to_string(parser.status()) + " " + std::string(parser.reason())
+                : std::string(parser.method_name()) + " " + std::string(parser.target());
+        out.heads.push_back(line + " 1." + std::to_string(parser.version_minor()));
+        out.bodies.emplace_back();
+        break;
+      }
+      case Kind::body:
+        out.bodies.back().append(event.body);
+        break;
+      case Kind::end:
+        ++out.ends;
+        break;
+      case Kind::error:
+        out.status = parser.error().status;
+        out.reason = parser.error().reason;
+        break;
+      case Kind::need_more:
+        break;
+    }
+  };
+  for (;;) {
+    const ParseEvent event = parser.parse(pending);
+    EXPECT_LE(event.consumed, pending.size());
+    on_event(event);
+    pending.erase(0, event.consumed);
+    if (event.kind == Kind::error) return out;
+    if (event.kind != Kind::need_more) continue;
+    if (next == input.size()) break;
+    const std::size_t n = piece == 0 ? input.size() : std::min(piece, input.size() - next);
+    pending.append(input.substr(next, n));
+    next += n;
+  }
+  if (close_at_end) on_event(parser.finish());
+  return out;
+}
+
+Parsed parse_request(std::string_view input, std::size_t piece = 0, ParserLimits limits = {}) {
+  MessageParser parser(MessageParser::Type::request, limits);
+  return feed(parser, input, piece);
+}
+
+// The same result whole, one byte at a time, and in pieces of 7.
+Parsed parse_every_way(std::string_view input, ParserLimits limits = {}) {
+  const Parsed whole = parse_request(input, 0, limits);
+  EXPECT_EQ(parse_request(input, 1, limits), whole) << "one byte at a time";
+  EXPECT_EQ(parse_request(input, 7, limits), whole) << "seven bytes at a time";
+  return whole;
+}
+
+int refused_with(std::string_view input) { return parse_every_way(input).status; }
+
+TEST(HttpParser, ParsesARequestHead) {
+  MessageParser parser(MessageParser::Type::request);
+  const std::string input =
+      "GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Padded:  \t two words \t\r\n"
+      "accept: */*\r\n\r\n";
+  const ParseEvent head = parser.parse(input);
+  ASSERT_EQ(head.kind, Kind::head);
+  EXPECT_EQ(parser.method(), Method::get);
+  EXPECT_EQ(parser.method_name(), "GET");
+  EXPECT_EQ(parser.target(), "/a/b?c=d");
+  EXPECT_EQ(parser.version_minor(), 1);
+  EXPECT_EQ(parser.headers().size(), 3U);
+  EXPECT_EQ(parser.headers().get("HOST"), "example.com");
+  EXPECT_EQ(parser.headers().get("x-padded"), "two words");
+  EXPECT_EQ(parser.headers().get("Accept"), "*/*");
+  EXPECT_FALSE(parser.headers().get("missing"));
+  EXPECT_TRUE(parser.keep_alive());
+  EXPECT_FALSE(parser.has_body());
+  EXPECT_EQ(head.consumed, input.size());
+  const ParseEvent end = parser.parse(std::string_view(input).substr(head.consumed));
+  EXPECT_EQ(end.kind, Kind::end);
+  EXPECT_EQ(end.consumed, 0U);
+  EXPECT_EQ(parser.parse({}).kind, Kind::need_more);
+}
+
+TEST(HttpParser, KeepAliveFollowsTheVersionAndConnection) {
+  struct Case {
+    const char* request;
+    bool keep_alive;
+  };
+  for (const Case& c : {Case{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+                        Case{"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false},
+                        Case{"GET / HTTP/1.0\r\n\r\n", false},
+                        Case{"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true}}) {
+    MessageParser parser(MessageParser::Type::request);
+    ASSERT_EQ(parser.parse(c.request).kind, Kind::head) << c.request;
+    EXPECT_EQ(parser.keep_alive(), c.keep_alive) << c.request;
+  }
+}
+
+TEST(HttpParser, ReadsBodiesOfContentLengthAndChunked) {
+  const Parsed p = parse_every_way(
+      "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world"
+      "PUT /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n"
+      "GET /last HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(p.status, 0) << p.reason;
+  EXPECT_EQ(p.heads, (std::vector<std::string>{"POST /upload 1.1", "PUT /c 1.1", "GET /last 1.1"}));
+  EXPECT_EQ(p.bodies, (std::vector<std::string>{"hello world", "hello 0123456789", ""}));
+  EXPECT_EQ(p.ends, 3);
+}
+
+TEST(HttpParser, ReportsTheBodyFraming) {
+  MessageParser parser(MessageParser::Type::request);
+  ASSERT_EQ(parser.parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n").kind,
+            Kind::head);
+  EXPECT_TRUE(parser.has_body());
+  EXPECT_FALSE(parser.chunked());
+  EXPECT_EQ(parser.content_length(), 5U);
+  MessageParser chunked(MessageParser::Type::request);
+  ASSERT_EQ(chunked.parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").kind,
+            Kind::head);
+  EXPECT_TRUE(chunked.has_body());
+  EXPECT_TRUE(chunked.chunked());
+  EXPECT_FALSE(chunked.content_length());
+}
+
+TEST(HttpParser, NotesExpectContinue) {
+  MessageParser parser(MessageParser::Type::request);
+  ASSERT_EQ(parser
+                .parse("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n"
+                       "Content-Length: 3\r\n\r\n")
+                .kind,
+            Kind::head);
+  EXPECT_TRUE(parser.expects_continue());
+  EXPECT_EQ(refused_with("PUT / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n"), 417);
+}
+
+// The list of issue 18: what nginx refuses and llhttp 8.1 alone would take.
+TEST(HttpParser, RefusesObsFold) {
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n"), 400);
+}
+
+TEST(HttpParser, RefusesWhitespaceBeforeTheColonAndBadNames) {
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX\t: b\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX Y: b\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\n:\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX(: b\r\n\r\n"), 400);
+}
+
+TEST(HttpParser, RefusesMissingOrRepeatedHost) {
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(parse_every_way("GET / HTTP/1.0\r\n\r\n").status, 0);  // 1.0 needs none
+}
+
+TEST(HttpParser, AnswersUnsupportedVersionsWith505) {
+  EXPECT_EQ(refused_with("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+  EXPECT_EQ(refused_with("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+  EXPECT_EQ(refused_with("GET / HTTP/3.1\r\nHost: a\r\n\r\n"), 505);
+}
+
+TEST(HttpParser, RefusesAnHttp09RequestLineAtOnce) {
+  // No second line end needed: the request line alone is refused.
+  EXPECT_EQ(refused_with("GET /\r\n"), 400);
+  EXPECT_EQ(refused_with("GET /index.html\n"), 400);
+}
+
+TEST(HttpParser, RefusesContentLengthWithTransferEncoding) {
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            400);
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                         "Content-Length: 3\r\n\r\n0\r\n\r\n"),
+            400);
+}
+
+TEST(HttpParser, RefusesDuplicateOrMalformedContentLength) {
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                         "Content-Length: 3\r\n\r\nabc"),
+            400);
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                         "Content-Length: 4\r\n\r\nabcd"),
+            400);
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc"), 400);
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc"), 400);
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"), 400);
+}
+
+TEST(HttpParser, RefusesChunkDataNotFollowedByCrlf) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refused_with(head + "3\r\nabcXX0\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with(head + "3\r\nabc\n0\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with(head + "3\r\nabc\rX0\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with(head + "3\r\nabcd\r\n0\r\n\r\n"), 400);
+}
+
+TEST(HttpParser, AcceptsOnlyChunkedAsTransferCoding) {
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                         "0\r\n\r\n"),
+            501);
+  EXPECT_NE(refused_with("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"), 0);
+  EXPECT_EQ(refused_with("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400);
+}
+
+TEST(HttpParser, RefusesControlBytes) {
+  EXPECT_EQ(refused_with("GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with(std::string_view("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 38)),
+            400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n"), 400);
+}
+
+TEST(HttpParser, LimitsTheHeaderSection) {
+  // Exactly the limit passes; one byte more is 431, however the bytes arrive.
+  const std::string start = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
+  const std::string end = "\r\n\r\n";
+  const std::string fits = start + std::string(8192 - start.size() - end.size(), 'v') + end;
+  ASSERT_EQ(fits.size(), 8192U);
+  EXPECT_EQ(parse_every_way(fits).status, 0);
+  const std::string over = start + std::string(8193 - start.size() - end.size(), 'v') + end;
+  EXPECT_EQ(refused_with(over), 431);
+  // A head that never ends is refused as soon as it passes the limit.
+  MessageParser parser(MessageParser::Type::request);
+  const std::string endless = start + std::string(20000, 'v');
+  const ParseEvent event = parser.parse(endless);
+  EXPECT_EQ(event.kind, Kind::error);
+  EXPECT_EQ(parser.error().status, 431);
+  EXPECT_LE(event.consumed, 8193U);
+}
+
+TEST(HttpParser, LimitsTheNumberOfFields) {
+  std::string request = "GET / HTTP/1.1\r\nHost: a\r\n";
+  for (int i = 0; i < 99; ++i) request += "X: 1\r\n";
+  EXPECT_EQ(parse_every_way(request + "\r\n").status, 0);
+  EXPECT_EQ(refused_with(request + "Y: 2\r\n\r\n"), 431);
+}
+
+TEST(HttpParser, LimitsTheBody) {
+  const ParserLimits limits{8192, 100, 10};
+  EXPECT_EQ(
+      parse_every_way("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789", limits)
+          .status,
+      0);
+  EXPECT_EQ(
+      parse_every_way("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", limits).status,
+      413);
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(parse_every_way(chunked + "5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n", limits).status, 0);
+  EXPECT_EQ(parse_every_way(chunked + "5\r\n01234\r\n6\r\n", limits).status, 413);
+  EXPECT_EQ(parse_every_way(chunked + "ffffffffffffffffff\r\n", limits).status, 400);
+}
+
+TEST(HttpParser, LimitsTheTrailerSection) {
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(parse_every_way(chunked + "0\r\nX: " + std::string(100, 't') + "\r\n\r\n").status, 0);
+  EXPECT_EQ(refused_with(chunked + "0\r\nX: " + std::string(9000, 't') + "\r\n\r\n"), 431);
+  EXPECT_EQ(refused_with(chunked + "0\r\nX: a\r\n b\r\n\r\n"), 400);
+}
+
+TEST(HttpParser, StaysFailed) {
+  MessageParser parser(MessageParser::Type::request);
+  ASSERT_EQ(parser.parse("GET / HTTP/1.1\r\nHost : a\r\n\r\n").kind, Kind::error);
+  EXPECT_EQ(parser.parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n").kind, Kind::error);
+  EXPECT_TRUE(parser.failed());
+}
+
+TEST(HttpParser, ParsesResponses) {
+  MessageParser parser(MessageParser::Type::response);
+  const Parsed p = feed(parser,
+                        "HTTP/1.1 100 Continue\r\n\r\n"
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+                        "HTTP/1.1 204 No Content\r\n\r\n"
+                        "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "4\r\nnope\r\n0\r\n\r\n",
+                        3);
+  EXPECT_EQ(p.status, 0) << p.reason;
+  EXPECT_EQ(p.heads, (std::vector<std::string>{"100 Continue 1.1", "200 OK 1.1",
+                                               "204 No Content 1.1", "404 Not Found 1.1"}));
+  EXPECT_EQ(p.bodies, (std::vector<std::string>{"", "hi", "", "nope"}));
+  EXPECT_EQ(p.ends, 4);
+}
+
+TEST(HttpParser, EndsAResponseWithoutLengthAtTheClose) {
+  MessageParser parser(MessageParser::Type::response);
+  const Parsed p = feed(parser, "HTTP/1.1 200 OK\r\n\r\nall of it", 4, true);
+  EXPECT_EQ(p.bodies, (std::vector<std::string>{"all of it"}));
+  EXPECT_EQ(p.ends, 1);
+  MessageParser cut(MessageParser::Type::response);
+  const Parsed q = feed(cut, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 0, true);
+  EXPECT_EQ(q.status, 400);
+}
+
+TEST(HttpParser, AResponseToHeadHasNoBody) {
+  MessageParser parser(MessageParser::Type::response);
+  parser.expect_no_body();
+  const Parsed p = feed(parser,
+                        "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+                        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+  EXPECT_EQ(p.status, 0) << p.reason;
+  EXPECT_EQ(p.bodies, (std::vector<std::string>{"", "abc"}));
+  EXPECT_EQ(p.ends, 2);
+}
+
+}  // namespace
+}  // namespace coring::http
