@@ -300,6 +300,17 @@ TEST(HttpParser, LimitsTheTrailerSection) {
   EXPECT_EQ(refused_with(chunked + "0\r\nX: a\r\n b\r\n\r\n"), 400);
 }
 
+// Found by coring-fuzz-http-parser: the bytes of a trailer section parsed in the call
+// that ended its message were counted against the next message's head.
+TEST(HttpParser, ATrailerSectionCountsOnlyForItsMessage) {
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string trailer = "0\r\nX: " + std::string(5000, 't') + "\r\n\r\n";
+  const std::string next = "GET / HTTP/1.1\r\nHost: a\r\nY: " + std::string(5000, 'y') + "\r\n\r\n";
+  const Parsed p = parse_every_way(chunked + trailer + next);
+  EXPECT_EQ(p.status, 0) << p.reason;
+  EXPECT_EQ(p.ends, 2);
+}
+
 TEST(HttpParser, StaysFailed) {
   MessageParser parser(MessageParser::Type::request);
   ASSERT_EQ(parser.parse("GET / HTTP/1.1\r\nHost : a\r\n\r\n").kind, Kind::error);
@@ -328,9 +339,32 @@ TEST(HttpParser, EndsAResponseWithoutLengthAtTheClose) {
   const Parsed p = feed(parser, "HTTP/1.1 200 OK\r\n\r\nall of it", 4, true);
   EXPECT_EQ(p.bodies, (std::vector<std::string>{"all of it"}));
   EXPECT_EQ(p.ends, 1);
+  // Found by coring-fuzz-http-parser: such a body was not held to the limit.
+  MessageParser limited(MessageParser::Type::response, ParserLimits{8192, 100, 8});
+  const Parsed long_body = feed(limited, "HTTP/1.1 200 OK\r\n\r\n123456789", 4, true);
+  EXPECT_EQ(long_body.status, 413);
+  EXPECT_EQ(long_body.bodies, (std::vector<std::string>{"12345678"}));
+  MessageParser whole(MessageParser::Type::response, ParserLimits{8192, 100, 8});
+  EXPECT_EQ(feed(whole, "HTTP/1.1 200 OK\r\n\r\n123456789", 0, true), long_body);
   MessageParser cut(MessageParser::Type::response);
   const Parsed q = feed(cut, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 0, true);
   EXPECT_EQ(q.status, 400);
+}
+
+// Found by coring-fuzz-http-parser: llhttp read a chunked body after a 100 that the
+// parser had reported as bodiless, so body events came before any head.
+TEST(HttpParser, InterimAndEmptyStatusesHaveNoBodyWhateverTheirFields) {
+  MessageParser parser(MessageParser::Type::response);
+  const Parsed p = feed(parser,
+                        "HTTP/1.1 100 Continue\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                        0);
+  EXPECT_EQ(p.status, 0) << p.reason;
+  EXPECT_EQ(p.heads,
+            (std::vector<std::string>{"100 Continue 1.1", "204 No Content 1.1", "200 OK 1.1"}));
+  EXPECT_EQ(p.bodies, (std::vector<std::string>{"", "", "ok"}));
+  EXPECT_EQ(p.ends, 3);
 }
 
 TEST(HttpParser, AResponseToHeadHasNoBody) {

@@ -180,6 +180,15 @@ struct MessageParser::Callbacks {
     // llhttp reports an open span at the end of every call, also when it is empty.
     if (length == 0) return 0;
     MessageParser& parser = self(p);
+    // Content-Length and chunk sizes were checked against the limit as they came; a
+    // response that runs to the connection's close is held to it here: the bytes up to
+    // the limit are delivered, however the input was cut, and the next call refuses.
+    const std::uint64_t room = parser.limits_.max_body_bytes - parser.body_bytes_;
+    if (length > room) {
+      if (room == 0) return refuse(p, 413, "the body is larger than allowed");
+      length = static_cast<std::size_t>(room);
+      parser.over_limit_ = true;
+    }
     parser.body_ = {at, length};
     parser.body_bytes_ += length;
     parser.body_pending_ = true;
@@ -299,8 +308,11 @@ int MessageParser::head_complete() noexcept {
   }
   phase_ = Phase::body;
   if (!has_body_) {
-    end_pending_ = true;  // llhttp runs on to the message's end in this call
-    return no_body_ ? 1 : 0;
+    // 1 tells llhttp there is no body whatever the fields say (a 1xx or 204 with
+    // Transfer-Encoding, a HEAD's response), so it runs on to the message's end in this
+    // call and agrees with has_body_.
+    end_pending_ = true;
+    return 1;
   }
   return HPE_PAUSED;
 }
@@ -313,6 +325,7 @@ ParseEvent MessageParser::fail(int status, const char* reason, std::size_t consu
 
 ParseEvent MessageParser::parse(std::string_view input) {
   if (phase_ == Phase::failed) return {ParseEvent::Kind::error, 0, {}};
+  if (over_limit_) return fail(413, "the body is larger than allowed", 0);
   if (end_pending_ && phase_ == Phase::done) {
     end_pending_ = false;
     phase_ = Phase::idle;
@@ -327,7 +340,8 @@ ParseEvent MessageParser::parse(std::string_view input) {
   const std::size_t room =
       limits_.max_header_bytes + 1 - std::min(head_bytes_, limits_.max_header_bytes);
   const ParseEvent event = run(input.substr(0, std::min(input.size(), room)));
-  if (event.kind == ParseEvent::Kind::error) return event;
+  // An end (after a trailer section) starts the next message's count afresh.
+  if (event.kind == ParseEvent::Kind::error || event.kind == ParseEvent::Kind::end) return event;
   head_bytes_ += event.consumed;
   if (head_bytes_ > limits_.max_header_bytes &&
       (event.kind == ParseEvent::Kind::need_more || event.kind == ParseEvent::Kind::head)) {
@@ -386,6 +400,7 @@ ParseEvent MessageParser::run(std::string_view input) {
   assert(phase_ == Phase::done);
   phase_ = Phase::idle;
   head_bytes_ = 0;
+  in_trailers_ = false;
   return {ParseEvent::Kind::end, consumed, {}};
 }
 

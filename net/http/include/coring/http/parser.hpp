@@ -145,6 +145,7 @@ class MessageParser {
   bool in_trailers_ = false;   // the fields after the last chunk
   bool end_pending_ = false;   // the message ended in the call that reported its head
   bool body_pending_ = false;  // the call paused at a body span
+  bool over_limit_ = false;    // a body reached the limit with more to come
   int status_ = 0;
   int version_minor_ = 0;
   std::uint32_t hosts_ = 0;
