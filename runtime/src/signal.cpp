@@ -77,28 +77,15 @@ void set_mask(int how, const sigset_t& set, sigset_t* old, const char* what) {
   if (err != 0) throw std::system_error(err, std::system_category(), what);
 }
 
-void set_disposition(int signo, void (*handler)(int)) noexcept {
-  struct sigaction action {};
-  action.sa_handler = handler;
-  sigemptyset(&action.sa_mask);
-  (void)::sigaction(signo, &action, nullptr);
-}
-
 }  // namespace
 
 SignalSet::SignalSet(std::initializer_list<int> signals) {
   const sigset_t set = make_set(signals);
   sigemptyset(&blocked_here_);
-  sigemptyset(&was_ignored_);
   sigset_t before;
   set_mask(SIG_BLOCK, set, &before, "SignalSet: pthread_sigmask");
   for (const int signo : signals) {
     if (sigismember(&before, signo) == 0) sigaddset(&blocked_here_, signo);
-    struct sigaction current {};
-    if (::sigaction(signo, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) {
-      set_disposition(signo, SIG_DFL);
-      sigaddset(&was_ignored_, signo);
-    }
   }
   fd_ = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (fd_ < 0) {
@@ -117,9 +104,6 @@ SignalSet::~SignalSet() {
 }
 
 void SignalSet::restore() noexcept {
-  for (int signo = 1; signo < NSIG; ++signo) {
-    if (sigismember(&was_ignored_, signo) == 1) set_disposition(signo, SIG_IGN);
-  }
   // Discard what is pending of the signals about to be unblocked: delivered, a pending
   // SIGTERM would end the process. sigtimedwait() with a zero timeout takes one
   // instance per call, of this thread's or the process's, without waiting.
@@ -133,6 +117,11 @@ void SignalSet::block_in_thread(std::initializer_list<int> signals) {
   set_mask(SIG_BLOCK, make_set(signals), nullptr, "SignalSet::block_in_thread: pthread_sigmask");
 }
 
-void ignore_sigpipe() noexcept { set_disposition(SIGPIPE, SIG_IGN); }
+void ignore_sigpipe() noexcept {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  (void)::sigaction(SIGPIPE, &ignore, nullptr);
+}
 
 }  // namespace coring

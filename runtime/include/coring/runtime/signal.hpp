@@ -20,16 +20,13 @@
 //
 // The destructor closes the signalfd and restores what the constructor changed, in the
 // constructing thread: the signals it blocked are unblocked, after any instance still
-// pending is discarded (delivered now, a SIGTERM would end the process); a signal the
-// process had ignored is ignored again. Signals that were already blocked when the set
-// was built stay blocked, pending ones included: block them with block_in_thread()
-// first to keep them blocked for the life of the process, which is what a server
-// that may get SIGTERM while it shuts down wants.
+// pending is discarded (delivered now, a SIGTERM would end the process). Signals that
+// were already blocked when the set was built stay blocked, pending ones included:
+// block them with block_in_thread() first to keep them blocked for the life of the
+// process, which is what a server that may get SIGTERM while it shuts down wants.
 //
-// A signal the process ignores (SIG_IGN: a shell does so to SIGINT for background
-// jobs) is discarded before it can be pending; the set takes the default disposition
-// for it (harmless while it is blocked). One SignalSet per signal at a time: the
-// disposition is the process's.
+// Dispositions are left alone: a blocked signal is queued even if the process ignores
+// it (as a shell makes background jobs ignore SIGINT), so the set receives it.
 #pragma once
 
 #include <signal.h>
@@ -74,8 +71,8 @@ class SignalSet {
   // std::system_error: EINVAL for an empty set, an invalid number, SIGKILL or SIGSTOP
   // (which cannot be caught); EMFILE/ENFILE/ENOMEM from signalfd(2).
   SignalSet(std::initializer_list<int> signals);
-  // See the header comment: closes the signalfd and restores the mask and dispositions
-  // it changed. Call on the constructing thread, with no next() in flight.
+  // See the header comment: closes the signalfd and restores the mask it changed. Call on the
+  // constructing thread, with no next() in flight.
   ~SignalSet();
   SignalSet(const SignalSet&) = delete;
   SignalSet& operator=(const SignalSet&) = delete;
@@ -96,12 +93,11 @@ class SignalSet {
   static void block_in_thread(std::initializer_list<int> signals);
 
  private:
-  // Puts back the dispositions and the mask the constructor changed.
+  // Unblocks what the constructor blocked, discarding what is pending of it.
   void restore() noexcept;
 
   int fd_ = -1;
   sigset_t blocked_here_{};  // blocked by the constructor: unblocked by the destructor
-  sigset_t was_ignored_{};   // SIG_IGN before the constructor: ignored again after
 };
 
 // Ignores SIGPIPE in the process: a write to a pipe or socket whose reader has gone
