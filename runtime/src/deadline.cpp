@@ -31,29 +31,36 @@ class DeadlineTimer final : public Operation {
       : Operation(&prep_fn, &complete_fn), expiry_(expiry), loop_(&loop) {}
 
   void arm() noexcept {
-    armed_for_ = expiry_;
-    when_ = ring::to_kernel_timespec(armed_for_.time_since_epoch());
+    set_timer(expiry_);
+    prepped_ = false;
     LoopOps(*loop_).submit(*this);
   }
 
   void move_to(Deadline::clock::time_point when) noexcept {
     if (source_.stop_requested()) return;
     expiry_ = when;
-    if (when < armed_for_ && in_flight() && !cancelling_) {
+    if (when >= armed_for_ || !in_flight()) return;
+    if (!prepped_) {
+      set_timer(when);  // still waiting for admission: its SQE is not written yet
+    } else if (!cancelling_) {
       cancelling_ = true;
       LoopOps(*loop_).cancel(*this);  // the completion re-arms for expiry_
     }
   }
 
   // The Deadline is gone: a timer in flight is cancelled and freed by its completion;
-  // an idle one is freed now, without touching the loop (which may be gone).
+  // an idle one is freed now, without touching the loop (which may be gone). A timer
+  // still waiting for admission is not cancelled — the loop would complete it, and so
+  // free it, inside cancel() — but set to fire as soon as it goes out.
   void orphan() noexcept {
     if (!in_flight()) {
       delete this;
       return;
     }
     orphaned_ = true;
-    if (!cancelling_) {
+    if (!prepped_) {
+      set_timer(Deadline::clock::time_point{});
+    } else if (!cancelling_) {
       cancelling_ = true;
       LoopOps(*loop_).cancel(*this);
     }
@@ -67,6 +74,12 @@ class DeadlineTimer final : public Operation {
   static void prep_fn(Operation& self, std::span<ring::Sqe* const> sqes) noexcept {
     auto& timer = static_cast<DeadlineTimer&>(self);
     ring::prep_timeout(*sqes[0], &timer.when_, 0, ring::timeout_flags::abs);
+    timer.prepped_ = true;
+  }
+
+  void set_timer(Deadline::clock::time_point when) noexcept {
+    armed_for_ = when;
+    when_ = ring::to_kernel_timespec(when.time_since_epoch());
   }
 
   static void complete_fn(Operation& self, const ring::Cqe& cqe, bool /*second*/) noexcept {
@@ -99,6 +112,7 @@ class DeadlineTimer final : public Operation {
   EventLoop* loop_;
   Deadline::clock::time_point armed_for_;
   ring::KernelTimespec when_{};
+  bool prepped_ = false;     // its SQE is written: when_ no longer matters
   bool cancelling_ = false;  // a cancel is on its way: its CQE re-arms or frees
   bool orphaned_ = false;    // the Deadline is gone: the last CQE frees the record
 };
@@ -125,14 +139,7 @@ Deadline::Deadline(EventLoop& loop, std::chrono::nanoseconds timeout, std::stop_
     : timer_(new detail::DeadlineTimer(
           loop, clock::now() + std::chrono::duration_cast<clock::duration>(timeout))) {
   assert(loop.on_loop_thread() && "a Deadline belongs to its loop's thread");
-  if (also.stop_possible()) {
-    try {
-      also_.emplace(also, ForwardStop{&timer_->source_});
-    } catch (...) {
-      delete timer_;
-      throw;
-    }
-  }
+  if (also.stop_possible()) also_.emplace(also, ForwardStop{&timer_->source_});
   if (!timer_->source_.stop_requested()) timer_->arm();
 }
 

@@ -217,6 +217,41 @@ TEST(RuntimeDeadline, DestroyedRightBeforeItsLoop) {
   idle.reset();
 }
 
+// A timer waiting for admission (max_in_flight) has no SQE yet: moving it earlier
+// rewrites its time, and destroying it must not cancel it — the loop would complete
+// and free the record inside its own cancel() — but let it go out and fire at once.
+TEST(RuntimeDeadline, WaitingForAdmissionItMovesAndGoes) {
+  LoopOptions options;
+  options.max_in_flight = 2;
+  EventLoop loop(options);
+  auto body = [&]() -> Task<void> {
+    std::stop_source release;
+    auto hold = [&]() -> Task<IoResult> {
+      co_return co_await sleep_for(1h).with_stop(release.get_token());
+    };
+    auto run = [&]() -> Task<IoResult> {
+      {
+        Deadline gone(1h);
+        EXPECT_EQ(loop.stats().waiting, 1U);
+      }
+      Deadline idle(1h);
+      EXPECT_EQ(loop.stats().waiting, 2U);  // the gone one still waits, to fire at once
+      idle.reset(1ms);
+      release.request_stop();  // the holders end: the timers go out
+      co_return co_await sleep_for(10s).with_stop(idle.token());
+    };
+    auto [a, b, slept] = co_await when_all(hold(), hold(), run());
+    EXPECT_EQ(a.res, -ECANCELED);
+    EXPECT_EQ(b.res, -ECANCELED);
+    EXPECT_EQ(slept.res, -ECANCELED);  // 0 after 10 s if the hour had stayed
+    for (int i = 0; i < 100 && loop.stats().in_flight > 1; ++i) (void)co_await nop();
+  };
+  const std::uint32_t before = loop.stats().in_flight;
+  loop.run(body());
+  EXPECT_EQ(loop.stats().in_flight, before);
+  EXPECT_EQ(loop.stats().waiting, 0U);
+}
+
 TEST(RuntimeDeadline, OutsideALoopWithoutOneIsALogicError) {
   EXPECT_THROW(Deadline(1s), std::logic_error);
 }
