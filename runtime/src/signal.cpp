@@ -45,9 +45,12 @@ bool SignalWait::again(const IoResult& polled) noexcept {
 }
 
 Result<SignalInfo> SignalWait::result(const IoResult& polled) const noexcept {
-  if (polled.res < 0) return fail(polled.error());
+  if (info.signo != 0) return info;  // read: never dropped, even if a stop came after
   if (read_error != 0) return fail(std::error_code(read_error, std::system_category()));
-  return info;
+  if (polled.res < 0) return fail(polled.error());
+  // Readable, but a stop (or the loop's drain) came before the read: the signal stays
+  // pending for the next wait.
+  return fail(std::make_error_code(std::errc::operation_canceled));
 }
 
 }  // namespace detail

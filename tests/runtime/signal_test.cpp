@@ -161,6 +161,38 @@ TEST(RuntimeSignal, StopTokenCancelsTheWait) {
   EXPECT_EQ(again.error(), std::errc::operation_canceled);
 }
 
+// The poll completes at once (the signal is pending) in the same enter as the cancel
+// that a stop asked for right after the wait began: the wait is cancelled without
+// reading, and the signal is left for the next one.
+TEST(RuntimeSignal, StopAfterThePollLeavesTheSignalPending) {
+  SignalsRestored restored;
+  EventLoop loop;
+  SignalSet signals{SIGUSR1};
+  ASSERT_EQ(::raise(SIGUSR1), 0);
+  std::stop_source stop;
+  auto wait = [&]() -> Task<Result<SignalInfo>> {
+    co_return co_await signals.next().with_stop(stop.get_token());
+  };
+  auto stop_now = [&]() -> Task<int> {
+    stop.request_stop();
+    co_return 0;
+  };
+  auto both = [&]() -> Task<Result<SignalInfo>> {
+    auto [got, done] = co_await when_all(wait(), stop_now());
+    (void)done;
+    co_return got;
+  };
+  const Result<SignalInfo> got = loop.run(both());
+  if (got) {
+    EXPECT_EQ(got->signo, SIGUSR1);  // the read won the race: a whole signal, not a blank
+    return;
+  }
+  EXPECT_EQ(got.error(), std::errc::operation_canceled);
+  const Result<SignalInfo> later = loop.run(next_of(signals));
+  ASSERT_TRUE(later) << later.message();
+  EXPECT_EQ(later->signo, SIGUSR1);
+}
+
 TEST(RuntimeSignal, TimeoutBoundsTheWait) {
   SignalsRestored restored;
   EventLoop loop;
