@@ -99,14 +99,22 @@ class DeadlineTimer final : public Operation {
       // A timer the kernel refuses would be refused again: the deadline passes now
       // rather than never.
       runtime_log_error("Deadline timer", cqe.res);
-      timer.expired_ = timer.source_.request_stop();
+      timer.expire();
       return;
     }
     if (Deadline::clock::now() >= timer.expiry_) {
-      timer.expired_ = timer.source_.request_stop();
+      timer.expire();
       return;
     }
     timer.arm();
+  }
+
+  // Marked first: the stop's callbacks run inside request_stop(), and the record must
+  // say expired by then. (Another thread's stop of the other token may cross it; the
+  // deadline had passed all the same.)
+  void expire() noexcept {
+    expired_ = true;
+    source_.request_stop();
   }
 
   EventLoop* loop_;

@@ -16,6 +16,7 @@
 #include <stop_token>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/io.hpp"
@@ -108,7 +109,7 @@ TEST(RuntimeSignal, WaitingNextWakesForASignalSentLater) {
   auto both = [&]() -> Task<Result<SignalInfo>> {
     auto [got, sent] = co_await when_all(next_of(signals), send_later());
     EXPECT_EQ(sent, 0);
-    co_return got;
+    co_return std::move(got);
   };
   const Result<SignalInfo> got = loop.run(both());
   ASSERT_TRUE(got) << got.message();
@@ -150,7 +151,7 @@ TEST(RuntimeSignal, StopTokenCancelsTheWait) {
   auto both = [&]() -> Task<Result<SignalInfo>> {
     auto [got, done] = co_await when_all(wait(), stop_later());
     (void)done;
-    co_return got;
+    co_return std::move(got);
   };
   const Result<SignalInfo> got = loop.run(both());
   ASSERT_FALSE(got);
@@ -180,7 +181,7 @@ TEST(RuntimeSignal, StopAfterThePollLeavesTheSignalPending) {
   auto both = [&]() -> Task<Result<SignalInfo>> {
     auto [got, done] = co_await when_all(wait(), stop_now());
     (void)done;
-    co_return got;
+    co_return std::move(got);
   };
   const Result<SignalInfo> got = loop.run(both());
   if (got) {
