@@ -3,7 +3,6 @@
 
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -25,6 +25,7 @@
 #include <coring/runtime/event_loop.hpp>
 #include <coring/runtime/io.hpp>
 #include <coring/runtime/scope.hpp>
+#include <coring/runtime/signal.hpp>
 #include <coring/runtime/time.hpp>
 
 namespace coring::examples {
@@ -114,13 +115,8 @@ namespace {
 
 constexpr int sweeps_per_timeout = 4;
 
-sigset_t stop_signals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  return signals;
-}
+// What stops a server that handles signals.
+constexpr std::initializer_list<int> stop_signals{SIGINT, SIGTERM};
 
 // Prints "what: the error's message" to stderr. The message is a std::string: without
 // memory for it, the error's number stands in.
@@ -132,40 +128,29 @@ void print_error(const char* what, const std::error_code& error) noexcept {
   }
 }
 
-// A write to a pipe or socket whose reader has gone (stderr into a closed pipe, say)
-// then fails with EPIPE instead of killing the process.
-void ignore_sigpipe() noexcept {
-  struct sigaction ignore {};
-  ignore.sa_handler = SIG_IGN;
-  sigemptyset(&ignore.sa_mask);
-  ::sigaction(SIGPIPE, &ignore, nullptr);
-}
-
-// Reads SIGINT/SIGTERM from a signalfd through the loop, then triggers `stop`. Ends
-// without a signal once `stop` is triggered by something else.
+// Reads SIGINT or SIGTERM through the loop, then triggers `stop`. Ends without a signal
+// once `stop` is triggered by something else. The constructor blocked both in every
+// thread, so the set changes no mask, and they stay blocked after it.
 Task<void> watch_signals(std::stop_source stop) {
-  const sigset_t signals = stop_signals();
-  const int fd = ::signalfd(-1, &signals, SFD_CLOEXEC);
-  if (fd < 0) {
-    std::fprintf(stderr, "signalfd: %s; SIGINT/SIGTERM will not stop the server cleanly\n",
-                 std::strerror(errno));
+  std::optional<SignalSet> signals;
+  try {
+    signals.emplace(stop_signals);
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "%s; SIGINT/SIGTERM will not stop the server cleanly\n", e.what());
     co_return;
   }
-  signalfd_siginfo info{};
-  const auto read_signal = [&](ring::Sqe& sqe) {
-    ring::prep_read(sqe, fd, std::as_writable_bytes(std::span(&info, 1)), 0);
+  Result<SignalInfo> got = co_await signals->next().with_stop(stop.get_token());
+  // Cancelled with no stop asked: there was no memory for the stop's callback, and the
+  // wait did not start (memory may stay short for as long as the server is loaded).
+  // Wait with a timeout instead, which needs none, and look at the stop between waits.
+  const auto short_of_memory = [&] {
+    return !got && (got.error() == std::errc::not_enough_memory ||
+                    got.error() == std::errc::operation_canceled);
   };
-  IoResult read = co_await io(read_signal).with_stop(stop.get_token());
-  // No memory for the stop's callback, so the read did not start (memory may stay short
-  // for as long as the server is loaded): read with a timeout instead, which needs none,
-  // and look at the stop between reads.
-  while (read.res == -ENOMEM || (read.outcome == Outcome::timed_out && !stop.stop_requested())) {
-    read = co_await io(read_signal).with_timeout(std::chrono::milliseconds(100));
+  while (!stop.stop_requested() && (short_of_memory() || got.error() == std::errc::timed_out)) {
+    got = co_await signals->next().with_timeout(std::chrono::milliseconds(100));
   }
-  ::close(fd);
-  if (read.res == static_cast<int>(sizeof(info))) {
-    std::fprintf(stderr, "%s: shutting down\n", ::strsignal(static_cast<int>(info.ssi_signo)));
-  }
+  if (got) std::fprintf(stderr, "%s: shutting down\n", ::strsignal(got->signo));
   stop.request_stop();
 }
 
@@ -244,13 +229,9 @@ Server::Server(ServerOptions options, ConnectionHandler handler)
   }
   if (options_.handle_signals) {
     // Before the loops' threads start, so that they inherit the mask: the signals then
-    // reach only the signalfd.
-    // A signal a parent left ignored (a shell does so to SIGINT for background jobs) would
-    // be discarded before reaching the signalfd: take the default disposition first.
-    ::signal(SIGINT, SIG_DFL);
-    ::signal(SIGTERM, SIG_DFL);
-    const sigset_t signals = stop_signals();
-    ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    // reach only the signalfd (even if a parent left them ignored, as a shell does to
+    // SIGINT for background jobs: a blocked signal is queued all the same).
+    SignalSet::block_in_thread(stop_signals);
     ignore_sigpipe();
   }
   if (options_.threads > 1) runtime_.emplace(runtime_options(options_));

@@ -46,12 +46,13 @@
 // are full) until connections close; the loop logs each failure and accepts again, the
 // listener pacing its retries.
 //
-// Shutdown. SIGINT and SIGTERM (blocked in every thread and read from a signalfd by loop
-// 0) or stop() trigger the server's stop source: every listener's accept stream ends,
-// each loop closes its listener, shuts down its connections and waits for their handlers
-// to return, and run() returns 0. With those signals the frame also ignores SIGPIPE:
-// it logs to stderr, and a write to a pipe whose reader has gone must fail with EPIPE,
-// not kill the server (the sends on connections pass MSG_NOSIGNAL anyway).
+// Shutdown. SIGINT and SIGTERM (blocked in every thread, read by loop 0 through a
+// coring::SignalSet) or stop() trigger the server's stop source: every listener's
+// accept stream ends, each loop closes its listener, shuts down its connections and
+// waits for their handlers to return, and run() returns 0. With those signals the
+// frame also ignores SIGPIPE: it logs to stderr, and a write to a pipe whose reader has
+// gone must fail with EPIPE, not kill the server (the sends on connections pass
+// MSG_NOSIGNAL anyway).
 //
 // Start. run() reports readiness through its callback once every loop serves; a loop
 // that fails to set up makes run() return 1 without it (the servers print their

@@ -271,3 +271,63 @@ TEST(CallForms, RuntimeCombinatorsTimersAndPrimitives) {
 
 }  // namespace
 }  // namespace coring
+
+// --- Signals and deadlines (hb-signal): SignalSet and Deadline as docs/runtime.md calls
+// them: a set built in a task and awaited with and without modifiers, a Deadline whose
+// token bounds a recv, a sleep and a request() at once. ----------------------------------
+
+#include <signal.h>
+
+#include "coring/runtime/deadline.hpp"
+#include "coring/runtime/signal.hpp"
+
+namespace coring {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(CallForms, SignalsAndDeadlinesAsDocumented) {
+  sigset_t mask_before;
+  ASSERT_EQ(::pthread_sigmask(SIG_SETMASK, nullptr, &mask_before), 0);
+  ignore_sigpipe();
+  EventLoop loop;
+  auto body = []() -> Task<void> {
+    SignalSet signals{SIGUSR1, SIGUSR2};
+    EXPECT_EQ(::raise(SIGUSR1), 0);
+    Result<SignalInfo> got = co_await signals.next();
+    EXPECT_TRUE(got && got->signo == SIGUSR1);
+    std::stop_source stop;
+    EXPECT_EQ(::raise(SIGUSR2), 0);
+    got = co_await signals.next().with_stop(stop.get_token());
+    EXPECT_TRUE(got && got->signo == SIGUSR2);
+    got = co_await signals.next().with_timeout(1ms);
+    EXPECT_EQ(got.error(), std::errc::timed_out);
+
+    std::stop_source server_stop;
+    Deadline idle(20ms, server_stop.get_token());
+    auto listener = TcpListener::bind(Address::ipv4_loopback());
+    EXPECT_TRUE(listener.ok());
+    if (!listener) co_return;
+    auto client = co_await TcpStream::connect(*listener->local_address());
+    auto server = co_await listener->accept();
+    EXPECT_TRUE(client.ok() && server.ok());
+    if (!client || !server) co_return;
+    std::array<std::byte, 16> buffer{};
+    const IoResult received = co_await server->recv(buffer).with_stop(idle.token());
+    EXPECT_EQ(received.res, -ECANCELED);
+    EXPECT_TRUE(idle.expired());
+    EXPECT_EQ((co_await sleep_for(1s).with_stop(idle.token())).res, -ECANCELED);
+    EXPECT_EQ((co_await signals.next().with_stop(idle.token())).error(),
+              std::errc::operation_canceled);
+
+    Deadline pushed(1h);
+    pushed.reset(30s);
+    pushed.extend_to(std::chrono::steady_clock::now() + 1h);
+    EXPECT_FALSE(pushed.expired());
+  };
+  loop.run(body());
+  ASSERT_EQ(::pthread_sigmask(SIG_SETMASK, &mask_before, nullptr), 0);
+}
+
+}  // namespace
+}  // namespace coring
