@@ -245,12 +245,12 @@ void BufferedReader::on_receive(const IoResult& result) noexcept {
     }
     case Request::target:
       done_ += n;
-      return;
+      break;
     case Request::storage:
       end_ += n;
-      dry_ = false;  // the next receive tries the pool again
-      return;
+      break;
   }
+  dry_ = false;  // a receive outside the pool: the next one tries the pool again
 }
 
 bool BufferedReader::receive_again(const IoResult& result) noexcept {

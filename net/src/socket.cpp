@@ -4,7 +4,7 @@
 //
 // The ring's forms of the options are IORING_OP_URING_CMD socket commands. A kernel
 // before 6.7 answers them with EOPNOTSUPP, which a getsockopt at a level other than
-// SOL_SOCKET also gives on every kernel: socket_commands_supported() asks a ring and a
+// SOL_SOCKET also gives on every kernel: socket_commands_supported(backend) asks a ring and a
 // socket of its own once per backend, so that only the first is named
 // Errc::socket_commands_unsupported.
 #include "coring/net/socket.hpp"
@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 
+#include "coring/net/error.hpp"
 #include "coring/ring/detail/log.hpp"
 #include "coring/runtime/event_loop.hpp"
 
@@ -60,9 +61,9 @@ bool probe_socket_commands(ring::Backend backend) noexcept {
 
 }  // namespace
 
-bool socket_commands_supported() noexcept {
-  const EventLoop* loop = EventLoop::current();
-  if (loop != nullptr && loop->backend() == ring::Backend::epoll) {
+bool socket_commands_supported(ring::Backend backend) noexcept {
+  // Thread-safe static initialisation: the first caller per backend probes.
+  if (backend == ring::Backend::epoll) {
     static const bool emulated = probe_socket_commands(ring::Backend::epoll);
     return emulated;
   }
@@ -73,7 +74,10 @@ bool socket_commands_supported() noexcept {
 namespace detail {
 
 std::error_code socket_command_error(const IoResult& result) noexcept {
-  if (result.res == -EOPNOTSUPP && !socket_commands_supported()) {
+  // Completions are handled on the loop's thread, in its turn: current() is the loop.
+  const EventLoop* loop = EventLoop::current();
+  const ring::Backend backend = loop != nullptr ? loop->backend() : ring::Backend::io_uring;
+  if (result.res == -EOPNOTSUPP && !socket_commands_supported(backend)) {
     return Errc::socket_commands_unsupported;
   }
   return result.error();

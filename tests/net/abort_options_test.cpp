@@ -23,9 +23,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-#define REQUIRE_SOCKET_COMMANDS()                                                         \
+#define REQUIRE_SOCKET_COMMANDS(loop)                                                     \
   do {                                                                                    \
-    if (!socket_commands_supported()) {                                                   \
+    if (!socket_commands_supported((loop).backend())) {                                   \
       GTEST_SKIP() << "no socket commands through the ring (SOCKET_URING_OP_SETSOCKOPT, " \
                       "Linux 6.7)";                                                       \
     }                                                                                     \
@@ -91,8 +91,8 @@ TEST(SocketAbort, DroppedAbortStillResets) {
 }
 
 TEST(SocketAbort, DirectDescriptorPeerSeesAReset) {
-  REQUIRE_SOCKET_COMMANDS();
   EventLoop loop;
+  REQUIRE_SOCKET_COMMANDS(loop);
   enable_direct(loop);
   auto [client, server] = connect_pair(loop, true);
   const IoResult aborted =
@@ -102,8 +102,8 @@ TEST(SocketAbort, DirectDescriptorPeerSeesAReset) {
 }
 
 TEST(SocketAbort, DroppedAbortOfADirectDescriptorResetsAndFreesTheSlot) {
-  REQUIRE_SOCKET_COMMANDS();
   EventLoop loop;
+  REQUIRE_SOCKET_COMMANDS(loop);
   auto enabled = enable_direct_descriptors(loop, 1);  // one slot: the next accept needs it
   ASSERT_TRUE(enabled) << enabled.error().message();
   for (int i = 0; i < 3; ++i) {
@@ -114,8 +114,8 @@ TEST(SocketAbort, DroppedAbortOfADirectDescriptorResetsAndFreesTheSlot) {
 }
 
 TEST(SocketOptions, ThroughTheRingOnAnFd) {
-  REQUIRE_SOCKET_COMMANDS();
   EventLoop loop;
+  REQUIRE_SOCKET_COMMANDS(loop);
   auto [client, server] = connect_pair(loop, false);
   auto [nodelay, rcvbuf, linger] =
       loop.run([](TcpStream& s) -> Task<std::tuple<Result<void>, Result<int>, Result<Linger>>> {
@@ -140,8 +140,8 @@ TEST(SocketOptions, ThroughTheRingOnAnFd) {
 }
 
 TEST(SocketOptions, ThroughTheRingOnADirectDescriptor) {
-  REQUIRE_SOCKET_COMMANDS();
   EventLoop loop;
+  REQUIRE_SOCKET_COMMANDS(loop);
   enable_direct(loop);
   auto [client, server] = connect_pair(loop, true);
   EXPECT_EQ(server.set_nodelay(true).error(), std::errc::bad_file_descriptor)
@@ -162,8 +162,8 @@ TEST(SocketOptions, ThroughTheRingOnADirectDescriptor) {
 }
 
 TEST(SocketOptions, ErrorsAreValues) {
-  REQUIRE_SOCKET_COMMANDS();
   EventLoop loop;
+  REQUIRE_SOCKET_COMMANDS(loop);
   auto [client, server] = connect_pair(loop, false);
   auto bad = loop.run([](TcpStream& s) -> Task<Result<void>> {
     co_return co_await s.set_option_async(SOL_SOCKET, 0x7fff, 1);  // no such option

@@ -34,7 +34,6 @@
 #include <utility>
 
 #include "coring/net/address.hpp"
-#include "coring/net/error.hpp"
 #include "coring/ring/prep.hpp"
 #include "coring/ring/result.hpp"
 #include "coring/runtime/io.hpp"
@@ -60,10 +59,10 @@ struct Linger {
   std::chrono::seconds timeout{0};
 };
 
-// Whether the running kernel (or the loop's emulation) executes socket commands through
-// the ring (SOCKET_URING_OP_GETSOCKOPT/SETSOCKOPT, Linux 6.7). Probed once per backend
-// on a ring and socket of its own; the backend is the calling thread's loop's.
-bool socket_commands_supported() noexcept;
+// Whether rings of `backend` execute socket commands (SOCKET_URING_OP_GETSOCKOPT/
+// SETSOCKOPT, Linux 6.7; the epoll emulation has them). Probed once per backend, on a
+// ring and a socket of its own. Pass the loop's: socket_commands_supported(loop.backend()).
+bool socket_commands_supported(ring::Backend backend) noexcept;
 
 namespace detail {
 // A socket option through the ring: one IORING_OP_URING_CMD whose value lives in the
