@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "coring/net/buffer_pool.hpp"
+#include "coring/net/listener.hpp"
 #include "coring/net/stream.hpp"
 #include "coring/runtime/event_loop.hpp"
 #include "coring/runtime/task.hpp"
@@ -58,7 +59,9 @@ std::string text_of(const Result<std::string_view>& line) {
 
 TEST(BufferedReader, LineSplitAcrossReceives) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   BufferedReader reader(conn);
   auto [lines, sent] = loop.run(when_all(
       [&]() -> Task<std::vector<std::string>> {
@@ -79,7 +82,9 @@ TEST(BufferedReader, LineSplitAcrossReceives) {
 
 TEST(BufferedReader, PipelinedLinesFromOneReceiveThenEndOfStream) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   send_now(peer, "a\nbb\r\n\nccc\n");
   ::shutdown(peer.fd(), SHUT_WR);
   BufferedReader reader(conn);
@@ -94,7 +99,9 @@ TEST(BufferedReader, PipelinedLinesFromOneReceiveThenEndOfStream) {
 
 TEST(BufferedReader, DelimiterOfSeveralBytesSpanningReceives) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   BufferedReader reader(conn);
   auto [head, rest] = loop.run(when_all(
       [&]() -> Task<std::string> {
@@ -119,7 +126,9 @@ TEST(BufferedReader, DelimiterOfSeveralBytesSpanningReceives) {
 
 TEST(BufferedReader, LimitExactlyAtAndOver) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   send_now(peer, "12345\n123456\nabcd--xyz12--");
   BufferedReader reader(conn);
   auto [at, over, rest, multi] =
@@ -146,7 +155,9 @@ TEST(BufferedReader, LimitExactlyAtAndOver) {
 
 TEST(BufferedReader, EndOfStreamMidLineKeepsThePartialBytes) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   send_now(peer, "partial");
   ::shutdown(peer.fd(), SHUT_WR);
   BufferedReader reader(conn);
@@ -160,7 +171,9 @@ TEST(BufferedReader, EndOfStreamMidLineKeepsThePartialBytes) {
 
 TEST(BufferedReader, ReadExactAndSomeDrainTheBufferFirst) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   send_now(peer, "hdr\nBODYBODYxy");
   BufferedReader reader(conn);
   auto [line, body, some, tail] =
@@ -192,7 +205,9 @@ TEST(BufferedReader, ReadExactAndSomeDrainTheBufferFirst) {
 
 TEST(BufferedReader, ReadExactEndOfStreamCountsWhatArrived) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   send_now(peer, "abc");
   ::shutdown(peer.fd(), SHUT_WR);
   BufferedReader reader(conn);
@@ -207,7 +222,9 @@ TEST(BufferedReader, ReadExactEndOfStreamCountsWhatArrived) {
 TEST(BufferedReader, ViewInsideOneLeaseIsNotCopied) {
   EventLoop loop;
   BufferPool pool(loop, {.buffer_size = 1024, .count = 8});
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   send_now(peer, "hello\nworld\n");
   BufferedReader reader(conn, pool);
   auto [filled, lease_bytes, first, second] = loop.run(
@@ -230,7 +247,9 @@ TEST(BufferedReader, ViewInsideOneLeaseIsNotCopied) {
 TEST(BufferedReader, OnlyWhatSpansLeasesIsCopied) {
   EventLoop loop;
   BufferPool pool(loop, {.buffer_size = 1024, .count = 8});
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   BufferedReader reader(conn, pool);
   auto [lines, sent] = loop.run(when_all(
       [&]() -> Task<std::vector<std::string>> {
@@ -255,7 +274,9 @@ TEST(BufferedReader, OnlyWhatSpansLeasesIsCopied) {
 TEST(BufferedReader, PoolLinesSplitAcrossLeasesWithMultiByteDelimiter) {
   EventLoop loop;
   BufferPool pool(loop, {.buffer_size = 8, .count = 8});
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   BufferedReader reader(conn, pool, {.capacity = 64});
   auto [head, sent] = loop.run(when_all(
       [&]() -> Task<std::string> {
@@ -274,7 +295,9 @@ TEST(BufferedReader, PoolLinesSplitAcrossLeasesWithMultiByteDelimiter) {
 
 TEST(BufferedReader, TricklingPeerHitsTheLimit) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   BufferedReader reader(conn);
   std::stop_source stop_sending;
   auto [error, sent] = loop.run(when_all(
@@ -298,7 +321,9 @@ TEST(BufferedReader, TricklingPeerHitsTheLimit) {
 
 TEST(BufferedReader, FullBufferIsTheLimitWhateverTheCallerAsked) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   send_now(peer, std::string(100, 'x'));
   BufferedReader reader(conn, {.capacity = 32});
   auto error = loop.run([&]() -> Task<std::error_code> {
@@ -316,7 +341,9 @@ TEST(BufferedReader, FullBufferIsTheLimitWhateverTheCallerAsked) {
 
 TEST(BufferedReader, StopTokenCancelsAPendingRead) {
   EventLoop loop;
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   BufferedReader reader(conn);
   std::stop_source stop;
   auto [error, stopped] = loop.run(when_all(
@@ -343,7 +370,9 @@ TEST(BufferedReader, StopTokenCancelsAPendingRead) {
 TEST(BufferedReader, DeadlineCutsAReadThatWaits) {
   EventLoop loop;
   BufferPool pool(loop, {.buffer_size = 64, .count = 8});
-  auto [peer, conn] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
   BufferedReader reader(conn, pool);
   send_now(peer, "part");
   auto error = loop.run([&]() -> Task<std::error_code> {
@@ -357,8 +386,12 @@ TEST(BufferedReader, DeadlineCutsAReadThatWaits) {
 TEST(BufferedReader, DryPoolFallsBackToTheReadersBuffer) {
   EventLoop loop;
   BufferPool pool(loop, {.buffer_size = 16, .count = 1, .incremental = false});
-  auto [peer, conn] = stream_pair();
-  auto [other_peer, other] = stream_pair();
+  auto sockets = stream_pair();  // named: clang 14 lambdas cannot capture bindings
+  StreamSocket& peer = sockets.first;
+  StreamSocket& conn = sockets.second;
+  auto others = stream_pair();
+  StreamSocket& other_peer = others.first;
+  StreamSocket& other = others.second;
   send_now(other_peer, "hold");
   send_now(peer, "line one\n");
   BufferedReader reader(conn, pool);
@@ -372,9 +405,35 @@ TEST(BufferedReader, DryPoolFallsBackToTheReadersBuffer) {
   EXPECT_EQ(line, "line one");
 }
 
+TEST(BufferedReader, ReadsFromADirectDescriptor) {
+  EventLoop loop;
+  auto enabled = enable_direct_descriptors(loop, 2);
+  ASSERT_TRUE(enabled) << enabled.error().message();
+  auto listener = TcpListener::bind(Address::ipv4_loopback(), {.direct = true});
+  ASSERT_TRUE(listener);
+  const Address address = *listener->local_address();
+  auto [client, server] =
+      loop.run(when_all(TcpStream::connect(address), [](Listener& l) -> Task<Result<TcpStream>> {
+        co_return co_await l.accept();
+      }(*listener)));
+  ASSERT_TRUE(client && server);
+  ASSERT_TRUE(server->is_direct());
+  BufferPool pool(loop, {.buffer_size = 256, .count = 4});
+  BufferedReader pooled(*server, pool);
+  send_now(*client, "first\r\nsecond\n");
+  auto lines = loop.run([&]() -> Task<std::vector<std::string>> {
+    std::vector<std::string> got;
+    got.push_back(text_of(co_await pooled.read_line(100)));
+    got.push_back(text_of(co_await pooled.read_line(100)));
+    co_return got;
+  }());
+  EXPECT_EQ(lines, (std::vector<std::string>{"first", "second"}));
+  loop.run(listener->close());
+}
+
 TEST(BufferedReader, ZeroCapacityIsRefused) {
-  auto [peer, conn] = stream_pair();
-  EXPECT_THROW(BufferedReader(conn, {.capacity = 0}), std::system_error);
+  auto sockets = stream_pair();
+  EXPECT_THROW(BufferedReader(sockets.second, {.capacity = 0}), std::system_error);
 }
 
 }  // namespace
