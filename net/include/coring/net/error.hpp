@@ -25,7 +25,7 @@ enum class Errc {
   fd_limit,                     // accept: the process is at RLIMIT_NOFILE (the kernel's EMFILE)
   system_file_limit,            // accept: the system-wide file table is full (ENFILE)
   direct_table_full,            // accept: the loop's direct descriptor table is full (ENFILE)
-  limit_exceeded,               // a BufferedReader found no delimiter within the limit it was given
+  limit_exceeded,               // BufferedReader: no delimiter within the limit (or a full buffer)
   socket_commands_unsupported,  // the kernel has no socket commands through the ring (6.7)
 };
 

@@ -65,9 +65,6 @@ struct Linger {
 bool socket_commands_supported(ring::Backend backend) noexcept;
 
 namespace detail {
-// A socket option through the ring: one IORING_OP_URING_CMD whose value lives in the
-// body (prep runs on the record's final address, so the pointer stays valid until the
-// CQE). Set: `value` is the option; get: the kernel writes it there.
 // An option's value as a get returns it.
 inline int from_option(int value) noexcept { return value; }
 inline Linger from_option(const ::linger& value) noexcept {
@@ -78,6 +75,9 @@ inline Linger from_option(const ::linger& value) noexcept {
 // Errc::socket_commands_unsupported.
 std::error_code socket_command_error(const IoResult& result) noexcept;
 
+// A socket option through the ring: one IORING_OP_URING_CMD whose value lives in the
+// body (prep runs on the record's final address, so the pointer stays valid until the
+// CQE). Set: `value` is the option; get: the kernel writes it there.
 template <typename T, bool Set>
 struct SocketOptionBody {
   static_assert(std::is_trivially_copyable_v<T>);
