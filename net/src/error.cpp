@@ -32,6 +32,11 @@ class NetCategory final : public std::error_category {
       case Errc::direct_table_full:
         return "the loop's direct descriptor table is full (the slots given to "
                "enable_direct_descriptors(), or none were registered)";
+      case Errc::limit_exceeded:
+        return "no delimiter within the limit (a line or header longer than allowed)";
+      case Errc::socket_commands_unsupported:
+        return "socket options through io_uring (SOCKET_URING_OP_GETSOCKOPT/SETSOCKOPT) need "
+               "Linux 6.7; on an fd, use set_option()/option()";
     }
     return "unknown coring.net error";
   }
@@ -43,6 +48,10 @@ class NetCategory final : public std::error_category {
         return std::errc::invalid_argument;
       case Errc::unsupported_family:
         return std::errc::address_family_not_supported;
+      case Errc::limit_exceeded:
+        return std::errc::message_size;
+      case Errc::socket_commands_unsupported:
+        return std::errc::operation_not_supported;
       case Errc::fd_limit:
         return std::errc::too_many_files_open;
       case Errc::system_file_limit:

@@ -1,14 +1,24 @@
 // Socket ownership and options: plain system calls, none of which blocks on a socket
-// coring created (no SO_LINGER), so they are safe on the loop's thread.
+// coring created, so they are safe on the loop's thread. A close blocks only with
+// SO_LINGER on and a timeout above 0; abort()'s {1, 0} resets at once.
+//
+// The ring's forms of the options are IORING_OP_URING_CMD socket commands. A kernel
+// before 6.7 answers them with EOPNOTSUPP, which a getsockopt at a level other than
+// SOL_SOCKET also gives on every kernel: socket_commands_supported(backend) asks a ring and a
+// socket of its own once per backend, so that only the first is named
+// Errc::socket_commands_unsupported.
 #include "coring/net/socket.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <span>
 #include <string>
 
+#include "coring/net/error.hpp"
 #include "coring/ring/detail/log.hpp"
 #include "coring/runtime/event_loop.hpp"
 
@@ -30,7 +40,127 @@ Result<Address> name_of(int fd, int (*get)(int, sockaddr*, socklen_t*)) noexcept
   return Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&storage), length);
 }
 
+// One SOL_SOCKET getsockopt through a ring of `backend`'s: whether it executes.
+bool probe_socket_commands(ring::Backend backend) noexcept {
+  ring::Params params;
+  auto created = ring::Ring::create(2, params, backend);
+  if (!created) return false;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int type = 0;
+  ring::Sqe* sqe = created->get_sqe();
+  ring::prep_cmd_sock(*sqe, ring::SocketOp::getsockopt, fd, SOL_SOCKET, SO_TYPE, &type,
+                      sizeof(type));
+  ring::Cqe cqe{};
+  const bool submitted = static_cast<bool>(created->submit_and_wait(1));
+  auto copied = submitted ? created->copy_cqes(std::span(&cqe, 1), 1) : Result<std::uint32_t>(0U);
+  const bool reaped = copied && *copied == 1;
+  ::close(fd);
+  return reaped && cqe.res >= 0 && type == SOCK_STREAM;
+}
+
 }  // namespace
+
+bool socket_commands_supported(ring::Backend backend) noexcept {
+  // Thread-safe static initialisation: the first caller per backend probes.
+  if (backend == ring::Backend::epoll) {
+    static const bool emulated = probe_socket_commands(ring::Backend::epoll);
+    return emulated;
+  }
+  static const bool kernel = probe_socket_commands(ring::Backend::io_uring);
+  return kernel;
+}
+
+namespace detail {
+
+std::error_code socket_command_error(const IoResult& result) noexcept {
+  // Completions are handled on the loop's thread, in its turn: current() is the loop.
+  const EventLoop* loop = EventLoop::current();
+  const ring::Backend backend = loop != nullptr ? loop->backend() : ring::Backend::io_uring;
+  if (result.res == -EOPNOTSUPP && !socket_commands_supported(backend)) {
+    return Errc::socket_commands_unsupported;
+  }
+  return result.error();
+}
+
+void AbortBody::prep(ring::Sqe& sqe) noexcept {
+  if (!closing) {
+    ring::prep_cmd_sock(sqe, ring::SocketOp::setsockopt, fd, SOL_SOCKET, SO_LINGER, &reset,
+                        sizeof(reset));
+    ring::use_fixed_file(sqe, direct);
+  } else {
+    ClosePrep{fd, direct}(sqe);
+  }
+}
+
+bool AbortBody::again(const IoResult& result) noexcept {
+  if (closing) return false;
+  linger_res = std::min(result.res, 0);
+  closing = true;
+  return true;
+}
+
+IoResult AbortBody::result(const IoResult& result) const noexcept {
+  if (closing && linger_res < 0 && result.res >= 0) {
+    return IoResult{linger_res, 0, result.outcome};
+  }
+  return result;
+}
+
+}  // namespace detail
+
+namespace {
+// SO_LINGER {1, 0} on an fd.
+int set_reset_linger(int fd) noexcept {
+  const ::linger reset{1, 0};
+  return ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+}
+}  // namespace
+
+SocketAbort::~SocketAbort() {
+  if (!socket_.is_open()) return;
+  if (!socket_.is_direct()) {
+    if (set_reset_linger(socket_.fd()) != 0) {
+      coring::detail::log_error("net", "SocketAbort: setsockopt(SO_LINGER)", last_error());
+    }
+    socket_.reset();
+    return;
+  }
+  // A direct descriptor has no fd for setsockopt(2): the linger and the close go to the
+  // loop as requests nobody waits for, one after the other in the SQ. The kernel issues
+  // SQEs in SQ order and a socket command completes when issued (it never waits), so
+  // the close finds the linger set; no link, so that an SQ that fills between the two
+  // cannot chain the linger to someone else's request. The linger value is static: the
+  // kernel reads it at issue, after this object is gone.
+  static constexpr ::linger reset{1, 0};
+  EventLoop& loop = *socket_.direct_loop_;
+  const int slot = socket_.fd();
+  const bool lingered = loop.submit_detached([slot](ring::Sqe& sqe) noexcept {
+    ring::prep_cmd_sock(sqe, ring::SocketOp::setsockopt, slot, SOL_SOCKET, SO_LINGER,
+                        const_cast<::linger*>(&reset), sizeof(reset));
+    ring::use_fixed_file(sqe);
+  });
+  if (!lingered) {
+    coring::detail::log("net", coring::detail::LogLevel::error,
+                        "SocketAbort: no SQE for the linger of a dropped abort: a graceful close");
+  }
+  if (loop.submit_detached([slot](ring::Sqe& sqe) noexcept {
+        ring::prep_close_direct(sqe, static_cast<std::uint32_t>(slot));
+      })) {
+    (void)socket_.release();
+    return;
+  }
+  socket_.reset();  // clears the slot now
+}
+
+bool SocketAbort::await_suspend(std::coroutine_handle<> waiter) noexcept {
+  if (!socket_.is_direct() && set_reset_linger(socket_.fd()) != 0) {
+    coring::detail::log_error("net", "SocketAbort: setsockopt(SO_LINGER)", last_error());
+  }
+  // The request owns the socket from here on. Without a stop token it always starts.
+  (void)socket_.release();
+  return op_.await_suspend(waiter);
+}
 
 void Socket::reset() noexcept {
   if (fd_ < 0) return;
@@ -64,6 +194,20 @@ Result<int> Socket::option(int level, int name) const noexcept {
   socklen_t length = sizeof(value);
   if (::getsockopt(fd_, level, name, &value, &length) != 0) return fail(last_error());
   return value;
+}
+
+Result<void> Socket::set_linger(Linger linger) noexcept {
+  if (is_direct()) return fail(std::make_error_code(std::errc::bad_file_descriptor));
+  const ::linger value{linger.on ? 1 : 0, static_cast<int>(linger.timeout.count())};
+  return check(::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &value, sizeof(value)));
+}
+
+Result<Linger> Socket::linger() const noexcept {
+  if (is_direct()) return fail(std::make_error_code(std::errc::bad_file_descriptor));
+  ::linger value{};
+  socklen_t length = sizeof(value);
+  if (::getsockopt(fd_, SOL_SOCKET, SO_LINGER, &value, &length) != 0) return fail(last_error());
+  return Linger{value.l_onoff != 0, std::chrono::seconds(value.l_linger)};
 }
 
 Result<void> Socket::set_reuse_address(bool on) noexcept {

@@ -331,3 +331,51 @@ TEST(CallForms, SignalsAndDeadlinesAsDocumented) {
 
 }  // namespace
 }  // namespace coring
+
+// --- net: BufferedReader, abort(), socket options through the ring ---------------------
+#include "coring/net/reader.hpp"
+
+namespace coring {
+namespace {
+
+TEST(CallForms, NetReaderAbortAndRingOptions) {
+  EventLoop loop;
+  auto body = [&]() -> Task<void> {
+    using namespace std::chrono_literals;
+    auto pair = net::StreamSocket::pair();
+    EXPECT_TRUE(pair);
+    auto& [peer, conn] = *pair;
+    const std::string_view request = "GET / HTTP/1.1\r\nHost: x\r\n\r\nbody";
+    EXPECT_TRUE(co_await peer.send_all(std::as_bytes(std::span(request))));
+    net::BufferedReader reader(conn, {.capacity = 4096});
+    std::stop_source stop;
+    auto line = co_await reader.read_line(8192).with_stop(stop.get_token());
+    EXPECT_EQ(line.value(), "GET / HTTP/1.1");
+    auto head = co_await reader.read_until("\r\n\r\n", 65536).with_deadline(10s);
+    EXPECT_EQ(head.value(), "Host: x");
+    std::array<std::byte, 4> content{};
+    EXPECT_TRUE(co_await reader.read_exact(content).with_timeout(1s));
+    EXPECT_TRUE(co_await peer.send_all(std::as_bytes(std::span(request))));
+    EXPECT_GT((co_await reader.fill()).value(), 0U);
+    reader.consume(reader.buffered().size());
+
+    net::BufferPool pool(loop, {.buffer_size = 1024, .count = 8});
+    net::BufferedReader pooled(conn, pool, {});
+    EXPECT_TRUE(co_await peer.send_all(std::as_bytes(std::span(request))));
+    std::array<std::byte, 8> some{};
+    EXPECT_GT((co_await pooled.read_some(some)).value(), 0U);
+
+    // A Unix stream has no TCP_NODELAY: the kernel's error comes back as a value.
+    EXPECT_FALSE(co_await conn.set_nodelay_async(true));
+    EXPECT_TRUE(co_await conn.set_option_async(SOL_SOCKET, SO_KEEPALIVE, 1).with_timeout(1s));
+    EXPECT_EQ((co_await conn.option_async(SOL_SOCKET, SO_KEEPALIVE)).value(), 1);
+    EXPECT_TRUE(co_await conn.set_linger_async({.on = true, .timeout = 1s}));
+    EXPECT_EQ((co_await conn.linger_async()).value().timeout, 1s);
+    EXPECT_EQ((co_await conn.abort()).res, 0);
+    (void)peer.abort();
+  };
+  loop.run(body());
+}
+
+}  // namespace
+}  // namespace coring

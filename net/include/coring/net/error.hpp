@@ -15,16 +15,18 @@
 namespace coring::net {
 
 enum class Errc {
-  invalid_address = 1,  // the text is not an address coring can parse
-  invalid_port,         // a port that is not a number in 0..65535
-  path_too_long,        // a Unix socket path longer than sun_path holds
-  end_of_stream,        // the peer closed before every byte asked for arrived
-  host_not_found,       // getaddrinfo found no address for the name
-  resolve_failed,       // getaddrinfo failed for another reason (see the message)
-  unsupported_family,   // a sockaddr of a family other than IPv4, IPv6 and Unix
-  fd_limit,             // accept: the process is at RLIMIT_NOFILE (the kernel's EMFILE)
-  system_file_limit,    // accept: the system-wide file table is full (ENFILE)
-  direct_table_full,    // accept: the loop's direct descriptor table is full (ENFILE)
+  invalid_address = 1,          // the text is not an address coring can parse
+  invalid_port,                 // a port that is not a number in 0..65535
+  path_too_long,                // a Unix socket path longer than sun_path holds
+  end_of_stream,                // the peer closed before every byte asked for arrived
+  host_not_found,               // getaddrinfo found no address for the name
+  resolve_failed,               // getaddrinfo failed for another reason (see the message)
+  unsupported_family,           // a sockaddr of a family other than IPv4, IPv6 and Unix
+  fd_limit,                     // accept: the process is at RLIMIT_NOFILE (the kernel's EMFILE)
+  system_file_limit,            // accept: the system-wide file table is full (ENFILE)
+  direct_table_full,            // accept: the loop's direct descriptor table is full (ENFILE)
+  limit_exceeded,               // BufferedReader: no delimiter within the limit (or a full buffer)
+  socket_commands_unsupported,  // the kernel has no socket commands through the ring (6.7)
 };
 
 const std::error_category& net_category() noexcept;
