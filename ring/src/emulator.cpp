@@ -897,6 +897,8 @@ void Emulator::issue(Request* r) noexcept {
           return complete(r, bytes);
         }
         case SocketOp::getsockopt: {
+          // The kernel's command reads SOL_SOCKET options only (io_uring_cmd_getsockopt).
+          if (level != SOL_SOCKET) return complete(r, -EOPNOTSUPP);
           auto len = static_cast<socklen_t>(r->sqe.file_index);
           if (::getsockopt(r->fd, level, name, value, &len) != 0) return complete(r, -errno);
           return complete(r, static_cast<std::int32_t>(len));

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -585,6 +586,36 @@ TEST_P(Backends, CancelByFdPassesOverAPathOperationOnItsDirfd) {
   EXPECT_EQ(opened.user_data, 1U);
   ASSERT_GE(opened.res, 0);
   ::close(opened.res);
+}
+
+// The kernel's socket command reads options of level SOL_SOCKET only (io_uring's
+// getsockopt refuses every other level with EOPNOTSUPP) and sets them at any level; the
+// emulation answers the same, so a program sees one behaviour on both backends.
+TEST_P(Backends, SocketCommandGetsOnlySocketLevelOptions) {
+  Ring ring = make_ring(GetParam());
+  TcpPair pair = make_tcp_pair();
+  int value = 0;
+  Sqe& tcp_level = CORING_GET_SQE(ring);
+  prep_cmd_sock(tcp_level, SocketOp::getsockopt, pair.client.get(), IPPROTO_TCP, TCP_NODELAY,
+                &value, sizeof value);
+  tcp_level.user_data = 1;
+  const Cqe refused = next_cqe(ring);
+  EXPECT_EQ(refused.res, -EOPNOTSUPP);
+
+  Sqe& set_tcp = CORING_GET_SQE(ring);
+  const int one = 1;
+  prep_setsockopt(set_tcp, pair.client.get(), IPPROTO_TCP, TCP_NODELAY,
+                  std::as_bytes(std::span(&one, 1)));
+  set_tcp.user_data = 2;
+  EXPECT_EQ(next_cqe(ring).res, 0);
+
+  int type = 0;
+  Sqe& socket_level = CORING_GET_SQE(ring);
+  prep_cmd_sock(socket_level, SocketOp::getsockopt, pair.client.get(), SOL_SOCKET, SO_TYPE, &type,
+                sizeof type);
+  socket_level.user_data = 3;
+  EXPECT_EQ(next_cqe(ring).res, static_cast<std::int32_t>(sizeof type));
+  EXPECT_EQ(type, SOCK_STREAM);
 }
 
 }  // namespace
