@@ -88,6 +88,26 @@ std::vector<std::byte> slice(const std::vector<std::byte>& bytes, std::size_t of
           bytes.begin() + static_cast<std::ptrdiff_t>(offset + length)};
 }
 
+// Sends [offset, offset + length) of `file` on one end of a new socket pair — through
+// `pipe`, or with the pipe-less Task form when it is null — then shuts that end down;
+// returns the result and what the other end received.
+std::pair<TransferResult, std::vector<std::byte>> send_and_receive(EventLoop& loop, int file,
+                                                                   std::uint64_t offset,
+                                                                   std::uint64_t length,
+                                                                   Pipe* pipe) {
+  auto [a, b] = socket_pair();
+  auto [sent, received] = loop.run(when_all(
+      [&]() -> Task<TransferResult> {
+        TransferResult t = pipe != nullptr
+                               ? co_await send_file(a, PlainFile{file}, offset, length, *pipe)
+                               : co_await send_file(a, FileDescriptor{file}, offset, length);
+        co_await a.shutdown();
+        co_return t;
+      }(),
+      receive_all(b)));
+  return {sent, std::move(received)};
+}
+
 TEST(SendFile, SizesArriveByteForByte) {
   EventLoop loop;
   TempDir dir;
@@ -97,14 +117,7 @@ TEST(SendFile, SizesArriveByteForByte) {
        {std::size_t{0}, std::size_t{1}, std::size_t{1024}, std::size_t{65537}, 10 * mib}) {
     const std::vector<std::byte> content = pattern(size, static_cast<std::uint32_t>(size));
     const Fd file = file_with(dir, content);
-    auto [a, b] = socket_pair();
-    auto [sent, received] = loop.run(when_all(
-        [&]() -> Task<TransferResult> {
-          TransferResult t = co_await send_file(a, PlainFile{file.get()}, 0, size, *pipe);
-          co_await a.shutdown();
-          co_return t;
-        }(),
-        receive_all(b)));
+    auto [sent, received] = send_and_receive(loop, file.get(), 0, size, &*pipe);
     EXPECT_TRUE(sent.ok()) << size << ": " << sent.message();
     EXPECT_EQ(sent.bytes, size);
     EXPECT_EQ(received.size(), size);
@@ -151,14 +164,7 @@ TEST(SendFile, LengthPastEndOfFileIsEndOfStream) {
   const Fd file = file_with(dir, content);
   Result<Pipe> pipe = Pipe::open();
   ASSERT_TRUE(pipe);
-  auto [a, b] = socket_pair();
-  auto [sent, received] = loop.run(when_all(
-      [&]() -> Task<TransferResult> {
-        TransferResult t = co_await send_file(a, FileDescriptor{file.get()}, 1000, 10000, *pipe);
-        co_await a.shutdown();
-        co_return t;
-      }(),
-      receive_all(b)));
+  auto [sent, received] = send_and_receive(loop, file.get(), 1000, 10000, &*pipe);
   EXPECT_FALSE(sent.ok());
   EXPECT_EQ(sent.error(), Errc::end_of_stream) << sent.message();
   EXPECT_EQ(sent.bytes, 4000U);
@@ -195,14 +201,7 @@ TEST(SendFile, PeerClosingMidTransferLeavesPipeClean) {
   const std::vector<std::byte> next = pattern(3000, 7);
   TempDir other;
   const Fd next_file = file_with(other, next);
-  auto [c, d] = socket_pair();
-  auto [again, received] = loop.run(when_all(
-      [&]() -> Task<TransferResult> {
-        TransferResult t = co_await send_file(c, FileDescriptor{next_file.get()}, 0, 3000, *pipe);
-        co_await c.shutdown();
-        co_return t;
-      }(),
-      receive_all(d)));
+  auto [again, received] = send_and_receive(loop, next_file.get(), 0, 3000, &*pipe);
   EXPECT_TRUE(again.ok()) << again.message();
   EXPECT_TRUE(received == next);
 }
@@ -314,22 +313,14 @@ TEST(SendFile, WithoutAPipeSmallAndLarge) {
   for (const std::size_t size : {std::size_t{1024}, small_file_bytes, 2 * mib + 1}) {
     const std::vector<std::byte> content = pattern(size, 3);
     const Fd file = file_with(dir, content);
-    auto [a, b] = socket_pair();
-    auto [sent, received] = loop.run(when_all(
-        [&]() -> Task<TransferResult> {
-          TransferResult t = co_await send_file(a, PlainFile{file.get()}, 0, size);
-          co_await a.shutdown();
-          co_return t;
-        }(),
-        receive_all(b)));
+    auto [sent, received] = send_and_receive(loop, file.get(), 0, size, nullptr);
     EXPECT_TRUE(sent.ok()) << size << ": " << sent.message();
     EXPECT_EQ(sent.bytes, size);
     EXPECT_TRUE(received == content) << size;
   }
   // Past the end of the file, from memory too: end_of_stream.
   const Fd file = file_with(dir, pattern(100));
-  auto [a, b] = socket_pair();
-  const TransferResult short_file = loop.run(send_file(a, FileDescriptor{file.get()}, 50, 200));
+  const TransferResult short_file = send_and_receive(loop, file.get(), 50, 200, nullptr).first;
   EXPECT_EQ(short_file.error(), Errc::end_of_stream) << short_file.message();
 }
 
