@@ -295,7 +295,8 @@ TEST(CallForms, SendFileSpliceAndOpenBeneath) {
     EXPECT_TRUE(co_await file->write_all(std::as_bytes(std::span(text)), 0));
 
     auto pair = net::StreamSocket::pair();
-    auto& [a, b] = *pair;
+    net::StreamSocket& a = pair->first;
+    net::StreamSocket& b = pair->second;
     Pipe pipe = Pipe::open().value();
     std::string received;
     auto drain = [&]() -> Task<void> {

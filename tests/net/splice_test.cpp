@@ -17,6 +17,7 @@
 #include <stop_token>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -95,7 +96,9 @@ std::pair<TransferResult, std::vector<std::byte>> send_and_receive(EventLoop& lo
                                                                    std::uint64_t offset,
                                                                    std::uint64_t length,
                                                                    Pipe* pipe) {
-  auto [a, b] = socket_pair();
+  auto sockets_a = socket_pair();
+  StreamSocket& a = sockets_a.first;
+  StreamSocket& b = sockets_a.second;
   auto [sent, received] = loop.run(when_all(
       [&]() -> Task<TransferResult> {
         TransferResult t = pipe != nullptr
@@ -133,9 +136,11 @@ TEST(SendFile, RangeInTheMiddleOverTcp) {
   const Fd file = file_with(dir, content);
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
-  auto [client, server] = loop.run(
+  auto connected = loop.run(
       when_all(TcpStream::connect(*listener->local_address()),
                [&]() -> Task<Result<TcpStream>> { co_return co_await listener->accept(); }()));
+  Result<TcpStream>& client = std::get<0>(connected);
+  Result<TcpStream>& server = std::get<1>(connected);
   ASSERT_TRUE(client && server);
   Result<Pipe> pipe = Pipe::open(64 * 1024);  // several rounds of the pipe
   ASSERT_TRUE(pipe);
@@ -180,7 +185,9 @@ TEST(SendFile, PeerClosingMidTransferLeavesPipeClean) {
   const Fd file = file_with(dir, content);
   Result<Pipe> pipe = Pipe::open();
   ASSERT_TRUE(pipe);
-  auto [a, b] = socket_pair();
+  auto sockets_a = socket_pair();
+  StreamSocket& a = sockets_a.first;
+  StreamSocket& b = sockets_a.second;
   auto [sent, got] = loop.run(when_all(
       [&]() -> Task<TransferResult> {
         co_return co_await send_file(a, FileDescriptor{file.get()}, 0, content.size(), *pipe);
@@ -215,7 +222,8 @@ TEST(SendFile, StopEndsAStalledTransfer) {
   const Fd file = file_with(dir, content);
   Result<Pipe> pipe = Pipe::open();
   ASSERT_TRUE(pipe);
-  auto [a, b] = socket_pair();
+  auto sockets_a = socket_pair();  // the second end stays open and never reads
+  StreamSocket& a = sockets_a.first;
   std::stop_source stop;
   auto [stopped, ignored] = loop.run(when_all(
       [&]() -> Task<TransferResult> {
@@ -245,7 +253,9 @@ TEST(SendFile, DISABLED_DeadlineEndsASlowTransfer) {
   const Fd file = file_with(dir, content);
   Result<Pipe> pipe = Pipe::open(64 * 1024);
   ASSERT_TRUE(pipe);
-  auto [a, b] = socket_pair();
+  auto sockets_a = socket_pair();
+  StreamSocket& a = sockets_a.first;
+  StreamSocket& b = sockets_a.second;
   bool done = false;
   auto [late, received] = loop.run(when_all(
       [&]() -> Task<TransferResult> {
@@ -382,11 +392,15 @@ TEST(Splice, ProxyReportsTheSourceReset) {
   EventLoop loop;
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
-  auto [client, in] = loop.run(
+  auto connected = loop.run(
       when_all(TcpStream::connect(*listener->local_address()),
                [&]() -> Task<Result<TcpStream>> { co_return co_await listener->accept(); }()));
+  Result<TcpStream>& client = std::get<0>(connected);
+  Result<TcpStream>& in = std::get<1>(connected);
   ASSERT_TRUE(client && in);
-  auto [out, server] = socket_pair();
+  auto sockets_out = socket_pair();
+  StreamSocket& out = sockets_out.first;
+  StreamSocket& server = sockets_out.second;
   Result<Pipe> pipe = Pipe::open();
   ASSERT_TRUE(pipe);
   auto [summary, received] = loop.run(when_all(
