@@ -3,14 +3,17 @@
 // through a pipe with IORING_OP_SPLICE (runtime/splice.hpp) and never enter user space.
 //
 //   coring::Pipe pipe = coring::Pipe::open().value();              // one per connection
-//   TransferResult t = co_await send_file(conn, file, 0, size, pipe).with_deadline(30s);
+//   TransferResult t = co_await send_file(conn, file, 0, size, pipe).with_stop(token);
 //   SpliceSummary up = co_await splice(client, upstream, pipe);    // until client's EOF
 //
 // Both are one request() awaitable: the record lives in the awaiting frame, nothing is
-// allocated, and .with_deadline(d) (the whole transfer), .with_timeout(d) (each
-// request) and .with_stop(token) apply as to send_all. The pipe must serve one transfer
-// at a time; a transfer that stops with bytes in it empties it, so it is never reused
-// dirty. The forms without a pipe are Tasks that open one for the call.
+// allocated, and .with_stop(token) cancels the transfer. Bound it with a stop, not a
+// linked timeout: .with_deadline(d) and .with_timeout(d) compile, but on 6.18 a linked
+// timeout does not end a splice that io-wq runs blocked in a socket's send.
+//
+// The pipe must serve one transfer at a time; a transfer that stops with bytes in it
+// empties it, so it is never reused dirty. The forms without a pipe are Tasks that open
+// one for the call.
 //
 // Every splice runs on the kernel's io-wq, a worker thread hop per request (two per
 // pipe-full). For a small file one read into memory and one send cost less: see
