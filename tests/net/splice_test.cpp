@@ -40,6 +40,11 @@ using test::pattern;
 
 constexpr std::size_t mib = std::size_t{1} << 20;
 
+// IORING_OP_SPLICE is probed, not assumed (5.7; the epoll emulation has it).
+constexpr const char* no_splice = "IORING_OP_SPLICE needs Linux 5.7";
+#define SKIP_WITHOUT_SPLICE(loop) \
+  if (!test::kernel_has(loop, ring::Op::splice)) GTEST_SKIP() << no_splice
+
 // A file holding `bytes`, opened for reading.
 Fd file_with(const TempDir& dir, const std::vector<std::byte>& bytes) {
   const std::string path = dir.file("data");
@@ -113,6 +118,7 @@ std::pair<TransferResult, std::vector<std::byte>> send_and_receive(EventLoop& lo
 
 TEST(SendFile, SizesArriveByteForByte) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   TempDir dir;
   Result<Pipe> pipe = Pipe::open();
   ASSERT_TRUE(pipe) << pipe.error().message();
@@ -131,6 +137,7 @@ TEST(SendFile, SizesArriveByteForByte) {
 
 TEST(SendFile, RangeInTheMiddleOverTcp) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   TempDir dir;
   const std::vector<std::byte> content = pattern(3 * mib + 5);
   const Fd file = file_with(dir, content);
@@ -164,6 +171,7 @@ TEST(SendFile, RangeInTheMiddleOverTcp) {
 
 TEST(SendFile, LengthPastEndOfFileIsEndOfStream) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   TempDir dir;
   const std::vector<std::byte> content = pattern(5000);
   const Fd file = file_with(dir, content);
@@ -180,6 +188,7 @@ TEST(SendFile, LengthPastEndOfFileIsEndOfStream) {
 // and the pipe, which held bytes on their way, is empty for the next transfer.
 TEST(SendFile, PeerClosingMidTransferLeavesPipeClean) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   TempDir dir;
   const std::vector<std::byte> content = pattern(10 * mib);
   const Fd file = file_with(dir, content);
@@ -217,6 +226,7 @@ TEST(SendFile, PeerClosingMidTransferLeavesPipeClean) {
 // the socket; it does not hang, and the pipe is left empty.
 TEST(SendFile, StopEndsAStalledTransfer) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   TempDir dir;
   const std::vector<std::byte> content = pattern(10 * mib);
   const Fd file = file_with(dir, content);
@@ -248,6 +258,7 @@ TEST(SendFile, StopEndsAStalledTransfer) {
 // does; docs/net.md tells callers to bound a transfer with a stop.
 TEST(SendFile, DISABLED_DeadlineEndsASlowTransfer) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   TempDir dir;
   const std::vector<std::byte> content = pattern(10 * mib);
   const Fd file = file_with(dir, content);
@@ -286,6 +297,7 @@ TEST(SendFile, DISABLED_DeadlineEndsASlowTransfer) {
 TEST(SendFile, DirectDescriptorSocket) {
   CORING_SKIP_ON_EPOLL_BACKEND("its direct descriptors are fds of the process");
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   auto enabled = enable_direct_descriptors(loop, 16);
   ASSERT_TRUE(enabled) << enabled.error().message();
   auto listener = TcpListener::bind(Address::ipv4_loopback(), {.direct = true});
@@ -319,6 +331,7 @@ TEST(SendFile, DirectDescriptorSocket) {
 // the call's own; neither leaves an fd behind (the test main counts them).
 TEST(SendFile, WithoutAPipeSmallAndLarge) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   TempDir dir;
   for (const std::size_t size : {std::size_t{1024}, small_file_bytes, 2 * mib + 1}) {
     const std::vector<std::byte> content = pattern(size, 3);
@@ -342,6 +355,7 @@ struct ProxyPath {
 
 TEST(Splice, ProxyPassesDataAndHalfClose) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   ProxyPath path;
   Result<Pipe> pipe = Pipe::open(64 * 1024);
   ASSERT_TRUE(pipe);
@@ -369,6 +383,7 @@ TEST(Splice, ProxyPassesDataAndHalfClose) {
 
 TEST(Splice, ProxyReportsTheSinkFailing) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   ProxyPath path;
   Result<Pipe> pipe = Pipe::open();
   ASSERT_TRUE(pipe);
@@ -390,6 +405,7 @@ TEST(Splice, ProxyReportsTheSinkFailing) {
 
 TEST(Splice, ProxyReportsTheSourceReset) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   auto listener = TcpListener::bind(Address::ipv4_loopback());
   ASSERT_TRUE(listener);
   auto connected = loop.run(
@@ -426,6 +442,7 @@ TEST(Splice, ProxyReportsTheSourceReset) {
 // A stop ends a proxy direction that waits for a quiet peer (a poll, not a worker).
 TEST(Splice, StopEndsAQuietDirection) {
   EventLoop loop;
+  SKIP_WITHOUT_SPLICE(loop);
   ProxyPath path;
   Result<Pipe> pipe = Pipe::open();
   ASSERT_TRUE(pipe);
