@@ -2,7 +2,8 @@
 //
 // splice(2) needs a pipe on one side, so each chunk makes two requests: the source
 // file into the pipe (up to the pipe's capacity, raised to 1 MiB where allowed), then
-// the pipe into the destination at the same offset. The bytes move as page references
+// the pipe into the destination at the same offset (the runtime's SpliceBody, one
+// awaitable per extent). The bytes move as page references
 // and never reach user space. Only the source's data extents are copied; the holes
 // between them stay holes in the destination, whose size is set at the end so that a
 // trailing hole is kept too.
@@ -18,13 +19,12 @@
 #include "coring/fs/detail/op.hpp"
 #include "coring/fs/paths.hpp"
 #include "coring/runtime/blocking.hpp"
-#include "coring/runtime/io.hpp"
+#include "coring/runtime/request.hpp"
+#include "coring/runtime/splice.hpp"
 
 namespace coring::fs {
 
 namespace {
-
-constexpr int pipe_size = 1 << 20;
 
 struct ExtentScan {
   int error = 0;
@@ -60,57 +60,21 @@ ExtentScan scan_extents(int fd, std::uint64_t size) {
   return scan;
 }
 
-auto splice(int in, std::uint64_t in_offset, int out, std::uint64_t out_offset,
-            std::uint32_t length) {
-  return io([=](ring::Sqe& sqe) noexcept {
-    ring::prep_splice(sqe, in, in_offset, out, out_offset, length, 0);
-  });
-}
-
-struct Pipe {
-  File read_end;
-  File write_end;
-  std::uint32_t capacity = 0;
-};
-
-Result<Pipe> make_pipe() {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return detail::make_error(-errno, "pipe", {});
-  Pipe pipe{File(fds[0], "pipe"), File(fds[1], "pipe"), 0};
-  // A larger pipe means fewer requests per MiB; unprivileged users may be refused
-  // (fs.pipe-max-size), and then the default capacity does.
-  ::fcntl(fds[1], F_SETPIPE_SZ, pipe_size);
-  const int capacity = ::fcntl(fds[1], F_GETPIPE_SZ);
-  pipe.capacity = capacity > 0 ? static_cast<std::uint32_t>(capacity) : 65536;
-  return pipe;
-}
-
 // Moves [offset, offset + length) of `from` to the same range of `to` through `pipe`.
-Task<Result<std::uint64_t>> splice_range(const File& from, const File& to, const Pipe& pipe,
+Task<Result<std::uint64_t>> splice_range(const File& from, const File& to, Pipe& pipe,
                                          std::uint64_t offset, std::uint64_t length) {
-  std::uint64_t done = 0;
-  while (done < length) {
-    const auto chunk =
-        static_cast<std::uint32_t>(std::min<std::uint64_t>(length - done, pipe.capacity));
-    const IoResult in = co_await splice(from.fd(), offset + done, pipe.write_end.fd(),
-                                        ring::current_position, chunk);
-    if (!in) co_return Error(in.error(), "copy_file: splice from", from.path());
-    // The source ended early: it shrank while being copied.
-    if (in.res == 0)
-      co_return Error(std::make_error_code(std::errc::io_error), "copy_file: source shrank",
-                      from.path());
-    for (std::uint32_t left = in.value(); left > 0;) {
-      const IoResult out =
-          co_await splice(pipe.read_end.fd(), ring::current_position, to.fd(), offset + done, left);
-      if (!out) co_return Error(out.error(), "copy_file: splice to", to.path());
-      if (out.res == 0)
-        co_return Error(std::make_error_code(std::errc::io_error), "copy_file: splice to",
-                        to.path());
-      left -= out.value();
-      done += out.value();
-    }
+  const SpliceSummary moved = co_await request(SpliceBody(
+      SpliceEnd{from.fd(), false, offset}, SpliceEnd{to.fd(), false, offset}, length, pipe));
+  if (moved.error) {
+    if (moved.side == SpliceSide::sink)
+      co_return Error(moved.error, "copy_file: splice to", to.path());
+    co_return Error(moved.error, "copy_file: splice from", from.path());
   }
-  co_return done;
+  // The source ended early: it shrank while being copied.
+  if (moved.side == SpliceSide::source)
+    co_return Error(std::make_error_code(std::errc::io_error), "copy_file: source shrank",
+                    from.path());
+  co_return moved.bytes;
 }
 
 }  // namespace
@@ -150,8 +114,8 @@ Task<Result<std::uint64_t>> copy_file(std::filesystem::path from, std::filesyste
   const std::uint64_t size = source_stat->size();
   Result<std::vector<Extent>> extents = co_await data_extents(*source, size);
   if (!extents) co_return extents.failure();
-  Result<Pipe> pipe = make_pipe();
-  if (!pipe) co_return pipe.failure();
+  coring::Result<Pipe> pipe = Pipe::open();
+  if (!pipe) co_return Error(pipe.error(), "copy_file: pipe", from.native());
   std::uint64_t copied = 0;
   for (const Extent& extent : *extents) {
     Result<std::uint64_t> n =

@@ -379,3 +379,62 @@ TEST(CallForms, NetReaderAbortAndRingOptions) {
 
 }  // namespace
 }  // namespace coring
+
+// --- send_file, splice and open_beneath (issue 18: file to socket, proxies) -------------
+// The forms docs/net.md ("Sending files and splicing") and docs/fs.md ("Opening
+// beneath a directory") show, with braced options temporaries inside co_await.
+#include "coring/net/splice.hpp"
+
+namespace coring {
+namespace {
+
+TEST(CallForms, SendFileSpliceAndOpenBeneath) {
+  using namespace std::chrono_literals;
+  EventLoop loop;
+  auto body = [&]() -> Task<void> {
+    const std::filesystem::path dir = std::filesystem::temp_directory_path();
+    const std::string name = "coring-callforms-send-file-" + std::to_string(::getpid());
+    fs::Result<fs::File> root = co_await fs::File::open(dir, O_RDONLY | O_DIRECTORY);
+    EXPECT_TRUE(root);
+    fs::Result<fs::File> file = co_await fs::File::open_beneath(
+        *root, name, O_RDWR | O_CREAT | O_TRUNC, 0600, {.no_symlinks = true});
+    EXPECT_TRUE(file) << file.message();
+    const std::string text(40000, 'f');
+    EXPECT_TRUE(co_await file->write_all(std::as_bytes(std::span(text)), 0));
+
+    auto pair = net::StreamSocket::pair();
+    net::StreamSocket& a = pair->first;
+    net::StreamSocket& b = pair->second;
+    Pipe pipe = Pipe::open().value();
+    std::string received;
+    auto drain = [&]() -> Task<void> {
+      std::array<std::byte, 8192> buffer{};
+      for (IoResult n; (n = co_await b.recv(buffer)).res > 0;)
+        received.append(reinterpret_cast<const char*>(buffer.data()), n.value());
+    };
+    auto send = [&]() -> Task<void> {
+      net::TransferResult t =
+          co_await net::send_file(a, *file, 0, 1000, pipe, {.more_after = true}).with_deadline(5s);
+      EXPECT_EQ(t.value(), 1000U);
+      t = co_await net::send_file(a, net::FileDescriptor{file->fd()}, 1000, 20000, pipe);
+      EXPECT_EQ(t.value(), 20000U);
+      t = co_await net::send_file(a, *file, 21000, 19000, {.more_after = false});
+      EXPECT_EQ(t.value(), 19000U);
+      co_await a.shutdown();
+    };
+    co_await when_all(send(), drain());
+    EXPECT_EQ(received, text);
+
+    auto front = net::StreamSocket::pair();
+    auto back = net::StreamSocket::pair();
+    EXPECT_TRUE(co_await front->first.send_all(std::as_bytes(std::span(text).first(10))));
+    co_await front->first.shutdown();
+    SpliceSummary up = co_await net::splice(front->second, back->first, pipe).with_deadline(5s);
+    EXPECT_TRUE(up.source_ended && !up.error && up.bytes == 10);
+    (void)co_await fs::unlink(dir / name);
+  };
+  loop.run(body());
+}
+
+}  // namespace
+}  // namespace coring

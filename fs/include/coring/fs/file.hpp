@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "coring/fs/buffers.hpp"
 #include "coring/fs/detail/op.hpp"
@@ -35,6 +36,14 @@
 namespace coring::fs {
 
 class FileTable;
+
+// How File::open_beneath resolves its path, besides staying beneath the directory.
+struct BeneathOptions {
+  // Refuse every symlink on the path (RESOLVE_NO_SYMLINKS: ELOOP), not only those that
+  // lead out of the directory.
+  bool no_symlinks = false;
+};
+static_assert(std::is_trivially_destructible_v<BeneathOptions>);
 
 class File {
  public:
@@ -57,6 +66,16 @@ class File {
   // `flags`. `mode` applies when O_CREAT or O_TMPFILE creates the file.
   static Task<Result<File>> open(std::filesystem::path path, int flags = O_RDONLY,
                                  mode_t mode = 0644);
+  // Opens `path` relative to the directory `dir`, refusing to leave it: openat2(2)
+  // (IORING_OP_OPENAT2, 5.6) with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, O_CLOEXEC
+  // always. An absolute path, a `..` above `dir` or a symlink leading out of it fails
+  // with EXDEV (a symlink inside is followed); a /proc magic link with ELOOP, as does
+  // any symlink under options.no_symlinks. `dir` is a File opened with O_DIRECTORY
+  // (O_PATH suffices). Errors name dir's path joined with `path`. On a kernel without
+  // openat2 the result is ring::Errc::feature_unsupported: nothing is opened unchecked.
+  static Task<Result<File>> open_beneath(const File& dir, std::filesystem::path path,
+                                         int flags = O_RDONLY, mode_t mode = 0644,
+                                         BeneathOptions options = {});
 
   [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
   [[nodiscard]] int fd() const noexcept { return fd_; }
