@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/join.hpp"
 #include "coring/runtime/task.hpp"
 
 namespace coring {
@@ -58,9 +60,12 @@ class Runtime {
   [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
   [[nodiscard]] EventLoop& loop(std::size_t index) noexcept;
 
-  // Starts `task` detached on loop `index`. Any thread; the task starts on a later
-  // turn of that loop. An exception escaping it is logged and counted by that loop.
-  void spawn_on(std::size_t index, Task<void> task);
+  // Starts `task` on loop `index` and returns its JoinHandle (join.hpp), which a task on
+  // any loop may co_await. Any thread; the task starts on a later turn of that loop,
+  // and is cancelled (its handle says so) if the loop is destroyed first. Dropping the
+  // handle detaches the task: an exception escaping it is logged and counted by that loop.
+  template <typename T>
+  JoinHandle<T> spawn_on(std::size_t index, Task<T> task);
 
   // Calls make(loop, i) on each loop's thread and runs the task it returns there
   // (make is kept alive until those tasks end: a lambda coroutine may capture);
@@ -103,5 +108,26 @@ class Runtime {
   std::condition_variable join_cv_;
   std::exception_ptr loop_failure_;  // under join_mutex_: the first loop that failed
 };
+
+template <typename T>
+JoinHandle<T> Runtime::spawn_on(std::size_t index, Task<T> task) {
+  assert(task.valid() && "spawn_on of an empty Task");
+  // The frame is made here and started on the loop's thread, which alone links it into
+  // the loop. post() takes a copyable function: the start travels in a shared holder,
+  // which abandons the frame (its handle sees the task cancelled) if the loop is
+  // destroyed before running the work.
+  EventLoop& target = loop(index);
+  detail::SpawnPromise<T>& state = detail::spawn_frame(target, std::move(task)).handle.promise();
+  JoinHandle<T> handle(state);
+  std::shared_ptr<detail::SpawnStart> start;
+  try {
+    start = std::make_shared<detail::SpawnStart>(state);
+  } catch (...) {
+    state.abandon();
+    throw;
+  }
+  target.post([start] { start->start(); });
+  return handle;
+}
 
 }  // namespace coring
