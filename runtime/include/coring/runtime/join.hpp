@@ -213,33 +213,35 @@ class JoinHandle {
 
   class Awaiter {
    public:
-    explicit Awaiter(JoinHandle& handle) noexcept : handle_(&handle) {}
+    explicit Awaiter(JoinHandle& handle) noexcept : handle_(&handle), state_(handle.state_) {}
     Awaiter(const Awaiter&) = delete;
     Awaiter& operator=(const Awaiter&) = delete;
     // A frame destroyed while waiting (its loop torn down) unregisters its coroutine.
     ~Awaiter() {
-      if (waiting_) handle_->state_->cancel_wait(waiting_);
+      if (waiting_) state_->cancel_wait(waiting_);
     }
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> self) noexcept {
-      if (!handle_->state_->wait(self)) return false;
+      if (!state_->wait(self)) return false;
       waiting_ = self;
       return true;
     }
     // Consumes the handle: the frame is released once the result is taken.
     T await_resume() {
       waiting_ = {};
+      handle_->state_ = nullptr;
       struct Release {
         detail::SpawnPromise<T>* state;
         ~Release() { state->release(true); }
-      } release{std::exchange(handle_->state_, nullptr)};
-      release.state->throw_if_cancelled();
-      return release.state->take_result();
+      } release{state_};
+      state_->throw_if_cancelled();
+      return state_->take_result();
     }
 
    private:
     JoinHandle* handle_;
-    std::coroutine_handle<> waiting_;
+    detail::SpawnPromise<T>* state_;
+    std::coroutine_handle<> waiting_;  // registered, not resumed yet
   };
   // The task's value, or its exception rethrown; std::system_error with
   // std::errc::operation_canceled when its loop was destroyed first. Resumes on the

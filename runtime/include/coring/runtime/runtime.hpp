@@ -15,7 +15,13 @@
 // more — so no loop's last turn can post into a loop already destroyed — and then
 // lets each thread destroy its loop (cancelling and draining what is in flight,
 // destroying spawned tasks still suspended) and joins it. Code that runs while a
-// loop is destroyed (destructors of suspended frames) must not post to other loops.
+// loop is destroyed (destructors of suspended frames) must not post to other loops;
+// the one post the runtime itself makes then is safe: a task destroyed with its loop
+// resumes its JoinHandle's waiter on the waiter's loop, and a registered waiter means
+// that loop has not yet destroyed its frames (a waiting frame unregisters under the
+// same mutex as the post). Since the loops are destroyed concurrently, a task that
+// switch_to()'d away from the loop that spawned it must be back before the teardown:
+// that loop destroys its frame (join.hpp, switch_to in event_loop.hpp).
 #pragma once
 
 #include <atomic>
