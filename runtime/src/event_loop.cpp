@@ -228,13 +228,10 @@ EventLoop::EventLoop(LoopOptions options)
 EventLoop::~EventLoop() {
   CurrentLoop scope(this);
   cancel_all_and_drain();
-  // Spawned tasks still suspended: destroy them (and the tasks they await); a handle
-  // still held sees them cancelled.
-  while (!detached_.empty()) detached_.front().abandon();
-  for (const std::coroutine_handle<> handle : abandoned_) handle.destroy();
-  // Work that never ran — a spawn_on() still to start abandons its task — is dropped
-  // now, while every member is alive, and outside the mutex: dropping it may post to
-  // another loop (a waiter there).
+  // Work that never ran is dropped now, while every member is alive, and outside the
+  // mutex: a spawn_on() still to start abandons its task, which may resume a waiter on
+  // another loop. Taking the mutex also orders what posters did before (a task that
+  // ended on another loop, its end posted here) before the frames' destruction.
   {
     std::vector<std::function<void()>> never_run;
     {
@@ -244,6 +241,10 @@ EventLoop::~EventLoop() {
     never_run.clear();
     drained_.clear();
   }
+  // Spawned tasks not ended here: destroy them (and the tasks they await); a handle
+  // still held sees them cancelled.
+  while (!detached_.empty()) detached_.front().abandon();
+  for (const std::coroutine_handle<> handle : abandoned_) handle.destroy();
   ready_.clear();
   {
     // A thread inside post() or stop() holds the mutex while it uses this loop (the
@@ -832,6 +833,16 @@ void JoinState::start() noexcept {
 }
 
 std::coroutine_handle<> JoinState::finish() noexcept {
+  if (current_loop != loop_) {
+    // The task ended on another loop (switch_to): the frame is in its own loop's list,
+    // which only that loop's thread touches, so the end is completed there.
+    loop_->post([this] { end().resume(); });
+    return std::noop_coroutine();
+  }
+  return end();
+}
+
+std::coroutine_handle<> JoinState::end() noexcept {
   decltype(loop_->detached_)::unlink(*this);
   std::unique_lock lock(mutex_);
   ended_ = true;
@@ -844,7 +855,7 @@ std::coroutine_handle<> JoinState::finish() noexcept {
   const std::coroutine_handle<> waiter = std::exchange(waiter_, {});
   if (!waiter) return std::noop_coroutine();
   // Both on this turn: straight to the waiter, which releases the frame after the lock.
-  if (waiter_loop_ == loop_ && current_loop == loop_) return waiter;
+  if (waiter_loop_ == loop_) return waiter;
   // Under the mutex: the waiter's frame, destroyed with its loop, unregisters under it
   // too, so that loop is alive while we post to it.
   waiter_loop_->resume_soon(waiter);

@@ -324,6 +324,35 @@ TEST(Join, SpawnOnAStoppedLoopIsCancelledWhenTheRuntimeGoes) {
   }
 }
 
+// A spawned task that moves to loop 1 and ends there is joined on loop 0, its own: its
+// end is completed on loop 0's thread, which alone touches loop 0's list of tasks.
+TEST(Join, TaskThatEndsOnAnotherLoopIsJoinedOnItsOwn) {
+  Runtime runtime(two_loops());
+  std::atomic<int> alive{0};
+  runtime.run_on_each([&](EventLoop& home, std::size_t index) -> Task<void> {
+    if (index != 0) co_return;
+    EventLoop& away = runtime.loop(1);
+    for (int i = 0; i < 100; ++i) {
+      JoinHandle<EventLoop*> handle =
+          home.spawn([](EventLoop& there, std::atomic<int>& frames) -> Task<EventLoop*> {
+            const FrameGuard guard(frames);
+            co_await switch_to(there);
+            co_return EventLoop::current();
+          }(away, alive));
+      EXPECT_EQ(co_await handle, &away);
+      EXPECT_EQ(EventLoop::current(), &home);
+    }
+    // Detached, failing away: counted by its own loop once its end gets there.
+    (void)home.spawn([](EventLoop& there) -> Task<void> {
+      co_await switch_to(there);
+      throw std::runtime_error("failed away");
+    }(away));
+    while (home.unhandled_exceptions() == 0) co_await sleep_for(1ms);
+    EXPECT_EQ(home.unhandled_exceptions(), 1U);
+  });
+  EXPECT_EQ(alive.load(), 0);
+}
+
 TEST(SwitchTo, ThereAndBackAssertsTheThreads) {
   Runtime runtime(two_loops());
   std::thread::id threads[2];

@@ -437,9 +437,10 @@ JoinHandle<T> EventLoop::spawn(Task<T> task) {
 // turn, through its eventfd from elsewhere). On `loop` already, it continues at once
 // without suspending. What is bound to a loop does not travel: an operation, a direct
 // descriptor, a BufferPool, a RecvStream or an Event wait belongs to the loop that made
-// it and must be used there — switch back first. The task's frame stays owned by the
-// loop that spawned it, which destroys it if it is still suspended when that loop is
-// destroyed: a task must be back on its own loop (or finished) before either loop goes.
+// it and must be used there — switch back first. A spawned task may end away: its end
+// is completed on its own loop's turn. The task's frame stays owned by the loop that
+// spawned it, which destroys it if it is still suspended when that loop is destroyed:
+// a task must be back on its own loop (or finished) before either loop goes.
 // `loop` must outlive the switch.
 struct SwitchTo {
   EventLoop* loop;

@@ -62,9 +62,9 @@ class JoinState {
 
   // Links the frame into its loop's list of spawned tasks and queues it. Loop thread.
   void start() noexcept;
-  // The task finished (the frame's final suspend, on its loop's thread): returns the
-  // coroutine to transfer to — a waiter of the same loop — or a no-op one. Frees the
-  // frame when the handle is gone.
+  // The task finished (the frame's final suspend): returns the coroutine to transfer
+  // to — a waiter of the same loop — or a no-op one. Frees the frame when the handle is
+  // gone. A task that ended on another loop (switch_to) is ended on its own loop's turn.
   std::coroutine_handle<> finish() noexcept;
   // The task's loop is destroyed before the task finished, or before it started (a
   // spawn_on() whose work was dropped): destroys the task, resumes a waiter with the
@@ -93,6 +93,8 @@ class JoinState {
 
  private:
   friend class coring::EventLoop;
+  // finish() on the frame's own loop.
+  std::coroutine_handle<> end() noexcept;
   void report(std::exception_ptr error, const char* what) noexcept;
 
   EventLoop* loop_;
