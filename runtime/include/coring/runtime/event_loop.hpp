@@ -434,7 +434,8 @@ JoinHandle<T> EventLoop::spawn(Task<T> task) {
 
 // co_await switch_to(loop): the awaiting coroutine continues on `loop`'s thread, during
 // a later turn of it (EventLoop::resume_soon(): woken with MSG_RING from another loop's
-// turn, through its eventfd from elsewhere). On `loop` already, it continues at once
+// turn, through its eventfd from elsewhere), handed over by the current loop's next
+// turn. On `loop` already, it continues at once
 // without suspending. What is bound to a loop does not travel: an operation, a direct
 // descriptor, a BufferPool, a RecvStream or an Event wait belongs to the loop that made
 // it and must be used there — switch back first. A spawned task may end away: its end
@@ -445,7 +446,18 @@ JoinHandle<T> EventLoop::spawn(Task<T> task) {
 struct SwitchTo {
   EventLoop* loop;
   bool await_ready() const noexcept { return EventLoop::current() == loop; }
-  void await_suspend(std::coroutine_handle<> self) const { loop->resume_soon(self); }
+  void await_suspend(std::coroutine_handle<> self) const {
+    EventLoop* const from = EventLoop::current();
+    if (from == nullptr) {
+      loop->resume_soon(self);
+      return;
+    }
+    // Not straight to `loop`: this thread is still inside the resumption that led here
+    // (an awaiting task's start, whose bookkeeping follows the suspension) and must be
+    // done with the frame before another thread resumes it. This loop's own queue runs
+    // the hand-over once the turn is back at its top.
+    from->post([to = loop, self] { to->resume_soon(self); });
+  }
   void await_resume() const noexcept {}
 };
 [[nodiscard]] inline SwitchTo switch_to(EventLoop& loop) noexcept { return SwitchTo{&loop}; }
