@@ -26,6 +26,12 @@
 // wake eventfd, which a read operation of the loop's own keeps armed. Work posted
 // from the loop's own turn needs no wake at all: turn() does not wait while
 // wake_pending_ is set.
+//
+// Spawned tasks. spawn() makes one frame (join.hpp's spawn_frame) whose promise is the
+// task's join state; it is linked into detached_ while the task may run, so that the
+// destructor can destroy it, and unlinked by its end — always on this loop's thread:
+// a task that ended on another loop (switch_to) posts its end here. The end and the
+// JoinHandle meet under the frame's mutex; whichever comes last frees the frame.
 #include "coring/runtime/event_loop.hpp"
 
 #include <sys/epoll.h>
