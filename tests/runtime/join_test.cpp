@@ -65,6 +65,15 @@ Task<T> await_handle(JoinHandle<T>& handle) {
   co_return co_await handle;
 }
 
+// The calling thread's id, computed at each call: std::this_thread::get_id() is
+// pthread_self(), which glibc declares const, so a compiler may reuse one call's result
+// across a coroutine's suspension — and a coroutine that switch_to()s changes threads.
+[[gnu::noinline]] std::thread::id this_thread_id() {
+  std::thread::id id = std::this_thread::get_id();
+  asm volatile("" : : "r"(&id) : "memory");
+  return id;
+}
+
 // Turns both loops of this thread until `done`.
 void turn_both(EventLoop& a, EventLoop& b, const bool& done) {
   while (!done) {
@@ -236,7 +245,7 @@ TEST(Join, CrossLoopJoinResumesOnTheAwaitersThread) {
   Runtime runtime(two_loops());
   std::thread::id threads[2];
   runtime.run_on_each([&](EventLoop&, std::size_t index) -> Task<void> {
-    threads[index] = std::this_thread::get_id();
+    threads[index] = this_thread_id();
     co_return;
   });
   runtime.run_on_each([&](EventLoop&, std::size_t index) -> Task<void> {
@@ -244,15 +253,15 @@ TEST(Join, CrossLoopJoinResumesOnTheAwaitersThread) {
     for (int i = 0; i < 200; ++i) {
       JoinHandle<std::thread::id> other = runtime.spawn_on(1, []() -> Task<std::thread::id> {
         co_await nop();
-        co_return std::this_thread::get_id();
+        co_return this_thread_id();
       }());
       EXPECT_EQ(co_await other, threads[1]);
-      EXPECT_EQ(std::this_thread::get_id(), threads[0]);
+      EXPECT_EQ(this_thread_id(), threads[0]);
       EXPECT_EQ(EventLoop::current(), &runtime.loop(0));
     }
     JoinHandle<int> failing = runtime.spawn_on(1, fail_after(1ms));
     EXPECT_THROW((void)co_await failing, std::runtime_error);
-    EXPECT_EQ(std::this_thread::get_id(), threads[0]);
+    EXPECT_EQ(this_thread_id(), threads[0]);
   });
   runtime.stop();
 }
@@ -357,18 +366,18 @@ TEST(SwitchTo, ThereAndBackAssertsTheThreads) {
   Runtime runtime(two_loops());
   std::thread::id threads[2];
   runtime.run_on_each([&](EventLoop&, std::size_t index) -> Task<void> {
-    threads[index] = std::this_thread::get_id();
+    threads[index] = this_thread_id();
     co_return;
   });
   runtime.run_on_each([&](EventLoop& home, std::size_t index) -> Task<void> {
     if (index != 0) co_return;
     for (int i = 0; i < 100; ++i) {
       co_await switch_to(runtime.loop(1));
-      EXPECT_EQ(std::this_thread::get_id(), threads[1]);
+      EXPECT_EQ(this_thread_id(), threads[1]);
       EXPECT_EQ(EventLoop::current(), &runtime.loop(1));
       co_await sleep_for(0ms);  // an operation of loop 1's, on loop 1
       co_await switch_to(home);
-      EXPECT_EQ(std::this_thread::get_id(), threads[0]);
+      EXPECT_EQ(this_thread_id(), threads[0]);
       EXPECT_EQ(EventLoop::current(), &home);
     }
   });
