@@ -65,19 +65,6 @@ Task<Result<File>> File::open(std::filesystem::path path, int flags, mode_t mode
 
 namespace {
 
-// struct open_how of <linux/openat2.h> (5.6), defined here so that the build does not
-// depend on the installed kernel headers; the kernel reads it through the SQE's off.
-struct OpenHow {
-  std::uint64_t flags;
-  std::uint64_t mode;
-  std::uint64_t resolve;
-};
-static_assert(sizeof(OpenHow) == 24, "open_how is 24 bytes (OPEN_HOW_SIZE_VER0)");
-static_assert(offsetof(OpenHow, mode) == 8 && offsetof(OpenHow, resolve) == 16);
-constexpr std::uint64_t resolve_no_magiclinks = 0x02;  // RESOLVE_NO_MAGICLINKS
-constexpr std::uint64_t resolve_no_symlinks = 0x04;    // RESOLVE_NO_SYMLINKS
-constexpr std::uint64_t resolve_beneath = 0x08;        // RESOLVE_BENEATH
-
 // openat2's refusals, said in words: the codes themselves (EXDEV, ELOOP) name other
 // situations in their standard messages.
 const char* beneath_operation(std::int32_t res) noexcept {
@@ -97,12 +84,12 @@ Task<Result<File>> File::open_beneath(const File& dir, std::filesystem::path pat
   }
   // The kernel rejects mode bits with neither O_CREAT nor O_TMPFILE (EINVAL).
   const bool creates = (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE;
-  const OpenHow how{
+  namespace resolve = ring::resolve_flags;
+  const ring::OpenHow how{
       static_cast<std::uint64_t>(static_cast<unsigned>(flags | O_CLOEXEC)), creates ? mode : 0u,
-      resolve_beneath | resolve_no_magiclinks | (options.no_symlinks ? resolve_no_symlinks : 0)};
+      resolve::beneath | resolve::no_magiclinks | (options.no_symlinks ? resolve::no_symlinks : 0)};
   const IoResult r = co_await io([&](ring::Sqe& sqe) noexcept {
-                       ring::prep_rw(sqe, ring::Op::openat2, dir.fd(), path.c_str(), sizeof how,
-                                     reinterpret_cast<std::uintptr_t>(&how));
+                       ring::prep_openat2(sqe, dir.fd(), path.c_str(), &how);
                      }).with_fd_result();
   if (!r) co_return detail::make_error(r.res, beneath_operation(r.res), std::move(named));
   co_return File(r.res, std::move(named));

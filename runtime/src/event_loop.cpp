@@ -26,6 +26,12 @@
 // wake eventfd, which a read operation of the loop's own keeps armed. Work posted
 // from the loop's own turn needs no wake at all: turn() does not wait while
 // wake_pending_ is set.
+//
+// Spawned tasks. spawn() makes one frame (join.hpp's spawn_frame) whose promise is the
+// task's join state; it is linked into detached_ while the task may run, so that the
+// destructor can destroy it, and unlinked by its end — always on this loop's thread:
+// a task that ended on another loop (switch_to) posts its end here. The end and the
+// JoinHandle meet under the frame's mutex; whichever comes last frees the frame.
 #include "coring/runtime/event_loop.hpp"
 
 #include <sys/epoll.h>
@@ -228,10 +234,22 @@ EventLoop::EventLoop(LoopOptions options)
 EventLoop::~EventLoop() {
   CurrentLoop scope(this);
   cancel_all_and_drain();
-  // Spawned tasks still suspended: destroy their frames (and the tasks they await).
-  while (!detached_.empty()) {
-    std::coroutine_handle<detail::DetachedPromise>::from_promise(detached_.front()).destroy();
+  // Work that never ran is dropped now, while every member is alive, and outside the
+  // mutex: a spawn_on() still to start abandons its task, which may resume a waiter on
+  // another loop. Taking the mutex also orders what posters did before (a task that
+  // ended on another loop, its end posted here) before the frames' destruction.
+  {
+    std::vector<std::function<void()>> never_run;
+    {
+      std::lock_guard lock(remote_mutex_);
+      never_run.swap(remote_work_);
+    }
+    never_run.clear();
+    drained_.clear();
   }
+  // Spawned tasks not ended here: destroy them (and the tasks they await); a handle
+  // still held sees them cancelled.
+  while (!detached_.empty()) detached_.front().abandon();
   for (const std::coroutine_handle<> handle : abandoned_) handle.destroy();
   ready_.clear();
   {
@@ -738,17 +756,6 @@ void EventLoop::drain_remote() {
   }
 }
 
-namespace {
-detail::DetachedPromise::Handle detached_frame(EventLoop& /*loop*/, Task<void> task) {
-  co_await std::move(task);
-}
-}  // namespace
-
-void EventLoop::spawn(Task<void> task) {
-  schedule(detached_frame(*this, std::move(task)).handle);
-  signal_host();  // from the host between an embedded loop's turns
-}
-
 void EventLoop::cancel_all_and_drain() noexcept {
   draining_ = true;
   while (!queued_.empty()) cancel(queued_.front());
@@ -825,15 +832,102 @@ void EventLoop::ReadyQueue::grow(std::size_t needed) {
 
 namespace detail {
 
-DetachedPromise::DetachedPromise(EventLoop& loop, Task<void>&) noexcept : loop_(&loop) {
-  loop.detached_.push_front(*this);
+void JoinState::start() noexcept {
+  loop_->detached_.push_front(*this);
+  loop_->schedule(frame_);
+  loop_->signal_host();  // from the host between an embedded loop's turns
 }
 
-DetachedPromise::~DetachedPromise() { decltype(loop_->detached_)::unlink(*this); }
+std::coroutine_handle<> JoinState::finish() noexcept {
+  if (current_loop != loop_) {
+    // The task ended on another loop (switch_to): the frame is in its own loop's list,
+    // which only that loop's thread touches, so the end is completed there.
+    loop_->post([this] { end().resume(); });
+    return std::noop_coroutine();
+  }
+  return end();
+}
 
-void DetachedPromise::unhandled_exception() const noexcept {
-  ++loop_->unhandled_;
-  runtime_log_exception("spawned task", std::current_exception());
+std::coroutine_handle<> JoinState::end() noexcept {
+  decltype(loop_->detached_)::unlink(*this);
+  std::unique_lock lock(mutex_);
+  ended_ = true;
+  if (!handle_alive_) {
+    lock.unlock();
+    report(task_promise_->exception(), "spawned task");
+    frame_.destroy();
+    return std::noop_coroutine();
+  }
+  const std::coroutine_handle<> waiter = std::exchange(waiter_, {});
+  if (!waiter) return std::noop_coroutine();
+  // Both on this turn: straight to the waiter, which releases the frame after the lock.
+  if (waiter_loop_ == loop_) return waiter;
+  // Under the mutex: the waiter's frame, destroyed with its loop, unregisters under it
+  // too, so that loop is alive while we post to it.
+  waiter_loop_->resume_soon(waiter);
+  return std::noop_coroutine();
+}
+
+void JoinState::abandon() noexcept {
+  if (decltype(loop_->detached_)::linked(*this)) decltype(loop_->detached_)::unlink(*this);
+  // Outside the mutex: the task's destruction may release handles, this one's included.
+  drop_task_(*this);
+  task_promise_ = nullptr;
+  std::unique_lock lock(mutex_);
+  ended_ = true;
+  cancelled_ = true;
+  if (!handle_alive_) {
+    lock.unlock();
+    frame_.destroy();
+    return;
+  }
+  if (const std::coroutine_handle<> waiter = std::exchange(waiter_, {})) {
+    waiter_loop_->resume_soon(waiter);  // under the mutex, as in finish()
+  }
+}
+
+bool JoinState::ended() noexcept {
+  std::lock_guard lock(mutex_);
+  return ended_;
+}
+
+bool JoinState::wait(std::coroutine_handle<> waiter) noexcept {
+  std::lock_guard lock(mutex_);
+  if (ended_) return false;
+  assert(current_loop != nullptr && "co_await of a JoinHandle outside a turn of an EventLoop");
+  waiter_ = waiter;
+  waiter_loop_ = current_loop;
+  return true;
+}
+
+void JoinState::cancel_wait(std::coroutine_handle<> waiter) noexcept {
+  std::lock_guard lock(mutex_);
+  if (waiter_ == waiter) waiter_ = {};
+}
+
+void JoinState::release(bool observed) noexcept {
+  std::unique_lock lock(mutex_);
+  handle_alive_ = false;
+  if (!ended_) return;
+  lock.unlock();
+  if (!observed && !cancelled_) {
+    report(task_promise_->exception(), "spawned task, its JoinHandle dropped without co_await");
+  }
+  frame_.destroy();
+}
+
+void JoinState::throw_if_cancelled() const {
+  if (cancelled_) {
+    throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                            "JoinHandle: the task's loop was destroyed before the task finished");
+  }
+}
+
+// Counted only on the loop's own thread: elsewhere the loop may be gone.
+void JoinState::report(std::exception_ptr error, const char* what) noexcept {
+  if (!error) return;
+  if (current_loop == loop_) ++loop_->unhandled_;
+  runtime_log_exception(what, error);
 }
 
 }  // namespace detail

@@ -169,14 +169,6 @@ EventLoop& Runtime::loop(std::size_t index) noexcept {
   return *slots_[index].loop;
 }
 
-void Runtime::spawn_on(std::size_t index, Task<void> task) {
-  // post() takes a copyable function; the task travels in a shared holder, which
-  // destroys it (never started) if the loop is destroyed before running the work.
-  EventLoop& target = loop(index);
-  auto holder = std::make_shared<Task<void>>(std::move(task));
-  target.post([&target, holder] { target.spawn(std::move(*holder)); });
-}
-
 void Runtime::stop() noexcept {
   stopping_.store(true, std::memory_order_release);
   for (Slot& slot : slots_) {

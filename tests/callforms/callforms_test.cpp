@@ -438,3 +438,52 @@ TEST(CallForms, SendFileSpliceAndOpenBeneath) {
 
 }  // namespace
 }  // namespace coring
+
+// --- Join handles and switch_to (slice: join) -------------------------------------------
+// spawn() and spawn_on() awaited directly on their temporaries, a handle held and
+// awaited, a discarded handle, and switch_to() there and back, as docs/runtime.md shows.
+#include "coring/runtime/join.hpp"
+#include "coring/runtime/runtime.hpp"
+
+namespace coring {
+namespace {
+
+Task<std::size_t> count_words(std::string text) {
+  co_await nop();
+  std::size_t words = 0;
+  bool in_word = false;
+  for (const char c : text) {
+    if (c != ' ' && !in_word) ++words;
+    in_word = c != ' ';
+  }
+  co_return words;
+}
+
+TEST(CallForms, JoinHandlesAndSwitchTo) {
+  RuntimeOptions options;
+  options.threads = 2;
+  Runtime runtime(options);
+  runtime.run_on_each([&](EventLoop& loop, std::size_t index) -> Task<void> {
+    if (index != 0) co_return;
+    EXPECT_EQ(co_await loop.spawn(count_words("one two three")), 3U);
+    EXPECT_EQ(co_await runtime.spawn_on(1, count_words(std::string("a b"))), 2U);
+    JoinHandle<std::size_t> words = runtime.spawn_on(1, count_words("four five six seven"));
+    EXPECT_EQ(co_await words, 4U);
+    co_await loop.spawn([]() -> Task<void> { co_await sleep_for(1ms); }());
+    loop.spawn([]() -> Task<void> { co_return; }());
+    runtime.spawn_on(1, [](std::string text) -> Task<void> {
+      EXPECT_EQ(text, "detached");
+      co_return;
+    }("detached"));
+
+    EventLoop& home = *EventLoop::current();
+    co_await switch_to(runtime.loop(1));
+    EXPECT_EQ(EventLoop::current(), &runtime.loop(1));
+    co_await sleep_for(1ms);
+    co_await switch_to(home);
+    EXPECT_EQ(EventLoop::current(), &loop);
+  });
+}
+
+}  // namespace
+}  // namespace coring

@@ -352,6 +352,26 @@ struct KernelTimespec {
 };
 static_assert(sizeof(KernelTimespec) == 16);
 
+// struct open_how of <linux/openat2.h> (5.6): what Op::openat2 reads through the SQE's
+// off, its size in len.
+struct OpenHow {
+  std::uint64_t flags = 0;    // O_* flags
+  std::uint64_t mode = 0;     // with O_CREAT or O_TMPFILE only (EINVAL otherwise)
+  std::uint64_t resolve = 0;  // resolve_flags
+};
+static_assert(sizeof(OpenHow) == 24);  // OPEN_HOW_SIZE_VER0
+static_assert(offsetof(OpenHow, mode) == 8 && offsetof(OpenHow, resolve) == 16);
+
+// RESOLVE_* of <linux/openat2.h>: how openat2 may walk the path.
+namespace resolve_flags {
+inline constexpr std::uint64_t no_xdev = 0x01;        // not across mount points
+inline constexpr std::uint64_t no_magiclinks = 0x02;  // not through /proc/<pid>/fd and kin
+inline constexpr std::uint64_t no_symlinks = 0x04;    // through no symlink at all
+inline constexpr std::uint64_t beneath = 0x08;        // never out of the directory (EXDEV)
+inline constexpr std::uint64_t in_root = 0x10;        // as if the directory were /
+inline constexpr std::uint64_t cached = 0x20;         // from the dentry cache only (5.12)
+}  // namespace resolve_flags
+
 // struct io_uring_sqe. The kernel's unions are flattened to one name per slot,
 // because anonymous structs inside unions are not ISO C++; the aliases are:
 //   off       : off, addr2, {cmd_op (low 32), __pad1}

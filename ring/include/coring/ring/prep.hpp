@@ -323,6 +323,11 @@ inline void prep_openat_direct(Sqe& sqe, int dfd, const char* path, int flags, m
   prep_openat(sqe, dfd, path, flags, mode);
   sqe.file_index = file_index == file_index_alloc ? file_index : file_index + 1;
 }
+// openat2(2) (5.6): `how` (flags with O_CLOEXEC, mode, resolve_flags) must stay valid
+// until the CQE. Matches io_uring_prep_openat2() in liburing.
+inline void prep_openat2(Sqe& sqe, int dfd, const char* path, const OpenHow* how) noexcept {
+  prep_rw(sqe, Op::openat2, dfd, path, sizeof(OpenHow), detail::to_u64(how));
+}
 inline void prep_close(Sqe& sqe, int fd) noexcept { prep_rw(sqe, Op::close, fd, nullptr, 0, 0); }
 // Closes registered slot `file_index` (5.15).
 inline void prep_close_direct(Sqe& sqe, std::uint32_t file_index) noexcept {

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
@@ -26,6 +27,7 @@
 
 #include "coring/ring/ring.hpp"
 #include "coring/runtime/detail/user_data.hpp"
+#include "coring/runtime/join.hpp"
 #include "coring/runtime/loop_hooks.hpp"
 #include "coring/runtime/operation.hpp"
 #include "coring/runtime/task.hpp"
@@ -82,29 +84,6 @@ class LoopOps;
 // reads it when it starts.
 inline constinit thread_local EventLoop* current_loop = nullptr;
 
-// The frame of a spawned task: starts at once, frees itself when done, and is
-// linked into its loop so that the loop can destroy it if it outlives the loop's run.
-class DetachedPromise {
- public:
-  DetachedPromise(EventLoop& loop, Task<void>&) noexcept;
-  ~DetachedPromise();
-  struct Handle {
-    std::coroutine_handle<DetachedPromise> handle;
-  };
-  Handle get_return_object() noexcept {
-    return {std::coroutine_handle<DetachedPromise>::from_promise(*this)};
-  }
-  std::suspend_always initial_suspend() const noexcept { return {}; }
-  std::suspend_never final_suspend() const noexcept { return {}; }
-  void return_void() const noexcept {}
-  void unhandled_exception() const noexcept;
-
- private:
-  friend class coring::EventLoop;
-  EventLoop* loop_;
-  ListHook hook_;  // in the loop's list of spawned tasks
-};
-
 }  // namespace detail
 
 class EventLoop {
@@ -142,8 +121,12 @@ class EventLoop {
   // call poll() when it fires.
   [[nodiscard]] int notify_fd();
 
-  // Starts `task` detached. An exception escaping it is logged and counted.
-  void spawn(Task<void> task);
+  // Starts `task` on a later turn of this loop and returns its JoinHandle (join.hpp),
+  // which a task on any loop may co_await for the result. Dropping the handle detaches
+  // the task: an exception escaping it is then logged and counted. Loop thread (or the
+  // host of an embedded loop between turns); another thread uses Runtime::spawn_on().
+  template <typename T>
+  JoinHandle<T> spawn(Task<T> task);
   // Exceptions that escaped spawned tasks and posted functions.
   [[nodiscard]] std::uint64_t unhandled_exceptions() const noexcept { return unhandled_; }
   // Runs `fn` on the loop's thread during a later turn. Any thread. An exception
@@ -232,7 +215,7 @@ class EventLoop {
   // Allocates nothing while the loop's reserve holds (see ReadyQueue).
   void schedule(std::coroutine_handle<> handle) noexcept { ready_.push_back(handle); }
 
-  friend class detail::DetachedPromise;
+  friend class detail::JoinState;
   friend class LoopHooks;  // detaches itself when destroyed first
   class WakeOp;
 
@@ -358,7 +341,8 @@ class EventLoop {
   bool draining_ = false;
   bool msg_ring_supported_ = false;  // IORING_OP_MSG_RING (5.18)
   std::atomic<bool> stop_requested_{false};
-  IntrusiveList<detail::DetachedPromise, &detail::DetachedPromise::hook_> detached_;
+  // Spawned tasks that have not finished (the join state of each spawned frame).
+  IntrusiveList<detail::JoinState, &detail::JoinState::hook_> detached_;
 
   // Cross-thread work: post() and cancels requested from other threads.
   std::mutex remote_mutex_;
@@ -439,9 +423,43 @@ T EventLoop::run(Task<T> task) {
   return task.take_result();
 }
 
-}  // namespace coring
+template <typename T>
+JoinHandle<T> EventLoop::spawn(Task<T> task) {
+  assert(task.valid() && "spawn of an empty Task");
+  detail::SpawnPromise<T>& state = detail::spawn_frame(*this, std::move(task)).handle.promise();
+  JoinHandle<T> handle(state);
+  state.start();
+  return handle;
+}
 
-template <typename... Args>
-struct std::coroutine_traits<coring::detail::DetachedPromise::Handle, Args...> {
-  using promise_type = coring::detail::DetachedPromise;
+// co_await switch_to(loop): the awaiting coroutine continues on `loop`'s thread, during
+// a later turn of it (EventLoop::resume_soon(): woken with MSG_RING from another loop's
+// turn, through its eventfd from elsewhere), handed over by the current loop's next
+// turn. On `loop` already, it continues at once
+// without suspending. What is bound to a loop does not travel: an operation, a direct
+// descriptor, a BufferPool, a RecvStream or an Event wait belongs to the loop that made
+// it and must be used there — switch back first. A spawned task may end away: its end
+// is completed on its own loop's turn. The task's frame stays owned by the loop that
+// spawned it, which destroys it if it is still suspended when that loop is destroyed:
+// a task must be back on its own loop (or finished) before either loop goes.
+// `loop` must outlive the switch.
+struct SwitchTo {
+  EventLoop* loop;
+  bool await_ready() const noexcept { return EventLoop::current() == loop; }
+  void await_suspend(std::coroutine_handle<> self) const {
+    EventLoop* const from = EventLoop::current();
+    if (from == nullptr) {
+      loop->resume_soon(self);
+      return;
+    }
+    // Not straight to `loop`: this thread is still inside the resumption that led here
+    // (an awaiting task's start, whose bookkeeping follows the suspension) and must be
+    // done with the frame before another thread resumes it. This loop's own queue runs
+    // the hand-over once the turn is back at its top.
+    from->post([to = loop, self] { to->resume_soon(self); });
+  }
+  void await_resume() const noexcept {}
 };
+[[nodiscard]] inline SwitchTo switch_to(EventLoop& loop) noexcept { return SwitchTo{&loop}; }
+
+}  // namespace coring

@@ -15,10 +15,17 @@
 // more — so no loop's last turn can post into a loop already destroyed — and then
 // lets each thread destroy its loop (cancelling and draining what is in flight,
 // destroying spawned tasks still suspended) and joins it. Code that runs while a
-// loop is destroyed (destructors of suspended frames) must not post to other loops.
+// loop is destroyed (destructors of suspended frames) must not post to other loops;
+// the one post the runtime itself makes then is safe: a task destroyed with its loop
+// resumes its JoinHandle's waiter on the waiter's loop, and a registered waiter means
+// that loop has not yet destroyed its frames (a waiting frame unregisters under the
+// same mutex as the post). Since the loops are destroyed concurrently, a task that
+// switch_to()'d away from the loop that spawned it must be back before the teardown:
+// that loop destroys its frame (join.hpp, switch_to in event_loop.hpp).
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -30,6 +37,7 @@
 #include <vector>
 
 #include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/join.hpp"
 #include "coring/runtime/task.hpp"
 
 namespace coring {
@@ -58,9 +66,12 @@ class Runtime {
   [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
   [[nodiscard]] EventLoop& loop(std::size_t index) noexcept;
 
-  // Starts `task` detached on loop `index`. Any thread; the task starts on a later
-  // turn of that loop. An exception escaping it is logged and counted by that loop.
-  void spawn_on(std::size_t index, Task<void> task);
+  // Starts `task` on loop `index` and returns its JoinHandle (join.hpp), which a task on
+  // any loop may co_await. Any thread; the task starts on a later turn of that loop,
+  // and is cancelled (its handle says so) if the loop is destroyed first. Dropping the
+  // handle detaches the task: an exception escaping it is logged and counted by that loop.
+  template <typename T>
+  JoinHandle<T> spawn_on(std::size_t index, Task<T> task);
 
   // Calls make(loop, i) on each loop's thread and runs the task it returns there
   // (make is kept alive until those tasks end: a lambda coroutine may capture);
@@ -103,5 +114,26 @@ class Runtime {
   std::condition_variable join_cv_;
   std::exception_ptr loop_failure_;  // under join_mutex_: the first loop that failed
 };
+
+template <typename T>
+JoinHandle<T> Runtime::spawn_on(std::size_t index, Task<T> task) {
+  assert(task.valid() && "spawn_on of an empty Task");
+  // The frame is made here and started on the loop's thread, which alone links it into
+  // the loop. post() takes a copyable function: the start travels in a shared holder,
+  // which abandons the frame (its handle sees the task cancelled) if the loop is
+  // destroyed before running the work.
+  EventLoop& target = loop(index);
+  detail::SpawnPromise<T>& state = detail::spawn_frame(target, std::move(task)).handle.promise();
+  JoinHandle<T> handle(state);
+  std::shared_ptr<detail::SpawnStart> start;
+  try {
+    start = std::make_shared<detail::SpawnStart>(state);
+  } catch (...) {
+    state.abandon();
+    throw;
+  }
+  target.post([start] { start->start(); });
+  return handle;
+}
 
 }  // namespace coring

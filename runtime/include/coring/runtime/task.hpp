@@ -41,6 +41,8 @@ class PromiseBase {
   std::suspend_always initial_suspend() const noexcept { return {}; }
   FinalAwaiter final_suspend() const noexcept { return {}; }
   void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+  // What escaped the task, once it has finished; null if nothing did.
+  [[nodiscard]] std::exception_ptr exception() const noexcept { return exception_; }
   // Starts the task on behalf of an awaiter; returns whether the awaiter must suspend
   // (false: the task finished synchronously and its result is ready).
   template <typename Promise>
