@@ -23,6 +23,7 @@
 #include <gtest/gtest.h>
 #include <linux/futex.h>
 #include <linux/io_uring.h>
+#include <linux/openat2.h>
 #include <linux/version.h>
 
 #include <cstddef>
@@ -556,6 +557,21 @@ constexpr AbiPair kParamsLayout[] = {
 };
 static_assert(first_mismatch(kParamsLayout) == std::size(kParamsLayout),
               "Params differs from io_uring_params");
+
+constexpr AbiPair kOpenHowLayout[] = {
+    CORING_ABI_SIZE(OpenHow, open_how),
+    CORING_ABI_FIELD(OpenHow, flags, open_how, flags),
+    CORING_ABI_FIELD(OpenHow, mode, open_how, mode),
+    CORING_ABI_FIELD(OpenHow, resolve, open_how, resolve),
+    CORING_ABI_PAIR(resolve_flags::no_xdev, RESOLVE_NO_XDEV),
+    CORING_ABI_PAIR(resolve_flags::no_magiclinks, RESOLVE_NO_MAGICLINKS),
+    CORING_ABI_PAIR(resolve_flags::no_symlinks, RESOLVE_NO_SYMLINKS),
+    CORING_ABI_PAIR(resolve_flags::beneath, RESOLVE_BENEATH),
+    CORING_ABI_PAIR(resolve_flags::in_root, RESOLVE_IN_ROOT),
+    CORING_ABI_PAIR(resolve_flags::cached, RESOLVE_CACHED),
+};
+static_assert(first_mismatch(kOpenHowLayout) == std::size(kOpenHowLayout),
+              "OpenHow or a RESOLVE_* flag differs from <linux/openat2.h>");
 
 constexpr AbiPair kRingOffsetsLayout[] = {
     CORING_ABI_SIZE(SqringOffsets, io_sqring_offsets),
