@@ -199,6 +199,10 @@ class EventLoop::WakeOp final : public Operation {
   std::uint64_t count_ = 0;
 };
 
+// Defined for every compiler, so that a program built with clang before 16 links with a
+// library built with g++ (see EventLoop::current()).
+[[gnu::noinline]] EventLoop* detail::read_current_loop() noexcept { return detail::current_loop; }
+
 EventLoop::EventLoop(LoopOptions options)
     : ring_(make_ring(options)), owner_(std::this_thread::get_id()) {
   if (options.hooks != nullptr && options.hooks->loop_ != nullptr) {

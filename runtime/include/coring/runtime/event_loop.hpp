@@ -83,6 +83,8 @@ class LoopOps;
 // so reading it is one TLS load, with no init-on-first-use wrapper: every operation
 // reads it when it starts.
 inline constinit thread_local EventLoop* current_loop = nullptr;
+// current_loop read by a call the compiler cannot inline (see EventLoop::current()).
+EventLoop* read_current_loop() noexcept;
 
 }  // namespace detail
 
@@ -96,7 +98,17 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   // The loop whose turn is running on this thread, or nullptr.
-  [[nodiscard]] static EventLoop* current() noexcept { return detail::current_loop; }
+  [[nodiscard]] static EventLoop* current() noexcept {
+#if defined(__clang__) && __clang_major__ < 16
+    // clang before 16 may keep a thread_local's address in a coroutine frame across a
+    // suspension, so a coroutine that switch_to() moved to another thread could read
+    // the first thread's loop: with it the read is a call, which computes the address
+    // on the thread that runs.
+    return detail::read_current_loop();
+#else
+    return detail::current_loop;
+#endif
+  }
 
   // Drives `task` to completion on this thread and returns its value or rethrows.
   // If the loop itself fails first (run_once() throws), so does run(): the task, which
