@@ -7,4 +7,5 @@
 #include "coring/net/reader.hpp"       // IWYU pragma: export
 #include "coring/net/recv_stream.hpp"  // IWYU pragma: export
 #include "coring/net/resolve.hpp"      // IWYU pragma: export
+#include "coring/net/splice.hpp"       // IWYU pragma: export
 #include "coring/net/stream.hpp"       // IWYU pragma: export
