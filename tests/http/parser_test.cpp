@@ -367,6 +367,18 @@ TEST(HttpParser, InterimAndEmptyStatusesHaveNoBodyWhateverTheirFields) {
   EXPECT_EQ(p.ends, 3);
 }
 
+// The length of a body that does not follow is no reason to refuse the response: a HEAD
+// of a file larger than the client's body limit, or a 304 for one.
+TEST(HttpParser, ALengthWithoutABodyIsNotHeldToTheLimit) {
+  MessageParser parser(MessageParser::Type::response, ParserLimits{8192, 100, 1000});
+  parser.expect_no_body();
+  const Parsed p = feed(parser,
+                        "HTTP/1.1 200 OK\r\nContent-Length: 10737418240\r\n\r\n"
+                        "HTTP/1.1 304 Not Modified\r\nContent-Length: 10737418240\r\n\r\n");
+  EXPECT_EQ(p.status, 0) << p.reason;
+  EXPECT_EQ(p.ends, 2);
+}
+
 TEST(HttpParser, AResponseToHeadHasNoBody) {
   MessageParser parser(MessageParser::Type::response);
   parser.expect_no_body();

@@ -249,7 +249,6 @@ void MessageParser::begin_message() noexcept {
   status_ = version_minor_ = 0;
   hosts_ = 0;
   body_bytes_ = content_length_ = 0;
-  method_size_ = 0;
   line_.clear();
   headers_.clear();
   phase_ = Phase::head;
@@ -291,14 +290,15 @@ int MessageParser::head_complete() noexcept {
   } else {
     status_ = p->status_code;
   }
+  const bool bodiless_status =
+      type_ == Type::response && (status_ < 200 || status_ == 204 || status_ == 304);
   if ((p->flags & F_CONTENT_LENGTH) != 0) {
     content_length_ = p->content_length;
-    if (content_length_ > limits_.max_body_bytes) {
+    // A HEAD's or a 304's Content-Length names a body that does not follow.
+    if (content_length_ > limits_.max_body_bytes && !no_body_ && !bodiless_status) {
       return Callbacks::refuse(p, 413, "the body is larger than allowed");
     }
   }
-  const bool bodiless_status =
-      type_ == Type::response && (status_ < 200 || status_ == 204 || status_ == 304);
   if (no_body_ || bodiless_status) {
     has_body_ = false;
   } else if (type_ == Type::request) {

@@ -159,7 +159,6 @@ class MessageParser {
   const char* input_end_ = nullptr;
   std::string_view body_;
   std::string line_;  // method and target, or reason
-  std::uint32_t method_size_ = 0;
   Headers headers_;
   ParseError error_;
 };
