@@ -72,9 +72,30 @@ TEST(HttpMessage, FormatsAndParsesDates) {
   EXPECT_FALSE(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT trailing"));
   EXPECT_FALSE(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"));
   EXPECT_FALSE(parse_http_date("Sun, 32 Nov 1994 08:49:37 GMT"));
+  EXPECT_FALSE(parse_http_date("Thu, 31 Feb 1994 08:49:37 GMT"));  // timegm would roll it
   EXPECT_FALSE(parse_http_date(""));
   EXPECT_FALSE(parse_http_date(std::string(100, 'x')));
   EXPECT_EQ(http_date().size(), 29U);
+}
+
+// Found by an outside review: an absolute-form target's path kept its scheme and host,
+// so no route matched it, and a fragment stayed in the path.
+TEST(HttpMessage, SplitsAbsoluteFormTargetsAndDropsFragments) {
+  struct Case {
+    const char* target;
+    const char* path;
+    const char* query;
+  };
+  for (const Case& c : {Case{"http://example.com/a/b?x=1", "/a/b", "x=1"},
+                        Case{"HTTP://example.com", "/", ""}, Case{"https://h:8080?q", "/", "q"},
+                        Case{"/a#frag", "/a", ""}, Case{"/a?b#frag", "/a", "b"}}) {
+    MessageParser parser(MessageParser::Type::request);
+    const std::string request = std::string("GET ") + c.target + " HTTP/1.1\r\nHost: h\r\n\r\n";
+    ASSERT_EQ(parser.parse(request).kind, ParseEvent::Kind::head) << c.target;
+    Request r(parser, BodyReader());
+    EXPECT_EQ(r.path(), c.path) << c.target;
+    EXPECT_EQ(r.query(), c.query) << c.target;
+  }
 }
 
 TEST(HttpMessage, SplitsTheTarget) {

@@ -111,13 +111,32 @@ std::string_view reason_phrase(int status) noexcept {
   }
 }
 
+namespace {
+// The target without an absolute form's scheme and authority (RFC 9112, section 3.2.2:
+// a server accepts `GET http://host/path`) and without a fragment, which a client should
+// not send but llhttp lets through.
+std::string_view origin_part(std::string_view target) noexcept {
+  for (const std::string_view scheme :
+       {std::string_view("http://"), std::string_view("https://")}) {
+    if (target.size() >= scheme.size() &&
+        equal_ignoring_case(target.substr(0, scheme.size()), scheme)) {
+      const std::size_t slash = target.find_first_of("/?#", scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
+  return target.substr(0, target.find('#'));
+}
+}  // namespace
+
 std::string_view Request::path() const noexcept {
-  const std::string_view t = target();
-  return t.substr(0, t.find('?'));
+  const std::string_view t = origin_part(target());
+  const std::string_view p = t.substr(0, t.find('?'));
+  return p.empty() ? std::string_view("/") : p;
 }
 
 std::string_view Request::query() const noexcept {
-  const std::string_view t = target();
+  const std::string_view t = origin_part(target());
   const std::size_t mark = t.find('?');
   return mark == std::string_view::npos ? std::string_view() : t.substr(mark + 1);
 }
@@ -239,7 +258,10 @@ std::optional<std::int64_t> parse_http_date(std::string_view text) noexcept {
   parts.tm_hour = hour;
   parts.tm_min = minute;
   parts.tm_sec = second;
-  return static_cast<std::int64_t>(timegm(&parts));
+  const std::int64_t seconds = static_cast<std::int64_t>(timegm(&parts));
+  // timegm() rolls a day the month lacks (31 Feb) into the next: such a date is refused.
+  if (parts.tm_mday != day || parts.tm_mon != month_index) return std::nullopt;
+  return seconds;
 }
 
 std::string_view http_date() noexcept {

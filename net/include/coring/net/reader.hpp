@@ -138,7 +138,8 @@ class BufferedReader {
   BufferedReader& operator=(const BufferedReader&) = delete;
   ~BufferedReader();
 
-  // The bytes before the next `delimiter` (not empty), which is consumed with them;
+  // The bytes before the next `delimiter` (which must not be empty: an assert), which is
+  // consumed with them;
   // Errc::limit_exceeded if it does not start within `limit` bytes.
   ReaderOp<detail::ReadGoal::until> read_until(std::string_view delimiter,
                                                std::size_t limit) noexcept {

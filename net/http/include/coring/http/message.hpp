@@ -68,7 +68,9 @@ class Request {
 
   [[nodiscard]] Method method() const noexcept { return head_->method(); }
   [[nodiscard]] std::string_view method_name() const noexcept { return head_->method_name(); }
-  // The request target as sent, and its parts: the path before '?' and the query after.
+  // The request target as sent, and its parts: the path before '?' and the query after
+  // (of an absolute-form target, `http://host/path?q`, the part from the path on; a
+  // fragment is dropped). The path is not normalised: serve files with open_beneath.
   [[nodiscard]] std::string_view target() const noexcept { return head_->target(); }
   [[nodiscard]] std::string_view path() const noexcept;
   [[nodiscard]] std::string_view query() const noexcept;
