@@ -202,6 +202,13 @@ TEST(HttpParser, AnswersUnsupportedVersionsWith505) {
   EXPECT_EQ(refused_with("GET / HTTP/3.1\r\nHost: a\r\n\r\n"), 505);
 }
 
+// Found by an outside review: a bare CR after a good version was answered 505.
+TEST(HttpParser, ABareCrAfterTheVersionIsA400) {
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\rHost: a\r\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.0\rX"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+}
+
 TEST(HttpParser, RefusesAnHttp09RequestLineAtOnce) {
   // No second line end needed: the request line alone is refused.
   EXPECT_EQ(refused_with("GET /\r\n"), 400);

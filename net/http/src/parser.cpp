@@ -383,6 +383,11 @@ ParseEvent MessageParser::run(std::string_view input) {
     case HPE_USER:
       return fail(error_.status, error_.reason, consumed);
     case HPE_INVALID_VERSION:
+      // llhttp says so both for a version it does not take (HTTP/1.2) and for what
+      // follows a good one badly (a bare CR): only the first is a 505.
+      if (p->http_major == 1 && p->http_minor <= 1) {
+        return fail(400, "a malformed line end after the HTTP version", consumed);
+      }
       return fail(505, "an HTTP version other than 1.0 and 1.1", consumed);
     default:
       return fail(400, llhttp_get_error_reason(p), consumed);
