@@ -20,6 +20,7 @@
 #include "coring/runtime/runtime.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
+#include "frame_guard.hpp"
 #include "support.hpp"
 
 namespace coring {
@@ -33,17 +34,7 @@ RuntimeOptions two_loops() {
   return options;
 }
 
-// Counts the frames it lives in: a destroyed coroutine frame destroys it.
-class FrameGuard {
- public:
-  explicit FrameGuard(std::atomic<int>& alive) : alive_(&alive) { alive_->fetch_add(1); }
-  ~FrameGuard() { alive_->fetch_sub(1); }
-  FrameGuard(const FrameGuard&) = delete;
-  FrameGuard& operator=(const FrameGuard&) = delete;
-
- private:
-  std::atomic<int>* alive_;
-};
+using test::FrameGuard;
 
 Task<int> answer_after(std::chrono::milliseconds delay, int value) {
   co_await sleep_for(delay);

@@ -26,6 +26,7 @@
 #include "coring/runtime/runtime.hpp"
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
+#include "frame_guard.hpp"
 #include "support.hpp"
 
 namespace coring {
@@ -325,17 +326,7 @@ TEST(RuntimeThreads, SpawnOnFromAPlainThread) {
   EXPECT_EQ(ran_in.load(), &runtime.loop(1));
 }
 
-// Counts the frames it lives in: a destroyed coroutine frame destroys it.
-class FrameGuard {
- public:
-  explicit FrameGuard(std::atomic<int>& alive) : alive_(&alive) { alive_->fetch_add(1); }
-  ~FrameGuard() { alive_->fetch_sub(1); }
-  FrameGuard(const FrameGuard&) = delete;
-  FrameGuard& operator=(const FrameGuard&) = delete;
-
- private:
-  std::atomic<int>* alive_;
-};
+using test::FrameGuard;
 
 // stop() from a task ends run_on_each() at once, though loop 1's task still waits;
 // the destructor then destroys that suspended frame (on loop 1's thread).
