@@ -278,18 +278,39 @@ std::string_view http_date() noexcept {
 }
 
 void serialize_head(const Response& response, bool closing, std::string& out) {
+  const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
   out.append("HTTP/1.1 ");
-  append_number(out, static_cast<std::uint64_t>(response.status));
+  append_number(out, static_cast<std::uint64_t>(status));
   out.push_back(' ');
-  out.append(reason_phrase(response.status));
+  out.append(reason_phrase(status));
   out.append("\r\nDate: ");
   out.append(http_date());
   out.append("\r\n");
-  response.headers.serialize(out);
-  if (!bodiless(response.status) && !response.headers.contains("content-length")) {
-    out.append("Content-Length: ");
-    append_number(out, response.content_length());
-    out.append("\r\n");
+  const bool no_body = bodiless(status);
+  if (!no_body) {
+    response.headers.serialize(out);
+  } else {
+    // A 304 may say the length the 200 would have had; nothing else frames a body here.
+    const bool length_allowed = status == 304;
+    for (const Field field : response.headers) {
+      if (equal_ignoring_case(field.name, "transfer-encoding")) continue;
+      if (!length_allowed && equal_ignoring_case(field.name, "content-length")) continue;
+      out.append(field.name);
+      out.append(": ");
+      out.append(field.value);
+      out.append("\r\n");
+    }
+  }
+  if (!no_body && !response.headers.contains("content-length")) {
+    if (response.stream && !response.file_body) {
+      if (!response.headers.contains("transfer-encoding")) {
+        out.append("Transfer-Encoding: chunked\r\n");
+      }
+    } else {
+      out.append("Content-Length: ");
+      append_number(out, response.content_length());
+      out.append("\r\n");
+    }
   }
   if (closing) out.append("Connection: close\r\n");
   out.append("\r\n");

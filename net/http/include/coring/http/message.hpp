@@ -10,11 +10,16 @@
 //
 // A Response carries its status, its fields and one body: bytes it owns (text(), the
 // `body` string), a range of a file (file(): sent with send_file, no copy through user
-// space), or nothing. The server adds Date, Content-Length (or chunked framing) and
-// Connection; fields the handler set are sent as they are.
+// space), a function that streams it (`stream`: chunked unless the handler set a
+// Content-Length), or nothing. The server adds Date, Content-Length or
+// Transfer-Encoding, and Connection; fields the handler set are sent as they are, but
+// a 1xx, 204 or 304 never carries Transfer-Encoding, nor Content-Length in a 1xx or 204
+// (RFC 9110, 8.6; RFC 9112, 6.1).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -42,6 +47,22 @@ class BodySource {
   ~BodySource() = default;
 };
 }  // namespace detail
+
+// Where a streamed response body goes (Response::stream): each write() sends its bytes
+// as they are, in a chunk of chunked encoding unless the response set its own
+// Content-Length (then the writes must add up to it). Errors are the connection's
+// (EPIPE, ECONNRESET, ETIMEDOUT when the server's send timeout cut it); after one, the
+// stream function should return it, and the server closes the connection.
+class BodyWriter {
+ public:
+  virtual Task<Result<void>> write(std::span<const std::byte> data) = 0;
+  Task<Result<void>> write(std::string_view text) {
+    return write(std::as_bytes(std::span(text.data(), text.size())));
+  }
+
+ protected:
+  ~BodyWriter() = default;
+};
 
 // The body of a request, read as the handler asks for it (a request the handler does
 // not read is drained or the connection closed by the server after the response).
@@ -107,16 +128,21 @@ class Response {
     std::uint64_t length = 0;
   };
   std::optional<FileRange> file_body;
+  // When set (and file_body is not), the body is what this function writes; the server
+  // calls it after sending the head, on the connection's loop, and not at all for HEAD.
+  std::function<Task<Result<void>>(BodyWriter&)> stream;
 
-  // The body's length as Content-Length will say.
+  // The body's length as Content-Length will say (for a stream: 0, unused).
   [[nodiscard]] std::uint64_t content_length() const noexcept {
     return file_body ? file_body->length : body.size();
   }
 };
 
 // Appends the status line and fields of `response` to `out`: the status line, Date
-// (cached per second), the response's own fields, Content-Length unless the status has
-// no body, and `Connection: close` if `closing`; then the empty line. HTTP/1.1 always
+// (cached per second), the response's own fields, Content-Length (for a stream without
+// one of its own, `Transfer-Encoding: chunked`) unless the status has no body, and
+// `Connection: close` if `closing`; then the empty line. A status outside 100..999 is
+// sent as 500. HTTP/1.1 always
 // (RFC 9110 lets a server answer an HTTP/1.0 request with it).
 void serialize_head(const Response& response, bool closing, std::string& out);
 

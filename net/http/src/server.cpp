@@ -1,0 +1,559 @@
+// The HTTP/1.1 connection: a Session per connection, on the server frame.
+//
+// A session reads a request's head through the parser, calls the handler, finishes the
+// request (the body the handler left is read and dropped, or the connection is marked to
+// close), and writes the response. Its input is one view, `input_`, into whatever holds
+// the bytes received and not yet parsed: the lease of the multishot receive, the
+// session's own buffer, or `carry_` (bytes the parser left unparsed when more had to be
+// received: the new bytes are appended to them). Nothing is received while a view into
+// the input is still in use (a body span the handler has not copied yet).
+//
+// Output. Responses are appended to `out_` and sent when the session is about to wait
+// for bytes (so that the answers to pipelined requests that came together leave in one
+// send), before a body that is not copied (a file sent with send_file, a large string,
+// a stream), and before the connection closes.
+//
+// Deadlines (net::Connection): from a new connection's accept or a request's first byte,
+// header_timeout, shutting the connection for reading (its expiry is answered 408);
+// between requests, idle_timeout (the first request's wait is a header wait too); while
+// a body is received or a response is sent, io_timeout per step, shutting both ways;
+// while the handler runs, none.
+#include "coring/http/server.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "coring/http/error.hpp"
+#include "coring/net/recv_stream.hpp"
+#include "coring/net/splice.hpp"
+#include "coring/runtime/splice.hpp"
+
+namespace coring::http {
+
+struct Server::Settings {
+  ServerOptions options;
+  Handler handler;  // when there is no router
+  Router router;
+  bool routed = false;
+};
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::size_t own_buffer_bytes = 16 * 1024;
+// Bodies up to this size are copied behind the head, so that head and body leave in
+// one send (and with the next responses, when requests were pipelined).
+constexpr std::size_t inline_body_bytes = 16 * 1024;
+// A file sent with send_file moves in steps of this size, each with its own deadline.
+constexpr std::uint64_t file_step_bytes = std::uint64_t{1} << 20;
+// The lingering close: what the peer still sends is read and dropped for this long, or
+// up to this many bytes, so that the close does not reset the connection (which could
+// destroy the response before the peer reads it).
+constexpr std::chrono::milliseconds linger_time{1000};
+constexpr std::size_t linger_bytes = 64 * 1024;
+
+constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+std::string_view as_chars(std::span<const std::byte> bytes) noexcept {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+std::span<const std::byte> as_bytes(std::string_view text) noexcept {
+  return std::as_bytes(std::span(text.data(), text.size()));
+}
+
+bool has_body_status(int status) noexcept {
+  return status >= 200 && status != 204 && status != 304;
+}
+
+// Whether a field's comma-separated value lists `token` (case ignored).
+bool lists_token(std::string_view value, std::string_view token) noexcept {
+  while (!value.empty()) {
+    const std::size_t comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (equal_ignoring_case(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+void log_failure(const char* what, const char* detail) noexcept {
+  std::fprintf(stderr, "coring::http: %s: %s\n", what, detail);
+}
+
+Response error_response(int status, std::string_view reason) {
+  std::string text(reason);
+  text.push_back('\n');
+  return Response::text(status, std::move(text));
+}
+
+class Session final : public detail::BodySource, public BodyWriter {
+ public:
+  Session(const net::TcpStream& stream, net::Connection& conn, const Server::Settings& settings)
+      : stream_(stream),
+        conn_(conn),
+        settings_(settings),
+        options_(settings.options),
+        parser_(MessageParser::Type::request, settings.options.limits) {}
+
+  // Serves the connection; the multishot receive, if armed, is closed before it returns
+  // (also when serving throws: the exception is kept and rethrown after the close).
+  Task<void> run() {
+    std::exception_ptr failure;
+    try {
+      if (net::BufferPool* pool = conn_.receive_pool(); pool != nullptr) {
+        chunks_.emplace(stream_.fd(), stream_.is_direct(), *pool);
+      } else {
+        own_.reset(new std::byte[own_buffer_bytes]);
+      }
+      co_await serve();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    lease_.reset();
+    if (chunks_) co_await chunks_->close();
+    if (failure) std::rethrow_exception(failure);
+  }
+
+  // detail::BodySource
+  Task<Result<std::size_t>> read(std::span<std::byte> buffer) override;
+  [[nodiscard]] bool done() const noexcept override { return message_ended_; }
+  // BodyWriter
+  Task<Result<void>> write(std::span<const std::byte> data) override;
+
+ private:
+  enum class Wait : std::uint8_t { first, idle, head };
+
+  Task<void> serve();
+  // Receives more input: > 0 the bytes now at the end of input_, 0 at the end of the
+  // stream, < 0 a negated errno.
+  Task<int> receive();
+  // Sends out_ (and clears it); false if the connection failed.
+  Task<bool> flush(int msg_flags = 0);
+  Task<Response> call(Request& request);
+  // Parses the request to its end, dropping body bytes the handler left (at most
+  // max_drain_bytes); false if the connection cannot serve another request.
+  Task<bool> finish_request();
+  Task<bool> respond(Response& response, bool head_only, bool closing);
+  Task<bool> send_file_body(const Response::FileRange& range);
+  Task<void> refuse(int status, std::string_view reason);
+  Task<void> linger();
+
+  void set_io_deadline() noexcept {
+    conn_.set_deadline(options_.io_timeout, net::Expiry::shut_both);
+  }
+
+  const net::TcpStream& stream_;
+  net::Connection& conn_;
+  const Server::Settings& settings_;
+  const ServerOptions& options_;
+  MessageParser parser_;
+  std::optional<net::RecvStream> chunks_;
+  net::BufferLease lease_;
+  std::unique_ptr<std::byte[]> own_;
+  std::string carry_;
+  std::string_view input_;
+  std::string out_;
+  std::optional<Pipe> pipe_;
+  std::string_view body_rest_;  // body bytes parsed and not yet read by the handler
+  bool message_ended_ = true;
+  bool body_failed_ = false;
+  bool continue_sent_ = false;
+  bool handler_failed_ = false;
+  bool chunked_out_ = false;
+};
+
+Task<int> Session::receive() {
+  // Unparsed bytes go first: they move to carry_, and the new bytes join them there.
+  if (!input_.empty()) {
+    std::string rest(input_);
+    carry_ = std::move(rest);
+  } else {
+    carry_.clear();
+  }
+  input_ = {};
+  std::string_view got;
+  if (chunks_) {
+    lease_.reset();
+    Result<net::BufferLease> chunk = co_await chunks_->next();
+    if (!chunk) co_return -std::max(chunk.error().value(), 1);
+    if (chunk->empty()) co_return 0;
+    lease_ = std::move(*chunk);
+    got = as_chars(lease_.data());
+  } else {
+    const IoResult received = co_await stream_.recv(std::span(own_.get(), own_buffer_bytes));
+    if (received.res <= 0) co_return received.res;
+    got = as_chars(std::span(own_.get(), received.value()));
+  }
+  if (carry_.empty()) {
+    input_ = got;
+  } else {
+    carry_.append(got);
+    lease_.reset();
+    input_ = carry_;
+  }
+  co_return static_cast<int>(got.size());
+}
+
+Task<bool> Session::flush(int msg_flags) {
+  if (out_.empty()) co_return true;
+  set_io_deadline();
+  const std::span<const std::byte> data = as_bytes(out_);
+  const IoResult put = co_await stream_.send(data, msg_flags);
+  bool sent = put.res == static_cast<int>(data.size());
+  if (!sent && put.res >= 0) {
+    const net::TransferResult rest = co_await stream_.send_all(data.subspan(put.value()));
+    sent = rest.ok();
+  }
+  out_.clear();
+  co_return sent;
+}
+
+Task<Response> Session::call(Request& request) {
+  const Handler* handler = &settings_.handler;
+  if (settings_.routed) {
+    Router::Match match = settings_.router.find(request.method_name(), request.path());
+    if (match.handler == nullptr) {
+      Response response = error_response(match.status, reason_phrase(match.status));
+      if (!match.allow.empty()) response.headers.add("Allow", match.allow);
+      co_return response;
+    }
+    handler = match.handler;
+  }
+  try {
+    co_return co_await (*handler)(request);
+  } catch (const std::exception& e) {
+    log_failure("a handler threw", e.what());
+  } catch (...) {
+    log_failure("a handler threw", "an exception of a non-std type");
+  }
+  handler_failed_ = true;
+  co_return error_response(500, "Internal Server Error");
+}
+
+Task<void> Session::serve() {
+  Wait wait = Wait::first;
+  conn_.set_deadline(options_.header_timeout, net::Expiry::shut_read);
+  for (;;) {
+    const ParseEvent event = parser_.parse(input_);
+    input_.remove_prefix(event.consumed);
+    if (event.kind == ParseEvent::Kind::need_more) {
+      if (event.consumed > 0 && wait != Wait::head) {
+        wait = Wait::head;
+        conn_.set_busy(true);
+        conn_.set_deadline(options_.header_timeout, net::Expiry::shut_read);
+      }
+      if (!out_.empty()) {
+        if (!co_await flush()) co_return;
+        // The send's deadline replaced the wait's.
+        if (wait == Wait::head) {
+          conn_.set_deadline(options_.header_timeout, net::Expiry::shut_read);
+        } else {
+          conn_.set_deadline(options_.idle_timeout, net::Expiry::shut_both);
+        }
+      }
+      if (wait == Wait::idle) conn_.set_busy(false);  // while draining: ends the wait
+      const int got = co_await receive();
+      if (got > 0) continue;
+      // A head cut by its deadline gets 408; any other end of the input, nothing.
+      if (got == 0 && wait == Wait::head && conn_.expired()) {
+        co_await refuse(408, "the request's head did not arrive in time");
+      }
+      co_return;
+    }
+    if (event.kind == ParseEvent::Kind::error) {
+      co_await refuse(parser_.error().status, parser_.error().reason);
+      co_return;
+    }
+    if (event.kind != ParseEvent::Kind::head) continue;  // not reached: ends follow heads
+
+    // A request.
+    if (wait != Wait::head) conn_.set_busy(true);
+    conn_.clear_deadline();  // the handler takes the time it takes
+    message_ended_ = false;
+    body_failed_ = false;
+    continue_sent_ = false;
+    handler_failed_ = false;
+    body_rest_ = {};
+    const bool head_only = parser_.method() == Method::head;
+    Request request(parser_, BodyReader(parser_.has_body() ? this : nullptr));
+    Response response = co_await call(request);
+
+    bool keep = parser_.keep_alive() && !handler_failed_;
+    if (auto said = response.headers.get("connection"); said && lists_token(*said, "close")) {
+      keep = false;
+    }
+    if (!message_ended_) {
+      if (parser_.expects_continue() && !continue_sent_) {
+        // The client waits for a 100 before it sends the body: it may never come.
+        keep = false;
+      } else if (!co_await finish_request()) {
+        keep = false;
+        if (parser_.failed()) {
+          response = error_response(parser_.error().status, parser_.error().reason);
+        }
+      }
+    }
+    if (conn_.draining()) keep = false;
+    const bool said_close = response.headers.contains("connection") && !keep;
+    const bool sent = co_await respond(response, head_only, !keep && !said_close);
+    if (!sent) co_return;
+    if (!keep) {
+      if (co_await flush()) co_await linger();
+      co_return;
+    }
+    wait = Wait::idle;
+    conn_.set_deadline(options_.idle_timeout, net::Expiry::shut_both);
+  }
+}
+
+Task<Result<std::size_t>> Session::read(std::span<std::byte> buffer) {
+  for (;;) {
+    if (!body_rest_.empty()) {
+      const std::size_t n = std::min(buffer.size(), body_rest_.size());
+      std::memcpy(buffer.data(), body_rest_.data(), n);
+      body_rest_.remove_prefix(n);
+      co_return n;
+    }
+    if (message_ended_) co_return std::size_t{0};
+    if (body_failed_) {
+      co_return fail(parser_.error().status == 413 ? Errc::body_too_large
+                                                   : Errc::malformed_message);
+    }
+    if (parser_.expects_continue() && !continue_sent_) {
+      continue_sent_ = true;
+      out_.append(continue_line);
+      if (!co_await flush()) co_return fail(std::make_error_code(std::errc::broken_pipe));
+    }
+    const ParseEvent event = parser_.parse(input_);
+    input_.remove_prefix(event.consumed);
+    switch (event.kind) {
+      case ParseEvent::Kind::body:
+        body_rest_ = event.body;
+        continue;
+      case ParseEvent::Kind::end:
+        message_ended_ = true;
+        continue;
+      case ParseEvent::Kind::error:
+        body_failed_ = true;
+        continue;
+      case ParseEvent::Kind::head:
+        continue;  // not reached: the head came before the handler ran
+      case ParseEvent::Kind::need_more:
+        break;
+    }
+    set_io_deadline();
+    const int got = co_await receive();
+    conn_.clear_deadline();
+    if (got == 0) {
+      body_failed_ = true;
+      co_return fail(conn_.expired() ? std::make_error_code(std::errc::timed_out)
+                                     : make_error_code(Errc::incomplete_message));
+    }
+    if (got < 0) {
+      body_failed_ = true;
+      co_return fail(std::error_code(-got, std::system_category()));
+    }
+  }
+}
+
+Task<bool> Session::finish_request() {
+  std::uint64_t dropped = body_rest_.size();
+  body_rest_ = {};
+  while (!message_ended_) {
+    if (body_failed_) co_return false;
+    const ParseEvent event = parser_.parse(input_);
+    input_.remove_prefix(event.consumed);
+    switch (event.kind) {
+      case ParseEvent::Kind::body:
+        dropped += event.body.size();
+        if (dropped > options_.max_drain_bytes) co_return false;
+        continue;
+      case ParseEvent::Kind::end:
+        message_ended_ = true;
+        continue;
+      case ParseEvent::Kind::error:
+        co_return false;
+      case ParseEvent::Kind::head:
+        continue;
+      case ParseEvent::Kind::need_more:
+        break;
+    }
+    set_io_deadline();
+    const int got = co_await receive();
+    if (got <= 0) co_return false;
+  }
+  co_return true;
+}
+
+Task<bool> Session::respond(Response& response, bool head_only, bool closing) {
+  // A handler's final answer is 200..999; anything else is the server's failure.
+  if (response.status < 200 || response.status > 999) {
+    log_failure("a handler answered with a status that is not final",
+                std::to_string(response.status).c_str());
+    response = error_response(500, "Internal Server Error");
+  }
+  serialize_head(response, closing, out_);
+  if (head_only || !has_body_status(response.status)) co_return true;
+  if (response.file_body) co_return co_await send_file_body(*response.file_body);
+  if (response.stream) {
+    chunked_out_ = !response.headers.contains("content-length");
+    if (!co_await flush(MSG_MORE)) co_return false;
+    const Result<void> streamed = co_await response.stream(*this);
+    if (!streamed) co_return false;
+    if (chunked_out_) out_.append("0\r\n\r\n");
+    co_return true;
+  }
+  if (response.body.size() <= inline_body_bytes) {
+    out_.append(response.body);
+    co_return true;
+  }
+  if (!co_await flush(MSG_MORE)) co_return false;
+  set_io_deadline();
+  const net::TransferResult sent = co_await stream_.send_all(as_bytes(response.body));
+  co_return sent.ok();
+}
+
+Task<bool> Session::send_file_body(const Response::FileRange& range) {
+  if (range.length <= inline_body_bytes) {
+    // Read behind the head: one send for both.
+    const std::size_t at = out_.size();
+    out_.resize(at + range.length);
+    set_io_deadline();
+    const auto got = co_await range.file.read_all(
+        std::as_writable_bytes(std::span(out_.data() + at, range.length)), range.offset);
+    if (!got.ok()) {
+      // The head already promised the length: the connection cannot carry on.
+      log_failure("reading a file to send", got.message().c_str());
+      co_return false;
+    }
+    co_return true;
+  }
+  if (!pipe_) {
+    Result<Pipe> pipe = Pipe::open();
+    if (!pipe) {
+      log_failure("opening a pipe for send_file", pipe.message().c_str());
+      co_return false;
+    }
+    pipe_.emplace(std::move(*pipe));
+  }
+  if (!co_await flush(MSG_MORE)) co_return false;
+  std::uint64_t done = 0;
+  while (done < range.length) {
+    const std::uint64_t step = std::min(file_step_bytes, range.length - done);
+    const bool last = done + step == range.length;
+    set_io_deadline();
+    const net::TransferResult sent =
+        co_await net::send_file(stream_, range.file, range.offset + done, step, *pipe_,
+                                net::SendFileOptions{.more_after = !last});
+    if (!sent.ok()) co_return false;
+    done += step;
+  }
+  co_return true;
+}
+
+Task<Result<void>> Session::write(std::span<const std::byte> data) {
+  if (data.empty()) co_return Result<void>();  // an empty chunk would end the body
+  if (chunked_out_) {
+    std::array<char, 20> size{};
+    const auto [end, ec] = std::to_chars(size.data(), size.data() + size.size(), data.size(), 16);
+    (void)ec;
+    out_.append(size.data(), end);
+    out_.append("\r\n");
+  }
+  if (data.size() <= inline_body_bytes) {
+    out_.append(as_chars(data));
+    if (chunked_out_) out_.append("\r\n");
+    if (!co_await flush()) co_return fail(std::make_error_code(std::errc::broken_pipe));
+    co_return Result<void>();
+  }
+  if (!co_await flush(MSG_MORE)) co_return fail(std::make_error_code(std::errc::broken_pipe));
+  set_io_deadline();
+  const net::TransferResult sent = co_await stream_.send_all(data);
+  if (!sent.ok()) co_return fail(sent.error());
+  if (chunked_out_) out_.append("\r\n");
+  co_return Result<void>();
+}
+
+Task<void> Session::refuse(int status, std::string_view reason) {
+  Response response = error_response(status, reason);
+  serialize_head(response, true, out_);
+  out_.append(response.body);
+  if (co_await flush()) co_await linger();
+}
+
+Task<void> Session::linger() {
+  (void)co_await stream_.shutdown(SHUT_WR);
+  conn_.set_deadline(linger_time, net::Expiry::shut_both);
+  std::size_t dropped = 0;
+  while (dropped < linger_bytes) {
+    input_ = {};
+    const int got = co_await receive();
+    if (got <= 0) break;
+    dropped += static_cast<std::size_t>(got);
+  }
+}
+
+Task<void> serve_connection(const net::TcpStream& stream, net::Connection& conn,
+                            const Server::Settings& settings) {
+  Session session(stream, conn, settings);
+  co_await session.run();
+}
+
+net::ServerOptions frame_options(const ServerOptions& options) {
+  net::ServerOptions frame;
+  frame.address = options.address;
+  frame.threads = options.threads;
+  frame.max_connections = options.max_connections;
+  frame.drain_timeout = options.drain_timeout;
+  frame.handle_signals = options.handle_signals;
+  frame.direct_descriptors = options.direct_descriptors;
+  if (options.receive_pool) frame.receive_pool = net::default_receive_pool();
+  const auto shortest =
+      std::min({options.header_timeout, options.idle_timeout, options.io_timeout, linger_time});
+  frame.sweep_period = std::max(shortest / 4, std::chrono::milliseconds(10));
+  return frame;
+}
+
+}  // namespace
+
+Server::Server(const ServerOptions& options, Handler handler)
+    : settings_(std::make_shared<Settings>(Settings{options, std::move(handler), {}, false})) {
+  if (!settings_->handler) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "http::Server needs a handler");
+  }
+  const Settings* settings = settings_.get();
+  frame_ = std::make_unique<net::Server>(
+      frame_options(options), [settings](const net::TcpStream& stream, net::Connection& conn) {
+        return serve_connection(stream, conn, *settings);
+      });
+}
+
+Server::Server(const ServerOptions& options, Router router)
+    : settings_(std::make_shared<Settings>(Settings{options, {}, std::move(router), true})) {
+  const Settings* settings = settings_.get();
+  frame_ = std::make_unique<net::Server>(
+      frame_options(options), [settings](const net::TcpStream& stream, net::Connection& conn) {
+        return serve_connection(stream, conn, *settings);
+      });
+}
+
+Server::~Server() = default;
+
+}  // namespace coring::http
