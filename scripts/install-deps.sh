@@ -33,6 +33,12 @@ packages=(
   pkg-config
   libhttp-parser-dev  # examples/coring-http parses requests with it; the library never links it
   node-llhttp         # llhttp's C sources in /usr/share/llhttp, compiled into coring::http
+  # tests/http/clients_test.cpp runs coring::http's server against real clients
+  curl
+  python3
+  apache2-utils       # ab
+  nghttp2-client      # h2load --h1
+  wrk
 )
 peers=(
   liburing-dev  # benches/ compares coring with liburing; the library never links it

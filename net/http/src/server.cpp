@@ -408,6 +408,10 @@ Task<bool> Session::respond(Response& response, bool head_only, bool closing) {
                 std::to_string(response.status).c_str());
     response = error_response(500, "Internal Server Error");
   }
+  // An HTTP/1.0 client keeps the connection only when the answer says so.
+  if (!closing && parser_.version_minor() == 0 && !response.headers.contains("connection")) {
+    response.headers.add("Connection", "keep-alive");
+  }
   serialize_head(response, closing, out_);
   if (head_only || !has_body_status(response.status)) co_return true;
   if (response.file_body) co_return co_await send_file_body(*response.file_body);
