@@ -489,7 +489,7 @@ TEST_F(StaticFilesTest, AMountServesBelowItsPrefix) {
 
 TEST_F(StaticFilesTest, ServesThroughARouter) {
   Router router;
-  router.prefix("GET", "/static/", StaticFiles(root_).mount("/static/"));
+  router.prefix("GET", "/static/", StaticFiles(root_, {.max_age = 3600}).mount("/static/"));
   const Router::Match match = router.find("GET", "/static/dir/page.css");
   ASSERT_NE(match.handler, nullptr);
   MessageParser parser(MessageParser::Type::request);
@@ -499,6 +499,7 @@ TEST_F(StaticFilesTest, ServesThroughARouter) {
   const Response response = loop_.run((*match.handler)(request));
   EXPECT_EQ(response.status, 200);
   EXPECT_EQ(body_of(response), "body {}");
+  EXPECT_EQ(field(response, "Cache-Control"), "max-age=3600");
 }
 
 TEST_F(StaticFilesTest, TheRootMustBeADirectory) {

@@ -3,10 +3,10 @@
 // kernel's and not a check of the string (`..`, symlinks and races with renames are all
 // resolved by it). The file is opened with O_NONBLOCK, so that a FIFO without a writer
 // does not hold the open, and its type is asked with statx on the open fd before any
-// byte is read; a regular file then drops O_NONBLOCK, which on a kernel whose io_uring
-// turns it into a non-blocking read would fail a cold read with EAGAIN. The response
-// carries the open File: the server sends its range with send_file, and closes it with
-// the response.
+// byte is read. A regular file then has O_NONBLOCK cleared: some kernels' io_uring makes
+// every read of an O_NONBLOCK file non-blocking, and a read of pages not yet cached would
+// fail with EAGAIN instead of waiting for them. The response carries the open File: the
+// server sends its range with send_file, and closes it with the response.
 #include "coring/http/static_files.hpp"
 
 #include <fcntl.h>
