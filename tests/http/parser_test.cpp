@@ -180,6 +180,19 @@ TEST(HttpParser, RefusesObsFold) {
   EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n"), 400);
 }
 
+TEST(HttpParser, AcceptsEmptyFieldValues) {
+  const std::string input = "GET / HTTP/1.1\r\nHost: a\r\nX:\r\nY: \r\nZ:  \t\r\nW: w\r\n\r\n";
+  EXPECT_EQ(refused_with(input), 0);
+  MessageParser parser(MessageParser::Type::request);
+  ASSERT_EQ(parser.parse(input).kind, Kind::head);
+  EXPECT_EQ(parser.headers().get("x"), "");
+  EXPECT_EQ(parser.headers().get("y"), "");
+  EXPECT_EQ(parser.headers().get("z"), "");
+  EXPECT_EQ(parser.headers().get("w"), "w");
+  // A fold after an empty value is still a fold.
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX:\r\n b\r\n\r\n"), 400);
+}
+
 TEST(HttpParser, RefusesWhitespaceBeforeTheColonAndBadNames) {
   EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400);
   EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX\t: b\r\n\r\n"), 400);

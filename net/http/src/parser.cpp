@@ -9,9 +9,10 @@
 // end is reported by the next parse() without using any input.
 //
 // What llhttp 8.1 lets through, and where it is refused here:
-//   - obs-fold: a value continued on the next line reaches on_header_value as a second
-//     piece that follows a line feed (a value's first piece follows the colon or
-//     whitespace, and a piece cut by the end of the input continues on the next call);
+//   - obs-fold: a value continued on the next line reaches on_header_value as a piece
+//     that follows a line feed and blanks (a value's first piece follows the colon and
+//     blanks, and a piece cut by the end of the input continues on the next call; an
+//     empty value is an empty piece);
 //   - whitespace or any other non-token byte in a field name: checked in on_header_field;
 //   - an empty field name: the value finds no field begun;
 //   - the CRLF after chunk data: llhttp skips any two bytes there, so the parser pauses
@@ -138,7 +139,15 @@ struct MessageParser::Callbacks {
   static int on_header_value(llhttp_t* p, const char* at, std::size_t length) noexcept {
     MessageParser& parser = self(p);
     if (!parser.field_open_) return refuse(p, 400, "a field without a name");
-    const char before = at > parser.input_begin_ ? at[-1] : parser.last_byte_;
+    // An empty value comes as an empty piece after its line end: nothing to store, and
+    // no fold (a fold's piece has bytes).
+    if (length == 0) return 0;
+    // A fold's piece follows a line end, with blanks between (an empty value folded
+    // has no piece before it); a value's first piece follows the colon and blanks, and
+    // a piece cut by the end of the input follows bytes of its value.
+    const char* start = at;
+    while (start > parser.input_begin_ && (start[-1] == ' ' || start[-1] == '\t')) --start;
+    const char before = start > parser.input_begin_ ? start[-1] : parser.last_non_blank_;
     if (before == '\n') return refuse(p, 400, "a field value folded onto the next line");
     if (parser.in_trailers_) return 0;
     return store(p, [&] { parser.headers_.append_value({at, length}); });
@@ -374,7 +383,12 @@ ParseEvent MessageParser::run(std::string_view input) {
   const llhttp_errno_t status = llhttp_execute(p, input.data(), input.size());
   std::size_t consumed = input.size();
   if (status != HPE_OK) consumed = static_cast<std::size_t>(llhttp_get_error_pos(p) - input.data());
-  if (consumed > 0) last_byte_ = input[consumed - 1];
+  for (std::size_t i = consumed; i > 0; --i) {
+    if (input[i - 1] != ' ' && input[i - 1] != '\t') {
+      last_non_blank_ = input[i - 1];
+      break;
+    }
+  }
   switch (status) {
     case HPE_OK:
       return {ParseEvent::Kind::need_more, consumed, {}};

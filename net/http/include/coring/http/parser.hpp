@@ -154,7 +154,7 @@ class MessageParser {
   std::uint64_t body_bytes_ = 0;
   std::uint64_t content_length_ = 0;
   std::uint32_t crlf_seen_ = 0;  // of the CRLF after a chunk's data
-  char last_byte_ = '\n';        // the byte before the current input
+  char last_non_blank_ = '\n';   // the last byte before the current input not SP or HT
   const char* input_begin_ = nullptr;
   const char* input_end_ = nullptr;
   std::string_view body_;
