@@ -15,6 +15,7 @@
 #include "server.hpp"
 #include <coring/http/router.hpp>
 #include <coring/http/server.hpp>
+#include <coring/http/static_files.hpp>
 
 namespace {
 
@@ -59,11 +60,15 @@ int main(int argc, char** argv) {
     options.idle_timeout = std::chrono::milliseconds(line.extra[0]);
     http::Router router;
     router.get("/", &hello);
+    // Every other path: a file below the root (StaticFiles answers 405 for methods other
+    // than GET and HEAD, and 404 for what is not a regular file there).
+    if (!root.empty()) router.prefix("", "/", http::StaticFiles(root));
     http::Server server(options, std::move(router));
     // Printed once every loop serves: a client that waits for the line finds the port open.
     return server.run([&] {
-      std::printf("coring-http: listening on %s port %u with %zu thread(s)\n", line.host.c_str(),
-                  server.port(), line.threads);
+      std::printf("coring-http: listening on %s port %u with %zu thread(s)%s%s\n",
+                  line.host.c_str(), server.port(), line.threads, root.empty() ? "" : ", serving ",
+                  root.c_str());
       std::fflush(stdout);
     });
   } catch (const std::exception& e) {

@@ -20,6 +20,7 @@
 
 #include "coring/fs/file.hpp"
 #include "coring/http/server.hpp"
+#include "coring/http/static_files.hpp"
 
 namespace coring::http {
 namespace {
@@ -92,6 +93,7 @@ class ClientsTest : public testing::Test {
       const auto size = static_cast<std::uint64_t>(stdfs::file_size(big));
       co_return Response::file(200, std::move(*file), 0, size, "application/octet-stream");
     });
+    router.prefix("GET", "/files/", StaticFiles(dir_).mount("/files/"));
     ServerOptions options;
     options.handle_signals = false;
     options.limits.max_body_bytes = 16 << 20;
@@ -146,6 +148,43 @@ TEST_F(ClientsTest, CurlUploadsWithLengthChunkedAndExpectContinue) {
       EXPECT_NE(curl.output.find("HTTP/1.1 100 Continue"), std::string::npos) << curl.output;
     }
   }
+}
+
+TEST_F(ClientsTest, CurlGetsStaticFilesWholeInRangesAndConditionally) {
+  REQUIRE_PROGRAM("curl", "curl");
+  const std::string url = base_ + "/files/big.bin";
+  const stdfs::path got = dir_ / "got.bin";
+  Ran curl = run("curl -sS -o " + got.string() + " -w '%{http_code}' " + url);
+  EXPECT_EQ(curl.output, "200");
+  EXPECT_TRUE(read_file(got) == big_);
+  // Ranges: a middle, a suffix, an open end, and one past the end.
+  const struct {
+    std::string range;
+    std::size_t at;
+    std::size_t size;
+  } ranges[] = {{"100-199", 100, 100},
+                {"-10", big_.size() - 10, 10},
+                {std::to_string(big_.size() - 5) + "-", big_.size() - 5, 5}};
+  for (const auto& r : ranges) {
+    curl = run("curl -sS -r " + r.range + " -o " + got.string() + " -w '%{http_code}' " + url);
+    EXPECT_EQ(curl.output, "206") << r.range;
+    EXPECT_TRUE(read_file(got) == big_.substr(r.at, r.size)) << r.range;
+  }
+  curl =
+      run("curl -sS -r " + std::to_string(big_.size()) + "- -o /dev/null -w '%{http_code}' " + url);
+  EXPECT_EQ(curl.output, "416");
+  // If-Modified-Since: curl -z sends the file's own time, then one before it.
+  curl =
+      run("curl -sS -z " + (dir_ / "big.bin").string() + " -o /dev/null -w '%{http_code}' " + url);
+  EXPECT_EQ(curl.output, "304");
+  curl = run("curl -sS -z 'Sat, 01 Jan 2000 00:00:00 GMT' -o /dev/null -w '%{http_code}' " + url);
+  EXPECT_EQ(curl.output, "200");
+  curl = run("curl -sS -I " + url);
+  EXPECT_NE(curl.output.find("Content-Length: " + std::to_string(big_.size())), std::string::npos)
+      << curl.output;
+  EXPECT_NE(curl.output.find("Last-Modified: "), std::string::npos) << curl.output;
+  curl = run("curl -sS --path-as-is -o /dev/null -w '%{http_code}' " + base_ + "/files/../big.bin");
+  EXPECT_EQ(curl.output, "404");
 }
 
 TEST_F(ClientsTest, PythonHttpClientKeepsAliveAndSendsChunked) {
