@@ -57,7 +57,9 @@ std::string lowercase(std::string_view text) {
 class Peer {
  public:
   Peer(net::TcpStream stream, int number)
-      : stream_(std::move(stream)), reader_(stream_), index(number) {}
+      : index(number), stream_(std::move(stream)), reader_(stream_) {}
+
+  const int index;  // 0 for the server's first connection
 
   // The next request's bytes as they came (head, then the body with its framing), or
   // nullopt when the connection ends (or 20 s pass) first.
@@ -113,9 +115,6 @@ class Peer {
 
   net::TcpStream stream_;
   net::BufferedReader reader_;
-
- public:
-  const int index;  // 0 for the server's first connection
 };
 
 // A listener on 127.0.0.1 that runs `script` on every connection it accepts until stop().
@@ -464,6 +463,19 @@ TEST(HttpClient, DoesNotPoolWhenTheRequestCloses) {
     request.headers.add("Connection", "close");
     EXPECT_TRUE((co_await client.request(std::move(request))).ok());
     EXPECT_EQ(client.idle_connections(), 0U);
+  });
+}
+
+TEST(HttpClient, DoesNotPoolAConnectionWithBytesAfterTheResponse) {
+  ScriptedServer server(answer_each("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1"));
+  Client client;
+  run(server, [&]() -> Task<void> {
+    Result<ClientResponse> response = co_await client.get(server.url("/"));
+    EXPECT_TRUE(response.ok()) << response.message();
+    if (response) {
+      EXPECT_EQ(response->body, "ok");
+    }
+    EXPECT_EQ(client.idle_connections(), 0U);  // they would be read as the next response
   });
 }
 

@@ -256,6 +256,11 @@ class ResponseReader {
     response_.reason = parser_.reason();
     response_.headers = parser_.headers();
     response_.version_minor = parser_.version_minor();
+    // A Content-Length within the limit (the parser refused a larger one) is the body's
+    // size: one allocation for it.
+    if (const auto length = parser_.content_length(); length && parser_.has_body()) {
+      response_.body.reserve(static_cast<std::size_t>(*length));
+    }
   }
 
   MessageParser parser_;
