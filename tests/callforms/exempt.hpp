@@ -6,6 +6,9 @@
 
 #include "coring/fs/paths.hpp"
 #include "coring/testing/fault.hpp"
+#if CORING_CALLFORMS_HTTP
+#include "coring/http/client.hpp"
+#endif
 
 namespace coring::callforms {
 
@@ -18,5 +21,10 @@ inline constexpr bool exempt<fs::DirEntry> = true;
 // The argument of FaultInjector's constructor, which is no coroutine.
 template <>
 inline constexpr bool exempt<testing::FaultPlan> = true;
+#if CORING_CALLFORMS_HTTP
+// What http::Client's requests return.
+template <>
+inline constexpr bool exempt<http::ClientResponse> = true;
+#endif
 
 }  // namespace coring::callforms
