@@ -554,3 +554,60 @@ TEST(CallForms, HttpClient) {
 }  // namespace
 }  // namespace coring
 #endif  // CORING_CALLFORMS_HTTP
+
+// --- coring-proxy (issue 18: the proxy example) -----------------------------------------
+// The forms examples/coring_proxy.cpp uses: the two directions of a connection as Tasks
+// taking their streams by reference, joined by when_all; a splice stopped by a token
+// (the other direction's end) while its source is quiet; and a reset of a stream the
+// handler does not own, SO_LINGER {1, 0} through the ring as a braced temporary.
+#include "coring/net/splice.hpp"
+
+namespace coring {
+namespace {
+
+Task<SpliceSummary> proxy_direction(const net::StreamSocket& from, const net::StreamSocket& to,
+                                    Pipe& pipe, std::stop_source& end) {
+  SpliceSummary moved = co_await net::splice(from, to, pipe).with_stop(end.get_token());
+  end.request_stop();
+  co_return moved;
+}
+
+TEST(CallForms, ProxyDirectionsAndResetThroughTheRing) {
+  using namespace std::chrono_literals;
+  EventLoop loop;
+  auto body = [&]() -> Task<void> {
+    auto front = net::StreamSocket::pair();
+    auto back = net::StreamSocket::pair();
+    Pipe up = Pipe::open(64 * 1024).value();
+    Pipe down = Pipe::open(64 * 1024).value();
+    std::stop_source end;
+    EXPECT_TRUE(co_await front->first.send_all(bytes("up")));
+    co_await front->first.shutdown();
+    // Up ends at the front's end of stream and stops down, whose source is quiet.
+    auto [moved_up, moved_down] =
+        co_await when_all(proxy_direction(front->second, back->first, up, end),
+                          proxy_direction(back->first, front->second, down, end));
+    EXPECT_TRUE(moved_up.source_ended && !moved_up.error && moved_up.bytes == 2);
+    EXPECT_EQ(moved_down.outcome, Outcome::cancelled);
+
+    auto listener = TcpListener::bind(Address::ipv4_loopback(0));
+    EXPECT_TRUE(listener);
+    if (!listener) co_return;
+    auto client = co_await TcpStream::connect(*listener->local_address(), {.timeout = 5s});
+    auto accepted = co_await listener->accept();
+    EXPECT_TRUE(client && accepted);
+    if (!client || !accepted) co_return;
+    const TcpStream& held = *accepted;
+    if (net::socket_commands_supported(loop.backend())) {
+      EXPECT_TRUE(co_await held.set_linger_async({.on = true, .timeout = 0s}));
+      (void)co_await accepted->close();
+      std::array<std::byte, 8> buffer{};
+      EXPECT_EQ((co_await client->recv(buffer).with_timeout(5s)).res, -ECONNRESET);
+    }
+    (void)co_await listener->close();
+  };
+  loop.run(body());
+}
+
+}  // namespace
+}  // namespace coring
