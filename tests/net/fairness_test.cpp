@@ -1,10 +1,11 @@
 // No client can starve the others of receive buffers. coring-echo's server (examples/)
 // and coring::http's http::Server answering `GET /` with "Hello, World!" as coring-http
 // does (each on one loop with the receive pool they run with: 128 buffers of 2 KiB)
-// face 50 clients that send continuously and never read, each with a 4 KiB
-// receive buffer: their handlers' sends block, and each of their streams stops
-// receiving once it holds its share of the pool. While they keep at it, a fresh probe
-// connection every 50 ms — one echo round trip, or one `GET /` — must be answered, p99
+// face 50 clients that send continuously and never read, each with 4 KiB socket
+// buffers: their handlers' sends block, and each of their streams stops receiving once
+// it holds its share of the pool (bytes waiting in a client's own send buffer press on
+// nothing of the server's, and are only more for the drain to answer). While they keep at it, a
+// fresh probe connection every 50 ms — one echo round trip, or one `GET /` — must be answered, p99
 // under 20 ms (issue 16's figure; the server answered none before). Afterwards the
 // flooding clients stop sending and read: every byte of theirs comes back intact and in
 // order (echo), every pipelined request gets its response (HTTP).
@@ -118,11 +119,15 @@ class ServerThread {
   int status_ = -1;
 };
 
-// A socket connected to 127.0.0.1:port; `rcvbuf` > 0 sets SO_RCVBUF before connecting.
-int connect_to(std::uint16_t port, int rcvbuf) {
+// A socket connected to 127.0.0.1:port; `buffers` > 0 sets SO_RCVBUF and SO_SNDBUF
+// before connecting.
+int connect_to(std::uint16_t port, int buffers) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  if (buffers > 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffers, sizeof buffers);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffers, sizeof buffers);
+  }
   if (net::test::connect_client(fd, port, 10s) != 0) {
     ::close(fd);
     return -1;
