@@ -1,4 +1,4 @@
-// coring-http's handler: http_parser drives a small state machine per connection.
+// coring-bench's HTTP handler: http_parser drives a small state machine per connection.
 //
 // The parser is fed whatever each recv brought, wherever request boundaries fall: a
 // request split over many recvs (one byte at a time, even) and many requests in one recv

@@ -1,5 +1,5 @@
-// coring-http's connection handler: HTTP/1.1 with keep-alive and pipelining, requests
-// parsed by http_parser (Debian's libhttp-parser-dev, 2.9).
+// An HTTP/1.1 connection handler on http_parser, for coring-bench only (coring-http runs
+// on http::Server): keep-alive and pipelining, Debian's libhttp-parser-dev 2.9.
 //
 //   GET / (or HEAD /)      200 "Hello, World!"
 //   another method on /    405, Allow: GET, HEAD

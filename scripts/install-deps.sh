@@ -3,7 +3,7 @@
 #
 #   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog,
 #                                     llhttp's sources (coring::http's parser), http_parser
-#                                     (the example coring-http's request parser)
+#                                     (coring_example_http, which coring-bench links)
 #   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev,
 #                                     libboost1.81-dev, fio, nginx and wrk) and gnuplot-nox,
 #                                     which draws `coring-bench all`'s chart
@@ -31,7 +31,7 @@ packages=(
   libbenchmark-dev
   libspdlog-dev
   pkg-config
-  libhttp-parser-dev  # examples/coring-http parses requests with it; the library never links it
+  libhttp-parser-dev  # coring-bench's coring_example_http parses with it; the library never links it
   node-llhttp         # llhttp's C sources in /usr/share/llhttp, compiled into coring::http
   # tests/http/clients_test.cpp runs coring::http's server against real clients
   curl

@@ -1,7 +1,8 @@
-// The example servers' frame (examples/server.hpp) when memory runs out: the global
+// The server frame (net::Server) and http::Server on it when memory runs out: the global
 // operator new is replaced by one that fails the Nth allocation after the test arms it,
-// and every N over a range is tried, with the echo and the HTTP handler, receiving into
-// the loop's pool (as coring-echo and coring-http run) and with a recv per chunk.
+// and every N over a range is tried, with coring-echo's handler on the frame and with an
+// http::Server answering `GET /` as coring-http does, each receiving into the loop's
+// pool (as coring-echo and coring-http run) and with a recv per chunk.
 //
 // Serving. With the server up and one connection served, the test arms the fault and
 // drives a client script (several messages or requests, pipelining, the end of the
@@ -41,9 +42,10 @@
 #include <system_error>
 #include <thread>
 
+#include "coring/http/router.hpp"
+#include "coring/http/server.hpp"
 #include "echo_server.hpp"
 #include "failing_alloc.hpp"
-#include "http_server.hpp"
 #include "net_support.hpp"
 #include "server.hpp"
 #include "support.hpp"
@@ -237,12 +239,12 @@ Outcome http_script(std::uint16_t port) {
   bool ok = client.send(get_root) && client.read_until(hello_response_end);
   ok = ok && count(client.take(client.buffer().size()), " 200 OK\r\n") == 1;
   ok = ok && client.send(std::string(get_root) +
-                         "GET /a/path/longer/than/a/short/string HTTP/1.1\r\n\r\n" +
+                         "GET /a/path/longer/than/a/short/string HTTP/1.1\r\nHost: test\r\n\r\n" +
                          std::string(get_root));
   ok = ok && client.read_until(" 404 ") && client.read_until("Not Found\n") &&
        client.read_until(hello_response_end);
   ok = ok && count(client.take(client.buffer().size()), "Hello, World!") == 2;
-  ok = ok && client.send("GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+  ok = ok && client.send("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
   ok = ok && client.read_to_end() && count(client.buffer(), "Connection: close\r\n") == 1 &&
        count(client.buffer(), "Hello, World!") == 1;
   if (!ok) return {false, client.stalled()};
@@ -253,20 +255,63 @@ Outcome http_script(std::uint16_t port) {
 }
 
 using Script = Outcome (*)(std::uint16_t port);
-using Handler = Task<void> (*)(const net::TcpStream&, Connection&);
 
-// A Server on a thread of its own (which counts for the fault), from construction on.
-class ServerThread {
+Task<http::Response> hello(http::Request&) { co_return http::Response::text(200, "Hello, World!"); }
+
+// The server a case runs: coring-echo's handler on the frame, or an http::Server.
+enum class Kind : std::uint8_t { echo, http };
+
+// Either server, behind the members the test uses.
+class AnyServer {
  public:
-  ServerThread(Handler handler, bool pool, std::size_t threads) {
-    thread_ = std::thread([this, handler, pool, threads] {
+  AnyServer(Kind kind, bool pool, std::size_t threads) {
+    if (kind == Kind::http) {
+      http::ServerOptions options;
+      options.handle_signals = false;
+      options.threads = threads;
+      options.header_timeout = idle_timeout;
+      options.idle_timeout = idle_timeout;
+      options.io_timeout = idle_timeout;
+      options.receive_pool = pool;
+      http::Router router;
+      router.get("/", &hello);
+      http_ = std::make_unique<http::Server>(options, std::move(router));
+    } else {
       ServerOptions options;
       options.handle_signals = false;
       options.threads = threads;
       options.idle_timeout = idle_timeout;
       if (pool) options.receive_pool = default_receive_pool();
+      echo_ = std::make_unique<Server>(options, &serve_echo);
+    }
+  }
+  [[nodiscard]] std::uint16_t port() const { return http_ ? http_->port() : echo_->port(); }
+  [[nodiscard]] std::size_t connections() const {
+    return http_ ? http_->connections() : echo_->connections();
+  }
+  int run(const std::function<void()>& ready) {
+    return http_ ? http_->run(ready) : echo_->run(ready);
+  }
+  void stop() {
+    if (http_) {
+      http_->stop();
+    } else {
+      echo_->stop();
+    }
+  }
+
+ private:
+  std::unique_ptr<Server> echo_;
+  std::unique_ptr<http::Server> http_;
+};
+
+// A server on a thread of its own (which counts for the fault), from construction on.
+class ServerThread {
+ public:
+  ServerThread(Kind kind, bool pool, std::size_t threads) {
+    thread_ = std::thread([this, kind, pool, threads] {
       try {
-        server_ = std::make_unique<Server>(options, handler);
+        server_ = std::make_unique<AnyServer>(kind, pool, threads);
       } catch (const std::bad_alloc&) {
         constructor_failed_ = true;
         finished_ = true;
@@ -314,13 +359,13 @@ class ServerThread {
   std::atomic<bool> ready_{false};
   std::atomic<bool> finished_{false};
   int status_ = -1;
-  std::unique_ptr<Server> server_;
+  std::unique_ptr<AnyServer> server_;
   std::thread thread_;
 };
 
 struct Case {
   const char* name;
-  Handler handler;
+  Kind kind;
   Script script;
   bool pool;
 };
@@ -329,10 +374,10 @@ struct Case {
 void PrintTo(const Case& c, std::ostream* out) { *out << c.name; }
 
 const Case cases[] = {
-    {"echo_pool", &serve_echo, &echo_script, true},
-    {"echo_recv", &serve_echo, &echo_script, false},
-    {"http_pool", &serve_http, &http_script, true},
-    {"http_recv", &serve_http, &http_script, false},
+    {"echo_pool", Kind::echo, &echo_script, true},
+    {"echo_recv", Kind::echo, &echo_script, false},
+    {"http_pool", Kind::http, &http_script, true},
+    {"http_recv", Kind::http, &http_script, false},
 };
 
 class ServerAllocTest : public testing::TestWithParam<Case> {
@@ -344,7 +389,7 @@ class ServerAllocTest : public testing::TestWithParam<Case> {
 // Fails each allocation of a connection's life in turn; see the top of the file.
 TEST_P(ServerAllocTest, AFailedAllocationEndsOneConnectionAndTheServerServesOn) {
   const Case& c = GetParam();
-  auto server = std::make_unique<ServerThread>(c.handler, c.pool, 1);
+  auto server = std::make_unique<ServerThread>(c.kind, c.pool, 1);
   ASSERT_TRUE(server->wait_started());
   ASSERT_TRUE(server->ready_);
   ASSERT_TRUE(c.script(server->server_->port()).complete);  // warm: pool, queues, logger
@@ -395,7 +440,7 @@ TEST_P(ServerAllocTest, AFailedAllocationAtStartFailsItBeforeItReportsReady) {
       ASSERT_LT(n, 2000) << "no end to the start's allocations";
       const int fds = count_open_fds();
       arm(n);
-      auto server = std::make_unique<ServerThread>(c.handler, c.pool, threads);
+      auto server = std::make_unique<ServerThread>(c.kind, c.pool, threads);
       ASSERT_TRUE(server->wait_started()) << threads << " loop(s), allocation " << n;
       if (server->ready_) {
         // Every loop serves: whatever fails from here on ends a connection at most.

@@ -374,6 +374,9 @@ ParseEvent MessageParser::check_chunk_crlf(std::string_view input) noexcept {
 }
 
 ParseEvent MessageParser::run(std::string_view input) {
+  // llhttp computes data + len, which C leaves undefined for a null data even with len
+  // 0: an empty view gets a non-null pointer.
+  if (input.data() == nullptr) input = std::string_view("", 0);
   llhttp_t* p = &state(llhttp_);
   if (llhttp_get_errno(p) == HPE_PAUSED) llhttp_resume(p);
   input_begin_ = input.data();
