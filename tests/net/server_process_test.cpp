@@ -235,8 +235,8 @@ TEST(ServerProcess, LoggingIntoAClosedPipeLeavesTheServerServing) {
 
 #ifndef CORING_TEST_ASAN
 
-constexpr std::string_view get_root = "GET / HTTP/1.1\r\n\r\n";
-constexpr std::string_view get_close = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+constexpr std::string_view get_root = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+constexpr std::string_view get_close = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
 // 400 connections at once, two requests each: the server's memory runs short under
 // them. Far more than the 64 coroutines the loop's ready queue first holds, so that the
