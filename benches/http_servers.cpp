@@ -58,11 +58,12 @@ int serve_router(http::Router router, int ready_fd) {
 #ifdef CORING_BENCH_STATIC_FILES
 using StaticHandler = http::StaticFiles;
 #else
-// Until http::StaticFiles is in the tree: what it does for a plain GET of an existing
-// file, and no more (no Last-Modified, conditions, ranges or content types). The file
-// is opened below the root (openat2 through the ring), its size read with fstat (which
-// does not block on an open descriptor), and the response is Response::file, which the
-// server sends from the page cache (read behind the head up to 16 KiB, spliced beyond).
+// In a tree without http::StaticFiles: what that class does for a plain GET of an
+// existing file, and no more (no Last-Modified, conditions, ranges or content types).
+// The file is opened below the root (openat2 through the ring), its size read with
+// fstat (which does not block on an open descriptor), and the response is
+// Response::file, which the server sends from the page cache (read behind the head up
+// to 16 KiB, spliced beyond).
 class StaticHandler {
  public:
   explicit StaticHandler(const std::filesystem::path& root)
