@@ -11,7 +11,7 @@
 #         -DWORK_DIR=dir -P check_all.cmake
 #
 # MODE=absent runs it with CORING_BENCH_PATH set to an empty directory, so that nginx,
-# wrk, fio and gnuplot are not found: their cells must say skipped, with the apt-get
+# h2o, wrk, fio and gnuplot are not found: their cells must say skipped, with the apt-get
 # line that adds them, and the run must still succeed.
 
 file(REMOVE_RECURSE "${WORK_DIR}")
@@ -69,11 +69,13 @@ set(expected_sides
 if(epoll_rows)
   list(APPEND expected_sides "echo-epoll-backend:coring,epoll")
 endif()
-list(APPEND expected_sides "http:coring,nginx")
+list(APPEND expected_sides "http:coring,nginx,h2o")
 if(epoll_rows)
-  list(APPEND expected_sides "http-epoll-backend:coring,nginx")
+  list(APPEND expected_sides "http-epoll-backend:coring,nginx,h2o")
 endif()
 list(APPEND expected_sides
+     "http-static-1k:coring,nginx"
+     "http-static-10m:coring,nginx"
      "file-randread:coring,fio"
      "idle:coring,epoll"
      "fairness-echo:coring,epoll"
@@ -159,9 +161,12 @@ endif()
 
 # --- with the external peers absent ---------------------------------------------------------
 if(MODE STREQUAL "absent")
-  set(cells "http coring" "http nginx" "file-randread fio" "fairness-http nginx")
+  set(cells "http coring" "http nginx" "http h2o" "http-static-1k coring" "http-static-1k nginx"
+            "http-static-10m coring" "http-static-10m nginx" "file-randread fio"
+            "fairness-http nginx")
   if(epoll_rows)
-    list(APPEND cells "http-epoll-backend coring" "http-epoll-backend nginx")
+    list(APPEND cells "http-epoll-backend coring" "http-epoll-backend nginx"
+         "http-epoll-backend h2o")
   endif()
   foreach(cell IN LISTS cells)
     string(REPLACE " " ";" cell_parts "${cell}")

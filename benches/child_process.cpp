@@ -167,7 +167,8 @@ ChildProcess ChildProcess::fork_server(int cpu, const std::function<int(int read
   return child;
 }
 
-ChildProcess ChildProcess::exec(int cpu, const std::vector<std::string>& argv, int stdout_fd) {
+ChildProcess ChildProcess::exec(int cpu, const std::vector<std::string>& argv, int stdout_fd,
+                                int stderr_fd) {
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -177,6 +178,7 @@ ChildProcess ChildProcess::exec(int cpu, const std::vector<std::string>& argv, i
   if (pid == 0) {
     pin_self(cpu);
     if (stdout_fd >= 0 && ::dup2(stdout_fd, STDOUT_FILENO) < 0) ::_exit(126);
+    if (stderr_fd >= 0 && ::dup2(stderr_fd, STDERR_FILENO) < 0) ::_exit(126);
     ::execvp(args[0], args.data());
     std::fprintf(stderr, "child: exec %s: %s\n", args[0], std::strerror(errno));
     ::_exit(127);

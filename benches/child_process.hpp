@@ -26,8 +26,10 @@ class ChildProcess {
   // 127.0.0.1:port. Returns then; throws std::runtime_error if the child failed before.
   static ChildProcess fork_server(int cpu, const std::function<int(int ready_fd)>& serve);
   // Forks and executes argv[0] (searched in PATH) pinned to `cpu`, its standard output
-  // going to `stdout_fd` if that is not -1. Does not wait.
-  static ChildProcess exec(int cpu, const std::vector<std::string>& argv, int stdout_fd = -1);
+  // going to `stdout_fd` and its standard error to `stderr_fd`, each if it is not -1.
+  // Does not wait.
+  static ChildProcess exec(int cpu, const std::vector<std::string>& argv, int stdout_fd = -1,
+                           int stderr_fd = -1);
   // Waits for the child to exit; returns its exit status (128 + signal if killed).
   int wait();
 

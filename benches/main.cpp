@@ -84,9 +84,15 @@ constexpr std::array subcommands{
     Subcommand{"http",
                "[--seconds T] [--conns C] [--reps R] [--server-cpu A] [--client-cpu B] "
                "[--backend io_uring|epoll]",
-               "server CPU per request: coring-http vs nginx under wrk -t1 -c64 (3 reps); with "
-               "--backend, coring-http on the other backend too, for reference",
+               "server CPU per request: coring-http vs nginx and h2o under wrk -t1 -c64 (3 "
+               "reps); with --backend, coring-http on the other backend too, for reference",
                http_main},
+    Subcommand{"http-static",
+               "[--bytes N] [--seconds T] [--conns C] [--reps R] [--server-cpu A] "
+               "[--client-cpu B] [--backend io_uring|epoll]",
+               "server CPU per request: coring's static files vs nginx's (sendfile, "
+               "open_file_cache), GET of an N-byte file (1024) under wrk -t1 -c50 (3 reps)",
+               http_static_main},
     Subcommand{"idle",
                "[--conns N] [--reps R] [--server-cpu A] [--client-cpu B] "
                "[--backend io_uring|epoll]",

@@ -71,14 +71,24 @@ std::uint64_t allocation_count() noexcept { return allocations.load(std::memory_
 
 }  // namespace coring::bench
 
-// The replaceable global allocation functions ([new.delete.single]). The array and
-// nothrow forms of libstdc++ and libc++ call these, so they are counted too; the
-// over-aligned forms are left alone (nothing on a hot path uses them).
+// The replaceable global allocation functions ([new.delete.single]). The array forms
+// of libstdc++ and libc++ call these, so they are counted too; the over-aligned forms
+// are left alone (nothing on a hot path uses them). The nothrow forms are replaced as
+// well: a sanitizer's runtime defines every form it is not given, and its nothrow new
+// (which the runtime's stop callbacks use) would then meet our delete, a mismatch
+// ASan aborts on, and go uncounted.
 void* operator new(std::size_t size) {
   coring::bench::allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
 }
+
+void* operator new(std::size_t size, const std::nothrow_t& /*tag*/) noexcept {
+  coring::bench::allocations.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(size == 0 ? 1 : size);
+}
+
+void operator delete(void* p, const std::nothrow_t& /*tag*/) noexcept { std::free(p); }
 
 void operator delete(void* p) noexcept { std::free(p); }
 

@@ -102,6 +102,8 @@ std::vector<Entry> entries(const SuiteOptions& options) {
       {{"ring-nop", "runtime-nop"}, nop_metrics, &nop_suite},
       {rows("echo"), echo_metrics, &echo_suite},
       {rows("http"), http_metrics, &http_suite},
+      {{"http-static-1k"}, http_metrics, one(&http_static_small_suite)},
+      {{"http-static-10m"}, http_metrics, one(&http_static_large_suite)},
       {{"file-randread"}, randread_metrics, one(&randread_suite)},
       {{"idle"}, idle_metrics, one(&idle_suite)},
       {{"fairness-echo", "fairness-http"}, fairness_metrics, &fairness_suite},
@@ -134,6 +136,8 @@ std::string format_figure(double value, const std::string& unit) {
   if (unit == "1/s") {
     if (value >= 1e6) {
       std::snprintf(text, sizeof(text), "%.2f M/s", value / 1e6);
+    } else if (value < 1e3) {
+      std::snprintf(text, sizeof(text), "%.1f /s", value);
     } else {
       std::snprintf(text, sizeof(text), "%.1f k/s", value / 1e3);
     }
@@ -185,7 +189,7 @@ void print_table(const std::vector<BenchResult>& results, const SuiteOptions& op
       options.backend_note.c_str(),
       options.epoll_backend_rows
           ? " but the -epoll-backend rows: coring-echo and coring-http with CORING_BACKEND=epoll, "
-            "in the same rounds as the echo and http rows, against the same runs of their peer"
+            "in the same rounds as the echo and http rows, against the same runs of their peers"
           : "");
   std::printf(row_format, "benchmark", "peer", "coring CPU/op", "peer CPU/op", "cpu ratio",
               "coring rate", "peer rate", "rate ratio");
@@ -203,7 +207,7 @@ void print_table(const std::vector<BenchResult>& results, const SuiteOptions& op
   }
   std::printf("\nCPU/op is %s, %s, %s, %s; rate is operations per second of wall time.\n",
               "ns per NOP for ring-nop and runtime-nop", "server us per message for echo",
-              "server us per request for http", "us per read for file-randread");
+              "server us per request for the http rows", "us per read for file-randread");
   std::printf(
       "idle is no CPU figure: its CPU/op column is the server's resident bytes per idle "
       "connection (VmRSS), its rate the connections opened and echoed per second; it has no "

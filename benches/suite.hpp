@@ -39,6 +39,8 @@ struct SuiteOptions {
   std::uint32_t echo_conns = 50;
   std::uint32_t echo_size = 64;
   std::uint32_t http_conns = 64;
+  std::uint32_t static_small_conns = 50;  // http-static-1k's wrk connections
+  std::uint32_t static_large_conns = 4;   // http-static-10m's
   std::uint32_t randread_qd = 32;
   std::uint64_t idle_conns = 10'000;
   std::uint64_t fairness_clients = 50;  // clients that send without reading
@@ -106,7 +108,7 @@ inline const std::array<Metric, 2> idle_metrics{Metric{"bytes_per_conn", "B", tr
 inline const std::array<Metric, 2> fairness_metrics{Metric{"probe_p99_ms", "ms", true, false},
                                                     Metric{"probes_answered", "%", false}};
 
-// A figure with its unit for people: "8.68 us", "78.4 ns", "12.75 M/s".
+// A figure with its unit for people: "8.68 us", "78.4 ns", "12.75 M/s", "92.7 k/s", "31.5 /s".
 [[nodiscard]] std::string format_figure(double value, const std::string& unit);
 
 // A side that did not run; `install` may be empty (e.g. a peer left out of the build).
@@ -143,10 +145,14 @@ template <typename Run>
 // liburing) and runtime-nop (coring's EventLoop against both rings); fairness_suite()
 // two as well: fairness-echo (coring-echo against epoll) and fairness-http (coring-http
 // against nginx); echo_suite() and http_suite() one, or two with epoll_backend_rows:
-// echo and echo-epoll-backend, http and http-epoll-backend.
+// echo and echo-epoll-backend, http and http-epoll-backend (coring-http against nginx
+// and h2o). http_static_small_suite() and http_static_large_suite() are http-static-1k
+// and http-static-10m: coring's static files against nginx's.
 std::vector<BenchResult> nop_suite(const SuiteOptions& options);
 std::vector<BenchResult> echo_suite(const SuiteOptions& options);
 std::vector<BenchResult> http_suite(const SuiteOptions& options);
+BenchResult http_static_small_suite(const SuiteOptions& options);
+BenchResult http_static_large_suite(const SuiteOptions& options);
 BenchResult randread_suite(const SuiteOptions& options);
 BenchResult idle_suite(const SuiteOptions& options);
 std::vector<BenchResult> fairness_suite(const SuiteOptions& options);

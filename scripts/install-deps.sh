@@ -5,8 +5,8 @@
 #                                     llhttp's sources (coring::http's parser), http_parser
 #                                     (coring_example_http, which coring-bench links)
 #   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev,
-#                                     libboost1.81-dev, fio, nginx and wrk) and gnuplot-nox,
-#                                     which draws `coring-bench all`'s chart
+#                                     libboost1.81-dev, fio, nginx, h2o and wrk) and
+#                                     gnuplot-nox, which draws `coring-bench all`'s chart
 #
 # Idempotent: it asks dpkg which packages are already installed and does nothing else
 # when none is missing. Only then does it run `apt-get update` and install the missing
@@ -43,7 +43,8 @@ packages=(
 peers=(
   liburing-dev  # benches/ compares coring with liburing; the library never links it
   fio           # coring-bench file-randread-compare runs fio's io_uring engine as the peer
-  nginx         # coring-bench http: the HTTP server peer
+  nginx         # coring-bench http and http-static: the HTTP server peer
+  h2o           # coring-bench http: the second HTTP server peer (Debian's h2o 2.2)
   wrk           # coring-bench http: the load generator
   # coring-bench echo: the Boost.Asio peers. Asio is header-only, and Debian packages
   # every Boost header in this one package (libboost-system1.81-dev and the other
