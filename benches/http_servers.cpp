@@ -21,13 +21,9 @@
 #include <coring/http/message.hpp>
 #include <coring/http/router.hpp>
 #include <coring/http/server.hpp>
+#include <coring/http/static_files.hpp>
 #include <coring/net/address.hpp>
 #include <coring/runtime/task.hpp>
-
-#if __has_include(<coring/http/static_files.hpp>)
-#include <coring/http/static_files.hpp>
-#define CORING_BENCH_STATIC_FILES 1
-#endif
 
 namespace coring::bench {
 namespace {
@@ -54,46 +50,6 @@ int serve_router(http::Router router, int ready_fd) {
   http::Server server(coring_http_options(), std::move(router));
   return server.run([&server, ready_fd] { report_listening(ready_fd, server.port()); });
 }
-
-#ifdef CORING_BENCH_STATIC_FILES
-using StaticHandler = http::StaticFiles;
-#else
-// In a tree without http::StaticFiles: what that class does for a plain GET of an
-// existing file, and no more (no Last-Modified, conditions, ranges or content types).
-// The file is opened below the root (openat2 through the ring), its size read with
-// fstat (which does not block on an open descriptor), and the response is
-// Response::file, which the server sends from the page cache (read behind the head up
-// to 16 KiB, spliced beyond).
-class StaticHandler {
- public:
-  explicit StaticHandler(const std::filesystem::path& root)
-      : root_(std::make_shared<const fs::File>(open_directory(root))) {}
-
-  Task<http::Response> operator()(http::Request& request) const {
-    std::string_view path = request.path();
-    if (path.starts_with('/')) path.remove_prefix(1);
-    fs::Result<fs::File> file =
-        co_await fs::File::open_beneath(*root_, std::filesystem::path(path), O_RDONLY);
-    struct stat status {};
-    if (!file || ::fstat(file->fd(), &status) != 0 || !S_ISREG(status.st_mode)) {
-      co_return http::Response::text(404, "Not Found\n");
-    }
-    co_return http::Response::file(200, std::move(*file), 0,
-                                   static_cast<std::uint64_t>(status.st_size),
-                                   "application/octet-stream");
-  }
-
- private:
-  static fs::File open_directory(const std::filesystem::path& root) {
-    const int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) throw std::system_error(errno, std::system_category(), "open " + root.string());
-    return fs::File(fd, root.string());
-  }
-
-  // Shared by the handler's copies (the router keeps one in a std::function).
-  std::shared_ptr<const fs::File> root_;
-};
-#endif
 
 void write_text(const std::filesystem::path& path, const std::string& text) {
   std::ofstream out(path);
@@ -151,7 +107,7 @@ int serve_coring_http(int ready_fd) {
 
 int serve_coring_files(const std::filesystem::path& root, int ready_fd) {
   http::Router router;
-  router.prefix("GET", "/", StaticHandler(root));
+  router.prefix("GET", "/", http::StaticFiles(root));
   return serve_router(std::move(router), ready_fd);
 }
 

@@ -2,8 +2,8 @@
 # Installs the Debian 12 packages coring needs to build, test and benchmark.
 #
 #   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog,
-#                                     llhttp's sources (coring::http's parser), http_parser
-#                                     (coring_example_http, which coring-bench links)
+#                                     llhttp's sources (coring::http's parser), and the real
+#                                     HTTP clients of tests/http (curl, ab, h2load, wrk)
 #   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev,
 #                                     libboost1.81-dev, fio, nginx, h2o and wrk) and
 #                                     gnuplot-nox, which draws `coring-bench all`'s chart
@@ -31,7 +31,6 @@ packages=(
   libbenchmark-dev
   libspdlog-dev
   pkg-config
-  libhttp-parser-dev  # coring-bench's coring_example_http parses with it; the library never links it
   node-llhttp         # llhttp's C sources in /usr/share/llhttp, compiled into coring::http
   # tests/http/clients_test.cpp runs coring::http's server against real clients
   curl
