@@ -107,7 +107,7 @@ int serve_coring_http(int ready_fd) {
 
 int serve_coring_files(const std::filesystem::path& root, int ready_fd) {
   http::Router router;
-  router.prefix("GET", "/", http::StaticFiles(root));
+  router.prefix("GET", "/", http::StaticFiles(root, {.open_file_cache_ms = 1000}));
   return serve_router(std::move(router), ready_fd);
 }
 

@@ -62,7 +62,10 @@ int main(int argc, char** argv) {
     router.get("/", &hello);
     // Every other path: a file below the root (StaticFiles answers 405 for methods other
     // than GET and HEAD, and 404 for what is not a regular file there).
-    if (!root.empty()) router.prefix("", "/", http::StaticFiles(root));
+    // Found files stay open for a second, as nginx's open_file_cache keeps them.
+    if (!root.empty()) {
+      router.prefix("", "/", http::StaticFiles(root, {.open_file_cache_ms = 1000}));
+    }
     http::Server server(options, std::move(router));
     // Printed once every loop serves: a client that waits for the line finds the port open.
     return server.run([&] {

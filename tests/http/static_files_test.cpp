@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -128,7 +129,7 @@ std::string body_of(const Response& response) {
   const Response::FileRange& range = *response.file_body;
   std::string bytes(range.length, '\0');
   const ssize_t n =
-      ::pread(range.file.fd(), bytes.data(), bytes.size(), static_cast<off_t>(range.offset));
+      ::pread(range.source().fd(), bytes.data(), bytes.size(), static_cast<off_t>(range.offset));
   EXPECT_EQ(n, static_cast<ssize_t>(range.length));
   return bytes;
 }
@@ -152,10 +153,10 @@ TEST_F(StaticFilesTest, ServesAFileWithItsFields) {
   EXPECT_FALSE(response.headers.contains("Cache-Control"));
   EXPECT_FALSE(response.headers.contains("Content-Range"));
   // The File is an ordinary read-only one: O_NONBLOCK, used to open it, is gone.
-  const int flags = ::fcntl(response.file_body->file.fd(), F_GETFL);
+  const int flags = ::fcntl(response.file_body->source().fd(), F_GETFL);
   EXPECT_EQ(flags & O_ACCMODE, O_RDONLY);
   EXPECT_EQ(flags & O_NONBLOCK, 0);
-  EXPECT_NE(::fcntl(response.file_body->file.fd(), F_GETFD) & FD_CLOEXEC, 0);
+  EXPECT_NE(::fcntl(response.file_body->source().fd(), F_GETFD) & FD_CLOEXEC, 0);
 
   const Response binary = get(files, "/data.bin");
   EXPECT_EQ(binary.status, 200);
@@ -570,6 +571,49 @@ TEST(HttpContentType, ByExtensionIgnoringCase) {
   EXPECT_EQ(content_type_for("file."), "application/octet-stream");
   EXPECT_EQ(content_type_for("x.unknown"), "application/octet-stream");
   EXPECT_EQ(content_type_for(""), "application/octet-stream");
+}
+
+TEST_F(StaticFilesTest, WithoutTheCacheEveryResponseOwnsItsFile) {
+  const StaticFiles files(root_);
+  const Response response = get(files, "/hello.txt");
+  ASSERT_TRUE(response.file_body);
+  EXPECT_FALSE(response.file_body->shared);
+}
+
+TEST_F(StaticFilesTest, TheOpenFileCacheSharesAFileUntilItsEntryExpires) {
+  const StaticFiles files(root_, {.open_file_cache_ms = 300});
+  const Response first = get(files, "/hello.txt");
+  const Response second = get(files, "/hello.txt");
+  ASSERT_TRUE(first.file_body && second.file_body);
+  ASSERT_TRUE(first.file_body->shared);
+  EXPECT_EQ(first.file_body->shared, second.file_body->shared);  // one open file, no lookup
+  // Replaced by a rename: the entry keeps serving the old file, with its own fields.
+  write("hello.new", "A new greeting, longer than the first.\n");
+  ASSERT_EQ(::rename(in_root("hello.new").c_str(), in_root("hello.txt").c_str()), 0);
+  const Response cached = get(files, "/hello.txt");
+  EXPECT_EQ(body_of(cached), "Hello, static files!\n");
+  EXPECT_EQ(field(cached, "Content-Length"), "<none>");  // the server adds it from the range
+  EXPECT_EQ(cached.file_body->length, 21U);
+  // Once it expires, the name is looked up again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const Response fresh = get(files, "/hello.txt");
+  EXPECT_NE(fresh.file_body->shared, first.file_body->shared);
+  EXPECT_EQ(body_of(fresh), "A new greeting, longer than the first.\n");
+  // Ranges and conditions apply to a hit as to a lookup.
+  const Response part = get(files, "/hello.txt", {{"Range", "bytes=2-4"}});
+  EXPECT_EQ(part.status, 206);
+  EXPECT_EQ(body_of(part), "new");
+}
+
+TEST_F(StaticFilesTest, TheOpenFileCacheKeepsNoFailure) {
+  const StaticFiles files(root_, {.open_file_cache_ms = 60'000});
+  EXPECT_EQ(get(files, "/late.txt").status, 404);
+  write("late.txt", "here now");
+  const Response response = get(files, "/late.txt");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(body_of(response), "here now");
+  EXPECT_EQ(get(files, "/dir").status, 301);  // a directory is not kept either
+  EXPECT_EQ(get(files, "/fifo").status, 404);
 }
 
 }  // namespace

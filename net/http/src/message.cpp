@@ -169,7 +169,15 @@ Response Response::file(int status, fs::File file, std::uint64_t offset, std::ui
                         std::string_view content_type) {
   Response response(status);
   if (!content_type.empty()) response.headers.add("Content-Type", content_type);
-  response.file_body = FileRange{std::move(file), offset, length};
+  response.file_body = FileRange{std::move(file), nullptr, offset, length};
+  return response;
+}
+
+Response Response::file(int status, std::shared_ptr<const fs::File> file, std::uint64_t offset,
+                        std::uint64_t length, std::string_view content_type) {
+  Response response(status);
+  if (!content_type.empty()) response.headers.add("Content-Type", content_type);
+  response.file_body = FileRange{fs::File(), std::move(file), offset, length};
   return response;
 }
 

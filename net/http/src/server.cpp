@@ -439,7 +439,7 @@ Task<bool> Session::send_file_body(const Response::FileRange& range) {
     const std::size_t at = out_.size();
     out_.resize(at + range.length);
     set_io_deadline();
-    const auto got = co_await range.file.read_all(
+    const auto got = co_await range.source().read_all(
         std::as_writable_bytes(std::span(out_.data() + at, range.length)), range.offset);
     if (!got.ok()) {
       // The head already promised the length: the connection cannot carry on.
@@ -463,7 +463,7 @@ Task<bool> Session::send_file_body(const Response::FileRange& range) {
     const bool last = done + step == range.length;
     set_io_deadline();
     const net::TransferResult sent =
-        co_await net::send_file(stream_, range.file, range.offset + done, step, *pipe_,
+        co_await net::send_file(stream_, range.source(), range.offset + done, step, *pipe_,
                                 net::SendFileOptions{.more_after = !last});
     if (!sent.ok()) co_return false;
     done += step;

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -117,15 +118,21 @@ class Response {
   // [offset, offset + length) of `file`, sent without copying through user space.
   static Response file(int status, fs::File file, std::uint64_t offset, std::uint64_t length,
                        std::string_view content_type);
+  // The same from a file others share (an open-file cache's): it stays open while the
+  // response holds it.
+  static Response file(int status, std::shared_ptr<const fs::File> file, std::uint64_t offset,
+                       std::uint64_t length, std::string_view content_type);
 
   int status;
   Headers headers;
   std::string body;
   // When set, the body is this range of the file (and `body` is unused).
   struct FileRange {
-    fs::File file;
+    fs::File file;                           // the file, owned by the response, or
+    std::shared_ptr<const fs::File> shared;  // shared with others (a cache), when set
     std::uint64_t offset = 0;
     std::uint64_t length = 0;
+    [[nodiscard]] const fs::File& source() const noexcept { return shared ? *shared : file; }
   };
   std::optional<FileRange> file_body;
   // When set (and file_body is not), the body is what this function writes; the server

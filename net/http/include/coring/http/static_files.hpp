@@ -48,6 +48,10 @@ struct StaticOptions {
   bool follow_symlinks = true;
   // Cache-Control: max-age in seconds on what is served; 0: no Cache-Control field.
   std::uint32_t max_age = 0;
+  // How long a file found stays open and known by its name (nginx's open_file_cache
+  // with open_file_cache_valid): a request for it then costs no system call of the
+  // lookup. A change on disk is seen once the entry expires. 0: every request looks up.
+  std::uint32_t open_file_cache_ms = 0;
 };
 static_assert(std::is_trivially_destructible_v<StaticOptions>);
 
