@@ -1,4 +1,4 @@
-// What the example servers (coring-echo, coring-http, coring-proxy) share besides the
+// What the example servers coring-echo and coring-http share besides the
 // library's server frame (coring/net/server.hpp): their command line, and the rest of a
 // short send.
 #pragma once
