@@ -503,13 +503,25 @@ Task<void> Session::refuse(int status, std::string_view reason) {
 
 Task<void> Session::linger() {
   (void)co_await stream_.shutdown(SHUT_WR);
-  conn_.set_deadline(linger_time, net::Expiry::shut_both);
+  // The multishot receive ends here: what still comes is read with plain receives,
+  // each bounded by what is left of the linger time (a linked timeout: no sweep period
+  // of lateness, and no shutdown that would reset what the peer has not read yet).
+  lease_.reset();
+  input_ = {};
+  if (chunks_) {
+    co_await chunks_->close();
+    chunks_.reset();
+  }
+  conn_.clear_deadline();
+  std::array<std::byte, 4096> buffer;
+  const auto until = std::chrono::steady_clock::now() + linger_time;
   std::size_t dropped = 0;
   while (dropped < linger_bytes) {
-    input_ = {};
-    const int got = co_await receive();
-    if (got <= 0) break;
-    dropped += static_cast<std::size_t>(got);
+    const auto left = until - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) break;
+    const IoResult got = co_await stream_.recv(buffer).with_timeout(left);
+    if (got.res <= 0) break;
+    dropped += static_cast<std::size_t>(got.res);
   }
 }
 
