@@ -162,6 +162,12 @@ Task<Response> throws(Request&) {
 
 Task<Response> bad_status(Request&) { co_return Response::text(99, "no"); }
 
+Task<Response> says_keep_alive(Request&) {
+  Response response = Response::text(200, "kept?");
+  response.headers.add("Connection", "keep-alive");
+  co_return response;
+}
+
 Task<Response> no_content(Request&) {
   Response response(204);
   response.headers.add("Content-Length", "5");
@@ -221,6 +227,7 @@ Router test_router(const std::filesystem::path& small, const std::filesystem::pa
   router.get("/slow", &slow);
   router.get("/throws", &throws);
   router.get("/bad-status", &bad_status);
+  router.get("/says-keep-alive", &says_keep_alive);
   router.get("/no-content", &no_content);
   router.get("/stream", &streamed);
   router.get("/small", file_handler(small));
@@ -433,6 +440,16 @@ TEST_P(HttpServerTest, Http10ClosesUnlessAskedToKeepAlive) {
   EXPECT_TRUE(first.has("Connection: keep-alive"));  // or the client waits for the close
   kept.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
   EXPECT_EQ(kept.read_reply().status, 200);
+}
+
+TEST_P(HttpServerTest, AServerCloseIsSaidEvenWhenTheHandlerSaidKeepAlive) {
+  start();
+  Client client(port());
+  client.send("GET /says-keep-alive HTTP/1.0\r\n\r\n");  // 1.0 without keep-alive: closes
+  const Reply reply = client.read_reply();
+  EXPECT_EQ(reply.body, "kept?");
+  EXPECT_TRUE(reply.has("Connection: close"));
+  EXPECT_TRUE(client.closed_by_server());
 }
 
 TEST_P(HttpServerTest, ConnectionCloseIsHonouredAndLaterRequestsIgnored) {

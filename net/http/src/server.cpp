@@ -295,9 +295,9 @@ Task<void> Session::serve() {
     Response response = co_await call(request);
 
     bool keep = parser_.keep_alive() && !handler_failed_;
-    if (auto said = response.headers.get("connection"); said && lists_token(*said, "close")) {
-      keep = false;
-    }
+    const std::optional<std::string_view> said = response.headers.get("connection");
+    const bool said_close = said && lists_token(*said, "close");
+    if (said_close) keep = false;
     if (!message_ended_) {
       if (parser_.expects_continue() && !continue_sent_) {
         // The client waits for a 100 before it sends the body: it may never come.
@@ -310,7 +310,8 @@ Task<void> Session::serve() {
       }
     }
     if (conn_.draining()) keep = false;
-    const bool said_close = response.headers.contains("connection") && !keep;
+    // The handler's own `Connection: close` is not said twice; any other field of its
+    // (keep-alive, say) is outvoted by the close the server adds when it ends.
     const bool sent = co_await respond(response, head_only, !keep && !said_close);
     if (!sent) co_return;
     if (!keep) {
