@@ -21,10 +21,12 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "coring/fs/file.hpp"
@@ -117,6 +119,13 @@ class Client {
     return ended_ && buffer_.empty();
   }
   [[nodiscard]] std::string_view unread() const { return buffer_; }
+  // What came until the server ended the stream; nullopt if it did not end it.
+  std::optional<std::string> rest_until_close() {
+    while (fill()) {
+    }
+    if (!ended_) return std::nullopt;
+    return std::exchange(buffer_, {});
+  }
 
  private:
   bool fill() {
@@ -530,6 +539,17 @@ TEST_P(HttpServerTest, StreamedBodiesAreChunked) {
   EXPECT_TRUE(reply.has("Transfer-Encoding: chunked"));
   EXPECT_FALSE(reply.names("Content-Length"));
   EXPECT_EQ(reply.body, "one,two,three");
+}
+
+TEST_P(HttpServerTest, AStreamToAnHttp10ClientRunsToTheClose) {
+  start();
+  Client client(port());
+  client.send("GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  const Reply reply = client.read_reply(true);  // no length: the body runs to the end
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_FALSE(reply.names("Transfer-Encoding"));
+  EXPECT_TRUE(reply.has("Connection: close"));
+  EXPECT_EQ(client.rest_until_close(), "one,two,three");
 }
 
 TEST_P(HttpServerTest, FilesSmallAndLargeArriveWhole) {

@@ -285,7 +285,7 @@ std::string_view http_date() noexcept {
   return {cached, cached_size};
 }
 
-void serialize_head(const Response& response, bool closing, std::string& out) {
+void serialize_head(const Response& response, bool closing, std::string& out, bool http10) {
   const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
   out.append("HTTP/1.1 ");
   append_number(out, static_cast<std::uint64_t>(status));
@@ -311,7 +311,7 @@ void serialize_head(const Response& response, bool closing, std::string& out) {
   }
   if (!no_body && !response.headers.contains("content-length")) {
     if (response.stream && !response.file_body) {
-      if (!response.headers.contains("transfer-encoding")) {
+      if (!http10 && !response.headers.contains("transfer-encoding")) {
         out.append("Transfer-Encoding: chunked\r\n");
       }
     } else {

@@ -310,6 +310,11 @@ Task<void> Session::serve() {
       }
     }
     if (conn_.draining()) keep = false;
+    // HTTP/1.0 knows no chunked coding: a stream without a length runs to the close.
+    if (response.stream && !response.file_body && parser_.version_minor() == 0 &&
+        !response.headers.contains("content-length")) {
+      keep = false;
+    }
     // The handler's own `Connection: close` is not said twice; any other field of its
     // (keep-alive, say) is outvoted by the close the server adds when it ends.
     const bool sent = co_await respond(response, head_only, !keep && !said_close);
@@ -413,11 +418,12 @@ Task<bool> Session::respond(Response& response, bool head_only, bool closing) {
   if (!closing && parser_.version_minor() == 0 && !response.headers.contains("connection")) {
     response.headers.add("Connection", "keep-alive");
   }
-  serialize_head(response, closing, out_);
+  const bool http10 = parser_.version_minor() == 0;
+  serialize_head(response, closing, out_, http10);
   if (head_only || !has_body_status(response.status)) co_return true;
   if (response.file_body) co_return co_await send_file_body(*response.file_body);
   if (response.stream) {
-    chunked_out_ = !response.headers.contains("content-length");
+    chunked_out_ = !http10 && !response.headers.contains("content-length");
     if (!co_await flush(MSG_MORE)) co_return false;
     const Result<void> streamed = co_await response.stream(*this);
     if (!streamed) co_return false;

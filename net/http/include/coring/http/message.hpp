@@ -149,9 +149,11 @@ class Response {
 // (cached per second), the response's own fields, Content-Length (for a stream without
 // one of its own, `Transfer-Encoding: chunked`) unless the status has no body, and
 // `Connection: close` if `closing`; then the empty line. A status outside 100..999 is
-// sent as 500. HTTP/1.1 always
-// (RFC 9110 lets a server answer an HTTP/1.0 request with it).
-void serialize_head(const Response& response, bool closing, std::string& out);
+// sent as 500. HTTP/1.1 always (RFC 9110 lets a server answer an HTTP/1.0 request with
+// it). For an HTTP/1.0 peer (`http10`), which knows no chunked coding, a stream without
+// Content-Length gets no framing field: its body runs to the close, so `closing` must
+// be true.
+void serialize_head(const Response& response, bool closing, std::string& out, bool http10 = false);
 
 // The value of a Date field for now (RFC 9110's IMF-fixdate), recomputed at most once per
 // second per thread.
