@@ -446,12 +446,17 @@ Task<void> Server::serve_loop([[maybe_unused]] StopOnEnd stop_on_end, EventLoop&
     stop_.request_stop();
   }
   (void)co_await std::move(close_listener);
+  bool drained = false;
   if (drain_bound && !failure) {
-    connections.drain();
-    services.spawn(std::move(*drain_bound));
-  } else {
-    connections.shut_all();
+    try {
+      services.spawn(std::move(*drain_bound));
+      connections.drain();
+      drained = true;
+    } catch (...) {
+      // No room to run the bound: no drain, then.
+    }
   }
+  if (!drained) connections.shut_all();
   try {
     co_await scope.join();  // rethrows what a task of the scope threw (none should)
   } catch (...) {
