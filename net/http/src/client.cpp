@@ -94,8 +94,14 @@ Result<Target> parse_url(std::string_view url) {
   url = url.substr(0, url.find('#'));
   const std::size_t authority_end = std::min(url.find_first_of("/?"), url.size());
   const std::string_view authority = url.substr(0, authority_end);
-  std::string path(url.substr(authority_end));
-  if (path.empty() || path.front() == '?') path.insert(0, "/");
+  // Built whole rather than by inserting the '/': g++ 12 at -O3 warns (-Werror) of an
+  // overlapping copy in string::insert that cannot happen.
+  const std::string_view rest = url.substr(authority_end);
+  const bool needs_slash = rest.empty() || rest.front() == '?';
+  std::string path;
+  path.reserve(rest.size() + 1);
+  if (needs_slash) path.push_back('/');
+  path.append(rest);
   if (!is_sendable_target(path)) return fail(invalid());
 
   // The port's colon is the last one after any IPv6 literal's closing bracket.
