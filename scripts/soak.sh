@@ -13,9 +13,11 @@
 # What it does: raises RLIMIT_NOFILE to the hard limit (both programs inherit it; the
 # client raises its own too), starts coring-echo on a free port pinned to CPU 0, runs
 # coring-soak-client pinned to CPU 1 (on a single-CPU machine both share it), which
-# samples the server's VmRSS after warm-up and at the end; then stops the server with
-# SIGINT and requires exit status 0 from it. Fails on any client error, a connection
-# not held to the end, RSS growth >= G %, or a server that does not exit cleanly.
+# takes the server's peak RSS over the warm-up (stalling the server a few times with
+# SIGSTOP/SIGCONT, so that it meets its worst batch there) and over the rest; then
+# stops the server with SIGINT and requires exit status 0 from it. Fails on any client
+# error, a connection not held to the end, peak RSS growth >= G %, or a server that
+# does not exit cleanly.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,7 +32,7 @@ while (($# > 0)); do
     --seconds) seconds="$2"; shift 2 ;;
     --warmup-seconds | --message-size | --max-rss-growth-percent)
       client_args+=("$1" "$2"); shift 2 ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "soak.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done

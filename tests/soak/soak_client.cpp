@@ -10,9 +10,16 @@
 // read the echo, compare it with what was sent, again, for S seconds from the moment
 // the last connect settled. A message
 // is numbered by its connection and sequence, so a reply of another connection, a
-// stale one or a torn one shows. W seconds into the load it reads the server's VmRSS
-// (/proc/PID/status), and again at the end while every connection is still open and
-// loaded; growth is (end - warm-up) / warm-up.
+// stale one or a torn one shows. Through the load it reads the server's VmRSS
+// (/proc/PID/status) every 50 ms and keeps the peak of the first W seconds (the
+// warm-up) and the peak of the rest, while every connection is open and loaded;
+// growth is (rest - warm-up) / warm-up. The server's heap breathes with the messages in
+// flight (a stream that finds the pool dry receives into a buffer of its own, freed
+// once sent), up to a bound of one such buffer per connection that steady load only
+// approaches at random: so during the warm-up the client stops the server (SIGSTOP)
+// for 100 ms every 600 ms, every connection's message arrives meanwhile, and the
+// server meets them all in one batch when it resumes (SIGCONT). The warm-up's peak is
+// then that bound, and the rest of the load rises above it only by what it keeps.
 //
 // Exit status 0 when every connection was opened and held to the end, no error
 // happened, and the server's RSS grew by less than G percent (5 by default); 1
@@ -23,6 +30,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -131,14 +139,25 @@ rlim_t raise_fd_limit() {
   return limit.rlim_cur;
 }
 
-// VmRSS of `pid` in KiB, or 0 if it cannot be read.
-std::uint64_t rss_kib(long pid) {
+// The field `name` (VmRSS, VmHWM) of /proc/PID/status in KiB, or 0 if it cannot be read.
+std::uint64_t status_kib(long pid, std::string_view name) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
+    if (line.size() > name.size() && line.compare(0, name.size(), name) == 0 &&
+        line[name.size()] == ':') {
+      return std::strtoull(line.c_str() + name.size() + 1, nullptr, 10);
+    }
   }
   return 0;
+}
+
+// Sets the peak RSS (VmHWM) of `pid` to its present RSS; false if that cannot be done.
+bool reset_peak(long pid) {
+  std::ofstream clear("/proc/" + std::to_string(pid) + "/clear_refs");
+  clear << "5";
+  clear.flush();
+  return static_cast<bool>(clear);
 }
 
 // The message `seq` of connection `conn`: its numbers, then bytes derived from them.
@@ -210,31 +229,55 @@ Task<void> run_connection(std::uint32_t index, Shared& shared) {
 
 struct Samples {
   std::uint32_t open_at_end = 0;
-  std::uint64_t rss_warm_kib = 0;
-  std::uint64_t rss_end_kib = 0;
+  std::uint64_t rss_warm_kib = 0;  // the server's peak RSS over the warm-up
+  std::uint64_t rss_end_kib = 0;   // and over the rest of the load
+  bool rss_unreadable = false;
   std::uint64_t messages_warm = 0;
   double loaded_seconds = 0;  // from the last connect to the stop
 };
 
+// Starts a window of the server's peak RSS; false (and a message) if it cannot.
+bool start_peak(const Options& options) {
+  if (reset_peak(options.server_pid)) return true;
+  std::fprintf(stderr, "coring-soak-client: cannot reset the peak RSS of pid %ld (%s)\n",
+               options.server_pid, "/proc/PID/clear_refs");
+  return false;
+}
+
 // Waits for every connect to settle, then for the warm-up and the rest of the run,
-// sampling the server's RSS at both ends; then stops the connections.
+// keeping the server's peak RSS over each; then stops the connections.
 Task<void> clock(Shared& shared, Samples& samples) {
   const Options& options = *shared.options;
+  const bool watch = options.server_pid != 0;
   while (shared.settled < options.connections) co_await coring::sleep_for(10ms);
   const auto start = std::chrono::steady_clock::now();
   std::printf("coring-soak-client: %u connections open\n", shared.open);
   std::fflush(stdout);
-  co_await coring::sleep_until(start + std::chrono::seconds(options.warmup_seconds));
-  if (options.server_pid != 0) samples.rss_warm_kib = rss_kib(options.server_pid);
+  if (watch && !start_peak(options)) samples.rss_unreadable = true;
+  const auto warm_end = start + std::chrono::seconds(options.warmup_seconds);
+  while (std::chrono::steady_clock::now() + 600ms < warm_end) {
+    co_await coring::sleep_for(500ms);
+    if (!watch) continue;
+    // Every connection's message arrives while the server is stopped, and it meets
+    // them in one batch when it resumes.
+    ::kill(static_cast<pid_t>(options.server_pid), SIGSTOP);
+    co_await coring::sleep_for(100ms);
+    ::kill(static_cast<pid_t>(options.server_pid), SIGCONT);
+  }
+  co_await coring::sleep_until(warm_end);
+  if (watch) {
+    samples.rss_warm_kib = status_kib(options.server_pid, "VmHWM");
+    if (!start_peak(options)) samples.rss_unreadable = true;
+  }
   samples.messages_warm = shared.messages;
   std::printf(
-      "coring-soak-client: warm-up over: %u connections open, %llu messages, server RSS "
-      "%llu KiB\n",
+      "coring-soak-client: warm-up over: %u connections open, %llu messages, server peak "
+      "RSS %llu KiB\n",
       shared.open, static_cast<unsigned long long>(shared.messages),
       static_cast<unsigned long long>(samples.rss_warm_kib));
   std::fflush(stdout);
   co_await coring::sleep_until(start + std::chrono::seconds(options.seconds));
-  if (options.server_pid != 0) samples.rss_end_kib = rss_kib(options.server_pid);
+  if (watch) samples.rss_end_kib = status_kib(options.server_pid, "VmHWM");
   samples.open_at_end = shared.open;
   samples.loaded_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -286,21 +329,20 @@ int main(int argc, char** argv) {
   bool ok = shared.errors == 0 && shared.opened == options.connections &&
             samples.open_at_end == options.connections;
   if (options.server_pid != 0) {
-    if (samples.rss_warm_kib == 0 || samples.rss_end_kib == 0) {
-      std::fprintf(stderr, "coring-soak-client: could not read VmRSS of pid %ld\n",
+    if (samples.rss_unreadable || samples.rss_warm_kib == 0 || samples.rss_end_kib == 0) {
+      std::fprintf(stderr, "coring-soak-client: could not read the peak RSS of pid %ld\n",
                    options.server_pid);
       ok = false;
     } else if (growth >= options.max_rss_growth_percent) {
-      std::fprintf(stderr, "coring-soak-client: server RSS grew by %.2f%% (limit %.2f%%)\n", growth,
-                   options.max_rss_growth_percent);
+      std::fprintf(stderr, "coring-soak-client: server peak RSS grew by %.2f%% (limit %.2f%%)\n",
+                   growth, options.max_rss_growth_percent);
       ok = false;
     }
   }
   std::printf(
       "soak: %s: connections %u opened, %u held to the end; %.1f s of load; messages %llu (%llu "
-      "after "
-      "warm-up); bytes verified %llu; errors %llu; server RSS warm-up %llu KiB, end %llu KiB, "
-      "growth %.2f%%\n",
+      "after warm-up); bytes verified %llu; errors %llu; server peak RSS warm-up %llu KiB, after "
+      "%llu KiB, growth %.2f%%\n",
       ok ? "ok" : "FAILED", shared.opened, samples.open_at_end, samples.loaded_seconds,
       static_cast<unsigned long long>(shared.messages),
       static_cast<unsigned long long>(shared.messages - samples.messages_warm),
