@@ -167,8 +167,8 @@ bool SpliceBody::again(const IoResult& result) noexcept {
 }
 
 SpliceSummary SpliceBody::result(const IoResult& result) noexcept {
-  // A request cut short by a bound (outcome partial), or one that completed as a stop
-  // came (again() was not asked), moved bytes that are counted here.
+  // A request cut short by a bound (outcome partial) moved bytes that again() did not
+  // see: they are counted here.
   if (!accounted_ && result.res > 0 && phase_ != Phase::poll)
     account(static_cast<std::uint32_t>(result.res));
   SpliceSummary summary{done_, {}, SpliceSide::none, result.outcome, source_ended_};

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <utility>
@@ -470,6 +471,31 @@ TEST(Tcp, TransfersWithAStoppedTokenAreCancelled) {
   EXPECT_EQ(sent.bytes, 0U);
   EXPECT_EQ(got.error(), std::errc::operation_canceled) << got.message();
   EXPECT_EQ(got.bytes, 0U);
+}
+
+// A receive that completed with bytes as a stop came: the bytes count, the rest of the
+// transfer is not asked for, and the error is the stop's. The stop comes between the
+// receive's submission and its completion: the bytes are in the socket, and the cancel's
+// SQE follows the receive's in the same enter, so the receive takes them first.
+TEST(Tcp, RecvExactKeepsTheBytesOfARequestThatCompletedAsAStopCame) {
+  EventLoop loop;
+  auto pair = StreamSocket::pair();
+  ASSERT_TRUE(pair);
+  std::stop_source stop;
+  std::array<std::byte, 8> buffer{};
+  auto [got, stopped] = loop.run(when_all(
+      [&]() -> Task<TransferResult> {
+        co_return co_await pair->second.recv_exact(buffer).with_stop(stop.get_token());
+      }(),
+      [&]() -> Task<bool> {
+        EXPECT_EQ(::send(pair->first.fd(), "abcd", 4, MSG_NOSIGNAL), 4);
+        co_return stop.request_stop();
+      }()));
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(got.error(), std::errc::operation_canceled) << got.message();
+  EXPECT_EQ(got.outcome, Outcome::cancelled);
+  ASSERT_EQ(got.bytes, 4U);
+  EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(buffer.data()), 4), "abcd");
 }
 
 TEST(Tcp, StopTokenCancelsARecv) {

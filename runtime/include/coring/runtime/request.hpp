@@ -12,7 +12,11 @@
 //                                                 record's final address, so pointers
 //                                                 into the body are stable
 //   bool again(const IoResult& r) noexcept;       a request completed (outcome completed):
-//                                                 submit another before resuming?
+//                                                 submit another before resuming? Asked
+//                                                 for every completed request, also once
+//                                                 a stop has come: then a true ends the
+//                                                 operation, and result() sees res
+//                                                 -ECANCELED, outcome cancelled
 //   R result(const IoResult& r);                  what co_await returns
 //
 // and may supply a fourth:
@@ -120,10 +124,15 @@ class [[nodiscard]] RequestOp final : public detail::AwaitableOp {
     if (op.in_flight()) return;  // the other CQE of the pair is still to come
     IoResult& result = op.result_;
     result.outcome = op.timeout_.settle(result.res);
-    if (result.outcome == Outcome::completed && !op.unwanted() && op.body_.again(result)) {
-      op.timeout_.fired = false;
-      detail::LoopOps(*op.loop_).submit(op);
-      return;
+    // A request that completed is the body's to take (its bytes count) even when a stop
+    // came meanwhile: only the next request is not made, and co_await sees the stop.
+    if (result.outcome == Outcome::completed && op.body_.again(result)) {
+      if (!op.unwanted()) {
+        op.timeout_.fired = false;
+        detail::LoopOps(*op.loop_).submit(op);
+        return;
+      }
+      result = IoResult{-ECANCELED, 0, Outcome::cancelled};
     }
     op.finish();
   }
