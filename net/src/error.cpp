@@ -37,6 +37,9 @@ class NetCategory final : public std::error_category {
       case Errc::socket_commands_unsupported:
         return "socket options through io_uring (SOCKET_URING_OP_GETSOCKOPT/SETSOCKOPT) need "
                "Linux 6.7; on an fd, use set_option()/option()";
+      case Errc::file_ended:
+        return "the file ended before the range asked for was sent (it is shorter than "
+               "offset + length, or shrank)";
     }
     return "unknown coring.net error";
   }

@@ -25,7 +25,7 @@ Task<TransferResult> send_from_memory(const StreamSocket& stream, FileDescriptor
                             ring::use_fixed_file(sqe, file.direct);
                           }).with_stop(stop);
     if (!read) co_return TransferResult(0, read.error(), read.outcome);
-    if (read.res == 0) co_return TransferResult(0, Errc::end_of_stream, Outcome::completed);
+    if (read.res == 0) co_return TransferResult(0, Errc::file_ended, Outcome::completed);
     filled += read.value();
   }
   const std::span<const std::byte> data(buffer.data(), filled);

@@ -27,6 +27,7 @@ enum class Errc {
   direct_table_full,            // accept: the loop's direct descriptor table is full (ENFILE)
   limit_exceeded,               // BufferedReader: no delimiter within the limit (or a full buffer)
   socket_commands_unsupported,  // the kernel has no socket commands through the ring (6.7)
+  file_ended,                   // send_file: the file ended before the range was sent
 };
 
 const std::error_category& net_category() noexcept;

@@ -60,13 +60,13 @@ struct FileDescriptor {
 namespace detail {
 
 // send_file's request() body: SpliceBody's transfer, with send_all's result. A file
-// that ends before `length` bytes is Errc::end_of_stream (bytes says how far it got).
+// that ends before `length` bytes is Errc::file_ended (bytes says how far it got).
 struct SendFileBody : SpliceBody {
   using SpliceBody::SpliceBody;
   TransferResult result(const IoResult& result) noexcept {
     const SpliceSummary summary = SpliceBody::result(result);
     std::error_code error = summary.error;
-    if (!error && summary.side == SpliceSide::source) error = Errc::end_of_stream;
+    if (!error && summary.side == SpliceSide::source) error = Errc::file_ended;
     return {static_cast<std::size_t>(summary.bytes), error, summary.outcome};
   }
 };
@@ -82,7 +82,7 @@ Task<TransferResult> send_file_pooled(const StreamSocket& stream, FileDescriptor
 }  // namespace detail
 
 // Sends [offset, offset + length) of `file` on `stream` through `pipe`: the result is
-// send_all's, bytes that reached the socket and why they stopped short (end_of_stream
+// send_all's, bytes that reached the socket and why they stopped short (file_ended
 // when the file ends first, EPIPE or ECONNRESET when the peer goes, ETIMEDOUT,
 // ECANCELED). The file's own position is neither used nor moved.
 inline auto send_file(const StreamSocket& stream, FileDescriptor file, std::uint64_t offset,
