@@ -154,7 +154,8 @@ SocketAbort::~SocketAbort() {
 }
 
 bool SocketAbort::await_suspend(std::coroutine_handle<> waiter) noexcept {
-  if (!socket_.is_direct() && set_reset_linger(socket_.fd()) != 0) {
+  // A socket already closed (or moved from) has no linger to set: its close says EBADF.
+  if (socket_.fd() >= 0 && !socket_.is_direct() && set_reset_linger(socket_.fd()) != 0) {
     coring::detail::log_error("net", "SocketAbort: setsockopt(SO_LINGER)", last_error());
   }
   // The request owns the socket from here on. Without a stop token it always starts.
@@ -198,7 +199,9 @@ Result<int> Socket::option(int level, int name) const noexcept {
 
 Result<void> Socket::set_linger(Linger linger) noexcept {
   if (is_direct()) return fail(std::make_error_code(std::errc::bad_file_descriptor));
-  const ::linger value{linger.on ? 1 : 0, static_cast<int>(linger.timeout.count())};
+  ::linger value{};
+  if (!detail::to_linger(linger, value))
+    return fail(std::make_error_code(std::errc::invalid_argument));
   return check(::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &value, sizeof(value)));
 }
 

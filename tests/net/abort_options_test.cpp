@@ -8,6 +8,10 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <system_error>
 #include <utility>
 
 #include "coring/net/listener.hpp"
@@ -75,6 +79,22 @@ TEST(SocketAbort, PeerSeesAResetNotAnEndOfStream) {
   EXPECT_EQ(client_receives(loop, client), -ECONNRESET);
 }
 
+// A second abort() of the same socket has nothing to reset: its close says EBADF, and
+// nothing is logged (it used to log a failed setsockopt besides).
+TEST(SocketAbort, ASecondAbortIsEbadfAndLogsNothing) {
+  EventLoop loop;
+  auto [client, server] = connect_pair(loop, false);
+  const IoResult first =
+      loop.run([](TcpStream& s) -> Task<IoResult> { co_return co_await s.abort(); }(server));
+  EXPECT_EQ(first.res, 0) << first.message();
+  testing::internal::CaptureStderr();
+  const IoResult second =
+      loop.run([](TcpStream& s) -> Task<IoResult> { co_return co_await s.abort(); }(server));
+  const std::string logged = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(second.res, -EBADF) << second.message();
+  EXPECT_EQ(logged, "");
+}
+
 TEST(SocketAbort, GracefulCloseIsAnEndOfStream) {
   EventLoop loop;
   auto [client, server] = connect_pair(loop, false);
@@ -137,6 +157,34 @@ TEST(SocketOptions, ThroughTheRingOnAnFd) {
   EXPECT_TRUE(linger->on);
   EXPECT_EQ(linger->timeout, 7s);
   EXPECT_EQ(server.linger()->timeout, 7s);
+}
+
+// A linger timeout the kernel would read as "for ever" (below 0) or that an int cannot
+// hold is refused by both forms, and the socket's linger stays as it was.
+TEST(SocketOptions, LingerOutOfRangeIsInvalidArgument) {
+  EventLoop loop;
+  REQUIRE_SOCKET_COMMANDS(loop);
+  auto [client, server] = connect_pair(loop, false);
+  const std::chrono::seconds too_long{std::int64_t{std::numeric_limits<int>::max()} + 1};
+  for (const std::chrono::seconds timeout : {-1s, too_long}) {
+    EXPECT_EQ(server.set_linger({.on = true, .timeout = timeout}).error(),
+              std::errc::invalid_argument)
+        << timeout.count();
+    const Result<void> async =
+        loop.run([](TcpStream& s, std::chrono::seconds t) -> Task<Result<void>> {
+          co_return co_await s.set_linger_async({.on = true, .timeout = t});
+        }(server, timeout));
+    EXPECT_EQ(async.error(), std::errc::invalid_argument) << timeout.count();
+    EXPECT_FALSE(server.linger()->on) << timeout.count();
+  }
+  // The edges of the range are taken.
+  EXPECT_TRUE(server.set_linger({.on = true, .timeout = 0s}));
+  const Result<void> longest = loop.run([](TcpStream& s) -> Task<Result<void>> {
+    co_return co_await s.set_linger_async(
+        {.on = true, .timeout = std::chrono::seconds(std::numeric_limits<int>::max())});
+  }(server));
+  EXPECT_TRUE(longest) << longest.message();
+  EXPECT_TRUE(server.linger()->on);
 }
 
 TEST(SocketOptions, ThroughTheRingOnADirectDescriptor) {

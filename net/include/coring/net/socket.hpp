@@ -30,6 +30,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -53,7 +54,9 @@ struct KeepAlive {
 };
 
 // SO_LINGER: with `on`, a close waits up to `timeout` for unsent data to leave; a
-// timeout of 0 resets the connection instead (what abort() does).
+// timeout of 0 resets the connection instead (what abort() does). A timeout below 0 or
+// beyond INT_MAX seconds is std::errc::invalid_argument (the kernel would read a
+// negative one as "for ever").
 struct Linger {
   bool on = false;
   std::chrono::seconds timeout{0};
@@ -65,6 +68,13 @@ struct Linger {
 bool socket_commands_supported(ring::Backend backend) noexcept;
 
 namespace detail {
+// `linger` as SO_LINGER's value; false for a timeout out of its range (see Linger).
+inline bool to_linger(const Linger& linger, ::linger& value) noexcept {
+  const auto seconds = linger.timeout.count();
+  if (seconds < 0 || seconds > std::numeric_limits<int>::max()) return false;
+  value = ::linger{linger.on ? 1 : 0, static_cast<int>(seconds)};
+  return true;
+}
 // An option's value as a get returns it.
 inline int from_option(int value) noexcept { return value; }
 inline Linger from_option(const ::linger& value) noexcept {
@@ -86,8 +96,13 @@ struct SocketOptionBody {
   int level;
   int name;
   bool direct;
+  bool invalid = false;  // a value the call refused: a NOP, and invalid_argument
 
   void prep(ring::Sqe& sqe) noexcept {
+    if (invalid) {
+      ring::prep_nop(sqe);
+      return;
+    }
     ring::prep_cmd_sock(sqe, Set ? ring::SocketOp::setsockopt : ring::SocketOp::getsockopt, fd,
                         level, name, &value, static_cast<int>(sizeof(T)));
     ring::use_fixed_file(sqe, direct);
@@ -95,6 +110,8 @@ struct SocketOptionBody {
   static bool again(const IoResult&) noexcept { return false; }
   auto result(const IoResult& result) const noexcept {
     if constexpr (Set) {
+      if (invalid && result.res >= 0)
+        return Result<void>(fail(std::make_error_code(std::errc::invalid_argument)));
       return result.res < 0 ? Result<void>(fail(socket_command_error(result))) : Result<void>();
     } else {
       using Value = decltype(from_option(value));
@@ -215,9 +232,10 @@ class Socket {
     return set_option_async(IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
   }
   auto set_linger_async(Linger linger) const noexcept {
-    const ::linger value{linger.on ? 1 : 0, static_cast<int>(linger.timeout.count())};
-    return coring::request(
-        detail::SocketOptionBody<::linger, true>{value, fd_, SOL_SOCKET, SO_LINGER, is_direct()});
+    ::linger value{};
+    const bool valid = detail::to_linger(linger, value);
+    return coring::request(detail::SocketOptionBody<::linger, true>{
+        value, fd_, SOL_SOCKET, SO_LINGER, is_direct(), !valid});
   }
   auto linger_async() const noexcept {
     return coring::request(
