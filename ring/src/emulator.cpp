@@ -64,6 +64,22 @@ constexpr std::uint32_t poll_every = 32;
 constexpr std::uint32_t requests_per_slab = 256;
 constexpr std::uint32_t npos = ~std::uint32_t{0};
 
+// The ops that give resources back and complete at once: they may take a request of
+// the reserve (Emulator::reserve_) when there is no memory for another.
+constexpr bool gives_back(Op op) noexcept {
+  switch (op) {
+    case Op::close:
+    case Op::async_cancel:
+    case Op::poll_remove:
+    case Op::timeout_remove:
+    case Op::shutdown:
+    case Op::files_update:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Ops that the emulation implements: its probe reports these, the rest fail with
 // -EOPNOTSUPP.
 constexpr Op implemented_ops[] = {
@@ -334,13 +350,14 @@ int Emulator::create(std::uint32_t entries, Params& params,
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
   }
-  // A first slab of requests now, so that a new ring's first requests cannot fail.
-  if (Request* r = emu->allocate()) {
-    emu->hash_insert(r);
-    emu->release(r);
-  } else {
-    return -ENOMEM;
+  // A first slab of requests now, so that a new ring's first requests cannot fail, and
+  // the reserve taken from it.
+  std::array<Request*, reserved_requests> reserve{};
+  for (Request*& r : reserve) {
+    r = emu->allocate();
+    if (r == nullptr) return -ENOMEM;
   }
+  for (Request* r : reserve) emu->release(r);
   try {
     std::lock_guard lock(registry_mutex);
     registry().emplace_back(emu->epoll_fd_, emu.get());
@@ -405,23 +422,36 @@ Emulator::~Emulator() {
 
 // --- Requests -----------------------------------------------------------------------------
 
-Request* Emulator::allocate() noexcept {
+Request* Emulator::allocate(bool frees) noexcept {
   if (free_ == nullptr) {
     std::unique_ptr<Request[]> slab(new (std::nothrow) Request[requests_per_slab]);
-    if (!slab) return nullptr;
-    try {
-      slabs_.push_back(std::move(slab));
-    } catch (const std::bad_alloc&) {
-      return nullptr;
+    bool added = false;
+    if (slab) {
+      try {
+        slabs_.push_back(std::move(slab));
+        added = true;
+      } catch (const std::bad_alloc&) {
+      }
     }
-    Request* block = slabs_.back().get();
-    for (std::uint32_t i = 0; i < requests_per_slab; ++i) {
-      block[i].next = free_;
-      free_ = &block[i];
+    if (added) {
+      Request* block = slabs_.back().get();
+      for (std::uint32_t i = 0; i < requests_per_slab; ++i) {
+        block[i].next = free_;
+        free_ = &block[i];
+      }
     }
   }
-  Request* r = free_;
-  free_ = r->next;
+  Request* r = nullptr;
+  if (free_ != nullptr) {
+    r = free_;
+    free_ = r->next;
+  } else if (frees && reserve_ != nullptr) {
+    r = reserve_;
+    reserve_ = r->next;
+    --reserved_;
+  } else {
+    return nullptr;
+  }
   std::memset(static_cast<void*>(r), 0, sizeof(Request));
   r->heap_index = npos;
   r->fd = -1;
@@ -442,8 +472,14 @@ void Emulator::release(Request* r) noexcept {
   }
   if (r->all_next != nullptr) r->all_next->all_prev = r->all_prev;
   --live_;
-  r->next = free_;
-  free_ = r;
+  if (reserved_ < reserved_requests) {
+    r->next = reserve_;
+    reserve_ = r;
+    ++reserved_;
+  } else {
+    r->next = free_;
+    free_ = r;
+  }
 }
 
 std::size_t Emulator::bucket_of(std::uint64_t user_data) const noexcept {
@@ -554,10 +590,27 @@ std::uint32_t Emulator::submit(std::uint32_t to_submit) noexcept {
   std::uint32_t consumed = 0;
   Request* chain = nullptr;
   Request* last = nullptr;
+  bool failing_chain = false;  // an earlier SQE of this chain had no request
   for (; consumed < available; ++consumed) {
-    Request* r = allocate();
-    if (r == nullptr) break;  // the rest stay in the SQ: fewer consumed, as the kernel says
-    r->sqe = sqes_[(head + consumed) & (sq_entries_ - 1)];
+    const Sqe& sqe = sqes_[(head + consumed) & (sq_entries_ - 1)];
+    const bool linked = (sqe.flags & (sqe_flags::io_link | sqe_flags::io_hardlink)) != 0;
+    Request* r = failing_chain ? nullptr : allocate(gives_back(static_cast<Op>(sqe.opcode)));
+    if (r == nullptr) {
+      // No memory for the request. Left in the SQ, it could wait for ever: the loop would
+      // sleep for completions that only the requests still in the SQ could bring (a
+      // server's sends, under RLIMIT_AS). So it completes at once with -ENOMEM, as the
+      // kernel completes a request it cannot allocate the state of; what its chain holds
+      // before it and after it is cancelled, as the kernel fails a chain whose member
+      // fails at submission. Posting needs no request.
+      if (chain != nullptr) {
+        fail_chain(chain);
+        chain = last = nullptr;
+      }
+      (void)post(sqe.user_data, failing_chain ? -ECANCELED : -ENOMEM, 0);
+      failing_chain = linked;
+      continue;
+    }
+    r->sqe = sqe;
     hash_insert(r);
     if (last != nullptr) {
       last->link_next = r;
@@ -2262,16 +2315,10 @@ int Emulator::enter(std::uint32_t to_submit, std::uint32_t min_complete, std::ui
                  enter_flags::sq_wait | enter_flags::no_iowait | enter_flags::abs_timer)) != 0) {
     return -EINVAL;
   }
-  const std::uint32_t queued =
-      std::atomic_ref<std::uint32_t>(words_->sq_tail).load(std::memory_order_acquire) -
-      words_->sq_head;
+  // Every SQE asked for is taken: one without memory for its request completes with
+  // -ENOMEM (see submit()).
   const std::uint32_t submitted = submit(to_submit);
-  // No memory for a request: the rest stay in the SQ and the call says EAGAIN when
-  // nothing was taken, as the kernel's does. It still waits as asked: a completion
-  // frees a request for the next try, where returning at once would spin.
-  int error = submitted < std::min(to_submit, queued) && submitted == 0 ? -EAGAIN : 0;
-  const std::uint32_t min_wait = error != 0 ? std::min(min_complete, 1U) : min_complete;
-  min_complete = min_wait;
+  int error = 0;
   if ((flags & enter_flags::getevents) != 0) {
     process_pending();
     if (cq_ready() >= min_complete) {
@@ -2289,7 +2336,7 @@ int Emulator::enter(std::uint32_t to_submit, std::uint32_t min_complete, std::ui
                      ? static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0))
                      : now_ns() + static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0));
     }
-    while (cq_ready() < min_complete && (error == 0 || error == -EAGAIN)) {
+    while (cq_ready() < min_complete && error == 0) {
       std::int64_t wait = -1;
       if (retry_head_ >= 0) {
         wait = 0;
@@ -2313,7 +2360,6 @@ int Emulator::enter(std::uint32_t to_submit, std::uint32_t min_complete, std::ui
       const int rc = poll_events(wait, arg);
       if (rc < 0) error = rc;
       process_pending();
-      if (error == -EAGAIN) break;  // one wait, then the caller reaps and retries
     }
   }
   arm_timerfd();

@@ -107,7 +107,9 @@ class Emulator {
   };
 
   // --- Requests ---
-  Request* allocate() noexcept;
+  // A request from the free list, or a new slab; nullptr without memory. `frees` asks
+  // for one of the reserve when there is none else (see reserve_).
+  Request* allocate(bool frees = false) noexcept;
   void release(Request* r) noexcept;
   void hash_insert(Request* r) noexcept;
   void hash_erase(Request* r) noexcept;
@@ -239,6 +241,13 @@ class Emulator {
   // Requests: slabs that never move, a free list, a hash by user_data, all live ones.
   std::vector<std::unique_ptr<Request[]>> slabs_;
   Request* free_ = nullptr;
+  // Requests kept back for the SQEs that give resources back (a close, a cancel, a
+  // shutdown, ...): when memory has run out for the others, these still run, so that a
+  // program out of memory can close what it holds and recover. Each completes at once
+  // and its request refills the reserve first.
+  static constexpr std::uint32_t reserved_requests = 8;
+  Request* reserve_ = nullptr;
+  std::uint32_t reserved_ = 0;
   std::vector<Request*> buckets_;
   std::uint32_t live_ = 0;
   Request* all_ = nullptr;  // through all_prev/all_next
