@@ -16,11 +16,23 @@
 // executable of its own (see tests/runtime/CMakeLists.txt and tests/net/http.cmake).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <new>
 
 namespace coring::test {
+
+// The policy most of these binaries use: while fail_allocations is set, every
+// allocation fails, and refused counts them. Expand
+// CORING_TEST_FAILING_OPERATOR_NEW(::coring::test::fail_while_armed).
+inline std::atomic<bool> fail_allocations{false};
+inline std::atomic<int> refused{0};
+inline bool fail_while_armed() noexcept {
+  if (!fail_allocations.load(std::memory_order_relaxed)) return false;
+  refused.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
 
 // operator new's contract (throws instead of returning nullptr; a size of 0 still
 // gets a distinct pointer), failing when `fail` says so.

@@ -33,21 +33,10 @@
 #include "failing_alloc.hpp"
 #include "support.hpp"
 
-namespace {
-
-std::atomic<bool> fail_allocations{false};
-std::atomic<int> refused{0};
-
-// The policy (tests/common/failing_alloc.hpp): while armed, every allocation fails.
-bool fail_this_allocation() noexcept {
-  if (!fail_allocations.load(std::memory_order_relaxed)) return false;
-  refused.fetch_add(1, std::memory_order_relaxed);
-  return true;
-}
-
-}  // namespace
-
-CORING_TEST_FAILING_OPERATOR_NEW(fail_this_allocation);
+// While armed, every allocation fails (tests/common/failing_alloc.hpp).
+CORING_TEST_FAILING_OPERATOR_NEW(::coring::test::fail_while_armed);
+using coring::test::fail_allocations;
+using coring::test::refused;
 
 namespace coring {
 namespace {
