@@ -48,8 +48,8 @@ Result<SignalInfo> SignalWait::result(const IoResult& polled) const noexcept {
   if (info.signo != 0) return info;  // read: never dropped, even if a stop came after
   if (read_error != 0) return fail(std::error_code(read_error, std::system_category()));
   if (polled.res < 0) return fail(polled.error());
-  // Readable, but a stop (or the loop's drain) came before the read: the signal stays
-  // pending for the next wait.
+  // Readable, but the loop drained before the read (a stop that comes after the poll
+  // completed still reads it, above): the signal stays pending for the next wait.
   return fail(std::make_error_code(std::errc::operation_canceled));
 }
 

@@ -163,9 +163,9 @@ TEST(RuntimeSignal, StopTokenCancelsTheWait) {
 }
 
 // The poll completes at once (the signal is pending) in the same enter as the cancel
-// that a stop asked for right after the wait began: the wait is cancelled without
-// reading, and the signal is left for the next one.
-TEST(RuntimeSignal, StopAfterThePollLeavesTheSignalPending) {
+// that a stop asked for right after the wait began: the poll completed, so the signal
+// is read and delivered, and none is left for the next wait.
+TEST(RuntimeSignal, StopAfterThePollCompletedStillDeliversTheSignal) {
   SignalsRestored restored;
   EventLoop loop;
   SignalSet signals{SIGUSR1};
@@ -183,15 +183,17 @@ TEST(RuntimeSignal, StopAfterThePollLeavesTheSignalPending) {
     (void)done;
     co_return std::move(got);
   };
+  // The poll's SQE goes before the cancel's, and the signal is pending: the poll
+  // completes, and a poll that completed is read even though the stop came — the whole
+  // signal, never dropped.
   const Result<SignalInfo> got = loop.run(both());
-  if (got) {
-    EXPECT_EQ(got->signo, SIGUSR1);  // the read won the race: a whole signal, not a blank
-    return;
-  }
-  EXPECT_EQ(got.error(), std::errc::operation_canceled);
-  const Result<SignalInfo> later = loop.run(next_of(signals));
-  ASSERT_TRUE(later) << later.message();
-  EXPECT_EQ(later->signo, SIGUSR1);
+  ASSERT_TRUE(got) << got.message();
+  EXPECT_EQ(got->signo, SIGUSR1);
+  // Nothing is left pending: the next wait times out.
+  const Result<SignalInfo> later = loop.run([&]() -> Task<Result<SignalInfo>> {
+    co_return co_await signals.next().with_timeout(20ms);
+  }());
+  EXPECT_EQ(later.error(), std::errc::timed_out) << later.message();
 }
 
 TEST(RuntimeSignal, TimeoutBoundsTheWait) {

@@ -16,7 +16,8 @@
 //                                                 for every completed request, also once
 //                                                 a stop has come: then a true ends the
 //                                                 operation, and result() sees res
-//                                                 -ECANCELED, outcome cancelled
+//                                                 -ECANCELED, outcome cancelled (not
+//                                                 asked while the loop drains)
 //   R result(const IoResult& r);                  what co_await returns
 //
 // and may supply a fourth:
@@ -125,8 +126,10 @@ class [[nodiscard]] RequestOp final : public detail::AwaitableOp {
     IoResult& result = op.result_;
     result.outcome = op.timeout_.settle(result.res);
     // A request that completed is the body's to take (its bytes count) even when a stop
-    // came meanwhile: only the next request is not made, and co_await sees the stop.
-    if (result.outcome == Outcome::completed && op.body_.again(result)) {
+    // came meanwhile: only the next request is not made, and co_await sees the stop. Not
+    // while the loop drains: nobody resumes to take it then, and a body's again() may
+    // consume what a later wait should find (a signal read from its signalfd).
+    if (result.outcome == Outcome::completed && !op.loop_->draining() && op.body_.again(result)) {
       if (!op.unwanted()) {
         op.timeout_.fired = false;
         detail::LoopOps(*op.loop_).submit(op);
