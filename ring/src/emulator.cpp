@@ -603,7 +603,9 @@ std::uint32_t Emulator::submit(std::uint32_t to_submit) noexcept {
       // before it and after it is cancelled, as the kernel fails a chain whose member
       // fails at submission. Posting needs no request.
       if (chain != nullptr) {
-        fail_chain(chain);
+        // A linked timeout without a record fails its request with -ENOMEM too: a
+        // -ECANCELED would read as a cancel nobody asked for.
+        fail_chain(chain, static_cast<Op>(sqe.opcode) == Op::link_timeout ? -ENOMEM : -ECANCELED);
         chain = last = nullptr;
       }
       (void)post(sqe.user_data, failing_chain ? -ECANCELED : -ENOMEM, 0);
@@ -751,11 +753,11 @@ void Emulator::complete(Request* r, std::int32_t res, std::uint32_t cqe_flags) n
   if (!drain_queue_.empty()) after_completion();
 }
 
-void Emulator::fail_chain(Request* first) noexcept {
+void Emulator::fail_chain(Request* first, std::int32_t res) noexcept {
   while (first != nullptr) {
     Request* next = std::exchange(first->link_next, nullptr);
     first->where = Where::none;
-    post(first->sqe.user_data, -ECANCELED, 0);
+    post(first->sqe.user_data, res, 0);
     release(first);
     first = next;
   }

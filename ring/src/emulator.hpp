@@ -121,7 +121,9 @@ class Emulator {
   void start(Request* r) noexcept;
   void issue(Request* r) noexcept;
   void complete(Request* r, std::int32_t res, std::uint32_t cqe_flags = 0) noexcept;
-  void fail_chain(Request* first) noexcept;
+  // Completes every request of the chain from `first` with `res` (-ECANCELED: its
+  // link failed) and releases it.
+  void fail_chain(Request* first, std::int32_t res = -ECANCELED) noexcept;
   void after_completion() noexcept;
   bool fails_link(const Request& r, std::int32_t res) const noexcept;
 

@@ -179,6 +179,36 @@ TEST(EmulatorAlloc, AChainThatRunsOutOfMemoryMidwayIsCancelledWhole) {
   expect_served_on(ring, pipe.fds[1], parked);
 }
 
+// A request whose linked timeout finds no record: both fail with -ENOMEM, so that the
+// caller sees why and does not take it for a cancel of its own.
+TEST(EmulatorAlloc, ARequestWhoseLinkedTimeoutHasNoMemoryFailsWithEnomem) {
+  Ring ring = make_ring();
+  Pipe pipe;
+  const KernelTimespec ten_seconds{10, 0};
+  std::map<std::uint64_t, std::int32_t> cqes;
+  for (int parked = 0; parked < 1000; ++parked) {
+    add_nop(ring, 1, true);
+    Sqe* timeout = ring.get_sqe();
+    ASSERT_NE(timeout, nullptr);
+    prep_link_timeout(*timeout, &ten_seconds, 0);
+    timeout->user_data = 2;
+    ASSERT_TRUE(submit_without_memory(ring));
+    cqes = take_cqes(ring);
+    // With records for both, the NOP completes (its timeout is cancelled, or fires at
+    // once: without memory the emulation's heap of timers cannot grow).
+    if (cqes.size() != 2 || cqes.at(1) != 0) break;
+    Sqe* sqe = ring.get_sqe();
+    ASSERT_NE(sqe, nullptr);
+    prep_poll_add(*sqe, pipe.fds[0], POLLIN);
+    sqe->user_data = poll_data + static_cast<std::uint64_t>(parked);
+    ASSERT_TRUE(ring.submit());
+  }
+  // The records run out one at a time: first comes the attempt with one left, for the
+  // NOP and none for its timeout.
+  const std::map<std::uint64_t, std::int32_t> expected{{1, -ENOMEM}, {2, -ENOMEM}};
+  EXPECT_EQ(cqes, expected);
+}
+
 // With no memory left, the SQEs that give resources back still run (the emulation keeps
 // requests for them): closes, one after another beyond the reserve's size since each
 // gives its request back, and a cancel of a parked poll.
