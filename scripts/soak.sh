@@ -81,6 +81,8 @@ status=0
 taskset -c "$client_cpu" "$client_bin" --port "$port" --connections "$connections" \
   --seconds "$seconds" --server-pid "$server_pid" "${client_args[@]}" || status=$?
 
+# SIGCONT first: a client that died between its SIGSTOP and SIGCONT left it stopped.
+kill -CONT "$server_pid" 2>/dev/null || true
 kill -INT "$server_pid"
 server_status=0
 wait "$server_pid" || server_status=$?

@@ -10,11 +10,11 @@
 // read the echo, compare it with what was sent, again, for S seconds from the moment
 // the last connect settled. A message
 // is numbered by its connection and sequence, so a reply of another connection, a
-// stale one or a torn one shows. Through the load it reads the server's VmRSS
-// (/proc/PID/status) every 50 ms and keeps the peak of the first W seconds (the
-// warm-up) and the peak of the rest, while every connection is open and loaded;
-// growth is (rest - warm-up) / warm-up. The server's heap breathes with the messages in
-// flight (a stream that finds the pool dry receives into a buffer of its own, freed
+// stale one or a torn one shows. It takes the server's peak RSS (VmHWM in
+// /proc/PID/status, reset through /proc/PID/clear_refs at the start of each window)
+// over the first W seconds (the warm-up) and over the rest, while every connection is
+// open and loaded; growth is (rest - warm-up) / warm-up. The server's heap breathes with the
+// messages in flight (a stream that finds the pool dry receives into a buffer of its own, freed
 // once sent), up to a bound of one such buffer per connection that steady load only
 // approaches at random: so during the warm-up the client stops the server (SIGSTOP)
 // for 100 ms every 600 ms, every connection's message arrives meanwhile, and the
@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <csignal>
@@ -259,10 +260,16 @@ Task<void> clock(Shared& shared, Samples& samples) {
     co_await coring::sleep_for(500ms);
     if (!watch) continue;
     // Every connection's message arrives while the server is stopped, and it meets
-    // them in one batch when it resumes.
-    ::kill(static_cast<pid_t>(options.server_pid), SIGSTOP);
+    // them in one batch when it resumes. Without the stalls the warm-up's peak proves
+    // nothing: a failed stop fails the run.
+    if (::kill(static_cast<pid_t>(options.server_pid), SIGSTOP) != 0) {
+      std::fprintf(stderr, "coring-soak-client: cannot stop pid %ld: %s\n", options.server_pid,
+                   std::strerror(errno));
+      samples.rss_unreadable = true;
+      continue;
+    }
     co_await coring::sleep_for(100ms);
-    ::kill(static_cast<pid_t>(options.server_pid), SIGCONT);
+    (void)::kill(static_cast<pid_t>(options.server_pid), SIGCONT);
   }
   co_await coring::sleep_until(warm_end);
   if (watch) {
