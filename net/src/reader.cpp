@@ -266,7 +266,8 @@ void BufferedReader::settle(const IoResult& result) noexcept {
   outcome_ = result.outcome;
   if (status_ != Status::pending) return;
   if (result.res > 0) {
-    // Bytes that came with a bound's or a stop's cancellation: again() did not see them.
+    // Bytes that again() did not see: a request a bound cut short (partial), or one that
+    // completed while the loop drained (request() does not ask again() then).
     if (advance()) return;
     error_ = std::make_error_code(
         result.outcome == Outcome::partial ? std::errc::timed_out : std::errc::operation_canceled);
