@@ -39,8 +39,10 @@ std::uint64_t parse_number(const char* usage, std::string_view name, std::string
 }  // namespace
 
 CommandLine parse_command_line(int argc, char** argv, const char* usage,
-                               const std::vector<ExtraOption>& extra_options) {
+                               const std::vector<ExtraOption>& extra_options,
+                               const std::vector<const char*>& text_options) {
   CommandLine line;
+  line.text.resize(text_options.size());
   line.extra.resize(extra_options.size());
   for (std::size_t i = 0; i < extra_options.size(); ++i) {
     line.extra[i] = extra_options[i].default_value;
@@ -62,6 +64,11 @@ CommandLine parse_command_line(int argc, char** argv, const char* usage,
       line.host = value;
     } else if (word == "--threads") {
       line.threads = parse_number(usage, word, value, 1, 1024);
+    } else if (const auto text = std::find_if(text_options.begin(), text_options.end(),
+                                              [word](const char* name) { return word == name; });
+               text != text_options.end()) {
+      if (value.empty()) usage_error(usage, std::string(word) + " wants a non-empty value");
+      line.text[static_cast<std::size_t>(text - text_options.begin())] = value;
     } else {
       const auto extra =
           std::find_if(extra_options.begin(), extra_options.end(),

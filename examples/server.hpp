@@ -28,13 +28,15 @@ using net::ServerOptions;
 Task<bool> send_rest(const net::TcpStream& stream, std::span<const std::byte> data, IoResult put);
 
 // Parses a server's command line: --port P (required), --host H (127.0.0.1), --threads N
-// (1), and the extra integer options the server names. Prints the usage and exits with
-// status 2 on bad input, 0 on --help.
+// (1), the extra integer options the server names, and its text options (a file name,
+// say; empty when not given). Prints the usage and exits with status 2 on bad input, 0 on
+// --help.
 struct CommandLine {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
   std::size_t threads = 1;
   std::vector<std::uint64_t> extra;  // the values of `extra_options`, in their order
+  std::vector<std::string> text;     // the values of `text_options`, in their order
 };
 struct ExtraOption {
   const char* name;  // "--idle-timeout-ms"
@@ -43,7 +45,8 @@ struct ExtraOption {
   std::uint64_t default_value;
 };
 CommandLine parse_command_line(int argc, char** argv, const char* usage,
-                               const std::vector<ExtraOption>& extra_options = {});
+                               const std::vector<ExtraOption>& extra_options = {},
+                               const std::vector<const char*>& text_options = {});
 
 // "host:port" for net::Address::parse, with brackets around an IPv6 host.
 net::Address resolve(const std::string& host, std::uint16_t port);

@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages coring needs to build, test and benchmark.
 #
 #   scripts/install-deps.sh           toolchain, GoogleTest/GoogleMock, Google Benchmark, spdlog,
-#                                     llhttp's sources (coring::http's parser), and the real
+#                                     llhttp's sources (coring::http's parser), OpenSSL 3
+#                                     (coring::tls), and the real
 #                                     HTTP clients of tests/http (curl, ab, h2load, wrk)
 #   scripts/install-deps.sh --peers   also the comparison peers of benches/ (liburing-dev,
 #                                     libboost1.81-dev, fio, nginx, h2o and wrk) and
@@ -32,6 +33,8 @@ packages=(
   libspdlog-dev
   pkg-config
   node-llhttp         # llhttp's C sources in /usr/share/llhttp, compiled into coring::http
+  libssl-dev          # OpenSSL 3, coring::tls's cryptography
+  openssl             # the openssl CLI: tests/tls runs s_client and s_server against coring
   # tests/http/clients_test.cpp runs coring::http's server against real clients
   curl
   python3

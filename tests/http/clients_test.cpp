@@ -21,40 +21,16 @@
 #include "coring/fs/file.hpp"
 #include "coring/http/server.hpp"
 #include "coring/http/static_files.hpp"
+#include "programs.hpp"
 
 namespace coring::http {
 namespace {
 
 namespace stdfs = std::filesystem;
 
-// Runs `command` through sh; its exit status and what it wrote to stdout and stderr.
-struct Ran {
-  int status = -1;
-  std::string output;
-};
-Ran run(const std::string& command) {
-  Ran result;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return result;
-  char chunk[4096];
-  std::size_t got = 0;
-  while ((got = std::fread(chunk, 1, sizeof(chunk), pipe)) > 0) result.output.append(chunk, got);
-  const int status = ::pclose(pipe);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using test::Ran;
 
-bool installed(const char* program) {
-  return run(std::string("command -v ") + program + " >/dev/null").status == 0;
-}
-
-#define REQUIRE_PROGRAM(program, package)                                         \
-  do {                                                                            \
-    if (!installed(program)) {                                                    \
-      GTEST_SKIP() << program << " is not installed (apt-get install " << package \
-                   << "; scripts/install-deps.sh installs it)";                   \
-    }                                                                             \
-  } while (false)
+Ran run(const std::string& command) { return test::run_command(command); }
 
 std::string read_file(const stdfs::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -12,6 +12,9 @@
 #include <coring/runtime/event_loop.hpp>
 #include <coring/runtime/io.hpp>
 #include <coring/runtime/task.hpp>
+#if __has_include(<coring/net/tls.hpp>)
+#include <coring/net/tls.hpp>
+#endif
 
 namespace {
 coring::Task<int> nop_through_loop() {
@@ -62,6 +65,16 @@ int main() {
     return 1;
   }
   std::printf("consumer: fs::stat through " CORING_CONSUMER_USES " OK\n");
+#if __has_include(<coring/net/tls.hpp>)
+  // coring::tls links OpenSSL privately: a static libcoring_tls needs the package to bring
+  // OpenSSL's libraries to this link.
+  auto tls = coring::net::TlsContext::client({});
+  if (!tls) {
+    std::fprintf(stderr, "consumer: a TLS client context: %s\n", tls.message().c_str());
+    return 1;
+  }
+  std::printf("consumer: a TLS client context through " CORING_CONSUMER_USES " OK\n");
+#endif
   std::printf("consumer: NOP round trips through " CORING_CONSUMER_USES " (ring and runtime) OK\n");
   return 0;
 }

@@ -1,0 +1,218 @@
+// TlsContext and the error categories of coring::tls.
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include <climits>
+#include <cstdio>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+#include "coring/net/tls.hpp"
+#include "tls_internal.hpp"
+
+namespace coring::net {
+
+namespace {
+
+class TlsCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "coring.tls"; }
+  std::string message(int value) const override {
+    switch (static_cast<TlsErrc>(value)) {
+      case TlsErrc::truncated:
+        return "the peer ended the TLS connection without close_notify (truncated)";
+      case TlsErrc::handshake_required:
+        return "the TLS handshake has not completed";
+      case TlsErrc::handshake_eof:
+        return "the peer closed the connection during the TLS handshake";
+      case TlsErrc::busy:
+        return "another read or write of this TLS stream is in flight";
+      case TlsErrc::broken:
+        return "an earlier failure ended this TLS session (TlsStream::failure() says which)";
+      case TlsErrc::no_reason:
+        return "OpenSSL failed without giving a reason";
+      case TlsErrc::invalid_alpn:
+        return "an ALPN protocol name must be 1 to 255 bytes";
+      case TlsErrc::no_certificate:
+        return "a TLS server needs a certificate chain file and a private key file";
+    }
+    return "unknown coring.tls error";
+  }
+};
+
+class OpensslCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "openssl"; }
+  std::string message(int value) const override {
+    const char* reason = ERR_reason_error_string(static_cast<unsigned long>(value));
+    if (reason != nullptr) return reason;
+    char text[64];
+    std::snprintf(text, sizeof text, "OpenSSL error %#x", static_cast<unsigned>(value));
+    return text;
+  }
+};
+
+class X509Category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "x509"; }
+  std::string message(int value) const override { return X509_verify_cert_error_string(value); }
+};
+
+}  // namespace
+
+const std::error_category& tls_category() noexcept {
+  static const TlsCategory category;
+  return category;
+}
+const std::error_category& openssl_category() noexcept {
+  static const OpensslCategory category;
+  return category;
+}
+const std::error_category& x509_category() noexcept {
+  static const X509Category category;
+  return category;
+}
+
+void throw_error(const TlsError& error) { throw std::system_error(error.code, error.text); }
+
+namespace detail {
+
+std::error_code take_openssl_error() noexcept {
+  // The first error is the cause; what follows it explains where it surfaced.
+  const unsigned long first = ERR_get_error();
+  ERR_clear_error();
+  if (first == 0) return make_error_code(TlsErrc::no_reason);
+  if (ERR_SYSTEM_ERROR(first)) {
+    return {static_cast<int>(first & static_cast<unsigned long>(INT_MAX)), std::system_category()};
+  }
+  // OpenSSL 3 packs library and reason into 31 bits: the code fits an int.
+  return {static_cast<int>(first & static_cast<unsigned long>(INT_MAX)), openssl_category()};
+}
+
+}  // namespace detail
+
+// --- TlsContext -------------------------------------------------------------------------------
+
+TlsContext::Shared::~Shared() {
+  if (ctx != nullptr) SSL_CTX_free(ctx);
+}
+
+namespace {
+
+TlsError config_error(std::string what) {
+  const std::error_code code = detail::take_openssl_error();
+  return TlsError{code, what + ": " + code.message()};
+}
+
+// ALPN's wire format: each name preceded by its length.
+Result<std::string> alpn_wire(const std::vector<std::string>& names) {
+  std::string wire;
+  for (const std::string& name : names) {
+    if (name.empty() || name.size() > 255) return fail(make_error_code(TlsErrc::invalid_alpn));
+    wire.push_back(static_cast<char>(name.size()));
+    wire += name;
+  }
+  return wire;
+}
+
+int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* out_length,
+                const unsigned char* offered, unsigned int offered_length, void* arg) {
+  const auto* shared = static_cast<const TlsContext::Shared*>(arg);
+  unsigned char* chosen = nullptr;
+  // The server's preference decides; SSL_select_next_proto does not write to either list.
+  const int found = SSL_select_next_proto(
+      &chosen, out_length, reinterpret_cast<const unsigned char*>(shared->alpn.data()),
+      static_cast<unsigned int>(shared->alpn.size()), offered, offered_length);
+  if (found != OPENSSL_NPN_NEGOTIATED) return SSL_TLSEXT_ERR_ALERT_FATAL;
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+Result<std::shared_ptr<TlsContext::Shared>, TlsError> new_context(
+    const SSL_METHOD* method, TlsVersion min_version, const std::vector<std::string>& alpn,
+    bool server) {
+  ERR_clear_error();
+  auto shared = std::make_shared<TlsContext::Shared>();
+  shared->server = server;
+  shared->ctx = SSL_CTX_new(method);
+  if (shared->ctx == nullptr) return config_error("creating an SSL_CTX");
+  const int version = min_version == TlsVersion::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
+  if (SSL_CTX_set_min_proto_version(shared->ctx, version) != 1) {
+    return config_error("setting the minimum TLS version");
+  }
+  // Renegotiation (TLS 1.2) is refused: a peer asking for it gets an alert.
+  SSL_CTX_set_options(shared->ctx, SSL_OP_NO_RENEGOTIATION);
+  // An idle connection keeps no record buffers (about 34 KiB each).
+  SSL_CTX_set_mode(shared->ctx, SSL_MODE_RELEASE_BUFFERS);
+  auto wire = alpn_wire(alpn);
+  if (!wire) return TlsError{wire.error(), wire.message()};
+  shared->alpn = std::move(*wire);
+  return shared;
+}
+
+}  // namespace
+
+Result<TlsContext, TlsError> TlsContext::server(const TlsServerConfig& config) {
+  if (config.certificate_chain_file.empty() || config.private_key_file.empty()) {
+    const std::error_code code = make_error_code(TlsErrc::no_certificate);
+    return TlsError{code, code.message()};
+  }
+  auto made = new_context(TLS_server_method(), config.min_version, config.alpn, true);
+  if (!made) return made.failure();
+  std::shared_ptr<Shared> shared = std::move(*made);
+  SSL_CTX* ctx = shared->ctx;
+  // An encrypted key fails to load (naming the file) rather than have OpenSSL ask for a
+  // passphrase on the terminal, which would block the thread.
+  SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
+  if (SSL_CTX_use_certificate_chain_file(ctx, config.certificate_chain_file.c_str()) != 1) {
+    return config_error("loading the certificate chain " + config.certificate_chain_file);
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, config.private_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL checks the pair as it loads the key; its reason alone ("key values
+    // mismatch") would not say which files.
+    if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      return config_error("the private key " + config.private_key_file +
+                          " does not match the certificate " + config.certificate_chain_file);
+    }
+    return config_error("loading the private key " + config.private_key_file);
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return config_error("the private key " + config.private_key_file +
+                        " does not match the certificate " + config.certificate_chain_file);
+  }
+  if (!shared->alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, select_alpn, shared.get());
+  ERR_clear_error();
+  return TlsContext(std::move(shared));
+}
+
+Result<TlsContext, TlsError> TlsContext::client(const TlsClientConfig& config) {
+  auto made = new_context(TLS_client_method(), config.min_version, config.alpn, false);
+  if (!made) return made.failure();
+  std::shared_ptr<Shared> shared = std::move(*made);
+  SSL_CTX* ctx = shared->ctx;
+  if (config.ca_file.empty()) {
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+      return config_error("loading the system's trust store");
+    }
+  } else if (SSL_CTX_load_verify_locations(ctx, config.ca_file.c_str(), nullptr) != 1) {
+    return config_error("loading the CA file " + config.ca_file);
+  }
+  SSL_CTX_set_verify(ctx, config.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  shared->verify_peer = config.verify_peer;
+  // SSL_CTX_set_alpn_protos returns 0 on success, unlike the rest of OpenSSL.
+  if (!shared->alpn.empty() &&
+      SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const unsigned char*>(shared->alpn.data()),
+                              static_cast<unsigned int>(shared->alpn.size())) != 0) {
+    return config_error("setting the ALPN protocols");
+  }
+  ERR_clear_error();
+  return TlsContext(std::move(shared));
+}
+
+bool TlsContext::is_server() const noexcept { return shared_ && shared_->server; }
+ssl_ctx_st* TlsContext::native_handle() const noexcept { return shared_ ? shared_->ctx : nullptr; }
+
+}  // namespace coring::net

@@ -1,0 +1,556 @@
+// TlsStream: OpenSSL's state machine driven by the stream's receives and sends.
+//
+// Every operation is one OpenSSL call (SSL_do_handshake, SSL_read_ex, SSL_write_ex,
+// SSL_shutdown) run until it completes: after each attempt, the records OpenSSL wrote
+// into `pending` are sent, and when it wants input, one receive refills `in`. The BIO
+// between them (below) never blocks and never fails a write: reads without input say
+// "retry", reads after the socket's end of stream say "end of file".
+#include <arpa/inet.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "coring/net/error.hpp"
+#include "coring/net/tls.hpp"
+#include "coring/runtime/event.hpp"
+#include "tls_internal.hpp"
+
+namespace coring::net {
+
+namespace {
+
+// The receive buffer of a stream: two records of the largest size (16 KiB of plaintext
+// and up to 256 bytes of overhead each), so that a bulk transfer takes one receive for
+// about two records.
+constexpr std::size_t in_capacity = 2 * (16384 + 256 + 5);
+// One send() encrypts at most this much.
+constexpr std::size_t max_send_bytes = 64 * 1024;
+
+}  // namespace
+
+struct TlsStream::State {
+  State() = default;
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  ~State() {
+    // The kernel writes into `in` and reads `sending` while a request is in flight.
+    assert(!receiving && !flushing && "a TlsStream destroyed with an operation in flight");
+    if (ssl != nullptr) SSL_free(ssl);  // frees the BIO too
+  }
+
+  const StreamSocket* socket = nullptr;
+  std::shared_ptr<const TlsContext::Shared> context;
+  SSL* ssl = nullptr;
+
+  // Received bytes OpenSSL has not taken yet: in[in_begin, in_end).
+  std::unique_ptr<std::byte[]> in;
+  std::size_t in_begin = 0;
+  std::size_t in_end = 0;
+  bool eof = false;        // the socket's receive side ended
+  bool receiving = false;  // a receive into `in` is in flight
+  Event received;          // set when no receive is in flight
+
+  // Records OpenSSL wrote that wait to be sent; `sending`, those a send is on. One
+  // coroutine at a time sends (`flushing`), until `pending` is empty: records that
+  // others add meanwhile go out with it, in the order OpenSSL wrote them.
+  std::vector<std::byte> pending;
+  std::vector<std::byte> sending;
+  bool flushing = false;
+  Event flushed;                // set when nobody is sending
+  std::error_code send_failed;  // a send that failed or was cut short: records are lost
+
+  bool reading = false;  // recv or handshake in flight
+  bool writing = false;  // send or shutdown or handshake in flight
+  bool handshake_done = false;
+  bool shutdown_sent = false;
+  // The failure that ended the session (a protocol error, truncation, a lost record):
+  // the call that met it returns it, every later one TlsErrc::broken.
+  std::error_code failure;
+};
+
+namespace {
+
+// --- The BIO --------------------------------------------------------------------------------
+
+using State = TlsStream::State;
+
+int bio_write(BIO* bio, const char* data, std::size_t length, std::size_t* written) {
+  auto* state = static_cast<State*>(BIO_get_data(bio));
+  const auto* bytes = reinterpret_cast<const std::byte*>(data);
+  state->pending.insert(state->pending.end(), bytes, bytes + length);
+  *written = length;
+  return 1;
+}
+
+int bio_read(BIO* bio, char* data, std::size_t length, std::size_t* read) {
+  auto* state = static_cast<State*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  const std::size_t held = state->in_end - state->in_begin;
+  if (held == 0) {
+    *read = 0;
+    if (!state->eof) BIO_set_retry_read(bio);  // else: end of file (BIO_CTRL_EOF says so)
+    return 0;
+  }
+  const std::size_t n = std::min(held, length);
+  std::memcpy(data, state->in.get() + state->in_begin, n);
+  state->in_begin += n;
+  *read = n;
+  return 1;
+}
+
+long bio_ctrl(BIO* bio, int command, long /*number*/, void* /*pointer*/) {
+  const auto* state = static_cast<const State*>(BIO_get_data(bio));
+  switch (command) {
+    case BIO_CTRL_FLUSH:  // the records go out when the operation's attempt returns
+      return 1;
+    case BIO_CTRL_EOF:  // OpenSSL tells a truncation from a retry by this
+      return state->eof && state->in_begin == state->in_end ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+int bio_create(BIO* bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+// The method, made once per process (BIO_meth_new is not cheap; it is never freed).
+const BIO_METHOD* bio_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "coring stream");
+    if (m == nullptr) return m;
+    BIO_meth_set_write_ex(m, bio_write);
+    BIO_meth_set_read_ex(m, bio_read);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    BIO_meth_set_create(m, bio_create);
+    return m;
+  }();
+  return method;
+}
+
+// --- Bounds ---------------------------------------------------------------------------------
+
+// A stop token and, for the handshake, a deadline over all of an operation's I/O.
+struct Bound {
+  std::stop_token stop;
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+
+  // The time left, or nullopt when there is no deadline; zero or less: expired.
+  [[nodiscard]] std::optional<std::chrono::nanoseconds> left() const {
+    if (!deadline) return std::nullopt;
+    return *deadline - std::chrono::steady_clock::now();
+  }
+};
+
+std::error_code timed_out() { return std::make_error_code(std::errc::timed_out); }
+std::error_code cancelled() { return std::make_error_code(std::errc::operation_canceled); }
+
+// The error of a failed OpenSSL call, as the caller should see it; the queue emptied.
+std::error_code ssl_failure(const State& s) {
+  const unsigned long first = ERR_peek_error();
+  const TlsErrc ended = s.handshake_done ? TlsErrc::truncated : TlsErrc::handshake_eof;
+  if (ERR_GET_LIB(first) == ERR_LIB_SSL) {
+    const int reason = ERR_GET_REASON(first);
+    if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      ERR_clear_error();
+      return make_error_code(ended);
+    }
+    if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+      const long verdict = SSL_get_verify_result(s.ssl);
+      if (verdict != X509_V_OK) {
+        ERR_clear_error();
+        return {static_cast<int>(verdict), x509_category()};
+      }
+    }
+  }
+  if (first == 0 && s.eof) return make_error_code(ended);  // SSL_ERROR_SYSCALL at the end
+  return detail::take_openssl_error();
+}
+
+// Sends `pending` until it is empty. When another coroutine is sending, the records are
+// its to send: with `wait` the caller waits until they are out, else it goes on at once.
+// A send that fails or is cut short loses records: the session cannot go on.
+Task<std::error_code> flush(State& s, const Bound& bound, bool wait) {
+  if (s.flushing) {
+    if (!wait) co_return s.send_failed;
+    while (s.flushing) co_await s.flushed.wait();
+    co_return s.send_failed;
+  }
+  if (s.send_failed) co_return s.send_failed;
+  s.flushing = true;
+  s.flushed.reset();
+  while (!s.pending.empty()) {
+    std::swap(s.pending, s.sending);
+    const auto left = bound.left();
+    if (left && left->count() <= 0) {
+      s.send_failed = timed_out();
+      break;
+    }
+    // Statements, not a conditional expression: g++ 12 destroys an awaitable twice in
+    // `c ? co_await a : co_await b`.
+    TransferResult sent;
+    if (left) {
+      sent = co_await s.socket->send_all(s.sending).with_stop(bound.stop).with_deadline(*left);
+    } else {
+      sent = co_await s.socket->send_all(s.sending).with_stop(bound.stop);
+    }
+    s.sending.clear();
+    if (!sent.ok()) {
+      s.send_failed = sent.error();
+      break;
+    }
+  }
+  s.pending.clear();  // after a failed send, what is left can never be sent
+  s.flushing = false;
+  s.flushed.set();
+  co_return s.send_failed;
+}
+
+// Brings more input for OpenSSL: one receive into `in`, or, while another coroutine's
+// receive is in flight, that one's end (then the caller's OpenSSL call tries again).
+Task<std::error_code> fill(State& s, const Bound& bound) {
+  if (s.in_end > s.in_begin || s.eof) co_return std::error_code();  // input is there
+  if (s.receiving) {
+    co_await s.received.wait();
+    co_return std::error_code();
+  }
+  const auto left = bound.left();
+  if (left && left->count() <= 0) co_return timed_out();
+  if (!s.in) s.in = std::make_unique<std::byte[]>(in_capacity);
+  s.receiving = true;
+  s.received.reset();
+  const std::span<std::byte> buffer(s.in.get(), in_capacity);
+  IoResult got;
+  if (left) {
+    got = co_await s.socket->recv(buffer).with_stop(bound.stop).with_timeout(*left);
+  } else {
+    got = co_await s.socket->recv(buffer).with_stop(bound.stop);
+  }
+  s.receiving = false;
+  s.received.set();
+  if (got.res < 0) co_return std::error_code(-got.res, std::system_category());
+  s.in_begin = 0;
+  s.in_end = static_cast<std::size_t>(got.res);
+  if (got.res == 0) s.eof = true;
+  co_return std::error_code();
+}
+
+// How an OpenSSL call ended, for drive()'s caller.
+struct Driven {
+  std::error_code error;
+  bool clean_end = false;  // the peer's close_notify (SSL_ERROR_ZERO_RETURN)
+};
+
+// Runs `call` (an OpenSSL call: 1 is success) until it completes, sending what OpenSSL
+// writes and receiving what it asks for. `wait_sent`: return only once the records are
+// out (a writer's); a reader leaves them to a coroutine already sending.
+template <typename Call>
+Task<Driven> drive(State& s, Call call, Bound bound, bool wait_sent) {
+  for (;;) {
+    ERR_clear_error();
+    const int r = call();
+    const int error = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s.ssl, r);
+    // The failure is read now: the sends below suspend, and other streams of the thread
+    // use (and clear) its error queue meanwhile.
+    std::error_code failed;
+    if (error == SSL_ERROR_SSL || error == SSL_ERROR_SYSCALL) {
+      failed = ssl_failure(s);
+      s.failure = failed;
+    }
+    ERR_clear_error();
+    // What OpenSSL wrote leaves first: a flight of the handshake, an alert, a ticket.
+    if (!s.pending.empty()) {
+      const std::error_code sent = co_await flush(s, bound, wait_sent || failed);
+      if (failed) co_return Driven{failed};
+      if (sent) {
+        if (!s.failure) s.failure = sent;
+        co_return Driven{sent};
+      }
+    }
+    switch (error) {
+      case SSL_ERROR_NONE:
+        co_return Driven{};
+      case SSL_ERROR_WANT_READ: {
+        const std::error_code got = co_await fill(s, bound);
+        if (got) co_return Driven{got};  // nothing was lost: the session goes on
+        continue;
+      }
+      case SSL_ERROR_WANT_WRITE:  // the BIO takes every write: only a retry is asked
+        continue;
+      case SSL_ERROR_ZERO_RETURN:
+        co_return Driven{{}, true};
+      default:
+        co_return Driven{failed};
+    }
+  }
+}
+
+// Marks a direction busy for the scope of an operation.
+class Busy {
+ public:
+  explicit Busy(bool& flag) noexcept : flag_(flag) { flag_ = true; }
+  Busy(const Busy&) = delete;
+  Busy& operator=(const Busy&) = delete;
+  ~Busy() { flag_ = false; }
+
+ private:
+  bool& flag_;
+};
+
+// What a call on a stream that cannot take it returns, or nothing when it can.
+std::error_code refusal(const State* s, bool needs_handshake) {
+  if (s == nullptr) return std::make_error_code(std::errc::bad_file_descriptor);  // moved from
+  if (s->failure) return make_error_code(TlsErrc::broken);
+  if (needs_handshake && !s->handshake_done) return make_error_code(TlsErrc::handshake_required);
+  return {};
+}
+
+Outcome outcome_of(const std::error_code& error) {
+  if (error == std::errc::operation_canceled) return Outcome::cancelled;
+  if (error == std::errc::timed_out) return Outcome::timed_out;
+  return Outcome::completed;
+}
+
+Task<Result<void>> run_handshake(State* s, TlsHandshakeOptions options, std::stop_token stop) {
+  if (s != nullptr && s->handshake_done) co_return Result<void>();
+  if (const std::error_code no = refusal(s, false)) co_return fail(no);
+  if (s->reading || s->writing) co_return fail(make_error_code(TlsErrc::busy));
+  Busy reading(s->reading);
+  Busy writing(s->writing);
+  Bound bound{std::move(stop), std::nullopt};
+  if (options.timeout.count() > 0) {
+    bound.deadline = std::chrono::steady_clock::now() + options.timeout;
+  }
+  SSL* ssl = s->ssl;
+  const Driven driven = co_await drive(
+      *s, [ssl] { return SSL_do_handshake(ssl); }, std::move(bound), true);
+  if (driven.error) co_return fail(driven.error);
+  if (driven.clean_end) {
+    s->failure = make_error_code(TlsErrc::handshake_eof);
+    co_return fail(s->failure);
+  }
+  s->handshake_done = true;
+  co_return Result<void>();
+}
+
+Task<Result<std::size_t>> run_recv(State* s, std::span<std::byte> buffer, std::stop_token stop) {
+  if (const std::error_code no = refusal(s, true)) co_return fail(no);
+  if (buffer.empty()) co_return fail(std::make_error_code(std::errc::invalid_argument));
+  if (s->reading) co_return fail(make_error_code(TlsErrc::busy));
+  Busy reading(s->reading);
+  std::size_t got = 0;
+  SSL* ssl = s->ssl;
+  Bound bound{std::move(stop), std::nullopt};
+  const Driven driven = co_await drive(
+      *s, [ssl, buffer, &got] { return SSL_read_ex(ssl, buffer.data(), buffer.size(), &got); },
+      std::move(bound), false);
+  if (driven.error) co_return fail(driven.error);
+  if (driven.clean_end) co_return std::size_t{0};
+  co_return got;
+}
+
+Task<Result<std::size_t>> run_send(State* s, std::span<const std::byte> data,
+                                   std::stop_token stop) {
+  if (const std::error_code no = refusal(s, true)) co_return fail(no);
+  if (s->writing) co_return fail(make_error_code(TlsErrc::busy));
+  if (s->shutdown_sent) co_return fail(std::make_error_code(std::errc::broken_pipe));
+  if (data.empty()) co_return std::size_t{0};
+  // A stop that came first stops the call before OpenSSL makes records of the data.
+  if (stop.stop_requested()) co_return fail(cancelled());
+  Busy writing(s->writing);
+  const std::span<const std::byte> piece = data.first(std::min(data.size(), max_send_bytes));
+  std::size_t written = 0;
+  SSL* ssl = s->ssl;
+  Bound bound{std::move(stop), std::nullopt};
+  const Driven driven = co_await drive(
+      *s,
+      [ssl, piece, &written] { return SSL_write_ex(ssl, piece.data(), piece.size(), &written); },
+      std::move(bound), true);
+  if (driven.error) co_return fail(driven.error);
+  // OpenSSL refuses to write once the session was closed (SSL_ERROR_ZERO_RETURN).
+  if (driven.clean_end || written == 0)
+    co_return fail(std::make_error_code(std::errc::broken_pipe));
+  co_return written;
+}
+
+Task<TransferResult> run_recv_exact(State* s, std::span<std::byte> buffer, std::stop_token stop) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    const Result<std::size_t> got = co_await run_recv(s, buffer.subspan(done), stop);
+    if (!got) co_return TransferResult(done, got.error(), outcome_of(got.error()));
+    if (*got == 0) co_return TransferResult(done, Errc::end_of_stream, Outcome::completed);
+    done += *got;
+  }
+  co_return TransferResult(done, {}, Outcome::completed);
+}
+
+Task<TransferResult> run_send_all(State* s, std::span<const std::byte> data, std::stop_token stop) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const Result<std::size_t> sent = co_await run_send(s, data.subspan(done), stop);
+    if (!sent) co_return TransferResult(done, sent.error(), outcome_of(sent.error()));
+    done += *sent;
+  }
+  co_return TransferResult(done, {}, Outcome::completed);
+}
+
+Task<Result<void>> run_shutdown(State* s, std::stop_token stop) {
+  if (const std::error_code no = refusal(s, true)) co_return fail(no);
+  if (s->writing) co_return fail(make_error_code(TlsErrc::busy));
+  if (s->shutdown_sent) co_return Result<void>();
+  if (stop.stop_requested()) co_return fail(cancelled());
+  Busy writing(s->writing);
+  SSL* ssl = s->ssl;
+  Bound bound{std::move(stop), std::nullopt};
+  // 0: close_notify sent, the peer's not yet seen; that is all this call waits for.
+  const Driven driven = co_await drive(
+      *s, [ssl] { return SSL_shutdown(ssl) >= 0 ? 1 : -1; }, std::move(bound), true);
+  if (driven.error) co_return fail(driven.error);
+  s->shutdown_sent = true;
+  co_return Result<void>();
+}
+
+bool is_ip_address(std::string_view name) {
+  const std::string text(name);
+  unsigned char address[16];
+  return inet_pton(AF_INET, text.c_str(), address) == 1 ||
+         inet_pton(AF_INET6, text.c_str(), address) == 1;
+}
+
+Result<std::unique_ptr<State>> new_state(const StreamSocket& socket,
+                                         const std::shared_ptr<const TlsContext::Shared>& shared) {
+  ERR_clear_error();
+  auto state = std::make_unique<State>();
+  state->socket = &socket;
+  state->context = shared;
+  state->ssl = SSL_new(shared->ctx);
+  const BIO_METHOD* method = bio_method();
+  BIO* bio = method != nullptr && state->ssl != nullptr ? BIO_new(method) : nullptr;
+  if (bio == nullptr) {
+    ERR_clear_error();
+    return fail(std::make_error_code(std::errc::not_enough_memory));
+  }
+  BIO_set_data(bio, state.get());
+  SSL_set_bio(state->ssl, bio, bio);  // one reference, taken by the SSL
+  state->received.set();
+  state->flushed.set();
+  return state;
+}
+
+}  // namespace
+
+// --- TlsStream --------------------------------------------------------------------------------
+
+TlsStream::TlsStream(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+TlsStream::TlsStream(TlsStream&&) noexcept = default;
+TlsStream& TlsStream::operator=(TlsStream&&) noexcept = default;
+TlsStream::~TlsStream() = default;
+
+Result<TlsStream> TlsStream::server(const StreamSocket& socket, const TlsContext& context) {
+  if (!context.shared_ || !context.shared_->server) {
+    return fail(std::make_error_code(std::errc::invalid_argument));
+  }
+  auto state = new_state(socket, context.shared_);
+  if (!state) return fail(state.error());
+  SSL_set_accept_state((*state)->ssl);
+  return TlsStream(std::move(*state));
+}
+
+Result<TlsStream> TlsStream::client(const StreamSocket& socket, const TlsContext& context,
+                                    std::string_view server_name) {
+  if (!context.shared_ || context.shared_->server) {
+    return fail(std::make_error_code(std::errc::invalid_argument));
+  }
+  // Without a name, a verifying client would take any certificate its trust anchors
+  // vouch for, whoever it names.
+  if (server_name.empty() && context.shared_->verify_peer) {
+    return fail(std::make_error_code(std::errc::invalid_argument));
+  }
+  auto made = new_state(socket, context.shared_);
+  if (!made) return fail(made.error());
+  SSL* ssl = (*made)->ssl;
+  SSL_set_connect_state(ssl);
+  if (!server_name.empty()) {
+    const std::string name(server_name);
+    bool named = true;
+    if (is_ip_address(name)) {
+      // No SNI for an address (RFC 6066); the certificate must list it as an IP SAN.
+      named = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str()) == 1;
+    } else {
+      SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      named =
+          SSL_set_tlsext_host_name(ssl, name.c_str()) == 1 && SSL_set1_host(ssl, name.c_str()) == 1;
+    }
+    if (!named) {
+      ERR_clear_error();
+      return fail(std::make_error_code(std::errc::invalid_argument));
+    }
+  }
+  return TlsStream(std::move(*made));
+}
+
+// Not coroutines: the state is taken now, so that a task made before the TlsStream moves
+// still finds it.
+Task<Result<void>> TlsStream::handshake(TlsHandshakeOptions options, std::stop_token stop) {
+  return run_handshake(state_.get(), options, std::move(stop));
+}
+
+Task<Result<std::size_t>> TlsStream::recv(std::span<std::byte> buffer, std::stop_token stop) {
+  return run_recv(state_.get(), buffer, std::move(stop));
+}
+
+Task<TransferResult> TlsStream::recv_exact(std::span<std::byte> buffer, std::stop_token stop) {
+  return run_recv_exact(state_.get(), buffer, std::move(stop));
+}
+
+Task<Result<std::size_t>> TlsStream::send(std::span<const std::byte> data, std::stop_token stop) {
+  return run_send(state_.get(), data, std::move(stop));
+}
+
+Task<TransferResult> TlsStream::send_all(std::span<const std::byte> data, std::stop_token stop) {
+  return run_send_all(state_.get(), data, std::move(stop));
+}
+
+Task<Result<void>> TlsStream::shutdown(std::stop_token stop) {
+  return run_shutdown(state_.get(), std::move(stop));
+}
+
+bool TlsStream::handshake_done() const noexcept { return state_ && state_->handshake_done; }
+
+std::error_code TlsStream::failure() const noexcept {
+  return state_ ? state_->failure : std::make_error_code(std::errc::bad_file_descriptor);
+}
+
+std::string_view TlsStream::alpn() const noexcept {
+  if (!state_) return {};
+  const unsigned char* name = nullptr;
+  unsigned int length = 0;
+  SSL_get0_alpn_selected(state_->ssl, &name, &length);
+  return name == nullptr ? std::string_view()
+                         : std::string_view(reinterpret_cast<const char*>(name), length);
+}
+
+TlsVersion TlsStream::version() const noexcept {
+  if (!state_) return TlsVersion::tls1_2;
+  return SSL_version(state_->ssl) == TLS1_3_VERSION ? TlsVersion::tls1_3 : TlsVersion::tls1_2;
+}
+
+std::string_view TlsStream::cipher() const noexcept {
+  if (!state_) return {};
+  const char* name = SSL_get_cipher_name(state_->ssl);
+  return name == nullptr ? std::string_view() : std::string_view(name);
+}
+
+const StreamSocket& TlsStream::socket() const noexcept { return *state_->socket; }
+
+}  // namespace coring::net

@@ -1,0 +1,494 @@
+// coring::tls between two TlsStreams of one loop over loopback TCP: handshakes (TLS 1.3
+// and 1.2, ALPN, names and addresses), every failed certificate check the client can
+// meet, configuration errors, the clean end against truncation, peers that send garbage,
+// stall or vanish mid-handshake, a 64 MiB transfer each way at once, and 1,000
+// handshakes in flight together.
+#include "coring/net/tls.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdlib>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "coring/net/error.hpp"
+#include "coring/net/listener.hpp"
+#include "coring/net/stream.hpp"
+#include "coring/runtime/event_loop.hpp"
+#include "coring/runtime/task.hpp"
+#include "coring/runtime/time.hpp"
+#include "coring/runtime/when_all.hpp"
+#include "support.hpp"
+#include "test_pki.hpp"
+
+namespace coring::net {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Tls : public test::PkiSuite {
+ protected:
+  void TearDown() override { EXPECT_EQ(ERR_peek_error(), 0UL) << "the OpenSSL error queue"; }
+
+  static TlsContext server_context(const std::filesystem::path& chain,
+                                   const std::filesystem::path& key,
+                                   std::vector<std::string> alpn = {}) {
+    auto made = TlsContext::server(
+        {.certificate_chain_file = chain, .private_key_file = key, .alpn = std::move(alpn)});
+    EXPECT_TRUE(made) << made.message();
+    return std::move(made).value();
+  }
+  static TlsContext server_context() {
+    return server_context(pki_->server_chain, pki_->server_key);
+  }
+  static TlsContext client_context(std::vector<std::string> alpn = {}) {
+    auto made = TlsContext::client({.ca_file = pki_->ca_cert, .alpn = std::move(alpn)});
+    EXPECT_TRUE(made) << made.message();
+    return std::move(made).value();
+  }
+};
+
+// A connected pair of loopback TCP sockets, made on the running loop.
+struct SocketPair {
+  TcpStream server;
+  TcpStream client;
+
+  Task<void> close() {
+    co_await client.close();
+    co_await server.close();
+  }
+};
+
+Task<SocketPair> connect_pair() {
+  auto listener = TcpListener::bind(Address::ipv4_loopback());
+  EXPECT_TRUE(listener) << listener.message();
+  const Address local = listener->local_address().value();
+  auto accept = [](TcpListener& l) -> Task<Result<TcpStream>> { co_return co_await l.accept(); };
+  auto [accepted, connected] = co_await when_all(accept(*listener), TcpStream::connect(local));
+  co_await listener->close();
+  EXPECT_TRUE(accepted) << accepted.message();
+  EXPECT_TRUE(connected) << connected.message();
+  co_return SocketPair{std::move(accepted).value(), std::move(connected).value()};
+}
+
+// A server's TlsStream and a client's (for `name`) over `sockets`.
+std::pair<TlsStream, TlsStream> tls_pair(const SocketPair& sockets, const TlsContext& server_ctx,
+                                         const TlsContext& client_ctx,
+                                         std::string_view name = "localhost") {
+  return {TlsStream::server(sockets.server, server_ctx).value(),
+          TlsStream::client(sockets.client, client_ctx, name).value()};
+}
+
+std::span<const std::byte> bytes(std::string_view text) {
+  return std::as_bytes(std::span(text.data(), text.size()));
+}
+
+// Both handshakes, at once.
+Task<std::pair<Result<void>, Result<void>>> handshake_both(TlsStream& server, TlsStream& client) {
+  auto [s, c] =
+      co_await when_all(server.handshake({.timeout = 10s}), client.handshake({.timeout = 10s}));
+  co_return std::pair<Result<void>, Result<void>>(std::move(s), std::move(c));
+}
+
+// Sends `text` from `from` and reads it at `to`.
+Task<std::string> pass(TlsStream& from, TlsStream& to, std::string text) {
+  std::string got(text.size(), '\0');
+  auto [sent, received] = co_await when_all(from.send_all(bytes(text)),
+                                            to.recv_exact(std::as_writable_bytes(std::span(got))));
+  EXPECT_TRUE(sent.ok()) << sent.message();
+  EXPECT_TRUE(received.ok()) << received.message();
+  co_return got;
+}
+
+TEST_F(Tls, HandshakeAndEchoOverTls13WithAlpn) {
+  EventLoop loop;
+  const TlsContext server_ctx =
+      server_context(pki_->server_chain, pki_->server_key, {"h2", "http/1.1"});
+  const TlsContext client_ctx = client_context({"http/1.1", "coring/1"});
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s) << s.message();
+    EXPECT_TRUE(c) << c.message();
+    EXPECT_TRUE(server.handshake_done());
+    EXPECT_EQ(client.version(), TlsVersion::tls1_3);
+    EXPECT_EQ(server.alpn(), "http/1.1");
+    EXPECT_EQ(client.alpn(), "http/1.1");
+    EXPECT_FALSE(client.cipher().empty());
+    EXPECT_EQ(co_await pass(client, server, "hello over tls"), "hello over tls");
+    EXPECT_EQ(co_await pass(server, client, "and back"), "and back");
+    // The clean end: close_notify, then recv() says 0.
+    EXPECT_TRUE((co_await client.shutdown()).ok());
+    std::array<std::byte, 16> buffer{};
+    const Result<std::size_t> end = co_await server.recv(buffer);
+    EXPECT_TRUE(end) << end.message();
+    EXPECT_EQ(end.ok() ? *end : 99U, 0U);
+    co_await sockets.close();
+  }());
+}
+
+TEST_F(Tls, Tls12WhenTheClientGoesNoHigher) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  ASSERT_EQ(SSL_CTX_set_max_proto_version(client_ctx.native_handle(), TLS1_2_VERSION), 1);
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx, "127.0.0.1");
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s) << s.message();
+    EXPECT_TRUE(c) << c.message();
+    EXPECT_EQ(server.version(), TlsVersion::tls1_2);
+    EXPECT_EQ(co_await pass(client, server, std::string(100000, 'x')), std::string(100000, 'x'));
+    co_await sockets.close();
+  }());
+}
+
+// The client's verdict on a server that presents `chain` for `name`.
+std::error_code client_verdict(const TlsContext& server_ctx, const TlsContext& client_ctx,
+                               std::string name) {
+  EventLoop loop;
+  return loop.run([&]() -> Task<std::error_code> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx, name);
+    auto [s, c] = co_await handshake_both(server, client);
+    // The client's alert fails the server's handshake too.
+    EXPECT_FALSE(s) << "the server's handshake succeeded";
+    if (!s) {
+      EXPECT_FALSE(s.message().empty());
+    }
+    co_await sockets.close();
+    co_return c.error();
+  }());
+}
+
+TEST_F(Tls, ClientRefusesAWrongName) {
+  const std::error_code verdict = client_verdict(server_context(), client_context(), "example.com");
+  EXPECT_EQ(verdict, std::error_code(X509_V_ERR_HOSTNAME_MISMATCH, x509_category()));
+  EXPECT_EQ(verdict.message(), "hostname mismatch");
+}
+
+TEST_F(Tls, ClientRefusesAnExpiredCertificate) {
+  const std::error_code verdict = client_verdict(
+      server_context(pki_->expired_chain, pki_->expired_key), client_context(), "localhost");
+  EXPECT_EQ(verdict, std::error_code(X509_V_ERR_CERT_HAS_EXPIRED, x509_category()));
+  EXPECT_EQ(verdict.message(), "certificate has expired");
+}
+
+TEST_F(Tls, ClientRefusesASelfSignedCertificate) {
+  const std::error_code verdict =
+      client_verdict(server_context(pki_->self_signed_chain, pki_->self_signed_key),
+                     client_context(), "localhost");
+  EXPECT_EQ(verdict, std::error_code(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, x509_category()));
+}
+
+TEST_F(Tls, ClientRefusesAnUnknownCa) {
+  const std::error_code verdict = client_verdict(
+      server_context(pki_->unknown_ca_chain, pki_->unknown_ca_key), client_context(), "localhost");
+  // The chain file carries the unknown CA: a self-signed certificate the client does not trust.
+  EXPECT_EQ(verdict, std::error_code(X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, x509_category()));
+}
+
+TEST_F(Tls, ServerRefusesAClientWithoutACommonAlpnProtocol) {
+  const std::error_code verdict =
+      client_verdict(server_context(pki_->server_chain, pki_->server_key, {"h2"}),
+                     client_context({"http/1.1"}), "localhost");
+  EXPECT_EQ(verdict.category(), openssl_category());
+  EXPECT_EQ(verdict.message(), "tlsv1 alert no application protocol");
+}
+
+TEST_F(Tls, ConfigurationErrorsNameTheFileAndTheReason) {
+  auto garbage = TlsContext::server(
+      {.certificate_chain_file = pki_->garbage_pem, .private_key_file = pki_->server_key});
+  ASSERT_FALSE(garbage);
+  EXPECT_NE(garbage.message().find(pki_->garbage_pem.string()), std::string::npos)
+      << garbage.message();
+  EXPECT_NE(garbage.message().find("no start line"), std::string::npos) << garbage.message();
+
+  auto mismatch = TlsContext::server(
+      {.certificate_chain_file = pki_->server_chain, .private_key_file = pki_->alt_key});
+  ASSERT_FALSE(mismatch);
+  EXPECT_NE(mismatch.message().find("does not match"), std::string::npos) << mismatch.message();
+  EXPECT_NE(mismatch.message().find(pki_->alt_key.string()), std::string::npos);
+
+  const std::string missing = dir_->file("missing.pem");
+  auto absent =
+      TlsContext::server({.certificate_chain_file = missing, .private_key_file = missing});
+  ASSERT_FALSE(absent);
+  EXPECT_NE(absent.message().find(missing), std::string::npos) << absent.message();
+  EXPECT_EQ(absent.error(), std::errc::no_such_file_or_directory) << absent.message();
+
+  auto no_key = TlsContext::server({.certificate_chain_file = pki_->server_chain});
+  ASSERT_FALSE(no_key);
+  EXPECT_EQ(no_key.error(), TlsErrc::no_certificate);
+
+  auto bad_ca = TlsContext::client({.ca_file = pki_->garbage_pem});
+  ASSERT_FALSE(bad_ca);
+  EXPECT_NE(bad_ca.message().find(pki_->garbage_pem.string()), std::string::npos);
+
+  auto bad_alpn = TlsContext::client({.alpn = {""}});
+  ASSERT_FALSE(bad_alpn);
+  EXPECT_EQ(bad_alpn.error(), TlsErrc::invalid_alpn);
+  EXPECT_THROW((void)TlsContext::client({.alpn = {std::string(256, 'a')}}).value(),
+               std::system_error);
+}
+
+TEST_F(Tls, APeerThatClosesWithoutCloseNotifyIsTruncation) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    EXPECT_EQ(co_await pass(client, server, "last words"), "last words");
+    // The client's end of stream without close_notify. (A close would reset the
+    // connection: the session tickets the server sent are unread.)
+    co_await sockets.client.shutdown(SHUT_WR);
+    std::array<std::byte, 16> buffer{};
+    const Result<std::size_t> end = co_await server.recv(buffer);
+    EXPECT_EQ(end.error(), TlsErrc::truncated) << end.message();
+    // The session is over: later calls say so at once, and failure() keeps the cause.
+    EXPECT_EQ((co_await server.recv(buffer)).error(), TlsErrc::broken);
+    EXPECT_EQ(server.failure(), TlsErrc::truncated);
+    co_await sockets.close();
+  }());
+}
+
+TEST_F(Tls, IoBeforeTheHandshakeAndTwoReadsAtOnceAreRefused) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    std::array<std::byte, 16> buffer{};
+    EXPECT_EQ((co_await server.recv(buffer)).error(), TlsErrc::handshake_required);
+    EXPECT_EQ((co_await client.send_all(bytes("x"))).error(), TlsErrc::handshake_required);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    std::array<std::byte, 16> other{};
+    auto [first, second, sent] =
+        co_await when_all(server.recv(buffer), server.recv(other), client.send_all(bytes("late")));
+    EXPECT_EQ(second.error(), TlsErrc::busy);
+    EXPECT_TRUE(first) << first.message();
+    EXPECT_EQ(first.ok() ? *first : 0U, 4U);
+    EXPECT_TRUE(sent.ok());
+    co_await sockets.close();
+  }());
+}
+
+// A server's handshake against a raw peer that runs `peer` on its socket.
+template <typename Peer>
+std::error_code server_against(const TlsContext& server_ctx, Peer peer,
+                               std::chrono::nanoseconds timeout = 10s) {
+  EventLoop loop;
+  return loop.run([&]() -> Task<std::error_code> {
+    SocketPair sockets = co_await connect_pair();
+    TlsStream server = TlsStream::server(sockets.server, server_ctx).value();
+    auto [s, done] =
+        co_await when_all(server.handshake({.timeout = timeout}), peer(sockets.client));
+    (void)done;
+    co_await sockets.close();
+    co_return s.error();
+  }());
+}
+
+TEST_F(Tls, PlainHttpToTheTlsPortIsAReadableError) {
+  const std::error_code error = server_against(server_context(), [](TcpStream& peer) -> Task<bool> {
+    co_return (co_await peer.send_all(bytes("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))).ok();
+  });
+  EXPECT_EQ(error.category(), openssl_category());
+  EXPECT_EQ(error.message(), "http request");
+}
+
+TEST_F(Tls, GarbageToTheTlsPortIsAReadableError) {
+  const std::error_code error = server_against(server_context(), [](TcpStream& peer) -> Task<bool> {
+    co_return (co_await peer.send_all(bytes(std::string(64, '\x16')))).ok();
+  });
+  EXPECT_EQ(error.category(), openssl_category()) << error.message();
+  EXPECT_FALSE(error.message().empty());
+}
+
+TEST_F(Tls, AHandshakeCutOffMidwayIsHandshakeEof) {
+  const std::error_code error = server_against(server_context(), [](TcpStream& peer) -> Task<bool> {
+    // The start of a ClientHello record (a handshake record of 512 bytes), then the end.
+    const std::string partial("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+    const bool sent = (co_await peer.send_all(bytes(partial))).ok();
+    co_await peer.shutdown();
+    co_return sent;
+  });
+  EXPECT_EQ(error, TlsErrc::handshake_eof) << error.message();
+}
+
+TEST_F(Tls, APeerThatNeverFinishesTheHandshakeTimesOut) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::error_code error = server_against(
+      server_context(), [](TcpStream&) -> Task<bool> { co_return true; }, 200ms);
+  EXPECT_EQ(error, std::errc::timed_out) << error.message();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 200ms);
+}
+
+TEST_F(Tls, SixtyFourMebibytesEachWayAtOnce) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  constexpr std::size_t size = std::size_t{64} << 20;
+  std::vector<std::byte> up(size), down(size);
+  for (std::size_t i = 0; i < size; ++i) {
+    up[i] = static_cast<std::byte>((i * 131) >> 7);
+    down[i] = static_cast<std::byte>((i * 71) >> 5);
+  }
+  std::vector<std::byte> got_up(size), got_down(size);
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    // Each stream has a reader and a writer in flight together.
+    auto [a, b, d, e] = co_await when_all(client.send_all(up), server.recv_exact(got_up),
+                                          server.send_all(down), client.recv_exact(got_down));
+    EXPECT_TRUE(a.ok() && b.ok() && d.ok() && e.ok())
+        << a.message() << b.message() << d.message() << e.message();
+    co_await sockets.close();
+  }());
+  EXPECT_TRUE(got_up == up);
+  EXPECT_TRUE(got_down == down);
+}
+
+TEST_F(Tls, AVerifyingClientNeedsAName) {
+  EventLoop loop;
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    EXPECT_EQ(TlsStream::client(sockets.client, client_ctx, "").error(),
+              std::errc::invalid_argument);
+    EXPECT_EQ(TlsStream::server(sockets.server, client_ctx).error(), std::errc::invalid_argument);
+    co_await sockets.close();
+  }());
+}
+
+// Clients of one loop that fail their checks while others succeed: each failure is
+// read before the alert's send suspends, so another stream's calls cannot clear it.
+TEST_F(Tls, ConcurrentHandshakesKeepTheirOwnErrors) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  auto one = [](const TlsContext& serving, const TlsContext& checking,
+                std::string name) -> Task<std::error_code> {
+    SocketPair sockets = co_await connect_pair();
+    std::error_code verdict;
+    {
+      auto [server, client] = tls_pair(sockets, serving, checking, name);
+      auto [s, c] = co_await handshake_both(server, client);
+      verdict = c.error();
+      EXPECT_EQ(s.ok(), c.ok()) << s.message();
+    }
+    co_await sockets.close();
+    co_return verdict;
+  };
+  std::vector<Task<std::error_code>> tasks;
+  for (int i = 0; i < 40; ++i) {
+    tasks.push_back(one(server_ctx, client_ctx, i % 2 == 0 ? "localhost" : "wrong.example"));
+  }
+  const std::vector<std::error_code> verdicts = loop.run(when_all(std::move(tasks)));
+  for (std::size_t i = 0; i < verdicts.size(); ++i) {
+    if (i % 2 == 0) {
+      EXPECT_FALSE(verdicts[i]) << i << ": " << verdicts[i].message();
+    } else {
+      EXPECT_EQ(verdicts[i], std::error_code(X509_V_ERR_HOSTNAME_MISMATCH, x509_category()))
+          << i << ": " << verdicts[i].message();
+    }
+  }
+}
+
+TEST_F(Tls, StopsCancelAndAStopBeforeASendLosesNothing) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    // A handshake whose peer says nothing, stopped after 50 ms.
+    std::stop_source stop;
+    auto stopper = [](std::stop_source& source) -> Task<void> {
+      co_await sleep_for(50ms);
+      source.request_stop();
+    };
+    auto [stalled, stopped] =
+        co_await when_all(server.handshake({}, stop.get_token()), stopper(stop));
+    (void)stopped;
+    EXPECT_EQ(stalled.error(), std::errc::operation_canceled) << stalled.message();
+    // The stop came while the server waited for input: nothing was lost, the session can
+    // go on.
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s) << s.message();
+    EXPECT_TRUE(c) << c.message();
+    // A send whose stop has fired makes no record; the stream goes on.
+    std::stop_source fired;
+    fired.request_stop();
+    const TransferResult refused = co_await client.send_all(bytes("never"), fired.get_token());
+    EXPECT_EQ(refused.error(), std::errc::operation_canceled);
+    EXPECT_EQ(refused.outcome, Outcome::cancelled);
+    EXPECT_FALSE(client.failure());
+    // A receive stopped while it waits loses nothing either.
+    std::stop_source quiet;
+    std::array<std::byte, 16> buffer{};
+    auto [waited, done] = co_await when_all(server.recv(buffer, quiet.get_token()), stopper(quiet));
+    (void)done;
+    EXPECT_EQ(waited.error(), std::errc::operation_canceled);
+    EXPECT_EQ(co_await pass(client, server, "still here"), "still here");
+    co_await sockets.close();
+  }());
+}
+
+TEST_F(Tls, AnEncryptedKeyFailsToLoadRatherThanAskForAPassphrase) {
+  const std::string encrypted = dir_->file("encrypted.key");
+  const std::string command = "openssl pkey -in " + pki_->server_key.string() +
+                              " -aes256 -passout pass:secret -out " + encrypted + " 2>/dev/null";
+  if (std::system(command.c_str()) != 0)
+    GTEST_SKIP() << "the openssl CLI (apt-get install openssl)";
+  auto made = TlsContext::server(
+      {.certificate_chain_file = pki_->server_chain, .private_key_file = encrypted, .alpn = {}});
+  ASSERT_FALSE(made);
+  EXPECT_NE(made.message().find(encrypted), std::string::npos) << made.message();
+}
+
+Task<int> one_session(const TlsContext& server_ctx, const TlsContext& client_ctx, int i) {
+  SocketPair sockets = co_await connect_pair();
+  auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+  auto [s, c] = co_await handshake_both(server, client);
+  int failures = s && c ? 0 : 1;
+  const std::string text = "session " + std::to_string(i);
+  if (failures == 0 && co_await pass(client, server, text) != text) failures = 1;
+  co_await sockets.close();
+  co_return failures;
+}
+
+TEST_F(Tls, AThousandHandshakesInFlight) {
+  LoopOptions options;
+  options.entries = 4096;
+  EventLoop loop(options);
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  std::vector<Task<int>> sessions;
+  for (int i = 0; i < 1000; ++i) sessions.push_back(one_session(server_ctx, client_ctx, i));
+  const std::vector<int> failures = loop.run(when_all(std::move(sessions)));
+  int total = 0;
+  for (const int f : failures) total += f;
+  EXPECT_EQ(total, 0);
+}
+
+}  // namespace
+}  // namespace coring::net
