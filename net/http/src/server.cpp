@@ -38,6 +38,9 @@
 #include "coring/net/recv_stream.hpp"
 #include "coring/net/splice.hpp"
 #include "coring/runtime/splice.hpp"
+#ifdef CORING_HTTP_TLS
+#include "coring/net/tls.hpp"
+#endif
 
 namespace coring::http {
 
@@ -46,6 +49,9 @@ struct Server::Settings {
   Handler handler;  // when there is no router
   Router router;
   bool routed = false;
+#ifdef CORING_HTTP_TLS
+  std::optional<net::TlsContext> tls;  // options.tls's copy (HTTPS), or none
+#endif
 };
 
 namespace {
@@ -58,6 +64,8 @@ constexpr std::size_t own_buffer_bytes = 16 * 1024;
 constexpr std::size_t inline_body_bytes = 16 * 1024;
 // A file sent with send_file moves in steps of this size, each with its own deadline.
 constexpr std::uint64_t file_step_bytes = std::uint64_t{1} << 20;
+// Over TLS a file is read into memory in steps of this size and each step encrypted.
+[[maybe_unused]] constexpr std::size_t tls_file_step_bytes = 64 * 1024;
 // The lingering close: what the peer still sends is read and dropped for this long, or
 // up to this many bytes, so that the close does not reset the connection (which could
 // destroy the response before the peer reads it).
@@ -116,12 +124,22 @@ class Session final : public detail::BodySource, public BodyWriter {
   Task<void> run() {
     std::exception_ptr failure;
     try {
-      if (net::BufferPool* pool = conn_.receive_pool(); pool != nullptr) {
-        chunks_.emplace(stream_.fd(), stream_.is_direct(), *pool);
-      } else {
+#ifdef CORING_HTTP_TLS
+      if (settings_.tls) {
+        // OpenSSL reads from the TLS stream's own buffer: the session receives plaintext
+        // into its own.
         own_.reset(new std::byte[own_buffer_bytes]);
+        if (co_await handshake()) co_await serve();
+      } else
+#endif
+      {
+        if (net::BufferPool* pool = conn_.receive_pool(); pool != nullptr) {
+          chunks_.emplace(stream_.fd(), stream_.is_direct(), *pool);
+        } else {
+          own_.reset(new std::byte[own_buffer_bytes]);
+        }
+        co_await serve();
       }
-      co_await serve();
     } catch (...) {
       failure = std::current_exception();
     }
@@ -140,6 +158,12 @@ class Session final : public detail::BodySource, public BodyWriter {
   enum class Wait : std::uint8_t { first, idle, head };
 
   Task<void> serve();
+#ifdef CORING_HTTP_TLS
+  // The TLS handshake, bounded by the header timeout; false ends the connection.
+  Task<bool> handshake();
+#endif
+  // Every byte of `data` on the connection (through TLS for HTTPS).
+  Task<net::TransferResult> send_all(std::span<const std::byte> data);
   // Receives more input: > 0 the bytes now at the end of input_, 0 at the end of the
   // stream, < 0 a negated errno.
   Task<int> receive();
@@ -170,6 +194,10 @@ class Session final : public detail::BodySource, public BodyWriter {
   std::string_view input_;
   std::string out_;
   std::optional<Pipe> pipe_;
+#ifdef CORING_HTTP_TLS
+  std::optional<net::TlsStream> tls_;
+  std::unique_ptr<std::byte[]> file_buffer_;  // HTTPS: a file's bytes on their way to TLS
+#endif
   std::string_view body_rest_;  // body bytes parsed and not yet read by the handler
   bool message_ended_ = true;
   bool body_failed_ = false;
@@ -196,9 +224,26 @@ Task<int> Session::receive() {
     lease_ = std::move(*chunk);
     got = as_chars(lease_.data());
   } else {
-    const IoResult received = co_await stream_.recv(std::span(own_.get(), own_buffer_bytes));
-    if (received.res <= 0) co_return received.res;
-    got = as_chars(std::span(own_.get(), received.value()));
+    const std::span<std::byte> buffer(own_.get(), own_buffer_bytes);
+#ifdef CORING_HTTP_TLS
+    if (tls_) {
+      const Result<std::size_t> received = co_await tls_->recv(buffer);
+      if (!received) {
+        // A client that went away without close_notify ends the input like any other
+        // (a request cut there is incomplete anyway); other failures are errors.
+        if (received.error() == net::TlsErrc::truncated) co_return 0;
+        const bool system = received.error().category() == std::system_category();
+        co_return system ? -std::max(received.error().value(), 1) : -EPROTO;
+      }
+      if (*received == 0) co_return 0;
+      got = as_chars(buffer.first(*received));
+    } else
+#endif
+    {
+      const IoResult received = co_await stream_.recv(buffer);
+      if (received.res <= 0) co_return received.res;
+      got = as_chars(buffer.first(received.value()));
+    }
   }
   if (carry_.empty()) {
     input_ = got;
@@ -210,10 +255,40 @@ Task<int> Session::receive() {
   co_return static_cast<int>(got.size());
 }
 
+Task<net::TransferResult> Session::send_all(std::span<const std::byte> data) {
+#ifdef CORING_HTTP_TLS
+  if (tls_) co_return co_await tls_->send_all(data);
+#endif
+  co_return co_await stream_.send_all(data);
+}
+
+#ifdef CORING_HTTP_TLS
+Task<bool> Session::handshake() {
+  Result<net::TlsStream> made = net::TlsStream::server(stream_, *settings_.tls);
+  if (!made) {
+    log_failure("starting a TLS session", made.message().c_str());
+    co_return false;
+  }
+  tls_.emplace(std::move(*made));
+  // A failed handshake (a client that sends garbage, plain HTTP, or refuses our
+  // certificate) ends the connection without a word: there is no response to give.
+  const Result<void> shaken = co_await tls_->handshake({.timeout = options_.header_timeout});
+  co_return shaken.ok();
+}
+#endif
+
 Task<bool> Session::flush(int msg_flags) {
   if (out_.empty()) co_return true;
   set_io_deadline();
   const std::span<const std::byte> data = as_bytes(out_);
+#ifdef CORING_HTTP_TLS
+  if (tls_) {
+    // One send_all: TLS makes records of the whole buffer (MSG_MORE has no use here).
+    const net::TransferResult all = co_await tls_->send_all(data);
+    out_.clear();
+    co_return all.ok();
+  }
+#endif
   const IoResult put = co_await stream_.send(data, msg_flags);
   bool sent = put.res == static_cast<int>(data.size());
   if (!sent && put.res >= 0) {
@@ -436,7 +511,7 @@ Task<bool> Session::respond(Response& response, bool head_only, bool closing) {
   }
   if (!co_await flush(MSG_MORE)) co_return false;
   set_io_deadline();
-  const net::TransferResult sent = co_await stream_.send_all(as_bytes(response.body));
+  const net::TransferResult sent = co_await send_all(as_bytes(response.body));
   co_return sent.ok();
 }
 
@@ -455,6 +530,29 @@ Task<bool> Session::send_file_body(const Response::FileRange& range) {
     }
     co_return true;
   }
+#ifdef CORING_HTTP_TLS
+  if (tls_) {
+    // The records are made in memory: the file is read in steps and each step sent.
+    if (!co_await flush()) co_return false;
+    if (!file_buffer_) file_buffer_.reset(new std::byte[tls_file_step_bytes]);
+    std::uint64_t done = 0;
+    while (done < range.length) {
+      const std::size_t step = static_cast<std::size_t>(
+          std::min<std::uint64_t>(tls_file_step_bytes, range.length - done));
+      const std::span<std::byte> piece(file_buffer_.get(), step);
+      set_io_deadline();
+      const auto got = co_await range.source().read_all(piece, range.offset + done);
+      if (!got.ok()) {
+        log_failure("reading a file to send", got.message().c_str());
+        co_return false;
+      }
+      const net::TransferResult sent = co_await tls_->send_all(piece);
+      if (!sent.ok()) co_return false;
+      done += step;
+    }
+    co_return true;
+  }
+#endif
   if (!pipe_) {
     Result<Pipe> pipe = Pipe::open();
     if (!pipe) {
@@ -495,7 +593,7 @@ Task<Result<void>> Session::write(std::span<const std::byte> data) {
   }
   if (!co_await flush(MSG_MORE)) co_return fail(std::make_error_code(std::errc::broken_pipe));
   set_io_deadline();
-  const net::TransferResult sent = co_await stream_.send_all(data);
+  const net::TransferResult sent = co_await send_all(data);
   if (!sent.ok()) co_return fail(sent.error());
   if (chunked_out_) out_.append("\r\n");
   co_return Result<void>();
@@ -509,6 +607,9 @@ Task<void> Session::refuse(int status, std::string_view reason) {
 }
 
 Task<void> Session::linger() {
+#ifdef CORING_HTTP_TLS
+  if (tls_ && tls_->handshake_done()) (void)co_await tls_->shutdown();  // close_notify
+#endif
   (void)co_await stream_.shutdown(SHUT_WR);
   // The multishot receive ends here: what still comes is read with plain receives,
   // each bounded by what is left of the linger time (a linked timeout: no sweep period
@@ -555,8 +656,35 @@ net::ServerOptions frame_options(const ServerOptions& options) {
 
 }  // namespace
 
+namespace {
+
+std::shared_ptr<const Server::Settings> make_settings(const ServerOptions& options, Handler handler,
+                                                      Router router, bool routed) {
+  auto settings = std::make_shared<Server::Settings>();
+  settings->options = options;
+  settings->handler = std::move(handler);
+  settings->router = std::move(router);
+  settings->routed = routed;
+  if (options.tls != nullptr) {
+#ifdef CORING_HTTP_TLS
+    if (!options.tls->is_server()) {
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "http::Server needs a TLS server context");
+    }
+    settings->tls = *options.tls;
+#else
+    throw std::system_error(std::make_error_code(std::errc::not_supported),
+                            "coring::http was built without coring::tls (CORING_BUILD_TLS=OFF)");
+#endif
+  }
+  settings->options.tls = nullptr;  // the copy above is what the sessions use
+  return settings;
+}
+
+}  // namespace
+
 Server::Server(const ServerOptions& options, Handler handler)
-    : settings_(std::make_shared<Settings>(Settings{options, std::move(handler), {}, false})) {
+    : settings_(make_settings(options, std::move(handler), {}, false)) {
   if (!settings_->handler) {
     throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                             "http::Server needs a handler");
@@ -569,7 +697,7 @@ Server::Server(const ServerOptions& options, Handler handler)
 }
 
 Server::Server(const ServerOptions& options, Router router)
-    : settings_(std::make_shared<Settings>(Settings{options, {}, std::move(router), true})) {
+    : settings_(make_settings(options, {}, std::move(router), true)) {
   const Settings* settings = settings_.get();
   frame_ = std::make_unique<net::Server>(
       frame_options(options), [settings](const net::TcpStream& stream, net::Connection& conn) {

@@ -50,6 +50,10 @@
 #include "coring/net/address.hpp"
 #include "coring/net/server.hpp"
 
+namespace coring::net {
+class TlsContext;  // coring/net/tls.hpp, coring::tls
+}  // namespace coring::net
+
 namespace coring::http {
 
 struct ServerOptions {
@@ -73,6 +77,11 @@ struct ServerOptions {
   // buffer of 16 KiB per connection.
   bool receive_pool = true;
   bool direct_descriptors = true;
+  // HTTPS: every connection a TLS server stream of this context (coring::tls; give the
+  // context ALPN "http/1.1"). The server keeps a copy: the pointer need not outlive the
+  // constructor. The handshake has header_timeout. Responses are encrypted in memory, so
+  // files are read and sent rather than spliced. Null: plain HTTP.
+  const net::TlsContext* tls = nullptr;
 };
 static_assert(std::is_trivially_destructible_v<ServerOptions>);
 

@@ -1,0 +1,169 @@
+// coring::http's server over TLS (ServerOptions::tls) against real clients: curl and
+// python's http.client download, upload, keep their connection alive and ask for ranges
+// over HTTPS; plain HTTP and a silent client on the HTTPS port cost the server nothing
+// but their connection.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "coring/fs/file.hpp"
+#include "coring/http/server.hpp"
+#include "coring/http/static_files.hpp"
+#include "coring/net/tls.hpp"
+#include "programs.hpp"
+#include "test_pki.hpp"
+
+namespace coring::http {
+namespace {
+
+namespace stdfs = std::filesystem;
+using namespace std::chrono_literals;
+using test::run_command;
+
+std::string read_file(const stdfs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+Task<Response> hello(Request&) { co_return Response::text(200, "Hello, World!"); }
+
+Task<Response> echo_body(Request& request) {
+  Result<std::string> body = co_await request.body().read_all(16 << 20);
+  if (!body) co_return Response::text(400, body.message());
+  co_return Response::text(200, std::move(*body), "application/octet-stream");
+}
+
+class Https : public test::PkiSuite {
+ protected:
+  void SetUp() override {
+    std::string bytes;
+    for (std::size_t i = 0; i < (3u << 20) + 7; ++i) {
+      bytes.push_back(static_cast<char>((i * 2654435761u) >> 13));
+    }
+    big_ = dir_->file("big.bin");
+    std::ofstream(big_, std::ios::binary) << bytes;
+    big_bytes_ = bytes;
+
+    net::TlsServerConfig config;
+    config.certificate_chain_file = pki_->server_chain;
+    config.private_key_file = pki_->server_key;
+    config.alpn = {"http/1.1"};
+    const net::TlsContext context = net::TlsContext::server(config).value();
+
+    Router router;
+    router.get("/", &hello);
+    router.post("/echo", &echo_body);
+    router.prefix("GET", "/files/", StaticFiles(dir_->path()).mount("/files/"));
+    ServerOptions options;
+    options.handle_signals = false;
+    options.header_timeout = 500ms;
+    options.limits.max_body_bytes = 16 << 20;
+    options.tls = &context;  // copied: the context may go
+    server_ = std::make_unique<Server>(options, std::move(router));
+    thread_ = std::thread([this] { status_ = server_->run(); });
+    base_ = "https://localhost:" + std::to_string(server_->port());
+    curl_ = "curl -sS --cacert " + pki_->ca_cert.string() + " ";
+  }
+  void TearDown() override {
+    server_->stop();
+    thread_.join();
+    EXPECT_EQ(status_, 0);
+  }
+
+  std::string big_;
+  std::string big_bytes_;
+  std::string base_;
+  std::string curl_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  int status_ = -1;
+};
+
+TEST_F(Https, CurlGetsHelloAndAFileOnOneConnection) {
+  REQUIRE_PROGRAM("curl", "curl");
+  const std::string got = dir_->file("got.bin");
+  const test::Ran curl = run_command(curl_ + "-v -o /dev/null " + base_ + "/ -o " + got + " " +
+                                     base_ + "/files/big.bin");
+  ASSERT_EQ(curl.status, 0) << curl.output;
+  EXPECT_NE(curl.output.find("ALPN: server accepted http/1.1"), std::string::npos) << curl.output;
+  EXPECT_NE(curl.output.find("Re-using existing connection"), std::string::npos) << curl.output;
+  EXPECT_TRUE(read_file(got) == big_bytes_);
+  EXPECT_EQ(run_command(curl_ + base_ + "/").output, "Hello, World!");
+  // TLS 1.2 too.
+  EXPECT_EQ(run_command(curl_ + "--tls-max 1.2 " + base_ + "/").output, "Hello, World!");
+}
+
+TEST_F(Https, CurlRangesHeadAndUploads) {
+  REQUIRE_PROGRAM("curl", "curl");
+  const test::Ran range = run_command(curl_ + "-r 1000-1999 " + base_ + "/files/big.bin");
+  EXPECT_EQ(range.output, big_bytes_.substr(1000, 1000));
+  const test::Ran head = run_command(curl_ + "-I " + base_ + "/files/big.bin");
+  EXPECT_NE(head.output.find("Content-Length: " + std::to_string(big_bytes_.size())),
+            std::string::npos)
+      << head.output;
+  for (const char* extra : {"", "-H 'Transfer-Encoding: chunked'", "-H 'Expect: 100-continue'"}) {
+    const std::string got = dir_->file("echoed.bin");
+    const test::Ran up = run_command(curl_ + "--data-binary @" + big_ + " " + extra + " -o " + got +
+                                     " " + base_ + "/echo");
+    ASSERT_EQ(up.status, 0) << up.output;
+    EXPECT_TRUE(read_file(got) == big_bytes_) << extra;
+  }
+}
+
+TEST_F(Https, PythonHttpClientKeepsItsConnection) {
+  REQUIRE_PROGRAM("python3", "python3");
+  const std::string script =
+      "import http.client, ssl, sys\n"
+      "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+      "conn = http.client.HTTPSConnection('localhost', int(sys.argv[1]), context=ctx)\n"
+      "for i in range(3):\n"
+      "    conn.request('POST', '/echo', body=b'x' * (100000 + i))\n"
+      "    r = conn.getresponse()\n"
+      "    body = r.read()\n"
+      "    print(r.status, len(body))\n"
+      "conn.request('GET', '/')\n"
+      "print(conn.getresponse().read().decode())\n";
+  const std::string path = dir_->file("client.py");
+  std::ofstream(path) << script;
+  const test::Ran ran = run_command("timeout 20 python3 " + path + " " +
+                                    std::to_string(server_->port()) + " " + pki_->ca_cert.string());
+  EXPECT_EQ(ran.status, 0) << ran.output;
+  EXPECT_EQ(ran.output, "200 100000\n200 100001\n200 100002\nHello, World!\n");
+}
+
+TEST_F(Https, PlainHttpAndASilentClientCostOnlyTheirConnection) {
+  REQUIRE_PROGRAM("curl", "curl");
+  // Plain HTTP: the handshake fails, the connection closes without a response.
+  const test::Ran plain =
+      run_command("curl -sS http://localhost:" + std::to_string(server_->port()) + "/");
+  EXPECT_NE(plain.status, 0);
+  EXPECT_NE(plain.output.find("Empty reply"), std::string::npos) << plain.output;
+  // A client that connects and says nothing is closed after the header timeout (500 ms).
+  REQUIRE_PROGRAM("python3", "python3");
+  const test::Ran silent = run_command(
+      "timeout 10 python3 -c \"import socket,time,sys; s=socket.create_connection(('127.0.0.1', " +
+      std::to_string(server_->port()) +
+      ")); t=time.time(); d=s.recv(100); print(repr(d), round(time.time()-t, 1))\"");
+  EXPECT_EQ(silent.status, 0) << silent.output;
+  EXPECT_EQ(silent.output.substr(0, 4), "b'' ") << silent.output;
+  // The server still serves.
+  EXPECT_EQ(run_command(curl_ + base_ + "/").output, "Hello, World!");
+}
+
+TEST(HttpsOptions, AClientContextIsRefused) {
+  auto client = net::TlsContext::client({});
+  ASSERT_TRUE(client) << client.message();
+  ServerOptions options;
+  options.handle_signals = false;
+  options.tls = &*client;
+  EXPECT_THROW(Server(options, Handler(&hello)), std::system_error);
+}
+
+}  // namespace
+}  // namespace coring::http
