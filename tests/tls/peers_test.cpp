@@ -128,6 +128,23 @@ TEST_F(TlsPeers, OpensslClientOverTls13And12) {
   }
 }
 
+TEST_F(TlsPeers, OpensslClientResumesItsSession) {
+  REQUIRE_PROGRAM("openssl", "openssl");
+  EchoServer server(server_context(), 2);
+  const std::string session = dir_->file("session.pem");
+  const std::string connect =
+      "printf 'again\\n' | timeout 20 openssl s_client -ign_eof -connect 127.0.0.1:" +
+      std::to_string(server.port()) + " -CAfile " + pki_->ca_cert.string() +
+      " -verify_hostname localhost ";
+  const Ran first = run(connect + "-sess_out " + session);
+  EXPECT_EQ(first.status, 0) << first.output;
+  EXPECT_NE(first.output.find("New, TLSv1.3"), std::string::npos) << first.output;
+  const Ran second = run(connect + "-sess_in " + session);
+  EXPECT_EQ(second.status, 0) << second.output;
+  EXPECT_NE(second.output.find("Reused, TLSv1.3"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("again"), std::string::npos) << second.output;
+}
+
 TEST_F(TlsPeers, PythonSslClient) {
   REQUIRE_PROGRAM("python3", "python3");
   EchoServer server(server_context(), 2);

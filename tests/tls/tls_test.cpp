@@ -465,6 +465,85 @@ TEST_F(Tls, AnEncryptedKeyFailsToLoadRatherThanAskForAPassphrase) {
   EXPECT_NE(made.message().find(encrypted), std::string::npos) << made.message();
 }
 
+// One connection of `client_ctx` to `server_ctx` for `name`: the handshake, a message
+// each way (the client's read takes the TLS 1.3 tickets in), close_notify both ways; the
+// client's verdict and whether it resumed.
+struct Visit {
+  std::error_code verdict;
+  bool resumed = false;
+};
+Task<Visit> visit(const TlsContext& server_ctx, const TlsContext& client_ctx, std::string name) {
+  SocketPair sockets = co_await connect_pair();
+  Visit visit;
+  {
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx, name);
+    auto [s, c] = co_await handshake_both(server, client);
+    visit.verdict = c.error();
+    visit.resumed = client.resumed();
+    EXPECT_EQ(client.resumed(), server.resumed());
+    if (s && c) {
+      EXPECT_EQ(co_await pass(server, client, "ticket time"), "ticket time");
+      EXPECT_EQ(co_await pass(client, server, "bye"), "bye");
+      // OpenSSL forgets a session whose connection ends without close_notify.
+      EXPECT_TRUE((co_await client.shutdown()).ok());
+      EXPECT_TRUE((co_await server.shutdown()).ok());
+    }
+  }
+  co_await sockets.close();
+  co_return visit;
+}
+
+TEST_F(Tls, ClientsResumeTheirSessionsOverTls13And12) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  for (const int top : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    const TlsContext client_ctx = client_context();
+    ASSERT_EQ(SSL_CTX_set_max_proto_version(client_ctx.native_handle(), top), 1);
+    const Visit first = loop.run(visit(server_ctx, client_ctx, "localhost"));
+    EXPECT_FALSE(first.verdict) << first.verdict.message();
+    EXPECT_FALSE(first.resumed);
+    const Visit second = loop.run(visit(server_ctx, client_ctx, "localhost"));
+    EXPECT_FALSE(second.verdict) << second.verdict.message();
+    EXPECT_TRUE(second.resumed) << "TLS version " << std::hex << top;
+    // Sessions are kept by name: another name starts afresh.
+    const Visit other = loop.run(visit(server_ctx, client_ctx, "127.0.0.1"));
+    EXPECT_FALSE(other.resumed);
+  }
+  // A context that does not resume never does.
+  TlsClientConfig config;
+  config.ca_file = pki_->ca_cert;
+  config.resume_sessions = false;
+  const TlsContext forgetful = TlsContext::client(config).value();
+  EXPECT_FALSE(loop.run(visit(server_ctx, forgetful, "localhost")).resumed);
+  EXPECT_FALSE(loop.run(visit(server_ctx, forgetful, "localhost")).resumed);
+}
+
+TEST_F(Tls, SniPicksTheCertificateThatNamesTheHost) {
+  EventLoop loop;
+  TlsServerConfig config;
+  config.certificate_chain_file = pki_->server_chain;
+  config.private_key_file = pki_->server_key;
+  config.sni_certificates = {{pki_->alt_chain, pki_->alt_key}};
+  const TlsContext server_ctx = TlsContext::server(config).value();
+  TlsClientConfig client_config;
+  client_config.ca_file = pki_->ca_cert;
+  client_config.resume_sessions = false;
+  const TlsContext client_ctx = TlsContext::client(client_config).value();
+  // other.localhost is only on the second certificate, localhost only on the main one:
+  // each check passes only if the server chose right.
+  EXPECT_FALSE(loop.run(visit(server_ctx, client_ctx, "other.localhost")).verdict);
+  EXPECT_FALSE(loop.run(visit(server_ctx, client_ctx, "localhost")).verdict);
+  EXPECT_FALSE(loop.run(visit(server_ctx, client_ctx, "OTHER.localhost")).verdict);
+  // A name neither lists gets the main certificate, which does not name it.
+  EXPECT_EQ(loop.run(visit(server_ctx, client_ctx, "unknown.localhost")).verdict,
+            std::error_code(X509_V_ERR_HOSTNAME_MISMATCH, x509_category()));
+  // A certificate for SNI must be loadable like the main one.
+  config.sni_certificates = {{pki_->garbage_pem, pki_->alt_key}};
+  auto bad = TlsContext::server(config);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.message().find(pki_->garbage_pem.string()), std::string::npos) << bad.message();
+}
+
 Task<int> one_session(const TlsContext& server_ctx, const TlsContext& client_ctx, int i) {
   SocketPair sockets = co_await connect_pair();
   auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);

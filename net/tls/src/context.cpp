@@ -3,7 +3,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
+#include <cctype>
 #include <climits>
 #include <cstdio>
 #include <stdexcept>
@@ -97,7 +99,41 @@ std::error_code take_openssl_error() noexcept {
 // --- TlsContext -------------------------------------------------------------------------------
 
 TlsContext::Shared::~Shared() {
+  for (auto& [name, session] : sessions) SSL_SESSION_free(session);
+  for (SSL_CTX* other : sni_contexts) SSL_CTX_free(other);
   if (ctx != nullptr) SSL_CTX_free(ctx);
+}
+
+SSL_CTX* TlsContext::Shared::context_for(std::string_view name) const {
+  std::string lower(name);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // An exact name first, then a wildcard for the first label ("*.example.com" names
+  // "a.example.com", not "example.com" nor "a.b.example.com").
+  for (const auto& [listed, other] : sni_names) {
+    if (listed == lower) return other;
+  }
+  const std::size_t dot = lower.find('.');
+  if (dot == std::string::npos || dot == 0) return nullptr;
+  const std::string wildcard = "*" + lower.substr(dot);
+  for (const auto& [listed, other] : sni_names) {
+    if (listed == wildcard) return other;
+  }
+  return nullptr;
+}
+
+void TlsContext::Shared::keep_session(const std::string& name, SSL_SESSION* session) const {
+  std::lock_guard lock(sessions_mutex);
+  SSL_SESSION*& slot = sessions[name];
+  if (slot != nullptr) SSL_SESSION_free(slot);
+  slot = session;
+}
+
+SSL_SESSION* TlsContext::Shared::session_for(const std::string& name) const {
+  std::lock_guard lock(sessions_mutex);
+  const auto found = sessions.find(name);
+  if (found == sessions.end()) return nullptr;
+  SSL_SESSION_up_ref(found->second);
+  return found->second;
 }
 
 namespace {
@@ -153,37 +189,122 @@ Result<std::shared_ptr<TlsContext::Shared>, TlsError> new_context(
   return shared;
 }
 
-}  // namespace
-
-Result<TlsContext, TlsError> TlsContext::server(const TlsServerConfig& config) {
-  if (config.certificate_chain_file.empty() || config.private_key_file.empty()) {
+// Loads a certificate chain and its key into a server's `ctx`.
+Result<void, TlsError> load_certificate(SSL_CTX* ctx, const std::string& chain,
+                                        const std::string& key) {
+  if (chain.empty() || key.empty()) {
     const std::error_code code = make_error_code(TlsErrc::no_certificate);
     return TlsError{code, code.message()};
   }
+  // An encrypted key fails to load (naming the file) rather than have OpenSSL ask for a
+  // passphrase on the terminal, which would block the thread.
+  SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
+  if (SSL_CTX_use_certificate_chain_file(ctx, chain.c_str()) != 1) {
+    return config_error("loading the certificate chain " + chain);
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL checks the pair as it loads the key; its reason alone ("key values
+    // mismatch") would not say which files.
+    if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      return config_error("the private key " + key + " does not match the certificate " + chain);
+    }
+    return config_error("loading the private key " + key);
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return config_error("the private key " + key + " does not match the certificate " + chain);
+  }
+  return Result<void, TlsError>();
+}
+
+// The DNS names a certificate lists (subjectAltName), lower case.
+std::vector<std::string> dns_names(X509* certificate) {
+  std::vector<std::string> names;
+  auto* sans = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(certificate, NID_subject_alt_name, nullptr, nullptr));
+  if (sans == nullptr) return names;
+  for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+    const GENERAL_NAME* entry = sk_GENERAL_NAME_value(sans, i);
+    if (entry->type != GEN_DNS) continue;
+    const ASN1_IA5STRING* text = entry->d.dNSName;
+    std::string name(reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                     static_cast<std::size_t>(ASN1_STRING_length(text)));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    names.push_back(std::move(name));
+  }
+  GENERAL_NAMES_free(sans);
+  return names;
+}
+
+// The server's choice of certificate by the name the client sent (SNI).
+int select_certificate(SSL* ssl, int* /*alert*/, void* arg) {
+  const auto* shared = static_cast<const TlsContext::Shared*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (name == nullptr) return SSL_TLSEXT_ERR_OK;  // no SNI: the main certificate
+  if (SSL_CTX* other = shared->context_for(name)) SSL_set_SSL_CTX(ssl, other);
+  return SSL_TLSEXT_ERR_OK;  // an unknown name gets the main certificate too
+}
+
+// A client's new session (a TLS 1.3 ticket, or a TLS 1.2 session): kept for the next
+// connection to the same name.
+int keep_new_session(SSL* ssl, SSL_SESSION* session) {
+  const auto* shared = static_cast<const TlsContext::Shared*>(
+      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), detail::shared_index()));
+  const char* name = static_cast<const char*>(SSL_get_ex_data(ssl, detail::name_index()));
+  if (shared == nullptr || name == nullptr || SSL_SESSION_is_resumable(session) != 1) return 0;
+  shared->keep_session(name, session);
+  return 1;  // the reference is the Shared's now
+}
+
+}  // namespace
+
+namespace detail {
+
+int shared_index() noexcept {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+int name_index() noexcept {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+}  // namespace detail
+
+Result<TlsContext, TlsError> TlsContext::server(const TlsServerConfig& config) {
   auto made = new_context(TLS_server_method(), config.min_version, config.alpn, true);
   if (!made) return made.failure();
   std::shared_ptr<Shared> shared = std::move(*made);
   SSL_CTX* ctx = shared->ctx;
-  // An encrypted key fails to load (naming the file) rather than have OpenSSL ask for a
-  // passphrase on the terminal, which would block the thread.
-  SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
-  if (SSL_CTX_use_certificate_chain_file(ctx, config.certificate_chain_file.c_str()) != 1) {
-    return config_error("loading the certificate chain " + config.certificate_chain_file);
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx, config.private_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    // OpenSSL checks the pair as it loads the key; its reason alone ("key values
-    // mismatch") would not say which files.
-    if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH) {
-      return config_error("the private key " + config.private_key_file +
-                          " does not match the certificate " + config.certificate_chain_file);
-    }
-    return config_error("loading the private key " + config.private_key_file);
-  }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
-    return config_error("the private key " + config.private_key_file +
-                        " does not match the certificate " + config.certificate_chain_file);
+  if (auto loaded = load_certificate(ctx, config.certificate_chain_file, config.private_key_file);
+      !loaded) {
+    return loaded.failure();
   }
   if (!shared->alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, select_alpn, shared.get());
+  for (const TlsCertificateFiles& more : config.sni_certificates) {
+    auto other = new_context(TLS_server_method(), config.min_version, {}, true);
+    if (!other) return other.failure();
+    // The context is the main one's now; `other`'s Shared would free it.
+    SSL_CTX* alt = std::exchange((*other)->ctx, nullptr);
+    shared->sni_contexts.push_back(alt);
+    if (auto loaded = load_certificate(alt, more.certificate_chain_file, more.private_key_file);
+        !loaded) {
+      return loaded.failure();
+    }
+    // After the switch, OpenSSL asks the new context for ALPN.
+    if (!shared->alpn.empty()) SSL_CTX_set_alpn_select_cb(alt, select_alpn, shared.get());
+    const std::vector<std::string> names = dns_names(SSL_CTX_get0_certificate(alt));
+    if (names.empty()) {
+      const std::error_code code = make_error_code(TlsErrc::no_certificate);
+      return TlsError{code, "the certificate " + more.certificate_chain_file +
+                                " lists no DNS name (subjectAltName) for SNI to select it by"};
+    }
+    for (const std::string& name : names) shared->sni_names.emplace_back(name, alt);
+  }
+  if (!shared->sni_names.empty()) {
+    SSL_CTX_set_tlsext_servername_callback(ctx, select_certificate);
+    SSL_CTX_set_tlsext_servername_arg(ctx, shared.get());
+  }
   ERR_clear_error();
   return TlsContext(std::move(shared));
 }
@@ -202,6 +323,13 @@ Result<TlsContext, TlsError> TlsContext::client(const TlsClientConfig& config) {
   }
   SSL_CTX_set_verify(ctx, config.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
   shared->verify_peer = config.verify_peer;
+  if (config.resume_sessions) {
+    // OpenSSL's own client cache is not looked up by name: the sessions are kept here.
+    shared->resume_sessions = true;
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, keep_new_session);
+    SSL_CTX_set_ex_data(ctx, detail::shared_index(), shared.get());
+  }
   // SSL_CTX_set_alpn_protos returns 0 on success, unlike the rest of OpenSSL.
   if (!shared->alpn.empty() &&
       SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const unsigned char*>(shared->alpn.data()),

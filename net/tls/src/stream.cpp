@@ -49,6 +49,7 @@ struct TlsStream::State {
 
   const StreamSocket* socket = nullptr;
   std::shared_ptr<const TlsContext::Shared> context;
+  std::string server_name;  // a client's, when its context resumes sessions
   SSL* ssl = nullptr;
 
   // Received bytes OpenSSL has not taken yet: in[in_begin, in_end).
@@ -478,8 +479,18 @@ Result<TlsStream> TlsStream::client(const StreamSocket& socket, const TlsContext
   }
   auto made = new_state(socket, context.shared_);
   if (!made) return fail(made.error());
-  SSL* ssl = (*made)->ssl;
+  State& state = **made;
+  SSL* ssl = state.ssl;
   SSL_set_connect_state(ssl);
+  if (context.shared_->resume_sessions && !server_name.empty()) {
+    // The name the sessions this stream gets are kept under (keep_new_session).
+    state.server_name = std::string(server_name);
+    SSL_set_ex_data(ssl, detail::name_index(), state.server_name.data());
+    if (SSL_SESSION* session = context.shared_->session_for(state.server_name)) {
+      SSL_set_session(ssl, session);  // takes its own reference
+      SSL_SESSION_free(session);
+    }
+  }
   if (!server_name.empty()) {
     const std::string name(server_name);
     bool named = true;
@@ -530,6 +541,8 @@ bool TlsStream::handshake_done() const noexcept { return state_ && state_->hands
 std::error_code TlsStream::failure() const noexcept {
   return state_ ? state_->failure : std::make_error_code(std::errc::bad_file_descriptor);
 }
+
+bool TlsStream::resumed() const noexcept { return state_ && SSL_session_reused(state_->ssl) == 1; }
 
 std::string_view TlsStream::alpn() const noexcept {
   if (!state_) return {};

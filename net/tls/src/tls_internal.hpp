@@ -3,8 +3,13 @@
 
 #include <openssl/ssl.h>
 
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "coring/net/tls.hpp"
 
@@ -20,12 +25,33 @@ struct TlsContext::Shared {
   bool server = false;
   bool verify_peer = false;  // a client that checks the server's certificate and name
   std::string alpn;          // ALPN's wire format: each name after its length byte
+
+  // A server's further certificates for SNI: each name its certificate lists (a DNS
+  // SAN, lower case, "*.example.com" for a wildcard) and the SSL_CTX that presents it.
+  std::vector<SSL_CTX*> sni_contexts;
+  std::vector<std::pair<std::string, SSL_CTX*>> sni_names;
+  // The SSL_CTX for the name a client sent, or null for the main certificate.
+  [[nodiscard]] SSL_CTX* context_for(std::string_view name) const;
+
+  // A client's sessions to resume: the newest one per server name, from every stream of
+  // the context, on any thread.
+  bool resume_sessions = false;
+  mutable std::mutex sessions_mutex;
+  mutable std::unordered_map<std::string, SSL_SESSION*> sessions;
+  // Keeps `session` (its reference is taken) as the one to resume for `name`.
+  void keep_session(const std::string& name, SSL_SESSION* session) const;
+  // A new reference to the session to resume for `name`, or null.
+  [[nodiscard]] SSL_SESSION* session_for(const std::string& name) const;
 };
 
 namespace detail {
 // The first error of the thread's OpenSSL queue as a code (openssl_category(), or the
 // system category for an errno OpenSSL recorded), and the queue emptied.
 std::error_code take_openssl_error() noexcept;
+// The ex_data slots: an SSL_CTX's Shared (a client that resumes sessions), and an SSL's
+// server name (the client's, for the sessions it gets).
+int shared_index() noexcept;
+int name_index() noexcept;
 }  // namespace detail
 
 }  // namespace coring::net

@@ -87,6 +87,13 @@ inline const std::error_code& error_code_of(const TlsError& error) noexcept { re
 
 enum class TlsVersion : std::uint8_t { tls1_2, tls1_3 };
 
+// A certificate chain (PEM: the certificate, then its intermediates) and its private key
+// (PEM, unencrypted).
+struct TlsCertificateFiles {
+  std::string certificate_chain_file{};
+  std::string private_key_file{};
+};
+
 struct TlsServerConfig {
   std::string certificate_chain_file{};  // PEM: the certificate, then its intermediates
   std::string private_key_file{};        // PEM, unencrypted
@@ -95,6 +102,10 @@ struct TlsServerConfig {
   // 7301 says; a client that offers none gets no ALPN.
   std::vector<std::string> alpn{};
   TlsVersion min_version = TlsVersion::tls1_2;
+  // More certificates, chosen by the name the client sends (SNI): a client naming a host
+  // that one of them lists as a DNS subjectAltName (exactly, or under a wildcard
+  // "*.example.com" for one label) gets that one; any other client the main one.
+  std::vector<TlsCertificateFiles> sni_certificates{};
 };
 
 struct TlsClientConfig {
@@ -104,6 +115,12 @@ struct TlsClientConfig {
   bool verify_peer = true;
   std::vector<std::string> alpn{};  // offered in this order
   TlsVersion min_version = TlsVersion::tls1_2;
+  // Keep the newest session (TLS 1.3 ticket, TLS 1.2 session) each server name gave a
+  // stream of this context, and offer it on the next connection to that name: a resumed
+  // handshake skips the certificate and its signature. A TLS 1.3 ticket comes after the
+  // handshake, with the first data the client reads; OpenSSL forgets the session of a
+  // stream that ends without shutdown() (close_notify).
+  bool resume_sessions = true;
 };
 
 // A configuration shared by many streams: OpenSSL's SSL_CTX, reference-counted. Copies
@@ -182,6 +199,8 @@ class TlsStream {
   [[nodiscard]] bool handshake_done() const noexcept;
   // The failure that ended the session, or an empty code.
   [[nodiscard]] std::error_code failure() const noexcept;
+  // Whether the handshake resumed an earlier session.
+  [[nodiscard]] bool resumed() const noexcept;
   // The protocol ALPN agreed on, empty if none.
   [[nodiscard]] std::string_view alpn() const noexcept;
   [[nodiscard]] TlsVersion version() const noexcept;
