@@ -156,6 +156,58 @@ TEST_F(Https, PlainHttpAndASilentClientCostOnlyTheirConnection) {
   EXPECT_EQ(run_command(curl_ + base_ + "/").output, "Hello, World!");
 }
 
+TEST_F(Https, AHeadThatStallsGets408ThenCloseNotify) {
+  REQUIRE_PROGRAM("python3", "python3");
+  // The head's deadline shuts the socket for reading: the session must still send the
+  // 408 and close_notify (a TLS stream that showed OpenSSL the end of input would fail
+  // and send an alert instead).
+  const std::string script =
+      "import socket, ssl, sys\n"
+      "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+      "raw = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+      "tls = ctx.wrap_socket(raw, server_hostname='localhost', suppress_ragged_eofs=False)\n"
+      "tls.sendall(b'GET / HTTP/1.1\\r\\nHost: x\\r\\n')\n"
+      "got = b''\n"
+      "try:\n"
+      "    while True:\n"
+      "        chunk = tls.recv(4096)\n"
+      "        if not chunk: break\n"
+      "        got += chunk\n"
+      "    end = 'close_notify'\n"
+      "except ssl.SSLError as e:\n"
+      "    end = 'error: ' + str(e)\n"
+      "print(got.split(b'\\r\\n')[0].decode(), end)\n";
+  const std::string path = dir_->file("stall.py");
+  std::ofstream(path) << script;
+  const test::Ran ran = run_command("timeout 20 python3 " + path + " " +
+                                    std::to_string(server_->port()) + " " + pki_->ca_cert.string());
+  EXPECT_EQ(ran.status, 0) << ran.output;
+  EXPECT_EQ(ran.output, "HTTP/1.1 408 Request Timeout close_notify\n");
+}
+
+TEST_F(Https, AClientThatAgreesOnAnotherProtocolIsClosed) {
+  // A context that offers h2 besides http/1.1: a client that picks h2 would be answered
+  // in HTTP/1.1 it cannot read, so it is closed instead.
+  net::TlsServerConfig config;
+  config.certificate_chain_file = pki_->server_chain;
+  config.private_key_file = pki_->server_key;
+  config.alpn = {"h2", "http/1.1"};
+  const net::TlsContext context = net::TlsContext::server(config).value();
+  ServerOptions options;
+  options.handle_signals = false;
+  options.tls = &context;
+  Server server(options, Handler(&hello));
+  std::thread thread([&server] { (void)server.run(); });
+  REQUIRE_PROGRAM("curl", "curl");
+  const std::string url = "https://localhost:" + std::to_string(server.port()) + "/";
+  const test::Ran h1 = run_command(curl_ + "--http1.1 " + url);
+  const test::Ran h2 = run_command(curl_ + "--http2 " + url);
+  server.stop();
+  thread.join();
+  EXPECT_EQ(h1.output, "Hello, World!");
+  EXPECT_NE(h2.status, 0) << h2.output;
+}
+
 TEST(HttpsOptions, AClientContextIsRefused) {
   auto client = net::TlsContext::client({});
   ASSERT_TRUE(client) << client.message();

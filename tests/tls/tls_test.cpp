@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -68,13 +69,19 @@ struct SocketPair {
   }
 };
 
-Task<SocketPair> connect_pair() {
-  auto listener = TcpListener::bind(Address::ipv4_loopback());
-  EXPECT_TRUE(listener) << listener.message();
-  const Address local = listener->local_address().value();
+// On `shared` when given (a server that keeps its port), else on a listener of its own.
+Task<SocketPair> connect_pair(TcpListener* shared = nullptr) {
+  std::optional<TcpListener> own;
+  if (shared == nullptr) {
+    auto made = TcpListener::bind(Address::ipv4_loopback());
+    EXPECT_TRUE(made) << made.message();
+    own.emplace(std::move(made).value());
+  }
+  TcpListener& listener = shared != nullptr ? *shared : *own;
+  const Address local = listener.local_address().value();
   auto accept = [](TcpListener& l) -> Task<Result<TcpStream>> { co_return co_await l.accept(); };
-  auto [accepted, connected] = co_await when_all(accept(*listener), TcpStream::connect(local));
-  co_await listener->close();
+  auto [accepted, connected] = co_await when_all(accept(listener), TcpStream::connect(local));
+  if (own) co_await own->close();
   EXPECT_TRUE(accepted) << accepted.message();
   EXPECT_TRUE(connected) << connected.message();
   co_return SocketPair{std::move(accepted).value(), std::move(connected).value()};
@@ -259,9 +266,15 @@ TEST_F(Tls, APeerThatClosesWithoutCloseNotifyIsTruncation) {
     std::array<std::byte, 16> buffer{};
     const Result<std::size_t> end = co_await server.recv(buffer);
     EXPECT_EQ(end.error(), TlsErrc::truncated) << end.message();
-    // The session is over: later calls say so at once, and failure() keeps the cause.
-    EXPECT_EQ((co_await server.recv(buffer)).error(), TlsErrc::broken);
-    EXPECT_EQ(server.failure(), TlsErrc::truncated);
+    EXPECT_EQ((co_await server.recv(buffer)).error(), TlsErrc::truncated);
+    // Only the input ended: OpenSSL never saw the end (it would have failed the session
+    // and sent an alert), so the server can still answer and say close_notify.
+    EXPECT_FALSE(server.failure()) << server.failure().message();
+    EXPECT_EQ(co_await pass(server, client, "answer"), "answer");
+    EXPECT_TRUE((co_await server.shutdown()).ok());
+    const Result<std::size_t> clean = co_await client.recv(buffer);
+    EXPECT_TRUE(clean) << clean.message();
+    EXPECT_EQ(clean.ok() ? *clean : 99U, 0U);
     co_await sockets.close();
   }());
 }
@@ -472,8 +485,10 @@ struct Visit {
   std::error_code verdict;
   bool resumed = false;
 };
-Task<Visit> visit(const TlsContext& server_ctx, const TlsContext& client_ctx, std::string name) {
-  SocketPair sockets = co_await connect_pair();
+// The server listens on `listener`: clients keep sessions per name and port.
+Task<Visit> visit(TcpListener& listener, const TlsContext& server_ctx, const TlsContext& client_ctx,
+                  std::string name, bool clean = true) {
+  SocketPair sockets = co_await connect_pair(&listener);
   Visit visit;
   {
     auto [server, client] = tls_pair(sockets, server_ctx, client_ctx, name);
@@ -484,9 +499,10 @@ Task<Visit> visit(const TlsContext& server_ctx, const TlsContext& client_ctx, st
     if (s && c) {
       EXPECT_EQ(co_await pass(server, client, "ticket time"), "ticket time");
       EXPECT_EQ(co_await pass(client, server, "bye"), "bye");
-      // OpenSSL forgets a session whose connection ends without close_notify.
-      EXPECT_TRUE((co_await client.shutdown()).ok());
-      EXPECT_TRUE((co_await server.shutdown()).ok());
+      if (clean) {
+        EXPECT_TRUE((co_await client.shutdown()).ok());
+        EXPECT_TRUE((co_await server.shutdown()).ok());
+      }
     }
   }
   co_await sockets.close();
@@ -495,31 +511,55 @@ Task<Visit> visit(const TlsContext& server_ctx, const TlsContext& client_ctx, st
 
 TEST_F(Tls, ClientsResumeTheirSessionsOverTls13And12) {
   EventLoop loop;
+  auto listener = TcpListener::bind(Address::ipv4_loopback());
+  ASSERT_TRUE(listener) << listener.message();
   const TlsContext server_ctx = server_context();
   for (const int top : {TLS1_3_VERSION, TLS1_2_VERSION}) {
     const TlsContext client_ctx = client_context();
     ASSERT_EQ(SSL_CTX_set_max_proto_version(client_ctx.native_handle(), top), 1);
-    const Visit first = loop.run(visit(server_ctx, client_ctx, "localhost"));
+    const Visit first = loop.run(visit(*listener, server_ctx, client_ctx, "localhost"));
     EXPECT_FALSE(first.verdict) << first.verdict.message();
     EXPECT_FALSE(first.resumed);
-    const Visit second = loop.run(visit(server_ctx, client_ctx, "localhost"));
+    const Visit second = loop.run(visit(*listener, server_ctx, client_ctx, "localhost"));
     EXPECT_FALSE(second.verdict) << second.verdict.message();
     EXPECT_TRUE(second.resumed) << "TLS version " << std::hex << top;
     // Sessions are kept by name: another name starts afresh.
-    const Visit other = loop.run(visit(server_ctx, client_ctx, "127.0.0.1"));
+    const Visit other = loop.run(visit(*listener, server_ctx, client_ctx, "127.0.0.1"));
     EXPECT_FALSE(other.resumed);
+  }
+  // A stream that ends without close_notify spoils its own session only: the kept copy
+  // still resumes.
+  {
+    const TlsContext client_ctx = client_context();
+    EXPECT_FALSE(loop.run(visit(*listener, server_ctx, client_ctx, "localhost", false)).resumed);
+    EXPECT_TRUE(loop.run(visit(*listener, server_ctx, client_ctx, "localhost", false)).resumed);
+    EXPECT_TRUE(loop.run(visit(*listener, server_ctx, client_ctx, "localhost", false)).resumed);
+  }
+  // At most max_resumable_servers servers are kept: the least recently kept goes.
+  {
+    TlsClientConfig config;
+    config.ca_file = pki_->ca_cert;
+    config.max_resumable_servers = 1;
+    const TlsContext one = TlsContext::client(config).value();
+    EXPECT_FALSE(loop.run(visit(*listener, server_ctx, one, "localhost")).resumed);
+    EXPECT_TRUE(loop.run(visit(*listener, server_ctx, one, "localhost")).resumed);
+    EXPECT_FALSE(loop.run(visit(*listener, server_ctx, one, "127.0.0.1")).resumed);
+    EXPECT_FALSE(loop.run(visit(*listener, server_ctx, one, "localhost")).resumed);  // evicted
   }
   // A context that does not resume never does.
   TlsClientConfig config;
   config.ca_file = pki_->ca_cert;
   config.resume_sessions = false;
   const TlsContext forgetful = TlsContext::client(config).value();
-  EXPECT_FALSE(loop.run(visit(server_ctx, forgetful, "localhost")).resumed);
-  EXPECT_FALSE(loop.run(visit(server_ctx, forgetful, "localhost")).resumed);
+  EXPECT_FALSE(loop.run(visit(*listener, server_ctx, forgetful, "localhost")).resumed);
+  EXPECT_FALSE(loop.run(visit(*listener, server_ctx, forgetful, "localhost")).resumed);
+  loop.run(listener->close());
 }
 
 TEST_F(Tls, SniPicksTheCertificateThatNamesTheHost) {
   EventLoop loop;
+  auto listener = TcpListener::bind(Address::ipv4_loopback());
+  ASSERT_TRUE(listener) << listener.message();
   TlsServerConfig config;
   config.certificate_chain_file = pki_->server_chain;
   config.private_key_file = pki_->server_key;
@@ -531,17 +571,18 @@ TEST_F(Tls, SniPicksTheCertificateThatNamesTheHost) {
   const TlsContext client_ctx = TlsContext::client(client_config).value();
   // other.localhost is only on the second certificate, localhost only on the main one:
   // each check passes only if the server chose right.
-  EXPECT_FALSE(loop.run(visit(server_ctx, client_ctx, "other.localhost")).verdict);
-  EXPECT_FALSE(loop.run(visit(server_ctx, client_ctx, "localhost")).verdict);
-  EXPECT_FALSE(loop.run(visit(server_ctx, client_ctx, "OTHER.localhost")).verdict);
+  EXPECT_FALSE(loop.run(visit(*listener, server_ctx, client_ctx, "other.localhost")).verdict);
+  EXPECT_FALSE(loop.run(visit(*listener, server_ctx, client_ctx, "localhost")).verdict);
+  EXPECT_FALSE(loop.run(visit(*listener, server_ctx, client_ctx, "OTHER.localhost")).verdict);
   // A name neither lists gets the main certificate, which does not name it.
-  EXPECT_EQ(loop.run(visit(server_ctx, client_ctx, "unknown.localhost")).verdict,
+  EXPECT_EQ(loop.run(visit(*listener, server_ctx, client_ctx, "unknown.localhost")).verdict,
             std::error_code(X509_V_ERR_HOSTNAME_MISMATCH, x509_category()));
   // A certificate for SNI must be loadable like the main one.
   config.sni_certificates = {{pki_->garbage_pem, pki_->alt_key}};
   auto bad = TlsContext::server(config);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.message().find(pki_->garbage_pem.string()), std::string::npos) << bad.message();
+  loop.run(listener->close());
 }
 
 Task<int> one_session(const TlsContext& server_ctx, const TlsContext& client_ctx, int i) {

@@ -126,10 +126,18 @@ class Session final : public detail::BodySource, public BodyWriter {
     try {
 #ifdef CORING_HTTP_TLS
       if (settings_.tls) {
-        // OpenSSL reads from the TLS stream's own buffer: the session receives plaintext
-        // into its own.
-        own_.reset(new std::byte[own_buffer_bytes]);
-        if (co_await handshake()) co_await serve();
+        if (co_await handshake()) {
+          // OpenSSL reads from the TLS stream's own buffer: the session receives
+          // plaintext into its own.
+          own_.reset(new std::byte[own_buffer_bytes]);
+          co_await serve();
+          // However serving ended (the peer's end, a timeout, the drain), a session still
+          // whole says close_notify, so that the client knows the end is an end.
+          if (!tls_->failure()) {
+            set_io_deadline();
+            (void)co_await tls_->shutdown();
+          }
+        }
       } else
 #endif
       {
@@ -273,7 +281,11 @@ Task<bool> Session::handshake() {
   // A failed handshake (a client that sends garbage, plain HTTP, or refuses our
   // certificate) ends the connection without a word: there is no response to give.
   const Result<void> shaken = co_await tls_->handshake({.timeout = options_.header_timeout});
-  co_return shaken.ok();
+  if (!shaken) co_return false;
+  // A context that offers other protocols (h2) could agree on one this server does not
+  // speak: such a client is closed rather than answered in HTTP/1.1.
+  const std::string_view protocol = tls_->alpn();
+  co_return protocol.empty() || protocol == "http/1.1" || protocol == "http/1.0";
 }
 #endif
 

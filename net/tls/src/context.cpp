@@ -5,9 +5,10 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
-#include <cctype>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -99,41 +100,97 @@ std::error_code take_openssl_error() noexcept {
 // --- TlsContext -------------------------------------------------------------------------------
 
 TlsContext::Shared::~Shared() {
-  for (auto& [name, session] : sessions) SSL_SESSION_free(session);
+  for (auto& [key, kept] : sessions) SSL_SESSION_free(kept.session);
   for (SSL_CTX* other : sni_contexts) SSL_CTX_free(other);
   if (ctx != nullptr) SSL_CTX_free(ctx);
 }
 
-SSL_CTX* TlsContext::Shared::context_for(std::string_view name) const {
-  std::string lower(name);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  // An exact name first, then a wildcard for the first label ("*.example.com" names
-  // "a.example.com", not "example.com" nor "a.b.example.com").
-  for (const auto& [listed, other] : sni_names) {
-    if (listed == lower) return other;
+namespace {
+
+// ASCII case folding, whatever the locale: host names are ASCII (IDNA's A-labels).
+char fold(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool same_name(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (fold(a[i]) != fold(b[i])) return false;
   }
-  const std::size_t dot = lower.find('.');
-  if (dot == std::string::npos || dot == 0) return nullptr;
-  const std::string wildcard = "*" + lower.substr(dot);
+  return true;
+}
+
+}  // namespace
+
+SSL_CTX* TlsContext::Shared::context_for(std::string_view name) const noexcept {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);  // "example.com."
+  // An exact name first, then a wildcard for the first label ("*.example.com" names
+  // "a.example.com", not "example.com" nor "a.b.example.com"). Nothing is allocated:
+  // this runs inside OpenSSL's callback.
   for (const auto& [listed, other] : sni_names) {
-    if (listed == wildcard) return other;
+    if (same_name(listed, name)) return other;
+  }
+  const std::size_t dot = name.find('.');
+  if (dot == std::string_view::npos || dot == 0) return nullptr;
+  const std::string_view parent = name.substr(dot);
+  for (const auto& [listed, other] : sni_names) {
+    if (listed.size() == parent.size() + 1 && listed[0] == '*' &&
+        same_name(std::string_view(listed).substr(1), parent)) {
+      return other;
+    }
   }
   return nullptr;
 }
 
-void TlsContext::Shared::keep_session(const std::string& name, SSL_SESSION* session) const {
-  std::lock_guard lock(sessions_mutex);
-  SSL_SESSION*& slot = sessions[name];
-  if (slot != nullptr) SSL_SESSION_free(slot);
-  slot = session;
+namespace {
+
+bool expired(const SSL_SESSION* session, std::int64_t now) noexcept {
+  return SSL_SESSION_get_time(session) + SSL_SESSION_get_timeout(session) <= now;
 }
 
-SSL_SESSION* TlsContext::Shared::session_for(const std::string& name) const {
+}  // namespace
+
+void TlsContext::Shared::keep_session(std::string key, SSL_SESSION* session) const {
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
   std::lock_guard lock(sessions_mutex);
-  const auto found = sessions.find(name);
+  const std::uint64_t stamp = ++sessions_clock;
+  if (const auto found = sessions.find(key); found != sessions.end()) {
+    SSL_SESSION_free(found->second.session);
+    found->second = {session, stamp};
+    return;
+  }
+  if (sessions.size() >= max_sessions) {
+    // Full: the expired entries go, else the least recently kept one.
+    for (auto it = sessions.begin(); it != sessions.end();) {
+      if (expired(it->second.session, now)) {
+        SSL_SESSION_free(it->second.session);
+        it = sessions.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (sessions.size() >= max_sessions) {
+      auto oldest = sessions.begin();
+      for (auto it = sessions.begin(); it != sessions.end(); ++it) {
+        if (it->second.stamp < oldest->second.stamp) oldest = it;
+      }
+      SSL_SESSION_free(oldest->second.session);
+      sessions.erase(oldest);
+    }
+  }
+  sessions.emplace(std::move(key), KeptSession{session, stamp});
+}
+
+SSL_SESSION* TlsContext::Shared::session_for(const std::string& key) const {
+  std::lock_guard lock(sessions_mutex);
+  const auto found = sessions.find(key);
   if (found == sessions.end()) return nullptr;
-  SSL_SESSION_up_ref(found->second);
-  return found->second;
+  if (expired(found->second.session, static_cast<std::int64_t>(std::time(nullptr)))) {
+    SSL_SESSION_free(found->second.session);
+    sessions.erase(found);
+    return nullptr;
+  }
+  // A copy of its own for each stream: OpenSSL marks a stream's session unusable when the
+  // stream fails or ends without close_notify, which must not spoil it for the others.
+  return SSL_SESSION_dup(found->second.session);
 }
 
 namespace {
@@ -228,7 +285,7 @@ std::vector<std::string> dns_names(X509* certificate) {
     const ASN1_IA5STRING* text = entry->d.dNSName;
     std::string name(reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
                      static_cast<std::size_t>(ASN1_STRING_length(text)));
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : name) c = fold(c);
     names.push_back(std::move(name));
   }
   GENERAL_NAMES_free(sans);
@@ -246,13 +303,20 @@ int select_certificate(SSL* ssl, int* /*alert*/, void* arg) {
 
 // A client's new session (a TLS 1.3 ticket, or a TLS 1.2 session): kept for the next
 // connection to the same name.
-int keep_new_session(SSL* ssl, SSL_SESSION* session) {
+int keep_new_session(SSL* ssl, SSL_SESSION* session) noexcept {
   const auto* shared = static_cast<const TlsContext::Shared*>(
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), detail::shared_index()));
-  const char* name = static_cast<const char*>(SSL_get_ex_data(ssl, detail::name_index()));
-  if (shared == nullptr || name == nullptr || SSL_SESSION_is_resumable(session) != 1) return 0;
-  shared->keep_session(name, session);
-  return 1;  // the reference is the Shared's now
+  const char* key = static_cast<const char*>(SSL_get_ex_data(ssl, detail::name_index()));
+  if (shared == nullptr || key == nullptr || SSL_SESSION_is_resumable(session) != 1) return 0;
+  // A copy: the session itself stays the stream's, whose failure OpenSSL marks on it.
+  SSL_SESSION* copy = SSL_SESSION_dup(session);
+  if (copy == nullptr) return 0;
+  try {
+    shared->keep_session(key, copy);
+  } catch (...) {  // no memory for the entry: nothing is kept; OpenSSL is C, nothing unwinds
+    SSL_SESSION_free(copy);
+  }
+  return 0;  // OpenSSL keeps its reference to `session`
 }
 
 }  // namespace
@@ -299,7 +363,16 @@ Result<TlsContext, TlsError> TlsContext::server(const TlsServerConfig& config) {
       return TlsError{code, "the certificate " + more.certificate_chain_file +
                                 " lists no DNS name (subjectAltName) for SNI to select it by"};
     }
-    for (const std::string& name : names) shared->sni_names.emplace_back(name, alt);
+    for (const std::string& name : names) {
+      for (const auto& [listed, owner] : shared->sni_names) {
+        if (listed == name) {
+          const std::error_code code = std::make_error_code(std::errc::invalid_argument);
+          return TlsError{code, "two certificates for SNI list the name " + name +
+                                    " (the second: " + more.certificate_chain_file + ")"};
+        }
+      }
+      shared->sni_names.emplace_back(name, alt);
+    }
   }
   if (!shared->sni_names.empty()) {
     SSL_CTX_set_tlsext_servername_callback(ctx, select_certificate);
@@ -323,9 +396,10 @@ Result<TlsContext, TlsError> TlsContext::client(const TlsClientConfig& config) {
   }
   SSL_CTX_set_verify(ctx, config.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
   shared->verify_peer = config.verify_peer;
-  if (config.resume_sessions) {
+  if (config.resume_sessions && config.max_resumable_servers > 0) {
     // OpenSSL's own client cache is not looked up by name: the sessions are kept here.
     shared->resume_sessions = true;
+    shared->max_sessions = config.max_resumable_servers;
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, keep_new_session);
     SSL_CTX_set_ex_data(ctx, detail::shared_index(), shared.get());

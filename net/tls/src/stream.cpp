@@ -49,7 +49,7 @@ struct TlsStream::State {
 
   const StreamSocket* socket = nullptr;
   std::shared_ptr<const TlsContext::Shared> context;
-  std::string server_name;  // a client's, when its context resumes sessions
+  std::string server_name;  // a client's "name:port", when its context resumes sessions
   SSL* ssl = nullptr;
 
   // Received bytes OpenSSL has not taken yet: in[in_begin, in_end).
@@ -87,7 +87,12 @@ using State = TlsStream::State;
 int bio_write(BIO* bio, const char* data, std::size_t length, std::size_t* written) {
   auto* state = static_cast<State*>(BIO_get_data(bio));
   const auto* bytes = reinterpret_cast<const std::byte*>(data);
-  state->pending.insert(state->pending.end(), bytes, bytes + length);
+  try {
+    state->pending.insert(state->pending.end(), bytes, bytes + length);
+  } catch (...) {  // no memory: a failed write, not an exception through OpenSSL's C frames
+    *written = 0;
+    return 0;
+  }
   *written = length;
   return 1;
 }
@@ -98,7 +103,10 @@ int bio_read(BIO* bio, char* data, std::size_t length, std::size_t* read) {
   const std::size_t held = state->in_end - state->in_begin;
   if (held == 0) {
     *read = 0;
-    if (!state->eof) BIO_set_retry_read(bio);  // else: end of file (BIO_CTRL_EOF says so)
+    // The end of the socket's input is OpenSSL's to see only during the handshake (an
+    // end of file, BIO_CTRL_EOF says so); after it, reads end as truncated in drive()
+    // without OpenSSL failing the session and sending an alert.
+    if (!state->eof || state->handshake_done) BIO_set_retry_read(bio);
     return 0;
   }
   const std::size_t n = std::min(held, length);
@@ -114,7 +122,7 @@ long bio_ctrl(BIO* bio, int command, long /*number*/, void* /*pointer*/) {
     case BIO_CTRL_FLUSH:  // the records go out when the operation's attempt returns
       return 1;
     case BIO_CTRL_EOF:  // OpenSSL tells a truncation from a retry by this
-      return state->eof && state->in_begin == state->in_end ? 1 : 0;
+      return state->eof && !state->handshake_done && state->in_begin == state->in_end ? 1 : 0;
     default:
       return 0;
   }
@@ -284,6 +292,13 @@ Task<Driven> drive(State& s, Call call, Bound bound, bool wait_sent) {
       case SSL_ERROR_WANT_READ: {
         const std::error_code got = co_await fill(s, bound);
         if (got) co_return Driven{got};  // nothing was lost: the session goes on
+        // After the handshake, the end of the socket's input is not shown to OpenSSL: it
+        // would fail the session and send an alert, where the peer (or our own deadline,
+        // which shuts the socket for reading) ended only the input. Reads say truncated;
+        // sends and close_notify still work.
+        if (s.eof && s.in_begin == s.in_end && s.handshake_done) {
+          co_return Driven{make_error_code(TlsErrc::truncated)};
+        }
         continue;
       }
       case SSL_ERROR_WANT_WRITE:  // the BIO takes every write: only a retry is asked
@@ -483,8 +498,16 @@ Result<TlsStream> TlsStream::client(const StreamSocket& socket, const TlsContext
   SSL* ssl = state.ssl;
   SSL_set_connect_state(ssl);
   if (context.shared_->resume_sessions && !server_name.empty()) {
-    // The name the sessions this stream gets are kept under (keep_new_session).
-    state.server_name = std::string(server_name);
+    // The key the sessions this stream gets are kept under (keep_new_session): the name,
+    // in lower case, and the server's port.
+    state.server_name.reserve(server_name.size() + 6);
+    for (const char c : server_name) {
+      state.server_name.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+    }
+    if (const Result<Address> peer = socket.peer_address(); peer) {
+      state.server_name.push_back(':');
+      state.server_name.append(std::to_string(peer->port()));
+    }
     SSL_set_ex_data(ssl, detail::name_index(), state.server_name.data());
     if (SSL_SESSION* session = context.shared_->session_for(state.server_name)) {
       SSL_set_session(ssl, session);  // takes its own reference

@@ -3,6 +3,8 @@
 
 #include <openssl/ssl.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -30,18 +32,26 @@ struct TlsContext::Shared {
   // SAN, lower case, "*.example.com" for a wildcard) and the SSL_CTX that presents it.
   std::vector<SSL_CTX*> sni_contexts;
   std::vector<std::pair<std::string, SSL_CTX*>> sni_names;
-  // The SSL_CTX for the name a client sent, or null for the main certificate.
-  [[nodiscard]] SSL_CTX* context_for(std::string_view name) const;
+  // The SSL_CTX for the name a client sent (case aside, a final dot aside), or null for
+  // the main certificate.
+  [[nodiscard]] SSL_CTX* context_for(std::string_view name) const noexcept;
 
-  // A client's sessions to resume: the newest one per server name, from every stream of
-  // the context, on any thread.
+  // A client's sessions to resume: the newest one per server (name and port), from every
+  // stream of the context, on any thread; at most max_sessions servers, expired sessions
+  // dropped.
+  struct KeptSession {
+    SSL_SESSION* session;
+    std::uint64_t stamp;  // when it was kept, in sessions_clock's ticks
+  };
   bool resume_sessions = false;
+  std::size_t max_sessions = 0;
   mutable std::mutex sessions_mutex;
-  mutable std::unordered_map<std::string, SSL_SESSION*> sessions;
-  // Keeps `session` (its reference is taken) as the one to resume for `name`.
-  void keep_session(const std::string& name, SSL_SESSION* session) const;
-  // A new reference to the session to resume for `name`, or null.
-  [[nodiscard]] SSL_SESSION* session_for(const std::string& name) const;
+  mutable std::unordered_map<std::string, KeptSession> sessions;
+  mutable std::uint64_t sessions_clock = 0;
+  // Keeps `session` (its reference is taken) as the one to resume for `key`.
+  void keep_session(std::string key, SSL_SESSION* session) const;
+  // A copy of the session to resume for `key` (the caller's to free), or null.
+  [[nodiscard]] SSL_SESSION* session_for(const std::string& key) const;
 };
 
 namespace detail {

@@ -115,12 +115,14 @@ struct TlsClientConfig {
   bool verify_peer = true;
   std::vector<std::string> alpn{};  // offered in this order
   TlsVersion min_version = TlsVersion::tls1_2;
-  // Keep the newest session (TLS 1.3 ticket, TLS 1.2 session) each server name gave a
-  // stream of this context, and offer it on the next connection to that name: a resumed
-  // handshake skips the certificate and its signature. A TLS 1.3 ticket comes after the
-  // handshake, with the first data the client reads; OpenSSL forgets the session of a
-  // stream that ends without shutdown() (close_notify).
+  // Keep the newest session (TLS 1.3 ticket, TLS 1.2 session) each server (its name and
+  // port) gave a stream of this context, and offer a copy on the next connection to it: a
+  // resumed handshake skips the certificate and its signature. A TLS 1.3 ticket comes
+  // after the handshake, with the first data the client reads.
   bool resume_sessions = true;
+  // At most this many servers' sessions are kept: past it, expired ones go, then the
+  // least recently kept.
+  std::size_t max_resumable_servers = 1024;
 };
 
 // A configuration shared by many streams: OpenSSL's SSL_CTX, reference-counted. Copies
@@ -154,10 +156,12 @@ static_assert(std::is_trivially_destructible_v<TlsHandshakeOptions>);
 // TlsStream itself may move, even while an operation is in flight; it must not be
 // destroyed then.
 //
-// A failure that ends the session — a protocol error or alert, a truncation, a send that
-// failed, was cancelled or timed out (part of a record may have gone) — is returned by
-// the call that met it; every later call returns TlsErrc::broken, and failure() keeps the
-// cause. A receive that is cancelled or times out loses nothing: the session goes on.
+// A failure that ends the session — a protocol error or alert, a send that failed, was
+// cancelled or timed out (part of a record may have gone) — is returned by the call that
+// met it; every later call returns TlsErrc::broken, and failure() keeps the cause. A
+// receive that is cancelled or times out loses nothing: the session goes on. A
+// truncation (the input's end without close_notify) ends only the input: reads return
+// TlsErrc::truncated, sends and shutdown() still work.
 class TlsStream {
  public:
   // The server side of a connection accepted on `socket`. EINVAL for a client context.
