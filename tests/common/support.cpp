@@ -3,13 +3,27 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <stdexcept>
 #include <system_error>
 
+#ifdef CORING_TEST_SANITIZED
+extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
+#endif
+
 namespace coring::ring::test {
+
+std::size_t heap_in_use() {
+#ifdef CORING_TEST_SANITIZED
+  return __sanitizer_get_current_allocated_bytes();
+#else
+  const struct mallinfo2 info = ::mallinfo2();
+  return info.uordblks + info.hblkhd;
+#endif
+}
 
 bool on_epoll_backend() {
   Params params;
@@ -27,6 +41,24 @@ int count_open_fds() {
   }
   ::closedir(dir);
   return count - 1;  // the directory stream's own fd
+}
+
+std::map<int, std::string> open_fds() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr)
+    throw std::system_error(errno, std::generic_category(), "opendir /proc/self/fd");
+  std::map<int, std::string> fds;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    const int fd = std::atoi(entry->d_name);
+    if (fd == ::dirfd(dir)) continue;
+    const std::string link = std::string("/proc/self/fd/") + entry->d_name;
+    char target[256];
+    const ssize_t length = ::readlink(link.c_str(), target, sizeof(target));
+    fds.emplace(fd, length < 0 ? std::string("?") : std::string(target, length));
+  }
+  ::closedir(dir);
+  return fds;
 }
 
 TempDir::TempDir() {

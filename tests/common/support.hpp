@@ -3,11 +3,22 @@
 // probes that skip with a reason. The fd-leak check lives in main.cpp.
 #pragma once
 
+// Defined in a build with AddressSanitizer or ThreadSanitizer (g++ says so by a macro,
+// clang by __has_feature).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CORING_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CORING_TEST_SANITIZED 1
+#endif
+#endif
+
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstddef>
+#include <map>
 #include <string>
 
 #include "coring/ring/prep.hpp"
@@ -17,6 +28,14 @@ namespace coring::ring::test {
 
 // The number of open fds of this process (entries of /proc/self/fd).
 int count_open_fds();
+
+// This process's open fds, each with what it refers to (its /proc/self/fd link:
+// a path, "socket:[inode]", "anon_inode:[eventfd]", ...).
+std::map<int, std::string> open_fds();
+
+// The bytes the process's heap has handed out and not taken back, every thread's (the
+// sanitizer's allocator's count in a sanitized build, mallinfo2 otherwise).
+std::size_t heap_in_use();
 
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents on destruction.
 class TempDir {

@@ -45,14 +45,8 @@ struct CpLimits {
 
 // A sanitizer build maps terabytes of shadow memory at start, so a coring-cp built with
 // one cannot run under an RLIMIT_AS of a few hundred MiB.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef CORING_TEST_SANITIZED
 constexpr bool address_space_limits_work = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool address_space_limits_work = false;
-#else
-constexpr bool address_space_limits_work = true;
-#endif
 #else
 constexpr bool address_space_limits_work = true;
 #endif

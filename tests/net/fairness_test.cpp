@@ -40,14 +40,7 @@
 #include "echo_server.hpp"
 #include "net_support.hpp"
 #include "server.hpp"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define CORING_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define CORING_TEST_SANITIZED 1
-#endif
-#endif
+#include "support.hpp"
 
 namespace coring::examples {
 namespace {
