@@ -181,9 +181,15 @@ void Runtime::stop() noexcept {
 }
 
 void Runtime::finish_one(Join& join, std::exception_ptr error) noexcept {
-  std::lock_guard lock(join_mutex_);
-  if (error && !join.error) join.error = std::move(error);
-  if (--join.remaining == 0) join_cv_.notify_all();
+  const bool failed = error != nullptr;
+  {
+    std::lock_guard lock(join_mutex_);
+    if (error && !join.error) join.error = std::move(error);
+    if (--join.remaining == 0) join_cv_.notify_all();
+  }
+  // A task that failed stops the runtime: the others may never end by themselves (a
+  // server's loops accept until stopped), and run_on_each() would wait for them for ever.
+  if (failed) stop();
 }
 
 Task<void> Runtime::run_and_join(Task<void> task, std::shared_ptr<Join> join) {

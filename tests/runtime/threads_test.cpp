@@ -279,6 +279,22 @@ TEST(RuntimeThreads, RunOnEachRethrowsATaskException) {
   EXPECT_THROW(runtime.run_on_each(failing), std::runtime_error);
 }
 
+// A task that throws while another waits for ever (a server's loop that accepts until
+// stopped): run_on_each() stops the runtime and rethrows, rather than wait.
+TEST(RuntimeThreads, RunOnEachStopsTheOthersWhenATaskThrows) {
+  Event never;  // outlives the runtime, which destroys the task that waits for it
+  Runtime runtime(loops(2));
+  auto failing = [&never](EventLoop&, std::size_t index) -> Task<void> {
+    if (index == 0) {
+      co_await never.wait();
+      co_return;
+    }
+    co_await sleep_for(1ms);
+    throw std::runtime_error("loop 1 failed");
+  };
+  EXPECT_THROW(runtime.run_on_each(failing), std::runtime_error);
+}
+
 // spawn_on from loop 0's turn moves a task to loop 1 (a MSG_RING wake), which runs it
 // on its own thread.
 TEST(RuntimeThreads, SpawnOnMovesTaskToTheOtherLoopThread) {

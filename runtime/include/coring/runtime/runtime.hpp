@@ -75,12 +75,12 @@ class Runtime {
 
   // Calls make(loop, i) on each loop's thread and runs the task it returns there
   // (make is kept alive until those tasks end: a lambda coroutine may capture);
-  // returns once all have finished, rethrowing the first exception one of them (or
-  // make) threw — or as soon as stop() is called, leaving tasks that are still
-  // suspended to the destructor. A loop whose turn failed (run_once() threw: the
-  // kernel refused io_uring_enter, or memory ran out for the loop's own needs) stops
-  // the runtime, and run_on_each() then rethrows that failure. Call it from a thread
-  // that is none of this runtime's loops.
+  // returns once all have finished — or as soon as stop() is called, leaving tasks that
+  // are still suspended to the destructor. A task that throws (or a make that does)
+  // stops the runtime, and run_on_each() rethrows the first such exception. A loop whose turn
+  // failed (run_once() threw: the kernel refused io_uring_enter, or memory ran out for the loop's
+  // own needs) stops the runtime, and run_on_each() then rethrows that failure. Call it from a
+  // thread that is none of this runtime's loops.
   void run_on_each(std::function<Task<void>(EventLoop&, std::size_t)> make);
 
   // Makes every loop stop running after its current turn; tasks still suspended stay
