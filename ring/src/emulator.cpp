@@ -977,6 +977,10 @@ void Emulator::issue(Request* r) noexcept {
       } else {
         r->aux_fd = in;
       }
+      if (static_cast<Op>(r->sqe.opcode) == Op::splice && splice_waits_for_output(r)) {
+        if (!run_splice(r)) wait_on(r, Dir::write);
+        return;
+      }
       return to_worker(r);
     }
     default:
@@ -1171,6 +1175,9 @@ std::uint32_t Emulator::commit_buffer(std::uint16_t group, std::uint32_t used) n
 bool Emulator::run_recv(Request* r) noexcept {
   const bool multishot = (r->sqe.ioprio & recvsend_flags::recv_multishot) != 0;
   const bool select = (r->sqe.flags & sqe_flags::buffer_select) != 0;
+  // The caller's own MSG_DONTWAIT: io_uring completes such a receive with -EAGAIN rather
+  // than wait for data (REQ_F_NOWAIT).
+  const bool caller_nowait = (static_cast<int>(r->sqe.op_flags) & MSG_DONTWAIT) != 0;
   const int flags = static_cast<int>(r->sqe.op_flags) | MSG_DONTWAIT;
   for (int round = 0;; ++round) {
     iovec iov{};
@@ -1189,7 +1196,7 @@ bool Emulator::run_recv(Request* r) noexcept {
     if (n < 0) {
       const int e = errno;
       if (e == EINTR) continue;
-      if (e == EAGAIN) return false;
+      if (e == EAGAIN && !(caller_nowait && !multishot)) return false;
       complete(r, r->done > 0 ? static_cast<std::int32_t>(r->done) : -e);
       return true;
     }
@@ -1265,6 +1272,59 @@ bool Emulator::run_send(Request* r) noexcept {
     }
     return true;
   }
+}
+
+// A splice from a pipe that holds bytes into a socket, without SPLICE_F_NONBLOCK:
+// tried without blocking, and on EAGAIN it waits for the socket to be writable like a
+// send. In a worker it would block there, and a few peers that stop reading (a file
+// sent with send_file to each) would hold every worker and stall all other splices.
+// Any other splice blocks in a worker, as in the kernel's io-wq.
+bool Emulator::splice_waits_for_output(const Request* r) const noexcept {
+  if ((r->sqe.op_flags & SPLICE_F_NONBLOCK) != 0) return false;  // EAGAIN is the caller's
+  if (r->sqe.addr != ~std::uint64_t{0} || r->sqe.off != ~std::uint64_t{0}) return false;
+  struct stat in {};
+  struct stat out {};
+  if (::fstat(r->aux_fd, &in) != 0 || !S_ISFIFO(in.st_mode)) return false;
+  if (::fstat(r->fd, &out) != 0 || !S_ISSOCK(out.st_mode)) return false;
+  int held = 0;
+  return ::ioctl(r->aux_fd, FIONREAD, &held) == 0 && held > 0;
+}
+
+bool Emulator::run_splice(Request* r) noexcept {
+  // SPLICE_F_NONBLOCK is for the pipe; a socket blocks unless it is O_NONBLOCK itself:
+  // it is for this one call, then put back as it was.
+  const int fl = ::fcntl(r->fd, F_GETFL);
+  if (fl < 0) return complete(r, -errno), true;
+  const bool blocking = (fl & O_NONBLOCK) == 0;
+  if (blocking) (void)::fcntl(r->fd, F_SETFL, fl | O_NONBLOCK);
+  // A socket the peer has closed raises SIGPIPE in the thread that splices into it (a
+  // send has MSG_NOSIGNAL, a splice nothing like it), which would end the program: it
+  // is blocked for the call, and one the call raised is taken before it is unblocked.
+  sigset_t pipe_signal;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  sigset_t old_mask;
+  ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &old_mask);
+  sigset_t pending;
+  const bool was_pending = ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+  const std::uint32_t flags = (r->sqe.op_flags & ~splice_f_fd_in_fixed) | SPLICE_F_NONBLOCK;
+  ssize_t n = 0;
+  do {
+    n = ::splice(r->aux_fd, nullptr, r->fd, nullptr, r->sqe.len, flags);
+  } while (n < 0 && errno == EINTR);
+  const int e = errno;
+  // Taken whatever the call returned: one call makes several sends, and a later one can
+  // meet the peer's reset after earlier ones moved bytes (a count, and SIGPIPE raised).
+  if (!was_pending && ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+    const timespec now{};
+    while (::sigtimedwait(&pipe_signal, nullptr, &now) < 0 && errno == EINTR) {
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  if (blocking) (void)::fcntl(r->fd, F_SETFL, fl);
+  if (n >= 0) return complete(r, static_cast<std::int32_t>(n)), true;
+  if (e == EAGAIN) return false;
+  return complete(r, -e), true;
 }
 
 // A multishot recvmsg: each message into a provided buffer laid out as the kernel's
@@ -1602,6 +1662,8 @@ bool Emulator::retry(Request* r) noexcept {
     case Op::send:
     case Op::send_zc:
       return run_send(r);
+    case Op::splice:
+      return run_splice(r);
     case Op::recvmsg:
     case Op::sendmsg:
     case Op::sendmsg_zc:

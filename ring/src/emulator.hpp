@@ -9,8 +9,9 @@
 //   mistaken for the old one). An edge runs the fd's waiters, each until its call
 //   would block again. A close through the ring moves an fd's waiters to a duplicate
 //   that keeps the file for them.
-// - Operations that block (regular files, paths, fsync, splice): a worker pool, up to
-//   min(SQ entries, 4 x CPUs) threads started on demand, whose results come back
+// - Operations that block (regular files, paths, fsync, splice; but a splice from a
+//   pipe holding bytes into a socket waits for the socket, like a send): a worker
+//   pool, up to min(SQ entries, 4 x CPUs) threads started on demand, whose results come back
 //   through an eventfd in the epoll set. A cancel, a linked timeout or the teardown
 //   interrupts a worker's call with a signal (see interrupt()).
 // - Timeouts and linked timeouts: a heap of deadlines and one timerfd in the epoll
@@ -133,6 +134,8 @@ class Emulator {
   bool run_rw(Request* r) noexcept;
   bool run_recv(Request* r) noexcept;
   bool run_send(Request* r) noexcept;
+  [[nodiscard]] bool splice_waits_for_output(const Request* r) const noexcept;
+  bool run_splice(Request* r) noexcept;
   bool run_msg(Request* r) noexcept;
   bool run_recvmsg_multishot(Request* r) noexcept;
   bool run_accept(Request* r) noexcept;

@@ -588,6 +588,29 @@ TEST_P(Backends, CancelByFdPassesOverAPathOperationOnItsDirfd) {
   ::close(opened.res);
 }
 
+// A receive with the caller's MSG_DONTWAIT completes with -EAGAIN when nothing waits,
+// rather than waiting; with data there (MSG_PEEK too), it takes or shows it.
+TEST_P(Backends, AReceiveWithMsgDontwaitDoesNotWait) {
+  Ring ring = make_ring(GetParam());
+  SocketPair pair = make_socket_pair();
+  std::vector<char> buffer(16);
+  Sqe& empty = CORING_GET_SQE(ring);
+  prep_recv(empty, pair.a.get(), std::as_writable_bytes(std::span(buffer)),
+            MSG_DONTWAIT | MSG_PEEK);
+  empty.user_data = 1;
+  EXPECT_EQ(next_cqe(ring).res, -EAGAIN);
+  ASSERT_EQ(send_text(pair.b.get(), "peeked"), 6);
+  Sqe& peek = CORING_GET_SQE(ring);
+  prep_recv(peek, pair.a.get(), std::as_writable_bytes(std::span(buffer)), MSG_DONTWAIT | MSG_PEEK);
+  peek.user_data = 2;
+  const Cqe shown = next_cqe(ring);
+  EXPECT_EQ(text_of(buffer, shown.res), "peeked");
+  Sqe& take = CORING_GET_SQE(ring);
+  prep_recv(take, pair.a.get(), std::as_writable_bytes(std::span(buffer)), MSG_DONTWAIT);
+  take.user_data = 3;
+  EXPECT_EQ(text_of(buffer, next_cqe(ring).res), "peeked");
+}
+
 // The kernel's socket command reads options of level SOL_SOCKET only (io_uring's
 // getsockopt refuses every other level with EOPNOTSUPP) and sets them at any level; the
 // emulation answers the same, so a program sees one behaviour on both backends.
