@@ -128,6 +128,44 @@ TEST_F(TlsPeers, OpensslClientOverTls13And12) {
   }
 }
 
+TEST_F(TlsPeers, OpensslAndPythonClientsGetTheCertificateOfTheNameTheySend) {
+  REQUIRE_PROGRAM("openssl", "openssl");
+  REQUIRE_PROGRAM("python3", "python3");
+  TlsServerConfig config;
+  config.certificate_chain_file = pki_->server_chain;
+  config.private_key_file = pki_->server_key;
+  config.sni_certificates = {{pki_->alt_chain, pki_->alt_key}};  // DNS:other.localhost
+  const TlsContext context = TlsContext::server(config).value();
+  // openssl s_client: SNI other.localhost gets the other certificate, which verifies for
+  // that name; SNI localhost the main one.
+  for (const char* name : {"other.localhost", "localhost"}) {
+    EchoServer server(context, 1);
+    const Ran ran =
+        run("printf 'sni\n' | timeout 20 openssl s_client -ign_eof -connect 127.0.0.1:" +
+            std::to_string(server.port()) + " -servername " + name + " -CAfile " +
+            pki_->ca_cert.string() + " -verify_hostname " + name + " -verify_return_error");
+    EXPECT_EQ(ran.status, 0) << ran.output;
+    const std::string subject = std::string("subject=CN = ") + name;
+    EXPECT_NE(ran.output.find(subject), std::string::npos) << name << "\n" << ran.output;
+    EXPECT_NE(ran.output.find("Verify return code: 0 (ok)"), std::string::npos) << ran.output;
+  }
+  // python's ssl module, which checks the name itself.
+  EchoServer server(context, 1);
+  const std::string script =
+      "import socket, ssl, sys\n"
+      "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+      "raw = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+      "tls = ctx.wrap_socket(raw, server_hostname='other.localhost')\n"
+      "tls.sendall(b'python sni\\n')\n"
+      "print(tls.getpeercert()['subject'][0][0][1], tls.recv(100).decode().strip())\n";
+  const std::string path = dir_->file("sni.py");
+  std::ofstream(path) << script;
+  const Ran ran = run("timeout 20 python3 " + path + " " + std::to_string(server.port()) + " " +
+                      pki_->ca_cert.string());
+  EXPECT_EQ(ran.status, 0) << ran.output;
+  EXPECT_EQ(ran.output, "other.localhost python sni\n");
+}
+
 TEST_F(TlsPeers, OpensslClientResumesItsSession) {
   REQUIRE_PROGRAM("openssl", "openssl");
   EchoServer server(server_context(), 2);

@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <sys/ioctl.h>
 
 #include <array>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "coring/net/buffer_pool.hpp"
 #include "coring/net/error.hpp"
 #include "coring/net/listener.hpp"
 #include "coring/net/stream.hpp"
@@ -161,6 +163,39 @@ TEST_F(Tls, Tls12WhenTheClientGoesNoHigher) {
   }());
 }
 
+// A TLS 1.2 client that asks to renegotiate is refused (a no_renegotiation alert, which
+// OpenSSL's client answers by ending the session), even by a context whose owner allowed
+// client renegotiation through the native handle: the server never renegotiates.
+TEST_F(Tls, RenegotiationIsRefused) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  SSL_CTX_set_options(server_ctx.native_handle(), SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+  ASSERT_EQ(SSL_CTX_set_max_proto_version(client_ctx.native_handle(), TLS1_2_VERSION), 1);
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    EXPECT_EQ(server.version(), TlsVersion::tls1_2);
+    EXPECT_EQ(co_await pass(client, server, "before"), "before");
+    // Our client contexts refuse it too: this one is let ask.
+    SSL_clear_options(client.native_handle(), SSL_OP_NO_RENEGOTIATION);
+    EXPECT_EQ(SSL_renegotiate(client.native_handle()), 1);
+    // The client's next write starts the new handshake; the server's read meets it.
+    std::array<std::byte, 16> buffer{};
+    auto [sent, got] = co_await when_all(client.send_all(bytes("after")), server.recv(buffer));
+    EXPECT_FALSE(sent.ok());
+    EXPECT_EQ(sent.error(), client.failure());
+    EXPECT_EQ(ERR_GET_REASON(static_cast<unsigned long>(sent.error().value())),
+              SSL_R_NO_RENEGOTIATION)
+        << sent.message();
+    EXPECT_FALSE(got.ok());  // the client's fatal alert
+    EXPECT_EQ(SSL_total_renegotiations(server.native_handle()), 0L);
+    co_await sockets.close();
+  }());
+}
+
 // The client's verdict on a server that presents `chain` for `name`.
 std::error_code client_verdict(const TlsContext& server_ctx, const TlsContext& client_ctx,
                                std::string name) {
@@ -275,6 +310,363 @@ TEST_F(Tls, APeerThatClosesWithoutCloseNotifyIsTruncation) {
     const Result<std::size_t> clean = co_await client.recv(buffer);
     EXPECT_TRUE(clean) << clean.message();
     EXPECT_EQ(clean.ok() ? *clean : 99U, 0U);
+    co_await sockets.close();
+  }());
+}
+
+TEST_F(Tls, SendFinalDeliversTheDataThenTheCleanEnd) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    // Over 64 KiB: pieces sent ahead, and the last one with the close_notify.
+    std::string text;
+    for (int i = 0; text.size() < 200'000; ++i) text += std::to_string(i) + ",";
+    std::string got(text.size(), '\0');
+    auto [sent, received] = co_await when_all(
+        server.send_final(bytes(text)), client.recv_exact(std::as_writable_bytes(std::span(got))));
+    EXPECT_TRUE(sent.ok()) << sent.message();
+    EXPECT_EQ(sent.bytes, text.size());
+    EXPECT_TRUE(received.ok()) << received.message();
+    EXPECT_TRUE(got == text);
+    std::array<std::byte, 16> buffer{};
+    const Result<std::size_t> end = co_await client.recv(buffer);
+    EXPECT_TRUE(end) << end.message();
+    EXPECT_EQ(end.ok() ? *end : 99U, 0U);
+    // The session is closed for writing: more data is refused, a shutdown does nothing.
+    EXPECT_EQ((co_await server.send(bytes("late"))).error(), std::errc::broken_pipe);
+    EXPECT_EQ((co_await server.send_final(bytes("late"))).error(), std::errc::broken_pipe);
+    EXPECT_TRUE((co_await server.shutdown()).ok());
+    // Nothing but the close: the client's send_final of no bytes.
+    EXPECT_TRUE((co_await client.send_final({})).ok());
+    const Result<std::size_t> client_end = co_await server.recv(buffer);
+    EXPECT_TRUE(client_end) << client_end.message();
+    EXPECT_EQ(client_end.ok() ? *client_end : 99U, 0U);
+    co_await sockets.close();
+  }());
+}
+
+// Waits (up to 10 s) until `socket` holds at least `bytes` unread bytes in the kernel.
+Task<void> queued_at_least(const TcpStream& socket, int bytes) {
+  for (int i = 0; i < 10'000; ++i) {
+    int queued = 0;
+    if (::ioctl(socket.fd(), FIONREAD, &queued) != 0 || queued >= bytes) co_return;
+    co_await sleep_for(1ms);
+  }
+  ADD_FAILURE() << "fewer than " << bytes << " bytes arrived";
+}
+
+TEST_F(Tls, BufferedSaysWhetherReceivedBytesWaitToBeRead) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    // Two records, both on the server's socket before it reads: one receive takes both.
+    EXPECT_TRUE((co_await client.send_all(bytes("first"))).ok());
+    EXPECT_TRUE((co_await client.send_all(bytes("second"))).ok());
+    // A send completes before the loopback delivers its segment: wait for both records
+    // (5 bytes of header, the text, its content type and a 16-byte tag each).
+    co_await queued_at_least(sockets.server, 2 * (5 + 1 + 16) + 11);
+    EXPECT_FALSE(server.buffered());  // nothing received yet
+    std::array<std::byte, 5> five{};
+    const Result<std::size_t> one = co_await server.recv(five);
+    EXPECT_EQ(one.ok() ? *one : 0U, 5U);
+    EXPECT_TRUE(server.buffered());  // the second record waits
+    std::array<std::byte, 64> rest{};
+    const Result<std::size_t> two = co_await server.recv(rest);
+    EXPECT_EQ(two.ok() ? *two : 0U, 6U);
+    EXPECT_FALSE(server.buffered());
+    // Part of a record's plaintext left in OpenSSL counts too.
+    EXPECT_TRUE((co_await client.send_all(bytes("a longer record"))).ok());
+    co_await queued_at_least(sockets.server, 5 + 1 + 16 + 15);
+    std::array<std::byte, 4> four{};
+    const Result<std::size_t> part = co_await server.recv(four);
+    EXPECT_EQ(part.ok() ? *part : 0U, 4U);
+    EXPECT_TRUE(server.buffered());
+    const Result<std::size_t> tail = co_await server.recv(rest);
+    EXPECT_EQ(tail.ok() ? *tail : 0U, 11U);
+    EXPECT_FALSE(server.buffered());
+    co_await sockets.close();
+  }());
+}
+
+TEST_F(Tls, AReadStoppedWhileTheSessionOwesAnAnswerLosesNothing) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    EXPECT_EQ(client.version(), TlsVersion::tls1_3);
+    // "one", a KeyUpdate that asks the server to update its keys too, "mid", another
+    // KeyUpdate, "two". OpenSSL owes the first KeyUpdate its answer, which it writes when
+    // the second KeyUpdate runs its state machine: in the read of "two".
+    EXPECT_TRUE((co_await client.send_all(bytes("one"))).ok());
+    EXPECT_EQ(SSL_key_update(client.native_handle(), SSL_KEY_UPDATE_REQUESTED), 1);
+    EXPECT_TRUE((co_await client.send_all(bytes("mid"))).ok());
+    EXPECT_EQ(SSL_key_update(client.native_handle(), SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+    EXPECT_TRUE((co_await client.send_all(bytes("two"))).ok());
+    co_await queued_at_least(sockets.server, 5 * (5 + 1 + 16) + 3 * 3 + 2 * 5);
+    std::array<std::byte, 3> three{};
+    for (const char* text : {"one", "mid"}) {
+      const Result<std::size_t> got = co_await server.recv(three);
+      EXPECT_EQ(got.ok() ? *got : 0U, 3U);
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(three.data()), 3), text);
+    }
+    // A read whose stop came first: its data is there without a wait, the KeyUpdate's
+    // answer cannot leave now. The answer waits; the data is returned; the session goes on.
+    std::stop_source stop;
+    stop.request_stop();
+    const Result<std::size_t> two = co_await server.recv(three, stop.get_token());
+    EXPECT_TRUE(two) << two.message();
+    EXPECT_EQ(two.ok() ? *two : 0U, 3U);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(three.data()), 3), "two");
+    EXPECT_FALSE(server.failure()) << server.failure().message();
+    if (server.failure()) {  // the passes below would wait forever
+      co_await sockets.close();
+      co_return;
+    }
+    // The answer leaves with the next send, and both sides go on with new keys.
+    EXPECT_EQ(co_await pass(server, client, "three"), "three");
+    EXPECT_EQ(co_await pass(client, server, "four"), "four");
+    co_await sockets.close();
+  }());
+}
+
+TEST_F(Tls, AWriterBehindAStoppedReadersSendIsNotToldItsDataLeft) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    // A Unix stream pair: a full way out stays full (over TCP, a receiver that collapses
+    // its queue of small segments opens its window again).
+    auto made = StreamSocket::pair();
+    EXPECT_TRUE(made) << made.message();
+    SocketPair sockets{std::move(made->first), std::move(made->second)};
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    // As in AReadStoppedWhileTheSessionOwesAnAnswerLosesNothing: the read of "two" makes
+    // OpenSSL write the answer to a KeyUpdate.
+    EXPECT_TRUE((co_await client.send_all(bytes("one"))).ok());
+    EXPECT_EQ(SSL_key_update(client.native_handle(), SSL_KEY_UPDATE_REQUESTED), 1);
+    EXPECT_TRUE((co_await client.send_all(bytes("mid"))).ok());
+    EXPECT_EQ(SSL_key_update(client.native_handle(), SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+    EXPECT_TRUE((co_await client.send_all(bytes("two"))).ok());
+    co_await queued_at_least(sockets.server, 5 * (5 + 1 + 16) + 3 * 3 + 2 * 5);
+    std::array<std::byte, 3> three{};
+    for (int i = 0; i < 2; ++i) EXPECT_TRUE(co_await server.recv(three));
+    // The server's way out is full (bytes the client never reads, sent around TLS), so
+    // the reader's send of the answer waits in the kernel; a writer queues behind it;
+    // then the reader's stop cancels that send before its first byte.
+    const std::string junk(4096, 'j');
+    for (const std::size_t size : {junk.size(), std::size_t{1}}) {
+      while (::send(sockets.server.fd(), junk.data(), size, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+      }
+    }
+    std::stop_source reader_stop;
+    std::stop_source writer_stop;
+    TlsStream& tls = server;  // a lambda of clang 14 cannot capture a structured binding
+    auto read = [&]() -> Task<Result<std::size_t>> {
+      co_return co_await tls.recv(three, reader_stop.get_token());
+    };
+    auto write = [&]() -> Task<TransferResult> {
+      co_await sleep_for(20ms);  // the reader is in its send by now
+      co_return co_await tls.send_all(bytes("data"), writer_stop.get_token());
+    };
+    auto stop = [&]() -> Task<void> {
+      co_await sleep_for(60ms);
+      reader_stop.request_stop();
+      co_await sleep_for(100ms);
+      writer_stop.request_stop();  // the writer's own send, if it makes one, waits too
+    };
+    auto [got, sent, stopped] = co_await when_all(read(), write(), stop());
+    (void)stopped;
+    EXPECT_TRUE(got) << got.message();  // "two": the read itself was done
+    // The writer's records never left: its send_all must not say they did.
+    EXPECT_FALSE(sent.ok()) << "send_all reported " << sent.bytes << " bytes sent";
+    co_await sockets.close();
+  }());
+}
+
+// A TLS 1.3 server's tickets ride on its next send when the client's input is already
+// there, but a read that has to wait sends them at once: a client whose Nagle holds its
+// request until its Finished is acknowledged (python's http.client, say) would otherwise
+// wait for the server's delayed ACK, 40 ms on Linux.
+TEST_F(Tls, Tls13SessionTicketsWaitForInputThatIsThereButNotForInputToCome) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    EXPECT_EQ(server.version(), TlsVersion::tls1_3);
+    // The server's handshake is over and it does nothing: nothing reaches the client,
+    // and the client's session cannot be resumed yet.
+    co_await sleep_for(50ms);
+    int queued = -1;
+    EXPECT_EQ(::ioctl(sockets.client.fd(), FIONREAD, &queued), 0);
+    EXPECT_EQ(queued, 0);
+    EXPECT_EQ(SSL_SESSION_is_resumable(SSL_get_session(client.native_handle())), 0);
+    // A read whose input is there takes it and leaves the tickets for the next send.
+    std::array<std::byte, 8> buffer{};
+    EXPECT_TRUE((co_await client.send(bytes("a"))).ok());
+    co_await queued_at_least(sockets.server, 5 + 1 + 16);
+    const Result<std::size_t> got = co_await server.recv(buffer);
+    EXPECT_EQ(got.ok() ? *got : 0U, 1U) << got.message();
+    EXPECT_EQ(::ioctl(sockets.client.fd(), FIONREAD, &queued), 0);
+    EXPECT_EQ(queued, 0);
+    // A read that waits sends them while it waits.
+    std::stop_source stop;
+    auto stop_on_arrival = [](const TcpStream& socket, std::stop_source& source) -> Task<void> {
+      co_await queued_at_least(socket, 1);
+      source.request_stop();
+    };
+    auto [stopped, ignored] = co_await when_all(server.recv(buffer, stop.get_token()),
+                                                stop_on_arrival(sockets.client, stop));
+    EXPECT_EQ(stopped.error(), std::errc::operation_canceled);
+    // The client reads them with the first data and has a ticket.
+    EXPECT_EQ(co_await pass(server, client, "first"), "first");
+    EXPECT_EQ(SSL_SESSION_is_resumable(SSL_get_session(client.native_handle())), 1);
+    co_await sockets.close();
+  }());
+}
+
+// With a receive pool, a server stream that waits for input holds no pool buffer, and
+// each buffer goes back once OpenSSL has taken its bytes: after a small message, after a
+// transfer larger than a buffer (which moves to the stream's own buffer), and with the
+// pool dry (another receive holds its only buffer).
+TEST_F(Tls, AStreamOnAReceivePoolHoldsABufferOnlyWhileBytesWait) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    BufferPool pool(loop, {.buffer_size = 2048, .count = 8, .incremental = false});
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    EXPECT_TRUE(server.use_receive_pool(pool).ok());
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    EXPECT_GT(pool.returned(), 0U);  // the handshake's receives came from the pool
+    EXPECT_EQ(pool.held(), 0U);
+
+    // Waiting: no buffer; the bytes arrive in one, which goes back when they are read.
+    auto send_later = [](TlsStream& to, BufferPool& p) -> Task<void> {
+      co_await sleep_for(20ms);
+      EXPECT_EQ(p.held(), 0U) << "a buffer held while the server waits";
+      EXPECT_TRUE((co_await to.send_all(bytes("hello"))).ok());
+    };
+    auto [ready, ignored] = co_await when_all(server.wait_readable(), send_later(client, pool));
+    EXPECT_TRUE(ready.ok()) << ready.message();
+    EXPECT_TRUE(server.buffered());
+    std::array<std::byte, 16> buffer{};
+    const Result<std::size_t> got = co_await server.recv(buffer);
+    EXPECT_EQ(got.ok() ? *got : 0U, 5U) << got.message();
+    EXPECT_EQ(pool.held(), 0U);
+
+    // More than a buffer at a time: byte-exact, and nothing held afterwards.
+    std::string big(1 << 20, '\0');
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+    EXPECT_EQ(co_await pass(client, server, big), big);
+    EXPECT_EQ(pool.held(), 0U);
+    // The bulk receives went to the stream's own buffer; a wait after them is the
+    // pool's again (the bytes that end it are in a pool buffer), not the own buffer's.
+    auto [again, ignored2] = co_await when_all(server.wait_readable(), send_later(client, pool));
+    EXPECT_TRUE(again.ok()) << again.message();
+    EXPECT_EQ(pool.held(), 1U) << "the wait after a bulk transfer did not take a pool buffer";
+    const Result<std::size_t> hello = co_await server.recv(buffer);
+    EXPECT_EQ(hello.ok() ? *hello : 0U, 5U) << hello.message();
+    EXPECT_EQ(pool.held(), 0U);
+    EXPECT_EQ(co_await pass(client, server, "small again"), "small again");
+    EXPECT_EQ(pool.held(), 0U);
+    // A pool of another loop is refused.
+    EventLoop other;
+    BufferPool foreign(other, {.buffer_size = 2048, .count = 2});
+    EXPECT_EQ(server.use_receive_pool(foreign).error(), std::errc::invalid_argument);
+    co_await sockets.close();
+  }());
+}
+
+TEST_F(Tls, AStreamOnADryReceivePoolUsesItsOwnBuffer) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    BufferPool pool(loop, {.buffer_size = 2048, .count = 1, .incremental = false});
+    // Another receive takes the pool's only buffer and keeps it.
+    auto [one, other] = StreamSocket::pair().value();
+    EXPECT_EQ((co_await other.send(bytes("x"))).res, 1);
+    Result<BufferLease> taken = co_await one.recv(pool);
+    EXPECT_TRUE(taken) << taken.message();
+    EXPECT_EQ(pool.available(), 0U);
+
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    EXPECT_TRUE(server.use_receive_pool(pool).ok());
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c) << s.message() << " / " << c.message();
+    EXPECT_EQ(co_await pass(client, server, "through the own buffer"), "through the own buffer");
+    // The pool has a buffer again: the next receive takes it.
+    const std::uint64_t returned = pool.returned();
+    taken->reset();
+    EXPECT_EQ(co_await pass(client, server, "through the pool"), "through the pool");
+    EXPECT_GT(pool.returned(), returned + 1);
+    co_await sockets.close();
+  }());
+}
+
+// wait_readable() returns once bytes are there (at once when they are buffered), a stop
+// ends it without losing what comes later, and it refuses a stream before its handshake.
+TEST_F(Tls, WaitReadableWaitsForBytesWithoutABuffer) {
+  EventLoop loop;
+  const TlsContext server_ctx = server_context();
+  const TlsContext client_ctx = client_context();
+  loop.run([&]() -> Task<void> {
+    SocketPair sockets = co_await connect_pair();
+    auto [server, client] = tls_pair(sockets, server_ctx, client_ctx);
+    EXPECT_EQ((co_await server.wait_readable()).error(), TlsErrc::handshake_required);
+    auto [s, c] = co_await handshake_both(server, client);
+    EXPECT_TRUE(s && c);
+    std::stop_source stop;
+    auto stop_later = [](std::stop_source& source) -> Task<void> {
+      co_await sleep_for(20ms);
+      source.request_stop();
+    };
+    auto [stopped, ignored] =
+        co_await when_all(server.wait_readable(stop.get_token()), stop_later(stop));
+    EXPECT_EQ(stopped.error(), std::errc::operation_canceled);
+    EXPECT_FALSE(server.buffered());
+    EXPECT_TRUE((co_await client.send_all(bytes("two records"))).ok());
+    EXPECT_TRUE((co_await client.send_all(bytes("!"))).ok());
+    co_await queued_at_least(sockets.server, 2 * (5 + 16 + 1) + 12);
+    EXPECT_TRUE((co_await server.wait_readable()).ok());
+    std::array<std::byte, 11> first{};
+    EXPECT_TRUE((co_await server.recv_exact(first)).ok());
+    EXPECT_TRUE(server.buffered());
+    EXPECT_TRUE((co_await server.wait_readable()).ok());  // at once: "!" waits
+    std::array<std::byte, 4> rest{};
+    const Result<std::size_t> got = co_await server.recv(rest);
+    EXPECT_EQ(got.ok() ? *got : 0U, 1U);
+    // After the peer's close_notify, it returns at once, as recv() does (with 0).
+    EXPECT_TRUE((co_await client.shutdown()).ok());
+    const Result<std::size_t> end = co_await server.recv(rest);
+    EXPECT_EQ(end.ok() ? *end : 99U, 0U) << end.message();
+    std::stop_source guard;
+    auto [ended, ignored2] =
+        co_await when_all(server.wait_readable(guard.get_token()), stop_later(guard));
+    EXPECT_TRUE(ended.ok()) << ended.message();
     co_await sockets.close();
   }());
 }

@@ -11,10 +11,13 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -22,6 +25,7 @@
 #include "coring/net/error.hpp"
 #include "coring/net/tls.hpp"
 #include "coring/runtime/event.hpp"
+#include "coring/runtime/event_loop.hpp"
 #include "tls_internal.hpp"
 
 namespace coring::net {
@@ -52,12 +56,24 @@ struct TlsStream::State {
   std::string server_name;  // a client's "name:port", when its context resumes sessions
   SSL* ssl = nullptr;
 
-  // Received bytes OpenSSL has not taken yet: in[in_begin, in_end).
+  // Received bytes OpenSSL has not taken yet: at[in_begin, in_end), in the buffer of
+  // `pool` that `lease` holds, or in the stream's own buffer `in`.
+  //
+  // Without a pool, `in` is allocated at the first receive and kept. With one, a
+  // receive takes a pool buffer only when bytes arrive, and each buffer goes back as
+  // soon as OpenSSL has taken its last byte: a stream waiting for input holds no
+  // receive buffer. A receive that fills a pool buffer (`bulk`: the peer is sending
+  // more than one buffer holds) and a receive that finds the pool dry use `in` instead,
+  // freed once its bytes are taken and the receives have come back short.
+  BufferPool* pool = nullptr;
+  BufferLease lease;
   std::unique_ptr<std::byte[]> in;
+  const std::byte* at = nullptr;
   std::size_t in_begin = 0;
   std::size_t in_end = 0;
+  bool bulk = false;
   bool eof = false;        // the socket's receive side ended
-  bool receiving = false;  // a receive into `in` is in flight
+  bool receiving = false;  // a receive is in flight
   Event received;          // set when no receive is in flight
 
   // Records OpenSSL wrote that wait to be sent; `sending`, those a send is on. One
@@ -65,6 +81,12 @@ struct TlsStream::State {
   // others add meanwhile go out with it, in the order OpenSSL wrote them.
   std::vector<std::byte> pending;
   std::vector<std::byte> sending;
+  // The head of `pending` that may wait for the next write instead of a send of its own:
+  // a TLS 1.3 server's session tickets, written as its handshake ends. A reader whose
+  // input is already there does not send them (the client needs them for nothing but a
+  // later resumption); the first write, close_notify, a reader that has records of its
+  // own to send, or one that would wait for input (fill()) takes them.
+  std::size_t deferred = 0;
   bool flushing = false;
   Event flushed;                // set when nobody is sending
   std::error_code send_failed;  // a send that failed or was cut short: records are lost
@@ -110,9 +132,14 @@ int bio_read(BIO* bio, char* data, std::size_t length, std::size_t* read) {
     return 0;
   }
   const std::size_t n = std::min(held, length);
-  std::memcpy(data, state->in.get() + state->in_begin, n);
+  std::memcpy(data, state->at + state->in_begin, n);
   state->in_begin += n;
   *read = n;
+  if (state->in_begin == state->in_end && state->pool != nullptr) {
+    // All taken: the buffer goes back (no receive is in flight while bytes wait).
+    state->lease.reset();
+    if (!state->bulk) state->in.reset();
+  }
   return 1;
 }
 
@@ -188,21 +215,40 @@ std::error_code ssl_failure(const State& s) {
 
 // Sends `pending` until it is empty. When another coroutine is sending, the records are
 // its to send: with `wait` the caller waits until they are out, else it goes on at once.
-// A send that fails or is cut short loses records: the session cannot go on.
-Task<std::error_code> flush(State& s, const Bound& bound, bool wait) {
+// A send that fails or is cut short loses records: the session cannot go on. With
+// `keep_unsent` (a reader's flush of OpenSSL's own records: a KeyUpdate's answer, an
+// alert), a send stopped or timed out before its first byte left loses nothing: the
+// records stay in `pending` for the next flush, and the stop's error is returned with
+// send_failed left empty.
+Task<std::error_code> flush(State& s, const Bound& bound, bool wait, bool keep_unsent = false) {
   if (s.flushing) {
     if (!wait) co_return s.send_failed;
     while (s.flushing) co_await s.flushed.wait();
-    co_return s.send_failed;
+    // A stopped reader's flush may have kept records, this caller's among them
+    // (keep_unsent): then it sends them itself.
+    if (s.send_failed || s.pending.empty()) co_return s.send_failed;
   }
   if (s.send_failed) co_return s.send_failed;
   s.flushing = true;
   s.flushed.reset();
+  s.deferred = 0;  // they go now
+  std::error_code unsent;
+  // The records of `sending` back at the head of `pending`, before any added meanwhile.
+  const auto keep = [&s] {
+    s.sending.insert(s.sending.end(), s.pending.begin(), s.pending.end());
+    std::swap(s.pending, s.sending);
+    s.sending.clear();
+  };
   while (!s.pending.empty()) {
     std::swap(s.pending, s.sending);
     const auto left = bound.left();
     if (left && left->count() <= 0) {
-      s.send_failed = timed_out();
+      if (keep_unsent) {
+        keep();
+        unsent = timed_out();
+      } else {
+        s.send_failed = timed_out();
+      }
       break;
     }
     // Statements, not a conditional expression: g++ 12 destroys an awaitable twice in
@@ -213,20 +259,72 @@ Task<std::error_code> flush(State& s, const Bound& bound, bool wait) {
     } else {
       sent = co_await s.socket->send_all(s.sending).with_stop(bound.stop);
     }
+    if (!sent.ok() && keep_unsent && sent.bytes == 0 && sent.outcome != Outcome::completed) {
+      keep();
+      unsent = sent.error();
+      break;
+    }
     s.sending.clear();
     if (!sent.ok()) {
       s.send_failed = sent.error();
       break;
     }
   }
-  s.pending.clear();  // after a failed send, what is left can never be sent
+  if (s.send_failed) s.pending.clear();  // what is left can never be sent
   s.flushing = false;
   s.flushed.set();
-  co_return s.send_failed;
+  co_return s.send_failed ? s.send_failed : unsent;
 }
 
-// Brings more input for OpenSSL: one receive into `in`, or, while another coroutine's
-// receive is in flight, that one's end (then the caller's OpenSSL call tries again).
+// One receive, into a buffer of the pool or into `in` (State::pool): the count, now the
+// input, 0 at the end of the stream, or -errno. `flags` MSG_DONTWAIT: -EAGAIN at once
+// when nothing is there (then `bound` is not used).
+Task<int> receive(State& s, const Bound& bound, int flags) {
+  const auto left = bound.left();
+  if (s.pool != nullptr && !s.bulk) {
+    Result<BufferLease> got{BufferLease()};
+    if ((flags & MSG_DONTWAIT) != 0) {
+      got = co_await s.socket->recv(*s.pool, flags);
+    } else if (left) {
+      got = co_await s.socket->recv(*s.pool, flags).with_stop(bound.stop).with_timeout(*left);
+    } else {
+      got = co_await s.socket->recv(*s.pool, flags).with_stop(bound.stop);
+    }
+    if (got) {
+      s.lease = std::move(*got);
+      s.at = s.lease.data().data();
+      s.in_begin = 0;
+      s.in_end = s.lease.size();
+      s.bulk = s.in_end >= s.pool->buffer_size();
+      co_return static_cast<int>(s.in_end);
+    }
+    // A dry pool: this receive takes the stream's own buffer.
+    if (got.error() != std::errc::no_buffer_space) co_return -got.error().value();
+  }
+  if (!s.in) s.in = std::make_unique_for_overwrite<std::byte[]>(in_capacity);
+  const std::span<std::byte> buffer(s.in.get(), in_capacity);
+  IoResult got;
+  if ((flags & MSG_DONTWAIT) != 0) {
+    got = co_await s.socket->recv(buffer, flags);
+  } else if (left) {
+    got = co_await s.socket->recv(buffer, flags).with_stop(bound.stop).with_timeout(*left);
+  } else {
+    got = co_await s.socket->recv(buffer, flags).with_stop(bound.stop);
+  }
+  if (got.res > 0) {
+    s.at = s.in.get();
+    s.in_begin = 0;
+    s.in_end = static_cast<std::size_t>(got.res);
+    if (s.pool != nullptr) s.bulk = s.in_end >= s.pool->buffer_size();
+  } else if (s.pool != nullptr) {
+    s.bulk = false;
+    s.in.reset();
+  }
+  co_return got.res;
+}
+
+// Brings more input for OpenSSL: one receive, or, while another coroutine's receive is
+// in flight, that one's end (then the caller's OpenSSL call tries again).
 Task<std::error_code> fill(State& s, const Bound& bound) {
   if (s.in_end > s.in_begin || s.eof) co_return std::error_code();  // input is there
   if (s.receiving) {
@@ -235,22 +333,41 @@ Task<std::error_code> fill(State& s, const Bound& bound) {
   }
   const auto left = bound.left();
   if (left && left->count() <= 0) co_return timed_out();
-  if (!s.in) s.in = std::make_unique<std::byte[]>(in_capacity);
   s.receiving = true;
   s.received.reset();
-  const std::span<std::byte> buffer(s.in.get(), in_capacity);
-  IoResult got;
-  if (left) {
-    got = co_await s.socket->recv(buffer).with_stop(bound.stop).with_timeout(*left);
-  } else {
-    got = co_await s.socket->recv(buffer).with_stop(bound.stop);
+  int got = -EAGAIN;
+  // After a bulk receive into `in`, a receive that would wait goes back to the pool
+  // (receive() frees `in` on the -EAGAIN), so that an idle stream keeps no buffer.
+  if (s.pool != nullptr && s.bulk && s.deferred == 0)
+    got = co_await receive(s, bound, MSG_DONTWAIT);
+  if (s.deferred > 0) {
+    // Deferred tickets wait for input that is there already, not for input to come: a
+    // client whose Nagle holds its request until its Finished is acknowledged would wait
+    // for our delayed ACK (40 ms on Linux). A send now carries the acknowledgement.
+    got = co_await receive(s, bound, MSG_DONTWAIT);
+    if (got == -EAGAIN) {
+      const std::error_code sent = co_await flush(s, bound, true, true);
+      if (sent) {
+        s.receiving = false;
+        s.received.set();
+        if (s.send_failed && !s.failure) s.failure = sent;
+        co_return sent;
+      }
+    }
+  }
+  if (got == -EAGAIN) {
+    // The receive may wait long (an idle connection): the send buffers, grown to the
+    // largest write so far, are not kept meanwhile unless a send is using them.
+    if (!s.flushing && s.pending.empty()) {
+      s.pending = std::vector<std::byte>();
+      s.sending = std::vector<std::byte>();
+    }
+    got = co_await receive(s, bound, 0);
   }
   s.receiving = false;
   s.received.set();
-  if (got.res < 0) co_return std::error_code(-got.res, std::system_category());
-  s.in_begin = 0;
-  s.in_end = static_cast<std::size_t>(got.res);
-  if (got.res == 0) s.eof = true;
+  if (got < 0) co_return std::error_code(-got, std::system_category());
+  if (got == 0) s.eof = true;
   co_return std::error_code();
 }
 
@@ -262,9 +379,11 @@ struct Driven {
 
 // Runs `call` (an OpenSSL call: 1 is success) until it completes, sending what OpenSSL
 // writes and receiving what it asks for. `wait_sent`: return only once the records are
-// out (a writer's); a reader leaves them to a coroutine already sending.
+// out (a writer's); a reader leaves them to a coroutine already sending. `hold`: a call
+// that succeeds leaves its records in `pending`, for the writer's next call to send
+// (the caller holds the writing side, so nothing else of its own comes between).
 template <typename Call>
-Task<Driven> drive(State& s, Call call, Bound bound, bool wait_sent) {
+Task<Driven> drive(State& s, Call call, Bound bound, bool wait_sent, bool hold = false) {
   for (;;) {
     ERR_clear_error();
     const int r = call();
@@ -278,11 +397,19 @@ Task<Driven> drive(State& s, Call call, Bound bound, bool wait_sent) {
     }
     ERR_clear_error();
     // What OpenSSL wrote leaves first: a flight of the handshake, an alert, a ticket.
-    if (!s.pending.empty()) {
-      const std::error_code sent = co_await flush(s, bound, wait_sent || failed);
+    const bool reader = !wait_sent && !failed;
+    const bool held =
+        (hold && error == SSL_ERROR_NONE) || (reader && s.pending.size() <= s.deferred);
+    if (!s.pending.empty() && !held) {
+      const std::error_code sent = co_await flush(s, bound, wait_sent || failed, reader);
       if (failed) co_return Driven{failed};
-      if (sent) {
+      if (sent && s.send_failed) {
         if (!s.failure) s.failure = sent;
+        co_return Driven{sent};
+      }
+      // A reader stopped before OpenSSL's records left: they wait for the next send, and
+      // what the call read (data, the peer's close_notify) is still the caller's.
+      if (sent && error != SSL_ERROR_NONE && error != SSL_ERROR_ZERO_RETURN) {
         co_return Driven{sent};
       }
     }
@@ -348,14 +475,40 @@ Task<Result<void>> run_handshake(State* s, TlsHandshakeOptions options, std::sto
     bound.deadline = std::chrono::steady_clock::now() + options.timeout;
   }
   SSL* ssl = s->ssl;
+  // The last step's records are held: a TLS 1.3 server's are its session tickets, which
+  // wait for its first write (State::deferred); any other's (a TLS 1.2 Finished) go now.
   const Driven driven = co_await drive(
-      *s, [ssl] { return SSL_do_handshake(ssl); }, std::move(bound), true);
+      *s, [ssl] { return SSL_do_handshake(ssl); }, bound, true, true);
   if (driven.error) co_return fail(driven.error);
   if (driven.clean_end) {
     s->failure = make_error_code(TlsErrc::handshake_eof);
     co_return fail(s->failure);
   }
+  if (!s->pending.empty()) {
+    if (SSL_is_server(ssl) == 1 && SSL_version(ssl) == TLS1_3_VERSION) {
+      s->deferred = s->pending.size();
+    } else if (const std::error_code sent = co_await flush(*s, bound, true)) {
+      if (!s->failure) s->failure = sent;
+      co_return fail(sent);
+    }
+  }
   s->handshake_done = true;
+  co_return Result<void>();
+}
+
+Task<Result<void>> run_wait_readable(State* s, std::stop_token stop) {
+  if (const std::error_code no = refusal(s, true)) co_return fail(no);
+  if (s->reading) co_return fail(make_error_code(TlsErrc::busy));
+  // Bytes wait, or the input ended (the socket's end, or the peer's close_notify, after
+  // which recv() returns 0 at once).
+  if (s->in_end > s->in_begin || s->eof || SSL_has_pending(s->ssl) == 1 ||
+      (SSL_get_shutdown(s->ssl) & SSL_RECEIVED_SHUTDOWN) != 0) {
+    co_return Result<void>();
+  }
+  Busy reading(s->reading);
+  const Bound bound{std::move(stop), std::nullopt};
+  const std::error_code got = co_await fill(*s, bound);
+  if (got) co_return fail(got);
   co_return Result<void>();
 }
 
@@ -434,6 +587,48 @@ Task<Result<void>> run_shutdown(State* s, std::stop_token stop) {
   if (driven.error) co_return fail(driven.error);
   s->shutdown_sent = true;
   co_return Result<void>();
+}
+
+Task<TransferResult> run_send_final(State* s, std::span<const std::byte> data,
+                                    std::stop_token stop) {
+  // All but the last piece as send_all() sends them; the last one's records wait for the
+  // close_notify and leave with it.
+  std::size_t done = 0;
+  while (data.size() - done > max_send_bytes) {
+    const Result<std::size_t> sent = co_await run_send(s, data.subspan(done), stop);
+    if (!sent) co_return TransferResult(done, sent.error(), outcome_of(sent.error()));
+    done += *sent;
+  }
+  if (const std::error_code no = refusal(s, true)) {
+    co_return TransferResult(done, no, Outcome::completed);
+  }
+  if (s->writing)
+    co_return TransferResult(done, make_error_code(TlsErrc::busy), Outcome::completed);
+  if (s->shutdown_sent) {
+    co_return TransferResult(done, std::make_error_code(std::errc::broken_pipe),
+                             Outcome::completed);
+  }
+  if (stop.stop_requested()) co_return TransferResult(done, cancelled(), Outcome::cancelled);
+  Busy writing(s->writing);
+  SSL* ssl = s->ssl;
+  const std::span<const std::byte> last = data.subspan(done);
+  if (!last.empty()) {
+    std::size_t written = 0;
+    const Driven wrote = co_await drive(
+        *s, [ssl, last, &written] { return SSL_write_ex(ssl, last.data(), last.size(), &written); },
+        Bound{stop, std::nullopt}, true, true);
+    if (wrote.error) co_return TransferResult(done, wrote.error, outcome_of(wrote.error));
+    if (wrote.clean_end || written != last.size()) {
+      co_return TransferResult(done, std::make_error_code(std::errc::broken_pipe),
+                               Outcome::completed);
+    }
+  }
+  const Driven closed = co_await drive(
+      *s, [ssl] { return SSL_shutdown(ssl) >= 0 ? 1 : -1; }, Bound{std::move(stop), std::nullopt},
+      true);
+  if (closed.error) co_return TransferResult(done, closed.error, outcome_of(closed.error));
+  s->shutdown_sent = true;
+  co_return TransferResult(data.size(), {}, Outcome::completed);
 }
 
 bool is_ip_address(std::string_view name) {
@@ -543,6 +738,10 @@ Task<Result<std::size_t>> TlsStream::recv(std::span<std::byte> buffer, std::stop
   return run_recv(state_.get(), buffer, std::move(stop));
 }
 
+Task<Result<void>> TlsStream::wait_readable(std::stop_token stop) {
+  return run_wait_readable(state_.get(), std::move(stop));
+}
+
 Task<TransferResult> TlsStream::recv_exact(std::span<std::byte> buffer, std::stop_token stop) {
   return run_recv_exact(state_.get(), buffer, std::move(stop));
 }
@@ -557,6 +756,29 @@ Task<TransferResult> TlsStream::send_all(std::span<const std::byte> data, std::s
 
 Task<Result<void>> TlsStream::shutdown(std::stop_token stop) {
   return run_shutdown(state_.get(), std::move(stop));
+}
+
+Task<TransferResult> TlsStream::send_final(std::span<const std::byte> data, std::stop_token stop) {
+  return run_send_final(state_.get(), data, std::move(stop));
+}
+
+ssl_st* TlsStream::native_handle() const noexcept { return state_ ? state_->ssl : nullptr; }
+
+Result<void> TlsStream::use_receive_pool(BufferPool& pool) noexcept {
+  if (!state_) return fail(std::make_error_code(std::errc::bad_file_descriptor));
+  if (state_->reading || state_->receiving) return fail(make_error_code(TlsErrc::busy));
+  // A pool of another loop is registered on another ring: its group id means another
+  // pool (or none) on this one.
+  if (EventLoop::current() != nullptr && &pool.loop() != EventLoop::current()) {
+    return fail(std::make_error_code(std::errc::invalid_argument));
+  }
+  state_->pool = &pool;
+  state_->bulk = false;
+  return {};
+}
+
+bool TlsStream::buffered() const noexcept {
+  return state_ && (state_->in_end > state_->in_begin || SSL_has_pending(state_->ssl) == 1);
 }
 
 bool TlsStream::handshake_done() const noexcept { return state_ && state_->handshake_done; }

@@ -40,11 +40,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "coring/net/buffer_pool.hpp"
 #include "coring/net/stream.hpp"
 #include "coring/ring/result.hpp"
 #include "coring/runtime/task.hpp"
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+struct ssl_st;      // OpenSSL's SSL
 
 namespace coring::net {
 
@@ -188,6 +190,12 @@ class TlsStream {
   // Up to buffer.size() bytes of application data; 0 when the peer sent close_notify.
   // TlsErrc::truncated when the connection ended without it.
   Task<Result<std::size_t>> recv(std::span<std::byte> buffer, std::stop_token stop = {});
+  // Waits until received bytes are there for recv() (or the input ended), without a
+  // buffer of the caller's: with use_receive_pool(), a caller that waits for a peer's
+  // next message needs no memory of its own meanwhile. It returns at once when bytes
+  // wait (buffered()). recv() may still wait after it: the bytes can be part of a
+  // record. Its errors are recv()'s; a stop (ECANCELED) loses nothing.
+  Task<Result<void>> wait_readable(std::stop_token stop = {});
   // Exactly buffer.size() bytes; Errc::end_of_stream after a clean end before them.
   Task<TransferResult> recv_exact(std::span<std::byte> buffer, std::stop_token stop = {});
   // Encrypts every byte of `data` and sends the records; done when the kernel has them.
@@ -199,6 +207,25 @@ class TlsStream {
   // still sends (session tickets, say) before closing it, or the close may reset the
   // connection and the peer lose the end of the data.
   Task<Result<void>> shutdown(std::stop_token stop = {});
+  // send_all(data), then shutdown(): the close_notify leaves in the same send as the
+  // last records of `data` (one send fewer at the end of a session, where the last
+  // response and the close go together). A stream whose close_notify was sent returns
+  // EPIPE without sending.
+  Task<TransferResult> send_final(std::span<const std::byte> data, std::stop_token stop = {});
+
+  // Receives from now on select a buffer of `pool` (a BufferPool of this loop, which must
+  // outlive the stream) instead of the stream's own two-record buffer: a stream that
+  // waits for input then holds no receive buffer, and each pool buffer goes back as soon
+  // as OpenSSL has taken its bytes. A peer that sends more than a pool buffer holds per
+  // receive, or a dry pool, gets the stream's own buffer, freed again once the receives
+  // come back short. TlsErrc::busy while a recv() or handshake() is in flight; EINVAL
+  // for a pool of another loop; EBADF for a moved-from stream.
+  Result<void> use_receive_pool(BufferPool& pool) noexcept;
+
+  // Whether received bytes wait to be read: records not yet decrypted, or plaintext not
+  // yet returned by recv(). A server about to close can tell by it whether the peer sent
+  // more than it read (then closing at once would reset the connection).
+  [[nodiscard]] bool buffered() const noexcept;
 
   [[nodiscard]] bool handshake_done() const noexcept;
   // The failure that ended the session, or an empty code.
@@ -210,6 +237,9 @@ class TlsStream {
   [[nodiscard]] TlsVersion version() const noexcept;
   [[nodiscard]] std::string_view cipher() const noexcept;
   [[nodiscard]] const StreamSocket& socket() const noexcept;
+  // The SSL, for what this class does not offer (SSL_key_update, say); the stream keeps
+  // it. Null for a moved-from stream.
+  [[nodiscard]] ssl_st* native_handle() const noexcept;
 
   struct State;
 
