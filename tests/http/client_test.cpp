@@ -624,13 +624,21 @@ TEST(HttpClient, RefusesBadUrlsAndRequestsWithoutConnecting) {
   Client client;
   loop.run([](Client& c) -> Task<void> {
     for (const char* url :
-         {"", "127.0.0.1/", "https://127.0.0.1/", "ftp://127.0.0.1/", "http://example.com/",
-          "http://127.0.0.1:0/", "http://127.0.0.1:65536/", "http://127.0.0.1:8x/",
-          "http://unix:/tmp/socket", "http://user@127.0.0.1/", "http://[::1/", "http:///path",
-          "http://127.0.0.1/a b", "http://127.0.0.1/\x7f", "http://1.2.3/"}) {
+         {"", "127.0.0.1/", "ftp://127.0.0.1/", "http://example.com/", "http://127.0.0.1:0/",
+          "http://127.0.0.1:65536/", "http://127.0.0.1:8x/", "http://unix:/tmp/socket",
+          "http://user@127.0.0.1/", "http://[::1/", "http:///path", "http://127.0.0.1/a b",
+          "http://127.0.0.1/\x7f", "http://1.2.3/"}) {
       Result<ClientResponse> response = co_await c.get(url);
       EXPECT_EQ(response.error(), std::errc::invalid_argument) << url;
     }
+    // https:// is TLS where coring::http has coring::tls (nobody listens on port 1), and
+    // a clear refusal where it has not.
+    Result<ClientResponse> secure = co_await c.get("https://127.0.0.1:1/");
+#if __has_include(<coring/net/tls.hpp>)
+    EXPECT_EQ(secure.error(), std::errc::connection_refused) << secure.message();
+#else
+    EXPECT_EQ(secure.error(), std::errc::protocol_not_supported) << secure.message();
+#endif
     ClientRequest bad_method("GE T", "http://127.0.0.1:1/");
     EXPECT_EQ((co_await c.request(std::move(bad_method))).error(), std::errc::invalid_argument);
     ClientRequest own_length("POST", "http://127.0.0.1:1/", "x");

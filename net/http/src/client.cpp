@@ -11,6 +11,15 @@
 // then reports itself stale, and request() sends an idempotent request once more on a
 // new connection. A stale new connection is an error like any other: only a connection
 // that served an earlier request can have gone stale unseen.
+//
+// HTTPS. The exchange is one template over a transport. The plain one is the socket's
+// own operations, each bounded by the request's deadline through a linked timeout, with
+// nothing allocated; the TLS one is the TlsStream's operations under one Deadline, a
+// timer whose token fires when the request's time is up or its stop does. An https
+// connection lives on the heap, its socket next to its TLS stream, because the stream
+// keeps the socket's address while the pool moves connections around. A TLS stream
+// reports a connection that ends without close_notify as truncated; the exchange takes
+// that for an error, so a close-delimited body cut short never passes for a whole one.
 #include "coring/http/client.hpp"
 
 #include <netinet/in.h>
@@ -25,9 +34,61 @@
 #include <system_error>
 
 #include "coring/http/error.hpp"
+#include "coring/net/stream.hpp"
+
+#ifdef CORING_HTTP_TLS
+#include "coring/net/tls.hpp"
+#include "coring/runtime/deadline.hpp"
+#endif
 
 namespace coring::http {
+
+namespace detail {
+
+// Where a connection leads: the peer's address and, for https, the name its certificate
+// was checked for. A connection serves only requests of its own origin: http and https
+// never share one, nor https requests that name the same address differently.
+struct ClientOrigin {
+  net::Address address;
+  bool tls = false;
+  std::string server_name;  // https: the URL's host, without an IPv6 literal's brackets
+
+  bool operator==(const ClientOrigin&) const = default;
+};
+
+#ifdef CORING_HTTP_TLS
+// An https connection: the socket and the TLS stream over it, kept together where the
+// socket stays put (the stream holds its address).
+struct SecureConnection {
+  net::StreamSocket socket;
+  std::optional<net::TlsStream> stream;  // declared after the socket: destroyed before it
+};
+#else
+struct SecureConnection {};  // never made: https:// is refused before connecting
+#endif
+
+// A connection of the client: the socket itself for http, so that plain connections go
+// in and out of the pool without an allocation; the heap's SecureConnection for https.
+struct ClientConnection {
+  net::StreamSocket plain;
+  std::unique_ptr<SecureConnection> secure;
+
+  [[nodiscard]] bool is_open() const noexcept { return plain.is_open() || secure != nullptr; }
+};
+
+struct ClientIdle {
+  ClientOrigin origin;
+  ClientConnection connection;
+  std::chrono::steady_clock::time_point since;
+};
+
+}  // namespace detail
+
 namespace {
+
+using detail::ClientConnection;
+using detail::ClientOrigin;
+using detail::SecureConnection;
 
 using Clock = std::chrono::steady_clock;
 
@@ -39,9 +100,9 @@ constexpr std::size_t receive_bytes = 16 * 1024;
 
 std::error_code invalid() noexcept { return std::make_error_code(std::errc::invalid_argument); }
 
-// Where a URL leads: the peer's address, the Host field's value, and the request target.
+// Where a URL leads: the origin, the Host field's value, and the request target.
 struct Target {
-  net::Address address;
+  ClientOrigin origin;
   std::string host;
   std::string path;
 };
@@ -61,8 +122,9 @@ bool is_sendable_target(std::string_view path) noexcept {
   });
 }
 
-std::optional<std::uint16_t> parse_port(std::string_view digits) noexcept {
-  if (digits.empty()) return std::uint16_t{80};  // RFC 3986: an empty port is the default
+std::optional<std::uint16_t> parse_port(std::string_view digits,
+                                        std::uint16_t default_port) noexcept {
+  if (digits.empty()) return default_port;  // RFC 3986: an empty port is the default
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
   if (ec != std::errc() || end != digits.data() + digits.size() || value == 0 || value > 65535) {
@@ -84,13 +146,19 @@ std::optional<net::Address> host_address(std::string_view host, std::uint16_t po
   return *parsed;
 }
 
-// http://host[:port][/path][?query][#fragment]; the fragment is not sent.
+bool has_scheme(std::string_view url, std::string_view scheme) noexcept {
+  return url.size() >= scheme.size() && equal_ignoring_case(url.substr(0, scheme.size()), scheme);
+}
+
+// http[s]://host[:port][/path][?query][#fragment]; the fragment is not sent.
 Result<Target> parse_url(std::string_view url) {
-  constexpr std::string_view scheme = "http://";
-  if (url.size() < scheme.size() || !equal_ignoring_case(url.substr(0, scheme.size()), scheme)) {
-    return fail(invalid());
-  }
-  url.remove_prefix(scheme.size());
+  const bool tls = has_scheme(url, "https://");
+  if (!tls && !has_scheme(url, "http://")) return fail(invalid());
+#ifndef CORING_HTTP_TLS
+  if (tls) return fail(std::make_error_code(std::errc::protocol_not_supported));
+#endif
+  url.remove_prefix(tls ? 8 : 7);
+  const std::uint16_t default_port = tls ? 443 : 80;
   url = url.substr(0, url.find('#'));
   const std::size_t authority_end = std::min(url.find_first_of("/?"), url.size());
   const std::string_view authority = url.substr(0, authority_end);
@@ -109,14 +177,20 @@ Result<Target> parse_url(std::string_view url) {
   const std::size_t colon =
       authority.find(':', bracket == std::string_view::npos ? 0 : bracket + 1);
   const std::string_view host = authority.substr(0, colon);
-  const std::optional<std::uint16_t> port = parse_port(
-      colon == std::string_view::npos ? std::string_view() : authority.substr(colon + 1));
+  const std::optional<std::uint16_t> port =
+      parse_port(colon == std::string_view::npos ? std::string_view() : authority.substr(colon + 1),
+                 default_port);
   if (!port) return fail(invalid());
   const std::optional<net::Address> address = host_address(host, *port);
   if (!address) return fail(invalid());
-  std::string host_field(host);
-  if (colon != std::string_view::npos && *port != 80) host_field += ":" + std::to_string(*port);
-  return Target{*address, std::move(host_field), std::move(path)};
+  Target target{{*address, tls, {}}, std::string(host), std::move(path)};
+  if (colon != std::string_view::npos && *port != default_port) {
+    target.host.push_back(':');
+    target.host.append(std::to_string(*port));
+  }
+  // The name TLS sends and checks: an IPv6 literal without its brackets.
+  if (tls) target.origin.server_name = host.front() == '[' ? host.substr(1, host.size() - 2) : host;
+  return target;
 }
 
 bool is_idempotent(std::string_view method) noexcept {
@@ -280,15 +354,6 @@ class ResponseReader {
   std::error_code error_;
 };
 
-// How an attempt ended: the response or the error; whether the error is that of a
-// connection the server had closed (nothing of the response came), and whether the
-// connection may be pooled.
-struct Attempt {
-  Result<ClientResponse> response;
-  bool stale = false;
-  bool reusable = false;
-};
-
 bool is_reset(std::error_code error) noexcept {
   return error == std::errc::broken_pipe || error == std::errc::connection_reset;
 }
@@ -300,15 +365,62 @@ std::chrono::nanoseconds left(Clock::time_point deadline) noexcept {
   return deadline - Clock::now();
 }
 
-Task<Attempt> exchange(const net::StreamSocket& conn, const Outgoing& out,
-                       const ParserLimits& limits, bool head_request, Clock::time_point deadline,
-                       std::stop_token stop) {
+// A receive's result, either transport's: the bytes (0: the stream's clean end) or the
+// error.
+struct Received {
+  std::size_t bytes = 0;
+  std::error_code error;
+};
+
+// http: the socket's own operations, each bounded by the request's deadline with a
+// linked timeout, so that nothing is allocated.
+class PlainTransport {
+ public:
+  PlainTransport(const net::StreamSocket& socket, Clock::time_point deadline,
+                 std::stop_token stop) noexcept
+      : socket_(&socket), deadline_(deadline), stop_(std::move(stop)) {}
+
+  auto send_all(std::span<const std::byte> data) const noexcept {
+    return socket_->send_all(data).with_deadline(deadline_).with_stop(stop_);
+  }
+  auto recv(std::span<std::byte> buffer, std::chrono::nanoseconds remaining) const noexcept {
+    return socket_->recv(buffer).with_timeout(remaining).with_stop(stop_);
+  }
+  static Received received(const IoResult& got) noexcept {
+    if (got.res < 0) return {0, got.error()};
+    return {static_cast<std::size_t>(got.res), {}};
+  }
+  // The error the request returns for one of an operation.
+  static std::error_code reported(std::error_code error) noexcept { return error; }
+  // Whether `error`, before any byte of the response, says the server closed the
+  // connection.
+  static bool is_closed(std::error_code error) noexcept { return is_reset(error); }
+  // Whether the transport holds bytes after the response (the reader sees all of http's).
+  static bool holds_more() noexcept { return false; }
+
+ private:
+  const net::StreamSocket* socket_;
+  Clock::time_point deadline_;
+  std::stop_token stop_;
+};
+
+// How an attempt ended: the response or the error; whether the error is that of a
+// connection the server had closed (nothing of the response came), and whether the
+// connection may be pooled.
+struct Attempt {
+  Result<ClientResponse> response;
+  bool stale = false;
+  bool reusable = false;
+};
+
+// Sends `out` and reads the response over `io`, until `deadline`.
+template <typename Transport>
+Task<Attempt> exchange(Transport io, const Outgoing& out, const ParserLimits& limits,
+                       bool head_request, Clock::time_point deadline) {
   for (const std::string_view piece : {std::string_view(out.head), out.body, out.tail}) {
     if (piece.empty()) continue;
-    const net::TransferResult sent = co_await conn.send_all(std::as_bytes(std::span(piece)))
-                                         .with_deadline(deadline)
-                                         .with_stop(stop);
-    if (!sent) co_return Attempt{fail(sent.error()), is_reset(sent.error())};
+    const net::TransferResult sent = co_await io.send_all(std::as_bytes(std::span(piece)));
+    if (!sent) co_return Attempt{fail(io.reported(sent.error())), io.is_closed(sent.error())};
   }
   ResponseReader reader(limits, head_request);
   for (;;) {
@@ -317,24 +429,26 @@ Task<Attempt> exchange(const net::StreamSocket& conn, const Outgoing& out,
     if (step == ResponseReader::Step::failed) co_return Attempt{fail(reader.error())};
     const std::chrono::nanoseconds remaining = left(deadline);
     if (remaining.count() <= 0) co_return Attempt{fail(timed_out())};
-    const IoResult got = co_await conn.recv(reader.space()).with_timeout(remaining).with_stop(stop);
-    if (got.res < 0) {
-      co_return Attempt{fail(got.error()), !reader.received_any() && is_reset(got.error())};
+    const Received got = io.received(co_await io.recv(reader.space(), remaining));
+    if (got.error) {
+      co_return Attempt{fail(io.reported(got.error)),
+                        !reader.received_any() && io.is_closed(got.error)};
     }
-    if (got.res == 0) {
+    if (got.bytes == 0) {
       if (reader.end_of_stream() == ResponseReader::Step::done) break;
       co_return Attempt{fail(reader.error()), !reader.received_any()};
     }
-    reader.received(static_cast<std::size_t>(got.res));
+    reader.received(got.bytes);
   }
-  const bool reusable = reader.reusable();
+  const bool reusable = reader.reusable() && !io.holds_more();
   co_return Attempt{reader.take(), false, reusable};
 }
 
+// A new TCP connection to `peer`, by `connect_deadline`.
 Task<Result<net::StreamSocket>> open_connection(const net::Address& peer,
-                                                std::chrono::nanoseconds connect_timeout,
-                                                Clock::time_point deadline, std::stop_token stop) {
-  const std::chrono::nanoseconds timeout = std::min(connect_timeout, left(deadline));
+                                                Clock::time_point connect_deadline,
+                                                std::stop_token stop) {
+  const std::chrono::nanoseconds timeout = left(connect_deadline);
   if (timeout.count() <= 0) co_return fail(timed_out());
   Result<net::StreamSocket> conn =
       co_await net::StreamSocket::connect(peer, {.timeout = timeout}, std::move(stop));
@@ -344,35 +458,201 @@ Task<Result<net::StreamSocket>> open_connection(const net::Address& peer,
   co_return conn;
 }
 
+#ifdef CORING_HTTP_TLS
+
+// https: the TLS stream's operations, under one Deadline for the whole exchange (its
+// token also follows the request's stop).
+class TlsTransport {
+ public:
+  TlsTransport(net::TlsStream& stream, const Deadline& deadline) noexcept
+      : stream_(&stream), deadline_(&deadline) {}
+
+  Task<net::TransferResult> send_all(std::span<const std::byte> data) const {
+    return stream_->send_all(data, deadline_->token());
+  }
+  Task<Result<std::size_t>> recv(std::span<std::byte> buffer, std::chrono::nanoseconds) const {
+    return stream_->recv(buffer, deadline_->token());
+  }
+  static Received received(const Result<std::size_t>& got) noexcept {
+    if (!got) return {0, got.error()};
+    return {*got, {}};
+  }
+  // The Deadline's expiry cancels the operation: that is the request's timeout.
+  [[nodiscard]] std::error_code reported(std::error_code error) const noexcept {
+    if (error == std::errc::operation_canceled && deadline_->expired()) return timed_out();
+    return error;
+  }
+  // A pooled connection's server may also have closed it without close_notify.
+  static bool is_closed(std::error_code error) noexcept {
+    return is_reset(error) || error == net::TlsErrc::truncated;
+  }
+  // Records received with the response and not read: its close_notify, say. Such a
+  // connection is not pooled (its next request would meet the close).
+  [[nodiscard]] bool holds_more() const noexcept { return stream_->buffered(); }
+
+ private:
+  net::TlsStream* stream_;
+  const Deadline* deadline_;
+};
+
+Task<Attempt> exchange_tls(SecureConnection& conn, const Outgoing& out, const ParserLimits& limits,
+                           bool head_request, Clock::time_point deadline, std::stop_token stop) {
+  const Deadline bound(left(deadline), std::move(stop));
+  co_return co_await exchange(TlsTransport(*conn.stream, bound), out, limits, head_request,
+                              deadline);
+}
+
+// Connects to `origin` and runs the handshake, both by `connect_deadline`.
+Task<Result<std::unique_ptr<SecureConnection>>> open_tls(const ClientOrigin& origin,
+                                                         const net::TlsContext& context,
+                                                         Clock::time_point connect_deadline,
+                                                         std::stop_token stop) {
+  Result<net::StreamSocket> socket =
+      co_await open_connection(origin.address, connect_deadline, stop);
+  if (!socket) co_return fail(socket.error());
+  auto conn = std::make_unique<SecureConnection>();
+  conn->socket = std::move(*socket);
+  Result<net::TlsStream> stream = net::TlsStream::client(conn->socket, context, origin.server_name);
+  if (!stream) co_return fail(stream.error());
+  conn->stream.emplace(std::move(*stream));
+  const std::chrono::nanoseconds timeout = left(connect_deadline);
+  if (timeout.count() <= 0) co_return fail(timed_out());
+  const Result<void> shaken =
+      co_await conn->stream->handshake({.timeout = timeout}, std::move(stop));
+  if (!shaken) co_return fail(shaken.error());
+  // A context that offers more protocols than HTTP/1.1 (h2) may agree on one we do not
+  // speak.
+  if (const std::string_view protocol = conn->stream->alpn();
+      !protocol.empty() && protocol != "http/1.1") {
+    co_return fail(std::make_error_code(std::errc::protocol_not_supported));
+  }
+  co_return conn;
+}
+
+// Sends close_notify on each connection, all within `bound`, and closes them.
+Task<void> say_close_notify(std::vector<ClientConnection> connections,
+                            std::chrono::nanoseconds bound, std::stop_token stop) {
+  const Deadline deadline(bound, std::move(stop));
+  for (ClientConnection& conn : connections) {
+    (void)co_await conn.secure->stream->shutdown(deadline.token());
+  }
+}
+
+#else
+
+Task<Attempt> exchange_tls(SecureConnection&, const Outgoing&, const ParserLimits&, bool,
+                           Clock::time_point, std::stop_token) {
+  co_return Attempt{fail(std::make_error_code(std::errc::protocol_not_supported))};
+}
+
+Task<Result<std::unique_ptr<SecureConnection>>> open_tls(const ClientOrigin&,
+                                                         const net::TlsContext&, Clock::time_point,
+                                                         std::stop_token) {
+  co_return fail(std::make_error_code(std::errc::protocol_not_supported));
+}
+
+Task<void> say_close_notify(std::vector<ClientConnection>, std::chrono::nanoseconds,
+                            std::stop_token) {
+  co_return;
+}
+
+#endif
+
 }  // namespace
+
+Client::Client(ClientOptions options) : options_(options) {
+  if (options_.tls == nullptr) return;
+#ifdef CORING_HTTP_TLS
+  if (options_.tls->is_server()) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "http::ClientOptions::tls is a server context");
+  }
+  tls_ = std::make_shared<const net::TlsContext>(*options_.tls);
+  options_.tls = tls_.get();
+#else
+  throw std::system_error(std::make_error_code(std::errc::protocol_not_supported),
+                          "http::ClientOptions::tls: coring::http was built without coring::tls "
+                          "(CORING_BUILD_TLS=OFF)");
+#endif
+}
+
+Client::~Client() = default;
+
+Result<const net::TlsContext*> Client::tls_context() {
+#ifdef CORING_HTTP_TLS
+  if (!tls_) {
+    Result<net::TlsContext, net::TlsError> made = net::TlsContext::client(net::TlsClientConfig());
+    if (!made) return fail(made.error());
+    tls_ = std::make_shared<const net::TlsContext>(std::move(*made));
+  }
+  return tls_.get();
+#else
+  return fail(std::make_error_code(std::errc::protocol_not_supported));
+#endif
+}
 
 Task<Result<ClientResponse>> Client::request(ClientRequest request, std::stop_token stop) {
   Result<Target> target = parse_url(request.url);
   if (!target) co_return fail(target.error());
   Result<Outgoing> out = serialize(request, *target);
   if (!out) co_return fail(out.error());
+  const ClientOrigin& origin = target->origin;
+  const net::TlsContext* context = nullptr;
+  if (origin.tls) {
+    Result<const net::TlsContext*> made = tls_context();
+    if (!made) co_return fail(made.error());
+    context = *made;
+  }
   const Clock::time_point deadline = Clock::now() + options_.request_timeout;
   const bool head_request = request.method == "HEAD";
   // A request that closes the connection itself leaves nothing to pool.
   const bool closing = request.headers.has_token("connection", "close");
-  net::StreamSocket conn = take_idle(target->address);
-  for (;;) {
+  Connection conn = take_idle(origin);
+  std::optional<Result<ClientResponse>> response;
+  while (!response) {
     const bool reused = conn.is_open();
     if (!reused) {
-      Result<net::StreamSocket> opened =
-          co_await open_connection(target->address, options_.connect_timeout, deadline, stop);
-      if (!opened) co_return fail(opened.error());
-      conn = std::move(*opened);
+      // Connecting, and the handshake for https, within connect_timeout.
+      const Clock::time_point connect_deadline =
+          std::min(Clock::now() + options_.connect_timeout, deadline);
+      if (origin.tls) {
+        Result<std::unique_ptr<SecureConnection>> opened =
+            co_await open_tls(origin, *context, connect_deadline, stop);
+        if (!opened) {
+          response.emplace(fail(opened.error()));
+          break;
+        }
+        conn.secure = std::move(*opened);
+      } else {
+        Result<net::StreamSocket> opened =
+            co_await open_connection(origin.address, connect_deadline, stop);
+        if (!opened) {
+          response.emplace(fail(opened.error()));
+          break;
+        }
+        conn.plain = std::move(*opened);
+      }
     }
-    Attempt attempt = co_await exchange(conn, *out, options_.limits, head_request, deadline, stop);
+    Task<Attempt> exchanging =
+        conn.secure
+            ? exchange_tls(*conn.secure, *out, options_.limits, head_request, deadline, stop)
+            : exchange(PlainTransport(conn.plain, deadline, stop), *out, options_.limits,
+                       head_request, deadline);
+    Attempt attempt = co_await std::move(exchanging);
     if (attempt.stale && reused && is_idempotent(request.method)) {
-      conn.reset();  // the next turn connects anew, and does not come back here
+      conn = Connection();  // the next turn connects anew, and does not come back here
       continue;
     }
-    if (attempt.response && attempt.reusable && !closing)
-      put_idle(target->address, std::move(conn));
-    co_return std::move(attempt.response);
+    if (attempt.response && attempt.reusable && !closing) {
+      put_idle(origin, std::move(conn));
+    } else if (attempt.response && conn.secure) {
+      // The session is whole: it ends with close_notify.
+      retiring_.push_back(std::move(conn));
+    }
+    response.emplace(std::move(attempt.response));
   }
+  if (!retiring_.empty()) co_await retire(std::move(stop));
+  co_return std::move(*response);
 }
 
 Task<Result<ClientResponse>> Client::post(std::string url, std::string body,
@@ -382,32 +662,65 @@ Task<Result<ClientResponse>> Client::post(std::string url, std::string body,
   return this->request(std::move(request), std::move(stop));
 }
 
-net::StreamSocket Client::take_idle(const net::Address& peer) noexcept {
+std::size_t Client::idle_connections() const noexcept { return idle_.size(); }
+
+void Client::close_idle() noexcept {
+  idle_.clear();
+  retiring_.clear();
+}
+
+Task<void> Client::shutdown_idle(std::stop_token stop) {
+  for (Idle& idle : idle_) {
+    if (idle.connection.secure) retiring_.push_back(std::move(idle.connection));
+  }
+  idle_.clear();  // the plain ones close here
+  co_await retire(std::move(stop));
+}
+
+Task<void> Client::retire(std::stop_token stop) {
+  // Taken now: other requests may add to retiring_ while these close.
+  std::vector<Connection> connections;
+  connections.swap(retiring_);
+  return say_close_notify(std::move(connections), options_.connect_timeout, std::move(stop));
+}
+
+Client::Connection Client::take_idle(const Origin& origin) {
   drop_expired(Clock::now());
   for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
-    if (it->peer == peer) {
-      net::StreamSocket socket = std::move(it->socket);
+    if (it->origin == origin) {
+      Connection conn = std::move(it->connection);
       idle_.erase(std::next(it).base());
-      return socket;
+      return conn;
     }
   }
   return {};
 }
 
-void Client::put_idle(const net::Address& peer, net::StreamSocket socket) {
+void Client::put_idle(const Origin& origin, Connection connection) {
   const Clock::time_point now = Clock::now();
   drop_expired(now);
-  if (options_.max_idle_per_host == 0) return;  // `socket` closes here
-  const auto same_peer = [&](const Idle& idle) { return idle.peer == peer; };
-  if (static_cast<std::size_t>(std::count_if(idle_.begin(), idle_.end(), same_peer)) >=
-      options_.max_idle_per_host) {
-    idle_.erase(std::find_if(idle_.begin(), idle_.end(), same_peer));  // the oldest
+  if (options_.max_idle_per_host == 0) {
+    // Never pooled: a secure one says close_notify first, a plain one closes here.
+    if (connection.secure) retiring_.push_back(std::move(connection));
+    return;
   }
-  idle_.push_back({peer, std::move(socket), now});
+  const auto same_origin = [&](const Idle& idle) { return idle.origin == origin; };
+  if (static_cast<std::size_t>(std::count_if(idle_.begin(), idle_.end(), same_origin)) >=
+      options_.max_idle_per_host) {
+    const auto oldest = std::find_if(idle_.begin(), idle_.end(), same_origin);
+    if (oldest->connection.secure) retiring_.push_back(std::move(oldest->connection));
+    idle_.erase(oldest);
+  }
+  idle_.push_back({origin, std::move(connection), now});
 }
 
-void Client::drop_expired(Clock::time_point now) noexcept {
-  std::erase_if(idle_, [&](const Idle& idle) { return now - idle.since >= options_.idle_timeout; });
+void Client::drop_expired(Clock::time_point now) {
+  const auto expired = [&](const Idle& idle) { return now - idle.since >= options_.idle_timeout; };
+  for (Idle& idle : idle_) {
+    if (expired(idle) && idle.connection.secure) retiring_.push_back(std::move(idle.connection));
+  }
+  // A moved-from https connection holds nothing; the plain ones close here.
+  std::erase_if(idle_, expired);
 }
 
 }  // namespace coring::http

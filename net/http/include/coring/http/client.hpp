@@ -1,47 +1,66 @@
-// Client: an HTTP/1.1 client on net's TCP streams, with a pool of kept-alive connections.
+// Client: an HTTP/1.1 client on net's TCP streams, over TLS for https://, with a pool of
+// kept-alive connections.
 //
 //   http::Client client;                                    // one per loop
 //   Result<http::ClientResponse> page = co_await client.get("http://127.0.0.1:8080/");
 //   if (page && page->status == 200) use(page->body);
 //   auto made = co_await client.post("http://127.0.0.1:8080/items", "{}", "application/json");
+//   auto secure = co_await client.get("https://localhost:8443/");  // the system's CAs
 //
 //   http::ClientRequest put("PUT", "http://[::1]:8080/items/7", "{\"n\": 7}");
 //   put.headers.add("Content-Type", "application/json");
 //   Result<http::ClientResponse> done = co_await client.request(std::move(put));
 //
-// A URL is `http://host[:port]/path?query`, the host an IPv4 literal, a bracketed IPv6
-// literal or `localhost` (127.0.0.1): no name is resolved and no TLS is spoken; anything
-// else is std::errc::invalid_argument, returned as a value. The client writes the request
-// line, Host (unless the request has one), and the body's framing: Content-Length (also
-// 0 for a POST, PUT or PATCH without a body), or chunked when the request asks for it.
-// Framing fields the caller set are refused (invalid_argument): the framing is the
-// client's. Responses are read whole, framed by Content-Length, chunked, or by the
-// connection's end; a HEAD's has no body; 1xx interim responses (100 Continue) are skipped.
+// A URL is `http://host[:port]/path?query` or `https://...` (port 443 by default), the
+// host an IPv4 literal, a bracketed IPv6 literal or `localhost` (127.0.0.1): no name is
+// resolved; anything else is std::errc::invalid_argument, returned as a value. The client
+// writes the request line, Host (unless the request has one), and the body's framing:
+// Content-Length (also 0 for a POST, PUT or PATCH without a body), or chunked when the
+// request asks for it. Framing fields the caller set are refused (invalid_argument): the
+// framing is the client's. Responses are read whole, framed by Content-Length, chunked,
+// or by the connection's end; a HEAD's has no body; 1xx interim responses (100 Continue)
+// are skipped.
+//
+// HTTPS. An https:// URL is TLS (coring::tls) with ClientOptions::tls's context, or a
+// default one (the system's trust store, the server's certificate checked), made at the
+// first https request. The URL's host is the name sent as SNI and the one the
+// certificate must name (an address literal: the certificate must list the address).
+// The handshake is part of connecting, within connect_timeout. Where coring::http was
+// built without coring::tls, an https:// URL is std::errc::protocol_not_supported.
 //
 // Errors are values: the connection's errno (ECONNREFUSED, ECONNRESET, ECANCELED when
 // `stop` fires), std::errc::timed_out when ClientOptions::connect_timeout or
 // request_timeout (the whole exchange, connecting included) passes, http::Errc::
 // malformed_message for a response the parser refuses, body_too_large for a body over
 // ClientOptions::limits, incomplete_message when the server closes before the response
-// is complete.
+// is complete. Over TLS: a failed handshake's error (x509_category(): "hostname
+// mismatch", "certificate has expired"; openssl_category(): "tlsv1 alert unknown ca"),
+// and net::TlsErrc::truncated for a connection that ends without close_notify before the
+// response is complete — or at all, for a body that runs to the connection's end, which
+// could otherwise be passed off cut short as whole.
 //
 // Keep-alive. A connection whose response allowed it (HTTP/1.1 without `Connection:
-// close`, read to its end with nothing after it) goes back to a pool per address, used
-// last in first out, at most max_idle_per_host per address, each kept idle_timeout; an
-// expired one is closed by the next request or close_idle(). A pooled connection the
-// server has closed meanwhile shows when the request's send fails (EPIPE, ECONNRESET) or
-// the response ends before its first byte: an idempotent request (GET, HEAD, PUT, DELETE,
-// OPTIONS, TRACE) is then sent again, once, on a new connection; any other (a POST) is
-// not, since the server may have acted on it, and returns the error.
+// close`, read to its end with nothing after it) goes back to a pool per origin (scheme,
+// address, and for https the host name), used last in first out, at most
+// max_idle_per_host per origin, each kept idle_timeout; an expired one is closed by the
+// next request or close_idle(). A pooled connection the server has closed meanwhile
+// shows when the request's send fails (EPIPE, ECONNRESET) or the response ends before
+// its first byte: an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) is then
+// sent again, once, on a new connection; any other (a POST) is not, since the server may
+// have acted on it, and returns the error. An https connection the client ends while it
+// runs a request (the response closed it, or the pool had no room or it expired) says
+// close_notify first; shutdown_idle() does the same for the pool.
 //
 // One Client per loop, used from that loop's thread only; it must outlive the requests
 // it runs. Destroying it closes the pooled connections with close(2), which does not
-// block (docs/net.md, "Closing").
+// block (docs/net.md, "Closing"); a destructor cannot wait for a send, so https ones go
+// without close_notify (co_await shutdown_idle() first to send it).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <stop_token>
 #include <string>
 #include <type_traits>
@@ -55,14 +74,33 @@
 #include "coring/ring/result.hpp"
 #include "coring/runtime/task.hpp"
 
+namespace coring::net {
+class TlsContext;  // coring/net/tls.hpp, coring::tls
+}  // namespace coring::net
+
 namespace coring::http {
+
+namespace detail {
+// client.cpp's: where a connection leads, a connection (plain or TLS), one in the pool.
+struct ClientOrigin;
+struct ClientConnection;
+struct ClientIdle;
+}  // namespace detail
 
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds request_timeout{30'000};        // the whole exchange: send + response
   std::chrono::milliseconds idle_timeout{60'000};           // a pooled connection is kept this long
-  std::size_t max_idle_per_host = 8;                        // pooled connections per address
+  std::size_t max_idle_per_host = 8;                        // pooled connections per origin
   ParserLimits limits{8192, 100, std::uint64_t{64} << 20};  // of a response (body 64 MiB)
+  // The client context (coring::tls) of https:// requests: trust anchors, ALPN, session
+  // resumption (a context that offers ALPN must agree on "http/1.1": another protocol
+  // is std::errc::protocol_not_supported). The client keeps a copy, so the pointer need not outlive
+  // the constructor; a server context throws std::system_error (EINVAL) there. Null: a context of
+  // TlsClientConfig's defaults (the system's trust store, verification on, sessions resumed), made
+  // at the first https request. Given to a coring::http built without coring::tls:
+  // std::system_error (EPROTONOSUPPORT).
+  const net::TlsContext* tls = nullptr;
 };
 // Trivially destructible, so that a braced temporary inside co_await is safe with g++ 12
 // (see MultishotOptions).
@@ -95,11 +133,12 @@ struct ClientResponse {
 
 class Client {
  public:
-  explicit Client(ClientOptions options = {}) noexcept : options_(options) {}
+  // Throws std::system_error (EINVAL) for a server context in options.tls.
+  explicit Client(ClientOptions options = {});
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
-  // Closes the pooled connections (close(2)).
-  ~Client() = default;
+  // Closes the pooled connections (close(2), without close_notify).
+  ~Client();
 
   // Sends `request` and reads its response; see the header comment for what fails how.
   // `stop` cancels it (ECANCELED); the connection it used is then closed.
@@ -112,26 +151,36 @@ class Client {
                                     std::stop_token stop = {});
 
   // Connections in the pool now (expired ones included until the next request drops them).
-  [[nodiscard]] std::size_t idle_connections() const noexcept { return idle_.size(); }
-  // Closes every pooled connection.
-  void close_idle() noexcept { idle_.clear(); }
+  [[nodiscard]] std::size_t idle_connections() const noexcept;
+  // Closes every pooled connection (close(2): an https one without close_notify).
+  void close_idle() noexcept;
+  // Closes every pooled connection, an https one after sending close_notify (each send
+  // bounded by connect_timeout; `stop` ends the wait).
+  Task<void> shutdown_idle(std::stop_token stop = {});
+  // options.tls is the client's copy of the context it was given, or null.
   [[nodiscard]] const ClientOptions& options() const noexcept { return options_; }
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct Idle {
-    net::Address peer;
-    net::StreamSocket socket;
-    Clock::time_point since;
-  };
+  using Origin = detail::ClientOrigin;
+  using Connection = detail::ClientConnection;
+  using Idle = detail::ClientIdle;
 
-  // The newest pooled connection to `peer`, or a closed socket; drops expired ones.
-  net::StreamSocket take_idle(const net::Address& peer) noexcept;
-  void put_idle(const net::Address& peer, net::StreamSocket socket);
-  void drop_expired(Clock::time_point now) noexcept;
+  // The context of https requests: options_.tls's copy, else the default, made now.
+  Result<const net::TlsContext*> tls_context();
+  // The newest pooled connection to `origin`, or a closed one; drops expired ones.
+  Connection take_idle(const Origin& origin);
+  void put_idle(const Origin& origin, Connection connection);
+  void drop_expired(Clock::time_point now);
+  // Closes what retiring_ holds, the https connections with close_notify.
+  Task<void> retire(std::stop_token stop);
 
   ClientOptions options_;
-  std::vector<Idle> idle_;  // oldest first
+  // The context of https requests, once known. A shared_ptr, which needs no complete
+  // type to be destroyed, for builds without coring::tls.
+  std::shared_ptr<const net::TlsContext> tls_;
+  std::vector<Idle> idle_;            // oldest first
+  std::vector<Connection> retiring_;  // https connections to close with close_notify
 };
 
 }  // namespace coring::http
