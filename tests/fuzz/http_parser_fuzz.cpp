@@ -39,7 +39,9 @@ using coring::http::ParseEvent;
 using coring::http::ParserLimits;
 using Kind = ParseEvent::Kind;
 
-constexpr ParserLimits limits{1024, 20, 4096};
+// Small, so that short inputs reach every limit (chunk size lines of 64 bytes, 256 of
+// extensions in a message).
+constexpr ParserLimits limits{1024, 20, 4096, 64, 256};
 
 [[noreturn]] void fail(const char* what, const std::string& detail) {
   std::fprintf(stderr, "http_parser_fuzz: %s\n%s\n", what, detail.c_str());
@@ -181,6 +183,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
                          std::to_string(whole.error) +
                          "; pieces: " + std::to_string(pieces.messages.size()) +
                          " messages, error " + std::to_string(pieces.error);
+    for (const Outcome* outcome : {&whole, &pieces}) {
+      detail += outcome == &whole ? "\nwhole:" : "\npieces:";
+      for (const auto& message : outcome->messages) {
+        detail +=
+            " body " + std::to_string(message.body.size()) + (message.ended ? " ended;" : ";");
+      }
+    }
     fail("the whole input and its pieces parse differently", detail);
   }
   return 0;

@@ -121,6 +121,37 @@ TEST(HttpParser, ParsesARequestHead) {
   EXPECT_EQ(parser.parse({}).kind, Kind::need_more);
 }
 
+// trim() between messages frees what a large head grew, keeps what a usual one needs,
+// and inside a message does nothing.
+TEST(HttpParser, TrimBetweenMessagesFreesWhatALargeHeadGrew) {
+  MessageParser parser(MessageParser::Type::request);
+  const std::string large = "GET /" + std::string(1000, 't') +
+                            " HTTP/1.1\r\nHost: h\r\nX-Large: " + std::string(5000, 'v') +
+                            "\r\n\r\n";
+  ASSERT_EQ(parser.parse(large).kind, Kind::head);
+  parser.trim();  // inside the message: its head stays
+  EXPECT_EQ(parser.target().size(), 1001U);
+  EXPECT_EQ(parser.headers().get("x-large")->size(), 5000U);
+  EXPECT_GE(parser.headers().storage_bytes(), 5000U);
+  ASSERT_EQ(parser.parse({}).kind, Kind::end);
+  parser.trim();
+  EXPECT_LT(parser.headers().storage_bytes(), 64U);  // a string's inline room at most
+  EXPECT_TRUE(parser.target().empty());
+
+  // A usual head's storage is kept for the next one; the next message parses as ever.
+  const std::string usual = "GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n";
+  ASSERT_EQ(parser.parse(usual).kind, Kind::head);
+  ASSERT_EQ(parser.parse({}).kind, Kind::end);
+  const std::size_t kept = parser.headers().storage_bytes();
+  EXPECT_GT(kept, 0U);
+  parser.trim();
+  EXPECT_EQ(parser.headers().storage_bytes(), kept);
+  EXPECT_EQ(parser.headers().size(), 0U);
+  ASSERT_EQ(parser.parse(usual).kind, Kind::head);
+  EXPECT_EQ(parser.target(), "/a");
+  EXPECT_EQ(parser.headers().get("accept"), "*/*");
+}
+
 TEST(HttpParser, KeepAliveFollowsTheVersionAndConnection) {
   struct Case {
     const char* request;
@@ -318,6 +349,55 @@ TEST(HttpParser, LimitsTheTrailerSection) {
   EXPECT_EQ(parse_every_way(chunked + "0\r\nX: " + std::string(100, 't') + "\r\n\r\n").status, 0);
   EXPECT_EQ(refused_with(chunked + "0\r\nX: " + std::string(9000, 't') + "\r\n\r\n"), 431);
   EXPECT_EQ(refused_with(chunked + "0\r\nX: a\r\n b\r\n\r\n"), 400);
+}
+
+// llhttp takes a chunk size line of any length: one line that never ends, or extensions
+// around one-byte chunks, would otherwise cost the server without bound.
+TEST(HttpParser, LimitsChunkSizeLinesAndTheirExtensions) {
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  // One line up to the limit (4 KiB with its CRLF) is taken, one byte more is not,
+  // however the input is cut; so are leading zeros.
+  const std::string ext = ";a=" + std::string(4096 - 1 - 3 - 2, 'x');  // a 4,096-byte line
+  const Parsed taken = parse_every_way(chunked + "5" + ext + "\r\nhello\r\n0\r\n\r\n");
+  EXPECT_EQ(taken.status, 0) << taken.reason;
+  EXPECT_EQ(taken.bodies, std::vector<std::string>{"hello"});
+  const Parsed long_line = parse_every_way(chunked + "5" + ext + "x\r\nhello\r\n0\r\n\r\n");
+  EXPECT_EQ(long_line.status, 400);
+  EXPECT_EQ(long_line.reason, "a chunk size line longer than allowed");
+  EXPECT_EQ(parse_every_way(chunked + "1;a=" + std::string(100000, 'b')).status, 400);
+  EXPECT_EQ(parse_every_way(chunked + std::string(5000, '0') + "1\r\na\r\n0\r\n\r\n").status, 400);
+  // After a chunk's data too.
+  EXPECT_EQ(parse_every_way(chunked + "1\r\na\r\n1;" + std::string(5000, 'e')).status, 400);
+
+  // A message's lines may carry 16 KiB beyond 18 bytes each: fifteen lines of 1,100
+  // bytes are taken, sixteen are not (and a second message starts afresh).
+  const auto chunks = [](int count) {
+    std::string body;
+    for (int i = 0; i < count; ++i)
+      body += "1;e=" + std::string(1100 - 1 - 3 - 2, 'v') + "\r\nz\r\n";
+    return body + "0\r\n\r\n";
+  };
+  const Parsed fifteen = parse_every_way(chunked + chunks(15) + chunked + chunks(15));
+  EXPECT_EQ(fifteen.status, 0) << fifteen.reason;
+  EXPECT_EQ(fifteen.ends, 2);
+  EXPECT_EQ(fifteen.bodies, (std::vector<std::string>{std::string(15, 'z'), std::string(15, 'z')}));
+  const Parsed sixteen = parse_every_way(chunked + chunks(16));
+  EXPECT_EQ(sixteen.status, 400);
+  EXPECT_EQ(sixteen.reason, "chunk extensions longer than allowed");
+
+  // llhttp ends a size line at a CR whatever follows it; here only CRLF ends one.
+  EXPECT_EQ(parse_every_way(chunked + "5\r&hello\r\n0\r\n\r\n").reason,
+            "a chunk size line not ended by CRLF");
+  EXPECT_EQ(parse_every_way(chunked + "5;x=1\r&hello\r\n0\r\n\r\n").reason,
+            "a chunk size line not ended by CRLF");
+  EXPECT_EQ(parse_every_way(chunked + "5\r\nhello\r\n0\r&\r\n").reason,
+            "a chunk size line not ended by CRLF");
+  EXPECT_EQ(parse_every_way(chunked + "5\nhello\r\n0\r\n\r\n").status, 400);
+
+  // The limits are the caller's to set.
+  ParserLimits wide;
+  wide.max_chunk_line_bytes = 8192;
+  EXPECT_EQ(parse_every_way(chunked + "5" + ext + "x\r\nhello\r\n0\r\n\r\n", wide).status, 0);
 }
 
 // Found by coring-fuzz-http-parser: the bytes of a trailer section parsed in the call

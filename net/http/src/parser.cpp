@@ -17,6 +17,8 @@
 //   - an empty field name: the value finds no field begun;
 //   - the CRLF after chunk data: llhttp skips any two bytes there, so the parser pauses
 //     at the end of each chunk's data and checks them before llhttp reads them;
+//   - a chunk size line: llhttp takes any length, and ends it at a CR whatever byte
+//     follows; size_line_refusal() checks each line before llhttp reads it;
 //   - an HTTP/0.9 request line (`GET /` and a line end): the byte after the target must
 //     be a space;
 //   - HTTP/2.0 (llhttp parses it as a version): 505 like every version but 1.0 and 1.1;
@@ -173,6 +175,7 @@ struct MessageParser::Callbacks {
 
   static int on_chunk_header(llhttp_t* p) noexcept {
     MessageParser& parser = self(p);
+    parser.in_size_line_ = false;
     if (p->content_length == 0) {
       // The last chunk: trailer fields may follow, which parse() limits like a head.
       parser.in_trailers_ = true;
@@ -202,7 +205,12 @@ struct MessageParser::Callbacks {
     parser.body_bytes_ += length;
     parser.body_pending_ = true;
     // The end of a chunk's data: its CRLF is checked before llhttp reads it.
-    if (parser.chunked_ && p->content_length == 0) parser.phase_ = Phase::crlf;
+    if (parser.chunked_ && p->content_length == 0) {
+      parser.phase_ = Phase::crlf;
+      parser.in_size_line_ = true;  // after the CRLF
+      parser.size_line_bytes_ = 0;
+      parser.size_line_cr_ = false;
+    }
     return HPE_PAUSED;
   }
 
@@ -258,9 +266,28 @@ void MessageParser::begin_message() noexcept {
   status_ = version_minor_ = 0;
   hosts_ = 0;
   body_bytes_ = content_length_ = 0;
+  in_size_line_ = size_line_cr_ = false;
+  size_line_bytes_ = extension_bytes_ = 0;
   line_.clear();
   headers_.clear();
   phase_ = Phase::head;
+}
+
+void MessageParser::trim() noexcept {
+  if (phase_ != Phase::idle) return;
+  // What a usual head needs (a browser's is under 2 KiB) is kept for the next one.
+  constexpr std::size_t kept_line_bytes = 512;
+  constexpr std::size_t kept_field_bytes = 2048;
+  if (line_.capacity() > kept_line_bytes) {
+    std::string().swap(line_);  // a move from an empty string would keep the allocation
+  } else {
+    line_.clear();
+  }
+  if (headers_.storage_bytes() > kept_field_bytes) {
+    headers_.release();
+  } else {
+    headers_.clear();
+  }
 }
 
 int MessageParser::head_complete() noexcept {
@@ -316,6 +343,9 @@ int MessageParser::head_complete() noexcept {
     has_body_ = chunked_ || content_length_ > 0 || (p->flags & F_CONTENT_LENGTH) == 0;
   }
   phase_ = Phase::body;
+  in_size_line_ = chunked_ && has_body_;  // a chunked body begins with a size line
+  size_line_bytes_ = 0;
+  size_line_cr_ = false;
   if (!has_body_) {
     // 1 tells llhttp there is no body whatever the fields say (a 1xx or 204 with
     // Transfer-Encoding, a HEAD's response), so it runs on to the message's end in this
@@ -343,7 +373,9 @@ ParseEvent MessageParser::parse(std::string_view input) {
   }
   if (phase_ == Phase::crlf) return check_chunk_crlf(input);
   const bool in_head = phase_ == Phase::idle || phase_ == Phase::head || in_trailers_;
-  if (!in_head) return run(input);
+  if (!in_head) {
+    return in_size_line_ ? run_size_line(input, 0) : run(input);
+  }
   // A head (or trailer section) may use at most the limit's bytes: llhttp sees one
   // more than the rest of it, so a head that is still incomplete there is too long.
   const std::size_t room =
@@ -370,7 +402,74 @@ ParseEvent MessageParser::check_chunk_crlf(std::string_view input) noexcept {
   }
   if (seen.size() < 2) return {ParseEvent::Kind::need_more, 0, {}};
   phase_ = Phase::body;
-  return run(input);
+  return run_size_line(input, 2);
+}
+
+ParseEvent MessageParser::run_size_line(std::string_view input, std::size_t lead) {
+  std::size_t readable = 0;
+  const char* why = size_line_refusal(input.substr(lead), readable);
+  if (why == nullptr) return run(input);
+  // llhttp reads the line up to the limit first, so that a byte it refuses there is the
+  // refusal, however the input was cut.
+  const ParseEvent read = run(input.substr(0, lead + readable));
+  if (read.kind == ParseEvent::Kind::error) return read;
+  return fail(400, why, read.consumed);
+}
+
+// llhttp 8.1 takes a size line of any length (extensions, leading zeros), and ends it at
+// a CR whatever byte follows (`5\r&` reads as the line `5`). Without the checks here a
+// client could keep a connection busy with one endless line, send far more than
+// max_body_bytes in extensions around one-byte chunks, or frame chunks in a way another
+// parser before this server reads differently. The line is checked here, up to its end,
+// before llhttp reads it.
+const char* MessageParser::size_line_refusal(std::string_view line,
+                                             std::size_t& readable) noexcept {
+  const std::size_t most = limits_.max_chunk_line_bytes;
+  const std::size_t room = most - std::min(size_line_bytes_, most);  // LF included
+  std::size_t end = std::string_view::npos;                          // of the line's LF
+  if (size_line_cr_ && !line.empty()) {
+    // The last input ended with the line's CR: an LF must follow it.
+    if (line.front() != '\n') return "a chunk size line not ended by CRLF";  // readable 0
+    end = 0;
+  } else {
+    const std::size_t at = line.substr(0, room).find_first_of("\r\n");
+    if (at == std::string_view::npos) {
+      if (line.size() >= room) {
+        readable = room;
+        return "a chunk size line longer than allowed";
+      }
+      size_line_bytes_ += line.size();  // all of it is used: llhttp needs the line's end
+      return nullptr;
+    }
+    if (line[at] == '\n') {
+      readable = at;
+      return "a chunk size line not ended by CRLF";
+    }
+    if (at + 1 == room) {  // its LF would be one byte too many
+      readable = room;
+      return "a chunk size line longer than allowed";
+    }
+    if (at + 1 == line.size()) {  // the CR ends this input
+      size_line_bytes_ += line.size();
+      size_line_cr_ = true;
+      return nullptr;
+    }
+    if (line[at + 1] != '\n') {
+      readable = at + 1;
+      return "a chunk size line not ended by CRLF";
+    }
+    end = at + 1;
+  }
+  constexpr std::size_t needed = 18;  // 16 hex digits and CRLF
+  const std::size_t length = size_line_bytes_ + end + 1;
+  extension_bytes_ += length > needed ? length - needed : 0;
+  size_line_bytes_ = 0;
+  size_line_cr_ = false;
+  if (extension_bytes_ > limits_.max_chunk_extension_bytes) {
+    readable = end;  // up to the CR
+    return "chunk extensions longer than allowed";
+  }
+  return nullptr;
 }
 
 ParseEvent MessageParser::run(std::string_view input) {

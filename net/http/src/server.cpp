@@ -20,6 +20,7 @@
 // while the handler runs, none.
 #include "coring/http/server.hpp"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -28,11 +29,13 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "coring/http/error.hpp"
 #include "coring/net/recv_stream.hpp"
@@ -44,7 +47,65 @@
 
 namespace coring::http {
 
+namespace {
+
+// The pipes sessions send files through with send_file. A session takes one for a file
+// and gives it back when it waits for its next request or ends, so that idle
+// connections hold no fds; up to 16 spares wait for the next files (no pipe2 then).
+// At most an eighth of the process's fd limit in pipes (a quarter of its fds) is in use
+// at once: past that (thousands of slow readers of large files), as when pipe2 fails, a
+// file goes through memory, and the fds left open the files themselves. Sessions of
+// every loop share it.
+class FilePipes {
+ public:
+  FilePipes() {
+    spares_.reserve(most_spares);  // give() does not allocate
+    rlimit limit{};
+    const rlim_t fds = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 1024;
+    most_in_use_ =
+        fds == RLIM_INFINITY ? std::size_t{1} << 20 : std::max<std::size_t>(most_spares, fds / 8);
+  }
+
+  // A pipe: a spare, a new one, or EMFILE when the pipes in use are at their limit.
+  Result<Pipe> take() {
+    {
+      std::lock_guard lock(mutex_);
+      if (!spares_.empty()) {
+        Pipe pipe = std::move(spares_.back());
+        spares_.pop_back();
+        ++in_use_;
+        return pipe;
+      }
+      if (in_use_ >= most_in_use_)
+        return fail(std::make_error_code(std::errc::too_many_files_open));
+      ++in_use_;
+    }
+    Result<Pipe> pipe = Pipe::open();
+    if (!pipe) {
+      std::lock_guard lock(mutex_);
+      --in_use_;
+    }
+    return pipe;
+  }
+  // A pipe take() gave, empty (or closed): kept as a spare or closed.
+  void give(Pipe pipe) {
+    std::lock_guard lock(mutex_);
+    --in_use_;
+    if (pipe.is_open() && spares_.size() < most_spares) spares_.push_back(std::move(pipe));
+  }
+
+ private:
+  static constexpr std::size_t most_spares = 16;
+  std::mutex mutex_;
+  std::vector<Pipe> spares_;
+  std::size_t in_use_ = 0;
+  std::size_t most_in_use_ = 0;
+};
+
+}  // namespace
+
 struct Server::Settings {
+  mutable FilePipes pipes;
   ServerOptions options;
   Handler handler;  // when there is no router
   Router router;
@@ -62,10 +123,18 @@ constexpr std::size_t own_buffer_bytes = 16 * 1024;
 // Bodies up to this size are copied behind the head, so that head and body leave in
 // one send (and with the next responses, when requests were pipelined).
 constexpr std::size_t inline_body_bytes = 16 * 1024;
+// Answers to pipelined requests wait in out_ for one send up to this many bytes: a
+// client that sends many requests and reads nothing holds at most this (and one
+// answer) of the server's memory.
+constexpr std::size_t out_flush_bytes = 64 * 1024;
+// A session waiting for input keeps out_'s allocation up to this size only, so that an
+// idle connection holds no buffer sized by its largest answer.
+constexpr std::size_t kept_out_bytes = 4 * 1024;
 // A file sent with send_file moves in steps of this size, each with its own deadline.
 constexpr std::uint64_t file_step_bytes = std::uint64_t{1} << 20;
-// Over TLS a file is read into memory in steps of this size and each step encrypted.
-[[maybe_unused]] constexpr std::size_t tls_file_step_bytes = 64 * 1024;
+// Over TLS, or without a pipe (no fd left for one), a file is read into memory in steps
+// of this size and each step sent (encrypted, over TLS).
+constexpr std::size_t buffered_file_step_bytes = 64 * 1024;
 // The lingering close: what the peer still sends is read and dropped for this long, or
 // up to this many bytes, so that the close does not reset the connection (which could
 // destroy the response before the peer reads it).
@@ -118,6 +187,9 @@ class Session final : public detail::BodySource, public BodyWriter {
         settings_(settings),
         options_(settings.options),
         parser_(MessageParser::Type::request, settings.options.limits) {}
+  ~Session() { give_pipe_back(); }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   // Serves the connection; the multishot receive, if armed, is closed before it returns
   // (also when serving throws: the exception is kept and rethrown after the close).
@@ -127,9 +199,8 @@ class Session final : public detail::BodySource, public BodyWriter {
 #ifdef CORING_HTTP_TLS
       if (settings_.tls) {
         if (co_await handshake()) {
-          // OpenSSL reads from the TLS stream's own buffer: the session receives
-          // plaintext into its own.
-          own_.reset(new std::byte[own_buffer_bytes]);
+          // OpenSSL reads from the TLS stream's buffers: the session receives plaintext
+          // into its own (receive() allocates it).
           co_await serve();
           // However serving ended (the peer's end, a timeout, the drain), a session still
           // whole says close_notify, so that the client knows the end is an end.
@@ -184,8 +255,18 @@ class Session final : public detail::BodySource, public BodyWriter {
   Task<bool> respond(Response& response, bool head_only, bool closing);
   Task<bool> send_file_body(const Response::FileRange& range);
   Task<void> refuse(int status, std::string_view reason);
+  // Sends what is left of the last response (with close_notify over TLS), then closes:
+  // at once if the client said it would send no more (`client_closes`) and sent nothing
+  // the session has not read, else lingering.
+  Task<void> close_after_response(bool client_closes);
   Task<void> linger();
 
+  // The send_file pipe, empty between files, goes back to the server's.
+  void give_pipe_back() noexcept {
+    if (!pipe_) return;
+    settings_.pipes.give(std::move(*pipe_));
+    pipe_.reset();
+  }
   void set_io_deadline() noexcept {
     conn_.set_deadline(options_.io_timeout, net::Expiry::shut_both);
   }
@@ -204,9 +285,9 @@ class Session final : public detail::BodySource, public BodyWriter {
   std::optional<Pipe> pipe_;
 #ifdef CORING_HTTP_TLS
   std::optional<net::TlsStream> tls_;
-  std::unique_ptr<std::byte[]> file_buffer_;  // HTTPS: a file's bytes on their way to TLS
 #endif
-  std::string_view body_rest_;  // body bytes parsed and not yet read by the handler
+  std::unique_ptr<std::byte[]> file_buffer_;  // a file's bytes read for a buffered send
+  std::string_view body_rest_;                // body bytes parsed and not yet read by the handler
   bool message_ended_ = true;
   bool body_failed_ = false;
   bool continue_sent_ = false;
@@ -232,22 +313,31 @@ Task<int> Session::receive() {
     lease_ = std::move(*chunk);
     got = as_chars(lease_.data());
   } else {
-    const std::span<std::byte> buffer(own_.get(), own_buffer_bytes);
 #ifdef CORING_HTTP_TLS
     if (tls_) {
-      const Result<std::size_t> received = co_await tls_->recv(buffer);
-      if (!received) {
-        // A client that went away without close_notify ends the input like any other
-        // (a request cut there is incomplete anyway); other failures are errors.
-        if (received.error() == net::TlsErrc::truncated) co_return 0;
-        const bool system = received.error().category() == std::system_category();
-        co_return system ? -std::max(received.error().value(), 1) : -EPROTO;
+      // A connection that waits for its next request holds no plaintext buffer: with
+      // the loop's pool, it then holds no receive buffer at all.
+      // A client that went away without close_notify ends the input like any other (a
+      // request cut there is incomplete anyway); other failures are errors.
+      const auto failed = [](const std::error_code& error) {
+        if (error == net::TlsErrc::truncated) return 0;
+        return error.category() == std::system_category() ? -std::max(error.value(), 1) : -EPROTO;
+      };
+      if (!tls_->buffered()) {
+        own_.reset();
+        const Result<void> ready = co_await tls_->wait_readable();
+        if (!ready) co_return failed(ready.error());
       }
+      if (!own_) own_.reset(new std::byte[own_buffer_bytes]);
+      const std::span<std::byte> buffer(own_.get(), own_buffer_bytes);
+      const Result<std::size_t> received = co_await tls_->recv(buffer);
+      if (!received) co_return failed(received.error());
       if (*received == 0) co_return 0;
       got = as_chars(buffer.first(*received));
     } else
 #endif
     {
+      const std::span<std::byte> buffer(own_.get(), own_buffer_bytes);
       const IoResult received = co_await stream_.recv(buffer);
       if (received.res <= 0) co_return received.res;
       got = as_chars(buffer.first(received.value()));
@@ -278,6 +368,11 @@ Task<bool> Session::handshake() {
     co_return false;
   }
   tls_.emplace(std::move(*made));
+  // With the loop's receive pool, a connection that waits for its next request holds no
+  // buffer of encrypted bytes (net::TlsStream::use_receive_pool).
+  if (net::BufferPool* pool = conn_.receive_pool(); pool != nullptr) {
+    (void)tls_->use_receive_pool(*pool);
+  }
   // A failed handshake (a client that sends garbage, plain HTTP, or refuses our
   // certificate) ends the connection without a word: there is no response to give.
   const Result<void> shaken = co_await tls_->handshake({.timeout = options_.header_timeout});
@@ -354,6 +449,11 @@ Task<void> Session::serve() {
           conn_.set_deadline(options_.idle_timeout, net::Expiry::shut_both);
         }
       }
+      // A session that waits holds no buffer sized by a past answer or head (a swap:
+      // moving an empty string into out_ would keep its allocation), and no pipe.
+      if (out_.capacity() > kept_out_bytes) std::string().swap(out_);
+      parser_.trim();  // between requests only
+      give_pipe_back();
       if (wait == Wait::idle) conn_.set_busy(false);  // while draining: ends the wait
       const int got = co_await receive();
       if (got > 0) continue;
@@ -407,8 +507,11 @@ Task<void> Session::serve() {
     const bool sent = co_await respond(response, head_only, !keep && !said_close);
     if (!sent) co_return;
     if (!keep) {
-      if (co_await flush()) co_await linger();
+      co_await close_after_response(!parser_.keep_alive());
       co_return;
+    }
+    if (out_.size() >= out_flush_bytes) {
+      if (!co_await flush()) co_return;
     }
     wait = Wait::idle;
     conn_.set_deadline(options_.idle_timeout, net::Expiry::shut_both);
@@ -542,15 +645,27 @@ Task<bool> Session::send_file_body(const Response::FileRange& range) {
     }
     co_return true;
   }
+  // Over TLS the records are made in memory.
+  bool buffered = false;
 #ifdef CORING_HTTP_TLS
-  if (tls_) {
-    // The records are made in memory: the file is read in steps and each step sent.
+  buffered = tls_.has_value();
+#endif
+  if (!buffered && !pipe_) {
+    if (Result<Pipe> pipe = settings_.pipes.take()) {
+      pipe_.emplace(std::move(*pipe));
+    } else {
+      // No pipe (EMFILE): the file still goes, through memory.
+      buffered = true;
+    }
+  }
+  if (buffered) {
+    // The file is read in steps and each step sent.
     if (!co_await flush()) co_return false;
-    if (!file_buffer_) file_buffer_.reset(new std::byte[tls_file_step_bytes]);
+    if (!file_buffer_) file_buffer_.reset(new std::byte[buffered_file_step_bytes]);
     std::uint64_t done = 0;
     while (done < range.length) {
       const std::size_t step = static_cast<std::size_t>(
-          std::min<std::uint64_t>(tls_file_step_bytes, range.length - done));
+          std::min<std::uint64_t>(buffered_file_step_bytes, range.length - done));
       const std::span<std::byte> piece(file_buffer_.get(), step);
       set_io_deadline();
       const auto got = co_await range.source().read_all(piece, range.offset + done);
@@ -558,20 +673,12 @@ Task<bool> Session::send_file_body(const Response::FileRange& range) {
         log_failure("reading a file to send", got.message().c_str());
         co_return false;
       }
-      const net::TransferResult sent = co_await tls_->send_all(piece);
+      const net::TransferResult sent = co_await send_all(piece);
       if (!sent.ok()) co_return false;
       done += step;
     }
+    file_buffer_.reset();  // an idle connection keeps none
     co_return true;
-  }
-#endif
-  if (!pipe_) {
-    Result<Pipe> pipe = Pipe::open();
-    if (!pipe) {
-      log_failure("opening a pipe for send_file", pipe.message().c_str());
-      co_return false;
-    }
-    pipe_.emplace(std::move(*pipe));
   }
   if (!co_await flush(MSG_MORE)) co_return false;
   std::uint64_t done = 0;
@@ -616,6 +723,44 @@ Task<void> Session::refuse(int status, std::string_view reason) {
   serialize_head(response, true, out_);
   out_.append(response.body);
   if (co_await flush()) co_await linger();
+}
+
+Task<void> Session::close_after_response(bool client_closes) {
+  bool sent = false;
+#ifdef CORING_HTTP_TLS
+  if (tls_) {
+    set_io_deadline();
+    sent = (co_await tls_->send_final(as_bytes(out_))).ok();
+    out_.clear();
+  } else
+#endif
+  {
+    sent = co_await flush();
+  }
+  if (!sent) co_return;
+  // A close with bytes of the client's unread, or arriving after it, resets the
+  // connection, and the client can lose the response's end; the lingering close reads
+  // and drops them first. It is skipped only when the client itself ends the connection
+  // (its request said `Connection: close`, or was HTTP/1.0 without keep-alive: RFC 9112,
+  // 9.6, forbids it to send more) and nothing it sent is unread here (the body read to
+  // its end, no bytes after it here or in the kernel): then the close sends FIN
+  // after the response and the session ends now, as nginx's does. A server's own close
+  // (draining, a handler's `Connection: close`, a failure) always lingers: the client may
+  // have sent its next request already.
+  bool unread = !client_closes || !message_ended_ || !input_.empty();
+#ifdef CORING_HTTP_TLS
+  if (tls_ && tls_->buffered()) unread = true;
+#endif
+  if (!unread) {
+    // What the kernel holds, which the checks above cannot see: a TLS client's
+    // close_notify sent right after its request (TLS 1.3 lets it close its writing
+    // side first), or bytes the receive has not taken yet. A receive that does not wait
+    // and takes nothing asks.
+    std::array<std::byte, 1> probe;
+    const IoResult peeked = co_await stream_.recv(probe, MSG_PEEK | MSG_DONTWAIT);
+    unread = peeked.res > 0 || (chunks_ && chunks_->size() > 0);
+  }
+  if (unread) co_await linger();
 }
 
 Task<void> Session::linger() {

@@ -75,6 +75,15 @@ class Headers {
     text_.clear();
     entries_.clear();
   }
+  // Empties the fields and frees their storage (clear() keeps it for the next message).
+  void release() noexcept {
+    std::string().swap(text_);
+    std::vector<Entry>().swap(entries_);
+  }
+  // The bytes of storage held, used or not (an empty string's inline room included).
+  [[nodiscard]] std::size_t storage_bytes() const noexcept {
+    return text_.capacity() + entries_.capacity() * sizeof(Entry);
+  }
 
   // The value of the first field named `name`, if any.
   [[nodiscard]] std::optional<std::string_view> get(std::string_view name) const noexcept;

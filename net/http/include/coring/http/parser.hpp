@@ -57,6 +57,11 @@ struct ParserLimits {
   std::size_t max_header_bytes = 8 * 1024;
   std::size_t max_fields = 100;
   std::uint64_t max_body_bytes = std::uint64_t{1} << 20;
+  // A chunk's size line (size, extensions, CRLF) may be this long.
+  std::size_t max_chunk_line_bytes = 4 * 1024;
+  // A chunked message's size lines together may be this much longer than 18 bytes each
+  // (the most a size and its CRLF need): their extensions and leading zeros.
+  std::size_t max_chunk_extension_bytes = 16 * 1024;
 };
 
 struct ParseEvent {
@@ -110,6 +115,12 @@ class MessageParser {
   // Body bytes delivered so far for this message.
   [[nodiscard]] std::uint64_t body_bytes() const noexcept { return body_bytes_; }
 
+  // Between messages (the last one ended, the next not begun): frees the storage its
+  // line and fields grew beyond a small size, so that a connection waiting for its next
+  // message holds nothing sized by a past head. The last head reads empty after it.
+  // Elsewhere, nothing.
+  void trim() noexcept;
+
   // Responses: the next response answers a HEAD request, so it has no body whatever its
   // Content-Length says.
   void expect_no_body() noexcept { no_body_next_ = true; }
@@ -125,6 +136,11 @@ class MessageParser {
   ParseEvent parse_head(std::string_view input);
   ParseEvent run(std::string_view input);
   ParseEvent check_chunk_crlf(std::string_view input) noexcept;
+  // run() for input in a chunk size line, after `lead` bytes (a CRLF) llhttp reads first.
+  ParseEvent run_size_line(std::string_view input, std::size_t lead);
+  // Holds the chunk size line that begins `line` (or goes on in it) to the limits: why
+  // it is refused, and how many of its bytes llhttp may read first; or null.
+  const char* size_line_refusal(std::string_view line, std::size_t& readable) noexcept;
   void begin_message() noexcept;
   int head_complete() noexcept;
 
@@ -153,8 +169,12 @@ class MessageParser {
   std::size_t head_bytes_ = 0;  // of the header or trailer section so far
   std::uint64_t body_bytes_ = 0;
   std::uint64_t content_length_ = 0;
-  std::uint32_t crlf_seen_ = 0;  // of the CRLF after a chunk's data
-  char last_non_blank_ = '\n';   // the last byte before the current input not SP or HT
+  std::uint32_t crlf_seen_ = 0;      // of the CRLF after a chunk's data
+  bool in_size_line_ = false;        // between a chunk's data (or the head) and its size
+  bool size_line_cr_ = false;        // the last input ended with the size line's CR
+  std::size_t size_line_bytes_ = 0;  // of the size line so far, in earlier inputs
+  std::size_t extension_bytes_ = 0;  // of this message's size lines beyond 18 bytes each
+  char last_non_blank_ = '\n';       // the last byte before the current input not SP or HT
   const char* input_begin_ = nullptr;
   const char* input_end_ = nullptr;
   std::string_view body_;

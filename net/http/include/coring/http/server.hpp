@@ -74,7 +74,9 @@ struct ServerOptions {
   bool handle_signals = true;
   // Receive with one multishot receive per connection into a pool per loop
   // (net::default_receive_pool()): an idle connection then holds no buffer. Off: a
-  // buffer of 16 KiB per connection.
+  // buffer of 16 KiB per connection. HTTPS: with the pool, the TLS streams receive from
+  // it (net::TlsStream::use_receive_pool) and an idle connection holds no buffer but
+  // OpenSSL's session; without it, each keeps its TLS stream's own (about 33 KiB).
   bool receive_pool = true;
   bool direct_descriptors = true;
   // HTTPS: every connection a TLS server stream of this context (coring::tls; give the
