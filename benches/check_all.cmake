@@ -76,6 +76,8 @@ endif()
 list(APPEND expected_sides
      "http-static-1k:coring,nginx"
      "http-static-10m:coring,nginx"
+     "https:coring,nginx"
+     "https-handshake:coring,nginx"
      "file-randread:coring,fio"
      "idle:coring,epoll"
      "fairness-echo:coring,epoll"
@@ -162,7 +164,8 @@ endif()
 # --- with the external peers absent ---------------------------------------------------------
 if(MODE STREQUAL "absent")
   set(cells "http coring" "http nginx" "http h2o" "http-static-1k coring" "http-static-1k nginx"
-            "http-static-10m coring" "http-static-10m nginx" "file-randread fio"
+            "http-static-10m coring" "http-static-10m nginx" "https coring" "https nginx"
+            "https-handshake coring" "https-handshake nginx" "file-randread fio"
             "fairness-http nginx")
   if(epoll_rows)
     list(APPEND cells "http-epoll-backend coring" "http-epoll-backend nginx"

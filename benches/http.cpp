@@ -39,6 +39,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <regex>
 #include <stdexcept>
@@ -54,6 +55,7 @@
 #include "http_servers.hpp"
 #include "measure.hpp"
 #include "suite.hpp"
+#include "tls_client.hpp"
 
 namespace coring::bench {
 namespace {
@@ -79,6 +81,14 @@ struct HttpOptions {
   std::string target = "/";  // what wrk asks for
   // The body every server must answer `target` with (the caller keeps it alive).
   std::string_view body = hello_body;
+  // Set: the servers speak HTTPS with these files (wrk's URL is https://).
+  std::optional<TlsFiles> tls{};
+  // Every request on a new connection (wrk sends `Connection: close`): with TLS, a full
+  // handshake per request (wrk resumes no sessions).
+  bool close_each = false;
+  // The protocol version and cipher suite the first server agreed on, which every other
+  // must agree on too (the runs compare the same work).
+  std::shared_ptr<std::string> agreed = std::make_shared<std::string>();
 };
 
 struct HttpRun {
@@ -136,12 +146,19 @@ WrkResult run_wrk(const std::string& wrk, const fs::path& script, const HttpOpti
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
   const auto start = std::chrono::steady_clock::now();
-  ChildProcess child =
-      ChildProcess::exec(options.client_cpu,
-                         {wrk, "-t1", "-c" + std::to_string(options.connections),
-                          "-d" + std::to_string(duration.count()) + "s", "-s", script.string(),
-                          "http://127.0.0.1:" + std::to_string(port) + options.target},
-                         pipe_fds[1]);
+  std::vector<std::string> argv{wrk,
+                                "-t1",
+                                "-c" + std::to_string(options.connections),
+                                "-d" + std::to_string(duration.count()) + "s",
+                                "-s",
+                                script.string()};
+  if (options.close_each) {
+    argv.emplace_back("-H");
+    argv.emplace_back("Connection: close");
+  }
+  argv.push_back((options.tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port) +
+                 options.target);
+  ChildProcess child = ChildProcess::exec(options.client_cpu, argv, pipe_fds[1]);
   ::close(pipe_fds[1]);
   const std::string output = read_all(pipe_fds[0]);
   ::close(pipe_fds[0]);
@@ -179,16 +196,38 @@ void check_bytes(const WrkResult& result, const HttpOptions& options) {
 
 // One GET of options.target with `Connection: close`: the answer must be a 200 whose
 // body is options.body exactly. Throws std::runtime_error saying what differs.
+// Over TLS, the version and cipher suite must be TLS 1.3's and the ones the first
+// server checked agreed on.
 void check_answer(std::uint16_t port, const HttpOptions& options) {
-  const int fd = connect_loopback(port, std::chrono::milliseconds(1000));
-  const timeval patience{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof(patience));
   const std::string request =
       "GET " + options.target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  const bool sent = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-                    static_cast<ssize_t>(request.size());
-  const std::string answer = sent ? read_all(fd) : std::string();
-  ::close(fd);
+  bool sent = true;
+  std::string answer;
+  if (options.tls) {
+#ifndef CORING_BENCH_TLS
+    throw std::logic_error("HTTPS options in a build without coring::tls");
+#else
+    const TlsAnswer exchange = tls_exchange(port, options.tls->certificate, request);
+    answer = exchange.bytes;
+    const std::string agreed = exchange.version + " " + exchange.cipher;
+    if (exchange.version != "TLSv1.3") {
+      throw std::runtime_error("the handshake agreed on " + agreed + ", want TLS 1.3");
+    }
+    if (options.agreed->empty()) *options.agreed = agreed;
+    if (agreed != *options.agreed) {
+      throw std::runtime_error("the handshake agreed on " + agreed + ", another server's on " +
+                               *options.agreed);
+    }
+#endif
+  } else {
+    const int fd = connect_loopback(port, std::chrono::milliseconds(1000));
+    const timeval patience{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof(patience));
+    sent = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(request.size());
+    if (sent) answer = read_all(fd);
+    ::close(fd);
+  }
   const std::size_t head_end = answer.find("\r\n\r\n");
   const std::string_view head(answer.data(), std::min(answer.size(), head_end));
   std::string wrong;
@@ -490,6 +529,62 @@ BenchResult http_static_row(const SuiteOptions& suite, std::string name, std::ui
   return result;
 }
 
+std::string https_params(std::uint64_t connections, bool close_each) {
+  return "wrk -t1 -c" + std::to_string(connections) + (close_each ? ", Connection: close" : "");
+}
+
+#ifdef CORING_BENCH_TLS
+// The https rows' targets over nginx, on io_uring: keep-alive <= 0.85, a handshake per
+// request <= 1.0.
+std::string_view https_target(ring::Backend backend, bool close_each) {
+  if (backend != ring::Backend::io_uring) return "";
+  return close_each ? "<= 1.0" : "<= 0.85";
+}
+
+// The https rows' sides: coring-http, and nginx when installed, serving HTTPS with the
+// same certificate and key (options.tls).
+std::vector<HttpSide> https_sides(const Bench& bench, const HttpOptions& options,
+                                  const Programs& programs) {
+  const TlsFiles files = *options.tls;
+  std::vector<HttpSide> sides{bench.coring(
+      "coring", [files](int ready_fd) { return serve_coring_https(files, ready_fd); })};
+  if (!programs.nginx.empty()) {
+    sides.push_back(bench.peer<Nginx>(
+        "nginx", NginxOptions{.program = programs.nginx, .cpu = options.server_cpu, .tls = files}));
+  }
+  return sides;
+}
+#endif
+
+BenchResult https_row(const SuiteOptions& suite, std::string name, std::uint64_t connections,
+                      bool close_each) {
+  HttpOptions options = suite_http_options(suite, connections);
+  options.close_each = close_each;
+  BenchResult result{std::move(name), https_params(connections, close_each), http_metrics, {}, {}};
+#ifndef CORING_BENCH_TLS
+  const std::string why =
+      "coring-bench was built without coring::tls (CORING_BUILD_TLS=OFF, or "
+      "no OpenSSL 3 at configure time)";
+  result.sides = {skipped_side("coring", why, "apt-get install -y libssl-dev"),
+                  skipped_side("nginx", why, "apt-get install -y libssl-dev")};
+  return result;
+#else
+  const Programs programs;
+  if (programs.wrk.empty()) {
+    result.sides = {missing_coring(), missing_peer("nginx", programs.nginx.empty(), true)};
+    return result;
+  }
+  const TempDir pki("coring-bench-tls");
+  options.tls = make_tls_files(pki.path());
+  const Bench bench(options, programs.wrk);
+  const std::vector<HttpSide> sides = https_sides(bench, options, programs);
+  const auto runs = bench.run(sides);
+  result.sides = {row_side("coring", sides, runs, "", false),
+                  row_side("nginx", sides, runs, programs.nginx, false)};
+  return result;
+#endif
+}
+
 // The options http and http-static share.
 HttpOptions take_http_options(Args& args, std::uint64_t default_connections) {
   HttpOptions options;
@@ -548,6 +643,55 @@ BenchResult http_static_small_suite(const SuiteOptions& suite) {
 
 BenchResult http_static_large_suite(const SuiteOptions& suite) {
   return http_static_row(suite, "http-static-10m", large_file_bytes, suite.static_large_conns);
+}
+
+BenchResult https_suite(const SuiteOptions& suite) {
+  return https_row(suite, "https", suite.http_conns, false);
+}
+
+BenchResult https_handshake_suite(const SuiteOptions& suite) {
+  return https_row(suite, "https-handshake", suite.handshake_conns, true);
+}
+
+int https_main(Args& args) {
+  const bool close_each = args.take_flag("--handshake");
+  HttpOptions options = take_http_options(args, close_each ? 8 : 64);
+  options.close_each = close_each;
+  const CoringBackend backend = take_backend(args);
+  args.finish();
+#ifndef CORING_BENCH_TLS
+  (void)backend;
+  std::printf(
+      "skipped: coring-bench was built without coring::tls (apt-get install libssl-dev, "
+      "then configure again)\n");
+  return 0;
+#else
+  const Programs programs;
+  if (programs.wrk.empty() || programs.nginx.empty()) {
+    std::printf("skipped: apt-get install nginx wrk\n");
+    return 0;
+  }
+  const TempDir pki("coring-bench-tls");
+  options.tls = make_tls_files(pki.path());
+  const Bench bench(options, programs.wrk);
+  const std::vector<HttpSide> sides = https_sides(bench, options, programs);
+  const auto runs = bench.run(sides);
+  std::printf(
+      "https: %s, GET / -> 200 \"Hello, World!\" over %s, %s; one P-256 certificate for both; "
+      "%lld s measured per run after 1 s of warm-up; %llu runs per server, interleaved; server "
+      "on CPU %d (nginx: one worker, session tickets on, access_log off), wrk on CPU %d; "
+      "medians; coring's backend: %s\n",
+      https_params(options.connections, close_each).c_str(), options.agreed->c_str(),
+      close_each ? "a new connection and a full handshake per request" : "keep-alive",
+      static_cast<long long>(options.measured.count()),
+      static_cast<unsigned long long>(options.reps), options.server_cpu, options.client_cpu,
+      backend.describe().c_str());
+  print_results("https", sides, runs,
+                [&backend, close_each](const std::string&, const std::string&) {
+                  return https_target(backend.backend, close_each);
+                });
+  return 0;
+#endif
 }
 
 int http_main(Args& args) {

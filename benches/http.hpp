@@ -13,4 +13,8 @@ int http_main(Args& args);
 // `GET /file.bin`, a file of --bytes N: coring's static files against nginx's.
 int http_static_main(Args& args);
 
+// `GET /` over HTTPS: coring-http against nginx, keep-alive, or with --handshake a new
+// connection (a full TLS 1.3 handshake) per request.
+int https_main(Args& args);
+
 }  // namespace coring::bench

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -24,6 +25,9 @@
 #include <coring/http/static_files.hpp>
 #include <coring/net/address.hpp>
 #include <coring/runtime/task.hpp>
+#ifdef CORING_BENCH_TLS
+#include <coring/net/tls.hpp>
+#endif
 
 namespace coring::bench {
 namespace {
@@ -60,7 +64,8 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
 // nginx's configuration (see Nginx in http_servers.hpp), its temporary files in
 // `prefix`, its errors to `error_log` (a path, or "stderr").
 std::string nginx_config(const std::filesystem::path& prefix, std::uint16_t port,
-                         const std::string& error_log, const std::filesystem::path& root) {
+                         const std::string& error_log, const std::filesystem::path& root,
+                         const std::optional<TlsFiles>& tls) {
   std::string conf = "worker_processes 1;\ndaemon off;\npid " + (prefix / "nginx.pid").string() +
                      ";\nerror_log " + error_log +
                      " warn;\nevents { worker_connections 1024; }\n"
@@ -69,7 +74,13 @@ std::string nginx_config(const std::filesystem::path& prefix, std::uint16_t port
   for (const char* kind : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"}) {
     conf += "  " + std::string(kind) + "_temp_path " + (prefix / kind).string() + ";\n";
   }
-  conf += "  server {\n    listen 127.0.0.1:" + std::to_string(port) + ";\n";
+  conf += "  server {\n    listen 127.0.0.1:" + std::to_string(port);
+  if (tls) {
+    conf += " ssl;\n    ssl_certificate " + tls->certificate.string() +
+            ";\n    ssl_certificate_key " + tls->key.string() +
+            ";\n    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_tickets on";
+  }
+  conf += ";\n";
   if (root.empty()) {
     conf += "    location = / { default_type text/plain; return 200 \"" + std::string(hello_body) +
             "\"; }\n"
@@ -110,6 +121,25 @@ int serve_coring_files(const std::filesystem::path& root, int ready_fd) {
   router.prefix("GET", "/", http::StaticFiles(root, {.open_file_cache_ms = 1000}));
   return serve_router(std::move(router), ready_fd);
 }
+
+#ifdef CORING_BENCH_TLS
+int serve_coring_https(const TlsFiles& files, int ready_fd) {
+  const Result<net::TlsContext, net::TlsError> context =
+      net::TlsContext::server({.certificate_chain_file = files.certificate.string(),
+                               .private_key_file = files.key.string(),
+                               .alpn = {"http/1.1"}});
+  if (!context) {
+    std::fprintf(stderr, "coring-bench: %s\n", context.error().message().c_str());
+    return 1;
+  }
+  http::ServerOptions options = coring_http_options();
+  options.tls = &*context;
+  http::Router router;
+  router.get("/", &hello);
+  http::Server server(options, std::move(router));
+  return server.run([&server, ready_fd] { report_listening(ready_fd, server.port()); });
+}
+#endif
 
 TempDir::TempDir(std::string_view name) {
   std::string pattern = (std::filesystem::temp_directory_path() / name).string() + ".XXXXXX";
@@ -192,7 +222,7 @@ Nginx::Nginx(const NginxOptions& options)
     : PeerServer("nginx", options.errors_to_stderr ? "" : "error.log") {
   const std::string log = error_log().empty() ? "stderr" : error_log();
   const std::filesystem::path conf = prefix() / "nginx.conf";
-  write_text(conf, nginx_config(prefix(), port(), log, options.root));
+  write_text(conf, nginx_config(prefix(), port(), log, options.root, options.tls));
   start(options.cpu, {options.program, "-p", prefix().string(), "-c", conf.string(), "-e", log});
 }
 

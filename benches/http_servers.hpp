@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "child_process.hpp"
+#include "tls_client.hpp"
 
 namespace coring::bench {
 
@@ -30,6 +31,11 @@ int serve_coring_http(int ready_fd);
 // regular file of that name below `root` (http::StaticFiles, see http_servers.cpp), 404
 // for anything else.
 int serve_coring_files(const std::filesystem::path& root, int ready_fd);
+
+// coring-http's code as `coring-bench https` runs it: serve_coring_http()'s server with
+// HTTPS (ServerOptions::tls) from `files`, ALPN http/1.1, as `coring-http --tls-cert
+// --tls-key` serves. Only in a build with coring::tls (CORING_BENCH_TLS).
+int serve_coring_https(const TlsFiles& files, int ready_fd);
 
 // A temporary directory <temp>/<name>.XXXXXX, removed with its contents on destruction.
 class TempDir {
@@ -100,6 +106,9 @@ struct NginxOptions {
   bool errors_to_stderr = false;
   // Empty: the hello configuration. Otherwise the directory nginx serves as static files.
   std::filesystem::path root{};
+  // Set: HTTPS with this certificate and key (TLS 1.2 and 1.3, session tickets on, as
+  // nginx's defaults are), on the same port.
+  std::optional<TlsFiles> tls{};
 };
 
 // nginx configured as coring's peer: one worker process (1024 worker_connections), no

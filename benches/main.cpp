@@ -93,6 +93,13 @@ constexpr std::array subcommands{
                "server CPU per request: coring's static files vs nginx's (sendfile, "
                "open_file_cache), GET of an N-byte file (1024) under wrk -t1 -c50 (3 reps)",
                http_static_main},
+    Subcommand{"https",
+               "[--handshake] [--seconds T] [--conns C] [--reps R] [--server-cpu A] "
+               "[--client-cpu B] [--backend io_uring|epoll]",
+               "server CPU per request: coring-http vs nginx over HTTPS (TLS 1.3), GET / under "
+               "wrk -t1 -c64, keep-alive; --handshake: a new connection and handshake per "
+               "request, -c8 (3 reps)",
+               https_main},
     Subcommand{"idle",
                "[--conns N] [--reps R] [--server-cpu A] [--client-cpu B] "
                "[--backend io_uring|epoll]",

@@ -104,6 +104,8 @@ std::vector<Entry> entries(const SuiteOptions& options) {
       {rows("http"), http_metrics, &http_suite},
       {{"http-static-1k"}, http_metrics, one(&http_static_small_suite)},
       {{"http-static-10m"}, http_metrics, one(&http_static_large_suite)},
+      {{"https"}, http_metrics, one(&https_suite)},
+      {{"https-handshake"}, http_metrics, one(&https_handshake_suite)},
       {{"file-randread"}, randread_metrics, one(&randread_suite)},
       {{"idle"}, idle_metrics, one(&idle_suite)},
       {{"fairness-echo", "fairness-http"}, fairness_metrics, &fairness_suite},

@@ -41,6 +41,7 @@ struct SuiteOptions {
   std::uint32_t http_conns = 64;
   std::uint32_t static_small_conns = 50;  // http-static-1k's wrk connections
   std::uint32_t static_large_conns = 4;   // http-static-10m's
+  std::uint32_t handshake_conns = 8;      // https-handshake's (https's: http_conns)
   std::uint32_t randread_qd = 32;
   std::uint64_t idle_conns = 10'000;
   std::uint64_t fairness_clients = 50;  // clients that send without reading
@@ -147,12 +148,17 @@ template <typename Run>
 // against nginx); echo_suite() and http_suite() one, or two with epoll_backend_rows:
 // echo and echo-epoll-backend, http and http-epoll-backend (coring-http against nginx
 // and h2o). http_static_small_suite() and http_static_large_suite() are http-static-1k
-// and http-static-10m: coring's static files against nginx's.
+// and http-static-10m: coring's static files against nginx's. https_suite() and
+// https_handshake_suite() are https (GET / over TLS 1.3, keep-alive) and
+// https-handshake (a new connection and full handshake per request): coring-http
+// against nginx, both HTTPS with one certificate.
 std::vector<BenchResult> nop_suite(const SuiteOptions& options);
 std::vector<BenchResult> echo_suite(const SuiteOptions& options);
 std::vector<BenchResult> http_suite(const SuiteOptions& options);
 BenchResult http_static_small_suite(const SuiteOptions& options);
 BenchResult http_static_large_suite(const SuiteOptions& options);
+BenchResult https_suite(const SuiteOptions& options);
+BenchResult https_handshake_suite(const SuiteOptions& options);
 BenchResult randread_suite(const SuiteOptions& options);
 BenchResult idle_suite(const SuiteOptions& options);
 std::vector<BenchResult> fairness_suite(const SuiteOptions& options);

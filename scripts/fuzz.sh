@@ -5,7 +5,8 @@
 #
 # For each target (coring-fuzz-http, coring-fuzz-http-parser, coring-fuzz-loop, and
 # coring-fuzz-loop again as "loop-epoll" with CORING_BACKEND=epoll: the loop's dispatch
-# over the epoll backend, from the same corpus and regressions) it first replays the inputs of
+# over the epoll backend, from the same corpus and regressions; coring-fuzz-tls, the TLS
+# server's handshake and records) it first replays the inputs of
 # tests/fuzz/regressions/<target>/ (one file per bug found, which must stay fixed), then
 # fuzzes for SECONDS starting from a copy of the committed corpus tests/fuzz/corpus/<target>/
 # in a temporary directory (the tree stays clean). It fails if any target crashes, leaks,
@@ -33,8 +34,8 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds == 0)); then
 fi
 build_dir="${BUILD_DIR:-build-fuzz}"
 jobs="${JOBS:-$(nproc)}"
-targets=(http http-parser loop loop-epoll)
-binaries=(http http-parser loop)
+targets=(http http-parser loop loop-epoll tls)
+binaries=(http http-parser loop tls)
 
 scripts/install-deps.sh
 
@@ -77,12 +78,12 @@ for target in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   cp -r "$committed/." "$corpus/"
 
-  # The regressions: each input once, all must pass.
-  mapfile -t regressions < <(find "tests/fuzz/regressions/$base" -type f 2>/dev/null | sort)
+  # The regressions: each input once, all must pass (a .gitkeep keeps an empty directory).
+  mapfile -t regressions < <(find "tests/fuzz/regressions/$base" -type f ! -name '.*' 2>/dev/null | sort)
   if ((${#regressions[@]} > 0)); then
     echo "fuzz $target: replaying ${#regressions[@]} regression input(s)"
     if ! "${backend[@]}" "$binary" -timeout=10 "${regressions[@]}" >"$work/$target/regressions.log" 2>&1; then
-      grep -E '^(http|http_parser|loop)_fuzz: ' "$work/$target/regressions.log" || true
+      grep -E '^(http|http_parser|loop|tls)_fuzz: ' "$work/$target/regressions.log" || true
       echo "fuzz $target: FAILED: a regression input fails (log: $work/$target/regressions.log)"
       failed+=("$target regressions")
     fi
