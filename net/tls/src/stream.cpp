@@ -38,6 +38,9 @@ namespace {
 constexpr std::size_t in_capacity = 2 * (16384 + 256 + 5);
 // One send() encrypts at most this much.
 constexpr std::size_t max_send_bytes = 64 * 1024;
+// The most of its capacity a send buffer keeps while another is on its way: a record
+// of the largest size (16 KiB of plaintext, up to 256 bytes of overhead).
+constexpr std::size_t kept_send_capacity = 16384 + 256 + 5;
 
 }  // namespace
 
@@ -241,6 +244,10 @@ Task<std::error_code> flush(State& s, const Bound& bound, bool wait, bool keep_u
   };
   while (!s.pending.empty()) {
     std::swap(s.pending, s.sending);
+    // `pending` now has the last send's buffer, empty. A send may wait long (a client
+    // that stopped reading), and records written meanwhile are few: a buffer grown past
+    // one record is not kept for them.
+    if (s.pending.capacity() > kept_send_capacity) s.pending = std::vector<std::byte>();
     const auto left = bound.left();
     if (left && left->count() <= 0) {
       if (keep_unsent) {
