@@ -218,9 +218,10 @@ TEST_F(Https, IdleConnectionsKeepNoBufferOfTheirLargestResponse) {
 // Eight clients each ask for "/" and stay; then each asks for a 24 MiB file with a
 // 4 KiB receive buffer and reads none of it, so that the server's sends stall once the
 // kernel's socket buffers are full (4 MiB at most). What a stalled download holds of the
-// server's heap beyond an idle connection is the file's 32 KiB step and its records on
-// their way. (RelWithDebInfo: 86 KB per stalled download; 217 KB with 64 KiB steps and
-// the TLS stream keeping the last send's buffer beside the one on its way.)
+// server's heap beyond an idle connection is the file's 32 KiB step, its records on their
+// way, and the request's state. (RelWithDebInfo: 86 KB per stalled download; 118 KB with
+// the TLS stream keeping the last send's buffer beside the one on its way, 151 KB with
+// 64 KiB steps, 217 KB with both.)
 TEST_F(Https, AStalledDownloadHoldsLittleOfTheServersHeap) {
   REQUIRE_PROGRAM("python3", "python3");
   {
@@ -258,8 +259,11 @@ TEST_F(Https, AStalledDownloadHoldsLittleOfTheServersHeap) {
       "    n += len(chunk)\n"
       "print('read', head.startswith(b'HTTP/1.1 200') and n == 24 * 2**20, flush=True)\n";
   const std::string path = dir_->file("stalled.py");
-  const std::string go = dir_->file("go");
-  const std::string done = dir_->file("done");
+  // The suite's tests share the directory: names of this test's own, and none left over.
+  const std::string go = dir_->file("stalled-go");
+  const std::string done = dir_->file("stalled-done");
+  stdfs::remove(go);
+  stdfs::remove(done);
   std::ofstream(path) << script;
   FILE* client = ::popen(("timeout 60 python3 " + path + " " + std::to_string(server_->port()) +
                           " " + pki_->ca_cert.string() + " " + go + " " + done)
@@ -293,7 +297,10 @@ TEST_F(Https, AStalledDownloadHoldsLittleOfTheServersHeap) {
   EXPECT_EQ(line(), "read True\n");
   EXPECT_EQ(::pclose(client), 0);
   const std::size_t per_download = stalled > idle ? (stalled - idle) / 8 : 0;
-  EXPECT_LT(per_download, 96 * 1024)
+  // At least the step: the sessions are stalled inside the file, not done with it.
+  EXPECT_GT(per_download, 32 * 1024)
+      << "heap held per stalled download: " << per_download << " bytes";
+  EXPECT_LT(per_download, 100 * 1024)
       << "heap held per stalled download: " << per_download << " bytes";
 }
 

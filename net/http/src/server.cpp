@@ -134,8 +134,8 @@ constexpr std::size_t kept_out_bytes = 4 * 1024;
 constexpr std::uint64_t file_step_bytes = std::uint64_t{1} << 20;
 // Over TLS, or without a pipe (no fd left for one), a file is read into memory in steps
 // of this size and each step sent (encrypted, over TLS). A client that stops reading
-// holds one step and its records of the server's memory; 32 KiB costs no more CPU per
-// byte than 64 KiB over TLS, where 16 KiB steps cost about a quarter more.
+// holds one step of the server's memory (and over TLS its records); 32 KiB costs no more
+// CPU per byte than 64 KiB over TLS, where 16 KiB steps cost about a quarter more.
 constexpr std::size_t buffered_file_step_bytes = 32 * 1024;
 // The lingering close: what the peer still sends is read and dropped for this long, or
 // up to this many bytes, so that the close does not reset the connection (which could

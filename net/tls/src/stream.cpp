@@ -247,6 +247,7 @@ Task<std::error_code> flush(State& s, const Bound& bound, bool wait, bool keep_u
     // `pending` now has the last send's buffer, empty. A send may wait long (a client
     // that stopped reading), and records written meanwhile are few: a buffer grown past
     // one record is not kept for them.
+    assert(s.pending.empty());
     if (s.pending.capacity() > kept_send_capacity) s.pending = std::vector<std::byte>();
     const auto left = bound.left();
     if (left && left->count() <= 0) {
@@ -278,6 +279,9 @@ Task<std::error_code> flush(State& s, const Bound& bound, bool wait, bool keep_u
     }
   }
   if (s.send_failed) s.pending.clear();  // what is left can never be sent
+  // Everything left: the next records go into the buffer the last send used, so that a
+  // stream whose sends complete reuses its two buffers without allocating.
+  if (!s.send_failed && s.pending.empty() && s.sending.empty()) std::swap(s.pending, s.sending);
   s.flushing = false;
   s.flushed.set();
   co_return s.send_failed ? s.send_failed : unsent;
