@@ -5,6 +5,7 @@
 #include "coring/http/static_files.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -614,6 +615,80 @@ TEST_F(StaticFilesTest, TheOpenFileCacheKeepsNoFailure) {
   EXPECT_EQ(body_of(response), "here now");
   EXPECT_EQ(get(files, "/dir").status, 301);  // a directory is not kept either
   EXPECT_EQ(get(files, "/fifo").status, 404);
+}
+
+// How many fds of this process refer to files of the root whose names start with `stem`.
+int files_open(const std::string& root, const std::string& stem) {
+  int count = 0;
+  for (const auto& [fd, link] : ring::test::open_fds()) {
+    if (link.rfind(root + "/" + stem, 0) == 0) ++count;
+  }
+  return count;
+}
+
+TEST_F(StaticFilesTest, TheOpenFileCacheClosesTheFilesOfExpiredEntries) {
+  constexpr int names = 20;
+  for (int i = 0; i < names; ++i) write("many" + std::to_string(i), std::to_string(i));
+  const StaticFiles files(root_, {.open_file_cache_ms = 100});
+  for (int i = 0; i < names; ++i) {
+    ASSERT_EQ(get(files, "/many" + std::to_string(i)).status, 200) << i;
+  }
+  EXPECT_EQ(files_open(root_, "many"), names);  // kept while fresh
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  // The next lookup of any name closes every expired entry, not only its own.
+  EXPECT_EQ(get(files, "/hello.txt").status, 200);
+  EXPECT_EQ(files_open(root_, "many"), 0);
+  // So does a hit on an expired name, for that name.
+  EXPECT_EQ(get(files, "/many0").status, 200);
+  EXPECT_EQ(files_open(root_, "many"), 1);
+}
+
+// The cache holds at most a quarter of the fd limit: a server that serves many files
+// with the cache on still has fds to accept and to open with.
+TEST_F(StaticFilesTest, TheOpenFileCacheLeavesDescriptorsUnderALowLimit) {
+  constexpr int names = 200;
+  for (int i = 0; i < names; ++i) write("many" + std::to_string(i), std::to_string(i));
+  ::rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  ::rlimit tight = before;
+  tight.rlim_cur = static_cast<rlim_t>(ring::test::count_open_fds() + 40);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  int failed = 0;
+  const StaticFiles files(root_, {.open_file_cache_ms = 60'000});
+  for (int i = 0; i < names; ++i) {
+    if (get(files, "/many" + std::to_string(i)).status != 200) ++failed;
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &before), 0);  // before counting: that opens a dir
+  EXPECT_EQ(failed, 0);
+  EXPECT_LE(files_open(root_, "many"), 16);
+}
+
+// A limit lowered after the cache filled: an open that finds no fd empties the cache
+// and is tried again, rather than answering 500 while the cache holds the fds.
+TEST_F(StaticFilesTest, AnOpenWithoutDescriptorsEmptiesTheCacheAndTriesAgain) {
+  constexpr int kept = 30;
+  constexpr int later = 10;
+  for (int i = 0; i < kept + later; ++i) write("many" + std::to_string(i), std::to_string(i));
+  const StaticFiles files(root_, {.open_file_cache_ms = 60'000});
+  // Every path the test takes once before the limit is tight, a failed open included:
+  // a sanitizer's first look at a type needs a pipe of its own (see server_test.cpp).
+  EXPECT_EQ(get(files, "/missing").status, 404);
+  for (int i = 0; i < kept; ++i) {
+    ASSERT_EQ(get(files, "/many" + std::to_string(i)).status, 200) << i;
+  }
+  ASSERT_EQ(files_open(root_, "many"), kept);
+  ::rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  ::rlimit tight = before;
+  tight.rlim_cur = static_cast<rlim_t>(ring::test::count_open_fds() + 4);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  int failed = 0;
+  for (int i = kept; i < kept + later; ++i) {
+    if (get(files, "/many" + std::to_string(i)).status != 200) ++failed;
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &before), 0);  // before counting: that opens a dir
+  EXPECT_EQ(failed, 0);
+  EXPECT_LT(files_open(root_, "many"), kept);  // the cache was emptied
 }
 
 }  // namespace

@@ -14,9 +14,14 @@
 // open_file_cache. Only regular files are kept; a miss or an expired entry looks the
 // name up again. A file replaced by a rename keeps its old inode's bytes until the entry
 // expires; one truncated in place ends the connection whose send_file it cuts short.
+// Every entry holds an fd, and fds are what accepts and opens need: expired entries are
+// closed (at a lookup of their name, and all of them by a sweep at most once per
+// lifetime, at a lookup), the cache holds at most a quarter of the process's fd limit,
+// and an open that fails for want of fds empties the cache and tries once more.
 #include "coring/http/static_files.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -30,6 +35,7 @@
 #include <system_error>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "coring/fs/file.hpp"
 #include "coring/http/headers.hpp"
@@ -44,7 +50,7 @@ struct StaticFiles::Root {
     std::chrono::steady_clock::time_point until;
   };
   // The most names the cache holds: past that, expired entries go, and if none has
-  // expired, every entry.
+  // expired, every entry. Below this, a quarter of the fd limit (fd_share()).
   static constexpr std::size_t cache_entries = 4096;
 
   fs::File dir;
@@ -54,22 +60,71 @@ struct StaticFiles::Root {
   std::chrono::milliseconds cache_for{0};
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, Cached> cache;
+  mutable std::size_t max_entries = cache_entries;             // under cache_mutex
+  mutable std::chrono::steady_clock::time_point next_sweep{};  // under cache_mutex
+
+  // A quarter of RLIMIT_NOFILE's soft limit, at least 16: what the cache may hold.
+  static std::size_t fd_share() noexcept {
+    ::rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+      return cache_entries;
+    return std::clamp<std::size_t>(static_cast<std::size_t>(limit.rlim_cur / 4), 16, cache_entries);
+  }
+
+  // Entries leave the map under the lock into `dropped`, whose files close when the
+  // caller destroys it, after the lock (or later, when the last response sending one
+  // ends).
+  using Dropped = std::vector<Cached>;
+
+  void drop_if(Dropped& dropped, const auto& doomed) const {
+    for (auto it = cache.begin(); it != cache.end();) {
+      if (doomed(it->second)) {
+        dropped.push_back(std::move(it->second));
+        it = cache.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // Once per cache_for, at a lookup: every expired entry goes, and the bound follows
+  // the fd limit as it is now.
+  void sweep_if_due(Dropped& dropped, std::chrono::steady_clock::time_point now) const {
+    if (now < next_sweep) return;
+    drop_if(dropped, [now](const Cached& c) { return c.until <= now; });
+    max_entries = fd_share();
+    next_sweep = now + cache_for;
+  }
 
   [[nodiscard]] std::optional<Cached> cached(const std::string& name,
                                              std::chrono::steady_clock::time_point now) const {
+    Dropped dropped;
     const std::lock_guard lock(cache_mutex);
+    sweep_if_due(dropped, now);
     const auto found = cache.find(name);
-    if (found == cache.end() || found->second.until <= now) return std::nullopt;
+    if (found == cache.end()) return std::nullopt;
+    if (found->second.until <= now) {
+      dropped.push_back(std::move(found->second));
+      cache.erase(found);
+      return std::nullopt;
+    }
     return found->second;
   }
   void keep(const std::string& name, Cached entry) const {
+    Dropped dropped;
     const std::lock_guard lock(cache_mutex);
-    if (cache.size() >= cache_entries && cache.find(name) == cache.end()) {
-      std::erase_if(cache,
-                    [&](const auto& item) { return item.second.until <= entry.until - cache_for; });
-      if (cache.size() >= cache_entries) cache.clear();
+    const auto now = entry.until - cache_for;
+    sweep_if_due(dropped, now);
+    if (cache.size() >= max_entries && cache.find(name) == cache.end()) {
+      drop_if(dropped, [now](const Cached& c) { return c.until <= now; });
+      if (cache.size() >= max_entries) drop_if(dropped, [](const Cached&) { return true; });
     }
     cache.insert_or_assign(name, std::move(entry));
+  }
+  // Closes every entry's file (those a response still sends close when it ends).
+  void drop_all() const {
+    std::unordered_map<std::string, Cached> dropped;
+    const std::lock_guard lock(cache_mutex);
+    dropped.swap(cache);
   }
 };
 
@@ -175,6 +230,11 @@ Response internal_error(const fs::Error& error) {
 // symlink the options refuse (ELOOP), is as absent as one that does not exist: a 404
 // does not tell a client what lies outside. A socket or a device without a driver
 // (ENXIO, ENODEV) is not a regular file.
+bool out_of_fds(const fs::Error& error) noexcept {
+  return error.code() == std::error_code(EMFILE, std::system_category()) ||
+         error.code() == std::error_code(ENFILE, std::system_category());
+}
+
 Response open_failure(const fs::Error& error) {
   if (error.code().category() != std::system_category()) return internal_error(error);
   switch (error.code().value()) {
@@ -450,6 +510,12 @@ Task<Response> StaticFiles::operator()(Request& request) const {
   }
   fs::Result<fs::File> file =
       co_await fs::File::open_beneath(root_->dir, *name, O_RDONLY | O_NONBLOCK, 0, root_->beneath);
+  if (!file && caching && out_of_fds(file.failure())) {
+    // The cache's files may be what is missing: they go, and the open is tried again.
+    root_->drop_all();
+    file = co_await fs::File::open_beneath(root_->dir, *name, O_RDONLY | O_NONBLOCK, 0,
+                                           root_->beneath);
+  }
   if (!file) co_return open_failure(file.failure());
   const fs::Result<fs::Stat> stat = co_await file->stat(STATX_TYPE | STATX_SIZE | STATX_MTIME);
   if (!stat) co_return internal_error(stat.failure());

@@ -51,6 +51,9 @@ struct StaticOptions {
   // How long a file found stays open and known by its name (nginx's open_file_cache
   // with open_file_cache_valid): a request for it then costs no system call of the
   // lookup. A change on disk is seen once the entry expires. 0: every request looks up.
+  // Each entry holds an fd: the cache keeps at most 4,096 files and a quarter of the fd
+  // limit (RLIMIT_NOFILE), closes expired ones at later requests (all of them at least
+  // once per this many ms), and is emptied when an open fails for want of fds.
   std::uint32_t open_file_cache_ms = 0;
 };
 static_assert(std::is_trivially_destructible_v<StaticOptions>);
