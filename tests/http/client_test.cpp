@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -713,6 +714,33 @@ TEST(HttpClient, KeepsAtMostMaxIdlePerHost) {
     client.close_idle();
   });
   EXPECT_EQ(server.connections(), 3);
+}
+
+// Three servers are three origins: with max_idle 2 the oldest pooled connection goes.
+TEST(HttpClient, KeepsAtMostMaxIdleInAll) {
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  ScriptedServer a(answer_each(ok));
+  ScriptedServer b(answer_each(ok));
+  ScriptedServer c(answer_each(ok));
+  Client client({.max_idle = 2});
+  auto requests = [&]() -> Task<void> {
+    const std::array<ScriptedServer*, 3> servers{&a, &b, &c};
+    for (ScriptedServer* server : servers) {
+      EXPECT_TRUE((co_await client.get(server->url("/"))).ok());
+    }
+    EXPECT_EQ(client.idle_connections(), 2U);
+    // a's went: c's connection is used again, a gets a new one (and b's goes).
+    EXPECT_TRUE((co_await client.get(c.url("/"))).ok());
+    EXPECT_TRUE((co_await client.get(a.url("/"))).ok());
+    EXPECT_EQ(client.idle_connections(), 2U);
+    client.close_idle();
+    for (ScriptedServer* server : servers) co_await server->stop();
+  };
+  EventLoop loop;
+  loop.run(when_all(a.run(), b.run(), c.run(), requests()));
+  EXPECT_EQ(a.connections(), 2);
+  EXPECT_EQ(b.connections(), 1);
+  EXPECT_EQ(c.connections(), 1);
 }
 
 TEST(HttpClient, ClosesPooledConnectionsWhenDestroyed) {

@@ -699,17 +699,22 @@ Client::Connection Client::take_idle(const Origin& origin) {
 void Client::put_idle(const Origin& origin, Connection connection) {
   const Clock::time_point now = Clock::now();
   drop_expired(now);
-  if (options_.max_idle_per_host == 0) {
+  if (options_.max_idle_per_host == 0 || options_.max_idle == 0) {
     // Never pooled: a secure one says close_notify first, a plain one closes here.
     if (connection.secure) retiring_.push_back(std::move(connection));
     return;
   }
+  // idle_ is in the order connections came back: the first is the oldest.
+  const auto drop = [&](std::vector<Idle>::iterator oldest) {
+    if (oldest->connection.secure) retiring_.push_back(std::move(oldest->connection));
+    idle_.erase(oldest);
+  };
   const auto same_origin = [&](const Idle& idle) { return idle.origin == origin; };
   if (static_cast<std::size_t>(std::count_if(idle_.begin(), idle_.end(), same_origin)) >=
       options_.max_idle_per_host) {
-    const auto oldest = std::find_if(idle_.begin(), idle_.end(), same_origin);
-    if (oldest->connection.secure) retiring_.push_back(std::move(oldest->connection));
-    idle_.erase(oldest);
+    drop(std::find_if(idle_.begin(), idle_.end(), same_origin));
+  } else if (idle_.size() >= options_.max_idle) {
+    drop(idle_.begin());
   }
   idle_.push_back({origin, std::move(connection), now});
 }

@@ -42,14 +42,14 @@
 // Keep-alive. A connection whose response allowed it (HTTP/1.1 without `Connection:
 // close`, read to its end with nothing after it) goes back to a pool per origin (scheme,
 // address, and for https the host name), used last in first out, at most
-// max_idle_per_host per origin, each kept idle_timeout; an expired one is closed by the
-// next request or close_idle(). A pooled connection the server has closed meanwhile
-// shows when the request's send fails (EPIPE, ECONNRESET) or the response ends before
-// its first byte: an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) is then
-// sent again, once, on a new connection; any other (a POST) is not, since the server may
-// have acted on it, and returns the error. An https connection the client ends while it
-// runs a request (the response closed it, or the pool had no room or it expired) says
-// close_notify first; shutdown_idle() does the same for the pool.
+// max_idle_per_host per origin and max_idle in all (the oldest goes first), each kept
+// idle_timeout; an expired one is closed by the next request or close_idle(). A pooled connection
+// the server has closed meanwhile shows when the request's send fails (EPIPE, ECONNRESET) or the
+// response ends before its first byte: an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS,
+// TRACE) is then sent again, once, on a new connection; any other (a POST) is not, since the server
+// may have acted on it, and returns the error. An https connection the client ends while it runs a
+// request (the response closed it, or the pool had no room or it expired) says close_notify first;
+// shutdown_idle() does the same for the pool.
 //
 // One Client per loop, used from that loop's thread only; it must outlive the requests
 // it runs. Destroying it closes the pooled connections with close(2), which does not
@@ -92,6 +92,7 @@ struct ClientOptions {
   std::chrono::milliseconds request_timeout{30'000};        // the whole exchange: send + response
   std::chrono::milliseconds idle_timeout{60'000};           // a pooled connection is kept this long
   std::size_t max_idle_per_host = 8;                        // pooled connections per origin
+  std::size_t max_idle = 100;                               // pooled connections in all
   ParserLimits limits{8192, 100, std::uint64_t{64} << 20};  // of a response (body 64 MiB)
   // The client context (coring::tls) of https:// requests: trust anchors, ALPN, session
   // resumption (a context that offers ALPN must agree on "http/1.1": another protocol
