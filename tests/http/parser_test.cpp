@@ -157,10 +157,15 @@ TEST(HttpParser, KeepAliveFollowsTheVersionAndConnection) {
     const char* request;
     bool keep_alive;
   };
-  for (const Case& c : {Case{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
-                        Case{"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false},
-                        Case{"GET / HTTP/1.0\r\n\r\n", false},
-                        Case{"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true}}) {
+  for (const Case& c :
+       {Case{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+        Case{"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false},
+        Case{"GET / HTTP/1.0\r\n\r\n", false},
+        Case{"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
+        // Found by an outside review: close wins (RFC 9112, section 9.3).
+        Case{"GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n", false},
+        Case{"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false},
+        Case{"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n", false}}) {
     MessageParser parser(MessageParser::Type::request);
     ASSERT_EQ(parser.parse(c.request).kind, Kind::head) << c.request;
     EXPECT_EQ(parser.keep_alive(), c.keep_alive) << c.request;
@@ -253,6 +258,46 @@ TEST(HttpParser, ABareCrAfterTheVersionIsA400) {
   EXPECT_EQ(refused_with("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
 }
 
+// Found by an outside review: llhttp 8.1 took these line ends, and in a trailer section a
+// CR followed by any byte, after which the rest was parsed as a second request.
+TEST(HttpParser, RefusesLineEndsOtherThanCrlfInAHead) {
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\n\r\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\n\n"), 400);
+  EXPECT_EQ(refused_with("GET / HTTP/1.1\r\nHost: a\r\nX: b\rc\r\n\r\n"), 400);
+  EXPECT_EQ(refused_with("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refused_with(chunked + "0\r\n\n"), 400);
+  EXPECT_EQ(refused_with(chunked + "0\r\nX-T: 1\n\r\n"), 400);
+  EXPECT_EQ(refused_with(chunked + "0\r\nX-T: 1\rY\r\n\r\n"), 400);
+  // The smuggling: one message, refused, and nothing read as a second.
+  const Parsed smuggled =
+      parse_every_way(chunked + "0\r\n\rXGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(smuggled.status, 400);
+  EXPECT_EQ(smuggled.heads, std::vector<std::string>{"POST / 1.1"});
+  EXPECT_EQ(smuggled.ends, 0);
+}
+
+TEST(HttpParser, TakesCrlfLineEndsBetweenAndAroundMessages) {
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const Parsed parsed =
+      parse_every_way("\r\n" + chunked + "3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n" + chunked + "0\r\n\r\n" +
+                      "GET /last HTTP/1.1\r\nHost: a\r\nX-Body: \n\r\n\r\n");
+  // The last one has a bare LF in a value's line: the two before it are whole.
+  EXPECT_EQ(parsed.heads, (std::vector<std::string>{"POST / 1.1", "POST / 1.1"}));
+  EXPECT_EQ(parsed.bodies, (std::vector<std::string>{"abc", ""}));
+  EXPECT_EQ(parsed.ends, 2);
+  EXPECT_EQ(parsed.status, 400);
+  // A body's bytes are not a head's: a bare LF or CR in them is data.
+  const Parsed body = parse_every_way(
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\na\nb\r"
+      "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(body.heads, (std::vector<std::string>{"POST / 1.1", "GET / 1.1"}));
+  EXPECT_EQ(body.bodies, (std::vector<std::string>{"a\nb\r", ""}));
+  EXPECT_EQ(body.ends, 2);
+  EXPECT_EQ(body.status, 0);
+}
+
 TEST(HttpParser, RefusesAnHttp09RequestLineAtOnce) {
   // No second line end needed: the request line alone is refused.
   EXPECT_EQ(refused_with("GET /\r\n"), 400);
@@ -294,6 +339,18 @@ TEST(HttpParser, AcceptsOnlyChunkedAsTransferCoding) {
             501);
   EXPECT_NE(refused_with("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"), 0);
   EXPECT_EQ(refused_with("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400);
+  // Found by an outside review: an empty Transfer-Encoding was ignored, and the body
+  // framed by the Content-Length beside it.
+  const Parsed empty = parse_every_way(
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\n"
+      "helloGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(empty.status, 400);
+  EXPECT_TRUE(empty.heads.empty());
+  EXPECT_EQ(refused_with("POST / HTTP/1.0\r\nTransfer-Encoding:\r\nContent-Length: 1\r\n\r\nx"),
+            400);
+  EXPECT_EQ(refused_with("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n"
+                         "\r\n0\r\n\r\n"),
+            400);
 }
 
 TEST(HttpParser, RefusesControlBytes) {

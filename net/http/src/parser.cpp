@@ -22,7 +22,11 @@
 //   - an HTTP/0.9 request line (`GET /` and a line end): the byte after the target must
 //     be a space;
 //   - HTTP/2.0 (llhttp parses it as a version): 505 like every version but 1.0 and 1.1;
-//   - a target with a tab or another control byte.
+//   - a target with a tab or another control byte;
+//   - in a request, a bare LF as the end of the request line and of the empty line that
+//     ends the header or trailer section, and a CR followed by any byte as the end of a
+//     trailer line: line_end_refusal() checks every line end of a request's head and
+//     trailers before llhttp reads it.
 #include "coring/http/parser.hpp"
 
 #include <llhttp.h>
@@ -177,9 +181,12 @@ struct MessageParser::Callbacks {
     MessageParser& parser = self(p);
     parser.in_size_line_ = false;
     if (p->content_length == 0) {
-      // The last chunk: trailer fields may follow, which parse() limits like a head.
+      // The last chunk: trailer fields may follow, which parse() limits like a head, and
+      // an empty line ends them at once.
       parser.in_trailers_ = true;
       parser.head_bytes_ = 0;
+      parser.reset_line_ends();
+      parser.head_lines_ = true;
       return HPE_PAUSED;
     }
     if (p->content_length > parser.limits_.max_body_bytes - parser.body_bytes_) {
@@ -299,7 +306,9 @@ int MessageParser::head_complete() noexcept {
     return Callbacks::refuse(p, 505, "an HTTP version other than 1.0 and 1.1");
   }
   version_minor_ = p->http_minor;
-  keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  // llhttp keeps an HTTP/1.0 connection alive on `keep-alive` even beside `close`
+  // (`Connection: close, keep-alive`): close wins (RFC 9112, section 9.3).
+  keep_alive_ = llhttp_should_keep_alive(p) != 0 && (p->flags & F_CONNECTION_CLOSE) == 0;
   chunked_ = (p->flags & F_CHUNKED) != 0;
   p->upgrade = 0;  // no protocol switch: an Upgrade is answered as a plain request
   if (type_ == Type::request) {
@@ -307,6 +316,12 @@ int MessageParser::head_complete() noexcept {
     if (hosts_ > 1) return Callbacks::refuse(p, 400, "more than one Host field");
     if (hosts_ == 0 && version_minor_ == 1) {
       return Callbacks::refuse(p, 400, "an HTTP/1.1 request without a Host field");
+    }
+    // llhttp sets no flag for an empty Transfer-Encoding, and would frame the body by a
+    // Content-Length beside it: chunked is not its last coding, so 400 (RFC 9112,
+    // section 6.3).
+    if ((p->flags & F_TRANSFER_ENCODING) == 0 && headers_.count("transfer-encoding") != 0) {
+      return Callbacks::refuse(p, 400, "an empty Transfer-Encoding field");
     }
     if ((p->flags & F_TRANSFER_ENCODING) != 0) {
       if (version_minor_ == 0) {
@@ -369,6 +384,7 @@ ParseEvent MessageParser::parse(std::string_view input) {
     end_pending_ = false;
     phase_ = Phase::idle;
     head_bytes_ = 0;
+    reset_line_ends();
     return {ParseEvent::Kind::end, 0, {}};
   }
   if (phase_ == Phase::crlf) return check_chunk_crlf(input);
@@ -380,7 +396,18 @@ ParseEvent MessageParser::parse(std::string_view input) {
   // more than the rest of it, so a head that is still incomplete there is too long.
   const std::size_t room =
       limits_.max_header_bytes + 1 - std::min(head_bytes_, limits_.max_header_bytes);
-  const ParseEvent event = run(input.substr(0, std::min(input.size(), room)));
+  const std::string_view head = input.substr(0, std::min(input.size(), room));
+  if (type_ == Type::request) {
+    std::size_t readable = 0;
+    if (const char* why = line_end_refusal(head, readable)) {
+      // llhttp reads up to the line end first, so that what it refuses there is the
+      // refusal, however the input was cut.
+      const ParseEvent read = run(head.substr(0, readable));
+      if (read.kind == ParseEvent::Kind::error) return read;
+      return fail(400, why, read.consumed);
+    }
+  }
+  const ParseEvent event = run(head);
   // An end (after a trailer section) starts the next message's count afresh.
   if (event.kind == ParseEvent::Kind::error || event.kind == ParseEvent::Kind::end) return event;
   head_bytes_ += event.consumed;
@@ -414,6 +441,47 @@ ParseEvent MessageParser::run_size_line(std::string_view input, std::size_t lead
   const ParseEvent read = run(input.substr(0, lead + readable));
   if (read.kind == ParseEvent::Kind::error) return read;
   return fail(400, why, read.consumed);
+}
+
+// A header or trailer section's lines end with CRLF (RFC 9112, section 2.2). llhttp 8.1
+// also takes a bare LF at the end of the request line and of the section, and in a
+// trailer section a CR followed by any byte, which then starts the next request: a
+// proxy in front that reads those bytes otherwise forwards one request where this
+// server would answer two. The bytes are checked here up to the empty line that ends
+// the section, which is where llhttp stops reading too (at the head's end, or at the
+// message's end when no body follows). Empty lines before a request line, which
+// llhttp skips, are taken when they end with CRLF.
+const char* MessageParser::line_end_refusal(std::string_view head, std::size_t& readable) noexcept {
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    const char c = head[i];
+    if (head_cr_) {
+      if (c != '\n') {
+        readable = i == 0 ? 0 : i - 1;  // not the CR
+        return "a CR not followed by LF in the header section";
+      }
+      head_cr_ = false;
+      if (head_line_bytes_) {
+        head_line_bytes_ = false;
+        head_lines_ = true;
+      } else if (head_lines_) {
+        return nullptr;  // the section's end: what follows is a body or the next message
+      }
+      continue;
+    }
+    if (c == '\r') {
+      head_cr_ = true;
+    } else if (c == '\n') {
+      readable = i;
+      return "a line in the header section ended by a bare LF";
+    } else {
+      head_line_bytes_ = true;
+    }
+  }
+  return nullptr;
+}
+
+void MessageParser::reset_line_ends() noexcept {
+  head_cr_ = head_line_bytes_ = head_lines_ = false;
 }
 
 // llhttp 8.1 takes a size line of any length (extensions, leading zeros), and ends it at
@@ -522,6 +590,7 @@ ParseEvent MessageParser::run(std::string_view input) {
   phase_ = Phase::idle;
   head_bytes_ = 0;
   in_trailers_ = false;
+  reset_line_ends();
   return {ParseEvent::Kind::end, consumed, {}};
 }
 

@@ -141,6 +141,11 @@ class MessageParser {
   // Holds the chunk size line that begins `line` (or goes on in it) to the limits: why
   // it is refused, and how many of its bytes llhttp may read first; or null.
   const char* size_line_refusal(std::string_view line, std::size_t& readable) noexcept;
+  // Holds the line ends of a request's header or trailer section, up to the empty line
+  // that ends it, to CRLF: why `head` is refused, and how many of its bytes llhttp may
+  // read first; or null.
+  const char* line_end_refusal(std::string_view head, std::size_t& readable) noexcept;
+  void reset_line_ends() noexcept;
   void begin_message() noexcept;
   int head_complete() noexcept;
 
@@ -175,6 +180,9 @@ class MessageParser {
   std::size_t size_line_bytes_ = 0;  // of the size line so far, in earlier inputs
   std::size_t extension_bytes_ = 0;  // of this message's size lines beyond 18 bytes each
   char last_non_blank_ = '\n';       // the last byte before the current input not SP or HT
+  bool head_cr_ = false;             // the head's last byte read was a CR
+  bool head_line_bytes_ = false;     // the head's current line has bytes
+  bool head_lines_ = false;          // the head has had a line with bytes (so an empty one ends it)
   const char* input_begin_ = nullptr;
   const char* input_end_ = nullptr;
   std::string_view body_;
