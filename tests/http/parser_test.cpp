@@ -296,6 +296,11 @@ TEST(HttpParser, TakesCrlfLineEndsBetweenAndAroundMessages) {
   EXPECT_EQ(body.bodies, (std::vector<std::string>{"a\nb\r", ""}));
   EXPECT_EQ(body.ends, 2);
   EXPECT_EQ(body.status, 0);
+  // Found by the fuzzer: after an HTTP/1.0 message that closes, llhttp reads on without
+  // a head, and the check of line ends must agree however the bytes come.
+  const Parsed after_close = parse_every_way(
+      "GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nX\nY\r\n\r\n");
+  EXPECT_EQ(after_close.heads, std::vector<std::string>{"GET /a 1.0"});
 }
 
 TEST(HttpParser, RefusesAnHttp09RequestLineAtOnce) {

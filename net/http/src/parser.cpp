@@ -452,11 +452,15 @@ ParseEvent MessageParser::run_size_line(std::string_view input, std::size_t lead
 // message's end when no body follows). Empty lines before a request line, which
 // llhttp skips, are taken when they end with CRLF.
 const char* MessageParser::line_end_refusal(std::string_view head, std::size_t& readable) noexcept {
+  // Past the section's end until the message ends (in the state llhttp keeps after an
+  // HTTP/1.0 message that closes, it reads on without a head): nothing more is checked,
+  // whether the bytes come in this input or in later ones.
+  if (head_ended_) return nullptr;
   for (std::size_t i = 0; i < head.size(); ++i) {
     const char c = head[i];
     if (head_cr_) {
       if (c != '\n') {
-        readable = i == 0 ? 0 : i - 1;  // not the CR
+        readable = i;  // the CR, which llhttp read already if it came in an earlier input
         return "a CR not followed by LF in the header section";
       }
       head_cr_ = false;
@@ -464,7 +468,8 @@ const char* MessageParser::line_end_refusal(std::string_view head, std::size_t& 
         head_line_bytes_ = false;
         head_lines_ = true;
       } else if (head_lines_) {
-        return nullptr;  // the section's end: what follows is a body or the next message
+        head_ended_ = true;  // the section's end: what follows is a body or the next message
+        return nullptr;
       }
       continue;
     }
@@ -481,7 +486,7 @@ const char* MessageParser::line_end_refusal(std::string_view head, std::size_t& 
 }
 
 void MessageParser::reset_line_ends() noexcept {
-  head_cr_ = head_line_bytes_ = head_lines_ = false;
+  head_cr_ = head_line_bytes_ = head_lines_ = head_ended_ = false;
 }
 
 // llhttp 8.1 takes a size line of any length (extensions, leading zeros), and ends it at

@@ -183,6 +183,7 @@ class MessageParser {
   bool head_cr_ = false;             // the head's last byte read was a CR
   bool head_line_bytes_ = false;     // the head's current line has bytes
   bool head_lines_ = false;          // the head has had a line with bytes (so an empty one ends it)
+  bool head_ended_ = false;          // the head's empty line has been read
   const char* input_begin_ = nullptr;
   const char* input_end_ = nullptr;
   std::string_view body_;
