@@ -475,6 +475,22 @@ TEST_P(HttpServerTest, BodiesOverTheLimitGet413) {
   EXPECT_TRUE(chunked.closed_by_server());
 }
 
+// Found by an outside review: a client that sends its whole body before it reads (as
+// most do without Expect: 100-continue) met a reset, not the 413, once the server had
+// dropped 64 KiB of the body and closed. It may now send up to 16 MiB.
+TEST_P(HttpServerTest, AClientThatSendsItsWholeRefusedBodyReadsThe413) {
+  start();  // max_body_bytes: 1 MiB
+  Client client(port());
+  const std::size_t length = std::size_t{4} << 20;
+  client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(length) +
+              "\r\n\r\n");
+  client.send(std::string(length, 'x'));
+  const Reply reply = client.read_reply();
+  EXPECT_EQ(reply.status, 413);
+  EXPECT_TRUE(reply.has("Connection: close"));
+  EXPECT_TRUE(client.closed_by_server());
+}
+
 TEST_P(HttpServerTest, Http10ClosesUnlessAskedToKeepAlive) {
   start();
   Client once(port());

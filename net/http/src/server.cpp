@@ -139,9 +139,13 @@ constexpr std::uint64_t file_step_bytes = std::uint64_t{1} << 20;
 constexpr std::size_t buffered_file_step_bytes = 32 * 1024;
 // The lingering close: what the peer still sends is read and dropped for this long, or
 // up to this many bytes, so that the close does not reset the connection (which could
-// destroy the response before the peer reads it).
+// destroy the response before the peer reads it). A client whose upload was refused
+// (413) is still sending its body: up to this much of it, it can finish and read the
+// answer. Each receive takes up to linger_step bytes, into the coroutine's frame: a
+// lingering connection holds that much for at most linger_time.
 constexpr std::chrono::milliseconds linger_time{1000};
-constexpr std::size_t linger_bytes = 64 * 1024;
+constexpr std::size_t linger_bytes = std::size_t{16} << 20;
+constexpr std::size_t linger_step = 16 * 1024;
 
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -780,7 +784,7 @@ Task<void> Session::linger() {
     chunks_.reset();
   }
   conn_.clear_deadline();
-  std::array<std::byte, 4096> buffer;
+  std::array<std::byte, linger_step> buffer;
   const auto until = std::chrono::steady_clock::now() + linger_time;
   std::size_t dropped = 0;
   while (dropped < linger_bytes) {
