@@ -413,15 +413,10 @@ struct Attempt {
   bool reusable = false;
 };
 
-// Sends `out` and reads the response over `io`, until `deadline`.
+// Reads the response over `io`, until `deadline`.
 template <typename Transport>
-Task<Attempt> exchange(Transport io, const Outgoing& out, const ParserLimits& limits,
-                       bool head_request, Clock::time_point deadline) {
-  for (const std::string_view piece : {std::string_view(out.head), out.body, out.tail}) {
-    if (piece.empty()) continue;
-    const net::TransferResult sent = co_await io.send_all(std::as_bytes(std::span(piece)));
-    if (!sent) co_return Attempt{fail(io.reported(sent.error())), io.is_closed(sent.error())};
-  }
+Task<Attempt> read_response(Transport& io, const ParserLimits& limits, bool head_request,
+                            Clock::time_point deadline) {
   ResponseReader reader(limits, head_request);
   for (;;) {
     const ResponseReader::Step step = reader.advance();
@@ -442,6 +437,27 @@ Task<Attempt> exchange(Transport io, const Outgoing& out, const ParserLimits& li
   }
   const bool reusable = reader.reusable() && !io.holds_more();
   co_return Attempt{reader.take(), false, reusable};
+}
+
+// Sends `out` and reads the response over `io`, until `deadline`.
+template <typename Transport>
+Task<Attempt> exchange(Transport io, const Outgoing& out, const ParserLimits& limits,
+                       bool head_request, Clock::time_point deadline) {
+  for (const std::string_view piece : {std::string_view(out.head), out.body, out.tail}) {
+    if (piece.empty()) continue;
+    const net::TransferResult sent = co_await io.send_all(std::as_bytes(std::span(piece)));
+    if (sent) continue;
+    Attempt failed{fail(io.reported(sent.error())), io.is_closed(sent.error())};
+    if (!failed.stale) co_return failed;
+    // The server closed while the request was on its way. It may have answered first:
+    // a 413 for a body over its limit, sent before the body's end and before its close.
+    // That answer waits in the receive buffer, ahead of the reset, and is the result.
+    Attempt early = co_await read_response(io, limits, head_request, deadline);
+    if (!early.response) co_return failed;
+    early.reusable = false;
+    co_return early;
+  }
+  co_return co_await read_response(io, limits, head_request, deadline);
 }
 
 // A new TCP connection to `peer`, by `connect_deadline`.
