@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "coring/fs/file.hpp"
+#include "coring/http/error.hpp"
 #include "coring/http/headers.hpp"
 #include "coring/http/parser.hpp"
 #include "coring/ring/result.hpp"
