@@ -18,8 +18,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -77,9 +79,16 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  // Sends all of `data`. A blocking send may return early, having sent part of it (a
+  // wait for room that something interrupted); the rest is sent again. An error fails.
   void send(std::string_view data) const {
-    ASSERT_EQ(::send(fd_, data.data(), data.size(), MSG_NOSIGNAL),
-              static_cast<ssize_t>(data.size()));
+    std::size_t sent = 0;
+    while (sent < data.size()) {
+      const ssize_t n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      ASSERT_GT(n, 0) << "sent " << sent << " of " << data.size() << ": " << std::strerror(errno);
+      sent += static_cast<std::size_t>(n);
+    }
   }
   [[nodiscard]] int fd() const { return fd_; }
 
