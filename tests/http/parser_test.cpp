@@ -298,8 +298,8 @@ TEST(HttpParser, TakesCrlfLineEndsBetweenAndAroundMessages) {
   EXPECT_EQ(body.status, 0);
   // Found by the fuzzer: after an HTTP/1.0 message that closes, llhttp reads on without
   // a head, and the check of line ends must agree however the bytes come.
-  const Parsed after_close = parse_every_way(
-      "GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nX\nY\r\n\r\n");
+  const Parsed after_close =
+      parse_every_way("GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nX\nY\r\n\r\n");
   EXPECT_EQ(after_close.heads, std::vector<std::string>{"GET /a 1.0"});
 }
 
