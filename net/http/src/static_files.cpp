@@ -226,15 +226,16 @@ Response internal_error(const fs::Error& error) {
   return error_response(500);
 }
 
-// What a failed open answers. A name that leads out of the root (EXDEV), or through a
-// symlink the options refuse (ELOOP), is as absent as one that does not exist: a 404
-// does not tell a client what lies outside. A socket or a device without a driver
-// (ENXIO, ENODEV) is not a regular file.
+// Whether an open failed for want of fds: the process's (EMFILE) or the system's (ENFILE).
 bool out_of_fds(const fs::Error& error) noexcept {
   return error.code() == std::error_code(EMFILE, std::system_category()) ||
          error.code() == std::error_code(ENFILE, std::system_category());
 }
 
+// What a failed open answers. A name that leads out of the root (EXDEV), or through a
+// symlink the options refuse (ELOOP), is as absent as one that does not exist: a 404
+// does not tell a client what lies outside. A socket or a device without a driver
+// (ENXIO, ENODEV) is not a regular file.
 Response open_failure(const fs::Error& error) {
   if (error.code().category() != std::system_category()) return internal_error(error);
   switch (error.code().value()) {
