@@ -7,11 +7,7 @@
 // are generous, and the timeouts of the timeout tests themselves.
 #include "coring/http/client.hpp"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -39,6 +35,7 @@
 #include "coring/runtime/task.hpp"
 #include "coring/runtime/time.hpp"
 #include "coring/runtime/when_all.hpp"
+#include "programs.hpp"
 #include "support.hpp"
 
 namespace coring::http {
@@ -682,17 +679,11 @@ TEST(HttpClient, RefusesBadUrlsAndRequestsWithoutConnecting) {
 }
 
 TEST(HttpClient, ReportsARefusedConnection) {
-  std::uint16_t port = 0;
-  {
-    // A port nobody listens on: one the kernel picked, closed again.
-    auto listener = net::TcpListener::bind(net::Address::ipv4_loopback());
-    ASSERT_TRUE(listener) << listener.error().message();
-    port = listener->local_address()->port();
-  }
+  const net::test::UnusedPort unused;
   EventLoop loop;
   Client client;
   Result<ClientResponse> response =
-      loop.run(client.get("http://127.0.0.1:" + std::to_string(port) + "/"));
+      loop.run(client.get("http://127.0.0.1:" + std::to_string(unused.port()) + "/"));
   EXPECT_EQ(response.error(), std::errc::connection_refused) << response.message();
 }
 
@@ -786,59 +777,18 @@ TEST(HttpClient, ClosesPooledConnectionsWhenDestroyed) {
   EXPECT_EQ(server.connections(), 1);
 }
 
-// python3 -m http.server in a child process, serving a temporary directory.
-class PythonServer {
- public:
-  explicit PythonServer(const std::string& directory) {
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) return;
-    ring::test::Fd out_write(out[1]);
-    out_.reset(out[0]);
-    ring::test::Fd null(::open("/dev/null", O_WRONLY | O_CLOEXEC));
-    const char* argv[] = {"python3", "-u",        "-m",          "http.server",     "0",
-                          "--bind",  "127.0.0.1", "--directory", directory.c_str(), nullptr};
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out_write.get(), 1);
-      ::dup2(null.get(), 2);
-      ::execvp(argv[0], const_cast<char* const*>(argv));
-      ::_exit(127);
-    }
-  }
-  ~PythonServer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  PythonServer(const PythonServer&) = delete;
-  PythonServer& operator=(const PythonServer&) = delete;
-
-  // The port it listens on, from its first line; nullopt if it did not start.
-  std::optional<std::uint16_t> port() {
-    if (pid_ <= 0) return std::nullopt;
-    const auto line = net::test::first_line(out_.get(), 20s);
-    if (!line) return std::nullopt;
-    return net::test::port_in(*line);
-  }
-
- private:
-  pid_t pid_ = -1;
-  ring::test::Fd out_;
-};
-
-bool have_python3() { return std::system("python3 -c '' >/dev/null 2>&1") == 0; }
-
 TEST(HttpClient, FetchesAFileFromPythonsHttpServer) {
-  if (!have_python3()) GTEST_SKIP() << "python3 is not installed: no real peer to test against";
+  REQUIRE_PROGRAM("python3", "python3");
   ring::test::TempDir dir;
   std::string content(300'000, '\0');
   for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7 % 251);
   std::ofstream(dir.file("data.bin"), std::ios::binary) << content;
-  PythonServer python(dir.path());
+  // It names its port in its first line: "Serving HTTP on 127.0.0.1 port N (...) ...".
+  test::ServerProgram python("exec python3 -u -m http.server 0 --bind 127.0.0.1 --directory " +
+                                 dir.path() + " 2>/dev/null",
+                             " port ");
   const std::optional<std::uint16_t> port = python.port();
-  ASSERT_TRUE(port) << "python3 -m http.server did not start";
+  ASSERT_TRUE(port) << "python3 -m http.server named no port: " << python.output();
   EventLoop loop;
   Client client;
   const std::string base = "http://127.0.0.1:" + std::to_string(*port);

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,6 +52,39 @@ inline bool kernel_has(EventLoop& loop, ring::Op op) {
   auto probe = loop.ring().get_probe();
   return probe && probe->is_supported(op);
 }
+
+// A port on 127.0.0.1 that nothing listens on for as long as this lives: a TCP socket
+// bound to it without SO_REUSEADDR that never listens. A connect to it is refused, and no
+// other socket, of this process or another, can bind the port meanwhile. A port bound and
+// released is no such thing: a test process running beside this one may take it between.
+class UnusedPort {
+ public:
+  UnusedPort() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      ADD_FAILURE() << "no port to reserve: " << std::strerror(errno);
+      return;
+    }
+    port_ = ntohs(address.sin_port);
+  }
+  ~UnusedPort() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  UnusedPort(const UnusedPort&) = delete;
+  UnusedPort& operator=(const UnusedPort&) = delete;
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] Address address() const {
+    return Address::parse("127.0.0.1:" + std::to_string(port_)).value();
+  }
+
+ private:
+  int fd_;
+  std::uint16_t port_ = 0;
+};
 
 // Connects the blocking TCP socket `fd` to `port` on 127.0.0.1, as a test's client:
 // its receives time out after `receive_timeout` (SO_RCVTIMEO), so that a server that

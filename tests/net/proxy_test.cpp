@@ -389,16 +389,8 @@ TEST(ProxyProcess, ClientResetAfterHalfCloseReachesUpstream) {
 }
 
 TEST(ProxyProcess, RefusedUpstreamResetsTheClientPromptly) {
-  // A port bound but not listening: a connect to it is refused.
-  Fd bound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(::bind(bound.get(), reinterpret_cast<sockaddr*>(&address), length), 0);
-  ASSERT_EQ(::getsockname(bound.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
-  Proxy proxy(
-      {"--listen", "127.0.0.1:0", "--to", "127.0.0.1:" + std::to_string(ntohs(address.sin_port))});
+  const coring::net::test::UnusedPort refusing;
+  Proxy proxy({"--listen", "127.0.0.1:0", "--to", "127.0.0.1:" + std::to_string(refusing.port())});
   const auto start = Clock::now();
   Fd client = connect_client(proxy.port());
   const Received got = receive_to_end(client.get());

@@ -519,13 +519,8 @@ TEST(Tcp, StopTokenCancelsARecv) {
 
 TEST(Tcp, ConnectRefusedIsAnErrorValue) {
   EventLoop loop;
-  Address unused;
-  {
-    auto listener = TcpListener::bind(Address::ipv4_loopback());
-    ASSERT_TRUE(listener);
-    unused = local_of(*listener);
-  }  // closed: nothing listens on that port now
-  auto conn = loop.run(TcpStream::connect(unused));
+  const test::UnusedPort unused;
+  auto conn = loop.run(TcpStream::connect(unused.address()));
   ASSERT_FALSE(conn);
   EXPECT_EQ(conn.error(), std::errc::connection_refused) << conn.error().message();
 }

@@ -6,10 +6,6 @@
 // unknown CA, an expired certificate are each refused with the TLS error's message.
 #include <gtest/gtest.h>
 #include <openssl/err.h>
-#include <signal.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -602,62 +598,23 @@ TEST_F(HttpsClient, TheDocsExampleFetchesAPage) {
 
 // --- Real peers ------------------------------------------------------------------------------
 
-// A child process, killed and reaped when this goes.
-class Child {
- public:
-  explicit Child(const std::string& command) : pid_(::fork()) {
-    if (pid_ == 0) {
-      ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-  }
-  ~Child() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  [[nodiscard]] bool started() const { return pid_ > 0; }
-
- private:
-  pid_t pid_;
-};
-
-std::uint16_t free_port() {
-  EventLoop loop;
-  net::TcpListener probe = net::TcpListener::bind(net::Address::ipv4_loopback()).value();
-  const std::uint16_t port = probe.local_address().value().port();
-  loop.run(probe.close());
-  return port;
-}
-
-// GET `target`, again while the peer is not listening yet (for up to 5 s).
-Task<Result<ClientResponse>> get_when_up(Client& client, std::string target) {
-  for (int attempt = 0;; ++attempt) {
-    Result<ClientResponse> page = co_await client.get(target);
-    if (page || page.error() != std::errc::connection_refused || attempt == 100) co_return page;
-    co_await sleep_for(50ms);
-  }
-}
-
 TEST_F(HttpsClient, GetsAFileFromOpensslServerWww) {
   REQUIRE_PROGRAM("openssl", "openssl");
   const std::string file = dir_->file("www.txt");
   std::ofstream(file) << "served by openssl s_server\n";
-  const std::uint16_t port = free_port();
   // -WWW answers HTTP/1.0 without Content-Length: the body runs to close_notify.
-  Child peer(std::string("cd ") + dir_->path() +
-             " && exec timeout 30 openssl s_server -quiet -WWW -accept 127.0.0.1:" +
-             std::to_string(port) + " -cert " + pki_->server_chain.string() + " -key " +
-             pki_->server_key.string() + " >/dev/null 2>&1");
-  ASSERT_TRUE(peer.started());
+  test::ServerProgram peer(
+      std::string("cd ") + dir_->path() +
+          " && exec timeout 30 openssl s_server -WWW -accept 127.0.0.1:0 -cert " +
+          pki_->server_chain.string() + " -key " + pki_->server_key.string() + " 2>&1",
+      "ACCEPT 127.0.0.1:");
+  const std::optional<std::uint16_t> port = peer.port();
+  ASSERT_TRUE(port) << "openssl s_server named no port: " << peer.output();
   const net::TlsContext client_tls = client_context();
   Client client(client_options(client_tls));
   EventLoop loop;
   const Result<ClientResponse> page =
-      loop.run(get_when_up(client, url("https://localhost", port, "/www.txt")));
+      loop.run(client.get(url("https://localhost", *port, "/www.txt")));
   ASSERT_TRUE(page) << page.message();
   EXPECT_EQ(page->status, 200);
   EXPECT_EQ(page->version_minor, 0);
@@ -688,28 +645,31 @@ TEST_F(HttpsClient, TalksToPythonsHttpServerOverSsl) {
       "        self.end_headers()\n"
       "        self.wfile.write(body)\n"
       "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
-      "ctx.load_cert_chain(sys.argv[2], sys.argv[3])\n"
-      "server = http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H)\n"
+      "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+      "server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
       "server.socket = ctx.wrap_socket(server.socket, server_side=True)\n"
+      "print('listening on port', server.server_address[1], flush=True)\n"
       "server.serve_forever()\n";
   const std::string path = dir_->file("https_server.py");
   std::ofstream(path) << script;
-  const std::uint16_t port = free_port();
-  Child peer(std::string("exec timeout 30 python3 ") + path + " " + std::to_string(port) + " " +
-             pki_->server_chain.string() + " " + pki_->server_key.string() + " >/dev/null 2>&1");
-  ASSERT_TRUE(peer.started());
+  test::ServerProgram peer(std::string("exec timeout 30 python3 ") + path + " " +
+                               pki_->server_chain.string() + " " + pki_->server_key.string() +
+                               " 2>&1",
+                           "listening on port ");
+  const std::optional<std::uint16_t> port = peer.port();
+  ASSERT_TRUE(port) << "the python server named no port: " << peer.output();
   const net::TlsContext client_tls = client_context();
   Client client(client_options(client_tls));
   EventLoop loop;
   loop.run([&]() -> Task<void> {
-    Result<ClientResponse> first = co_await get_when_up(client, url("https://localhost", port));
+    Result<ClientResponse> first = co_await client.get(url("https://localhost", *port));
     CO_ASSERT_TRUE(first);
     for (int i = 0; i < 2; ++i) {
-      Result<ClientResponse> again = co_await client.get(url("https://localhost", port));
+      Result<ClientResponse> again = co_await client.get(url("https://localhost", *port));
       CO_ASSERT_TRUE(again);
       EXPECT_EQ(again->body, first->body);  // the same client port: the same connection
     }
-    Result<ClientResponse> cut = co_await client.get(url("https://localhost", port, "/cut"));
+    Result<ClientResponse> cut = co_await client.get(url("https://localhost", *port, "/cut"));
     CO_ASSERT_FALSE(cut);
     EXPECT_EQ(cut.error(), net::TlsErrc::truncated) << cut.message();
     co_await client.shutdown_idle();

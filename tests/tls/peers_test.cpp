@@ -4,13 +4,13 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -209,42 +209,22 @@ TEST_F(TlsPeers, PythonSslClient) {
   EXPECT_NE(ran.output.find("TLSv1.2 python says hi"), std::string::npos) << ran.output;
 }
 
-// A free port on 127.0.0.1 for a child to listen on (bound and released: a race with
-// other programs is possible, but not with this test's own).
-std::uint16_t free_port() {
-  TcpListener probe = TcpListener::bind(Address::ipv4_loopback()).value();
-  const std::uint16_t port = probe.local_address().value().port();
-  EventLoop loop;
-  loop.run(probe.close());
-  return port;
-}
-
 TEST_F(TlsPeers, OurClientAgainstOpensslServer) {
   REQUIRE_PROGRAM("openssl", "openssl");
-  const std::uint16_t port = free_port();
-  const std::string command =
-      "exec timeout 30 openssl s_server -quiet -rev -accept 127.0.0.1:" + std::to_string(port) +
-      " -cert " + pki_->server_chain.string() + " -key " + pki_->server_key.string() +
-      " -alpn coring/1 >/dev/null 2>&1";
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  test::ServerProgram peer("exec timeout 30 openssl s_server -rev -accept 127.0.0.1:0 -cert " +
+                               pki_->server_chain.string() + " -key " + pki_->server_key.string() +
+                               " -alpn coring/1 2>&1",
+                           "ACCEPT 127.0.0.1:");
+  const std::optional<std::uint16_t> port = peer.port();
+  ASSERT_TRUE(port) << "openssl s_server named no port: " << peer.output();
   TlsClientConfig config;
   config.ca_file = pki_->ca_cert;
   config.alpn = {"coring/1"};
   const TlsContext context = TlsContext::client(config).value();
   EventLoop loop;
   const std::string reply = loop.run([&]() -> Task<std::string> {
-    Result<TcpStream> conn = fail(std::make_error_code(std::errc::connection_refused));
-    // s_server takes a moment to listen.
-    for (int attempt = 0; attempt < 100 && !conn; ++attempt) {
-      conn =
-          co_await TcpStream::connect(Address::parse("127.0.0.1:" + std::to_string(port)).value());
-      if (!conn) co_await sleep_for(50ms);
-    }
+    Result<TcpStream> conn =
+        co_await TcpStream::connect(Address::parse("127.0.0.1:" + std::to_string(*port)).value());
     EXPECT_TRUE(conn) << conn.message();
     if (!conn) co_return std::string();
     std::string got;
@@ -267,9 +247,6 @@ TEST_F(TlsPeers, OurClientAgainstOpensslServer) {
     co_await conn->close();
     co_return got;
   }());
-  ::kill(child, SIGTERM);
-  int status = 0;
-  ::waitpid(child, &status, 0);
   EXPECT_EQ(reply, "lssnepo revo gniroc\n");
 }
 
