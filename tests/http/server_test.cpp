@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "../net/net_support.hpp"
 #include "coring/fs/file.hpp"
 #include "coring/http/error.hpp"
 #include "coring/runtime/time.hpp"
@@ -190,7 +191,11 @@ Task<Response> copied_body(Request&) {
   co_return Response::text(200, std::string(copied_body_bytes, 'k'));
 }
 
+// The requests `slow` has begun to answer: a test waits for one before it stops the server.
+std::atomic<int> slow_started{0};
+
 Task<Response> slow(Request&) {
+  ++slow_started;
   co_await sleep_for(300ms);
   co_return Response::text(200, "slow");
 }
@@ -874,8 +879,10 @@ TEST_P(HttpServerTest, StopLetsARequestInProgressFinishAndClosesIdleConnections)
   idle.send(get_root);
   EXPECT_EQ(idle.read_reply().status, 200);
   Client busy(port());
+  const int slow_before = slow_started.load();
   busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
-  std::this_thread::sleep_for(100ms);  // the handler sleeps
+  // The handler has the request, and sleeps 300 ms before its answer.
+  ASSERT_TRUE(net::test::eventually([&] { return slow_started.load() > slow_before; }));
   server_->stop();
   EXPECT_TRUE(idle.closed_by_server());
   const Reply reply = busy.read_reply();

@@ -582,7 +582,8 @@ TEST_F(StaticFilesTest, WithoutTheCacheEveryResponseOwnsItsFile) {
 }
 
 TEST_F(StaticFilesTest, TheOpenFileCacheSharesAFileUntilItsEntryExpires) {
-  const StaticFiles files(root_, {.open_file_cache_ms = 300});
+  // A lifetime far longer than the steps before the sleep take, even on a loaded machine.
+  const StaticFiles files(root_, {.open_file_cache_ms = 1'000});
   const Response first = get(files, "/hello.txt");
   const Response second = get(files, "/hello.txt");
   ASSERT_TRUE(first.file_body && second.file_body);
@@ -596,7 +597,7 @@ TEST_F(StaticFilesTest, TheOpenFileCacheSharesAFileUntilItsEntryExpires) {
   EXPECT_EQ(field(cached, "Content-Length"), "<none>");  // the server adds it from the range
   EXPECT_EQ(cached.file_body->length, 21U);
   // Once it expires, the name is looked up again.
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'100));
   const Response fresh = get(files, "/hello.txt");
   EXPECT_NE(fresh.file_body->shared, first.file_body->shared);
   EXPECT_EQ(body_of(fresh), "A new greeting, longer than the first.\n");
@@ -629,12 +630,13 @@ int files_open(const std::string& root, const std::string& stem) {
 TEST_F(StaticFilesTest, TheOpenFileCacheClosesTheFilesOfExpiredEntries) {
   constexpr int names = 20;
   for (int i = 0; i < names; ++i) write("many" + std::to_string(i), std::to_string(i));
-  const StaticFiles files(root_, {.open_file_cache_ms = 100});
+  // A lifetime far longer than the lookups and the count take, even on a loaded machine.
+  const StaticFiles files(root_, {.open_file_cache_ms = 1'000});
   for (int i = 0; i < names; ++i) {
     ASSERT_EQ(get(files, "/many" + std::to_string(i)).status, 200) << i;
   }
   EXPECT_EQ(files_open(root_, "many"), names);  // kept while fresh
-  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'150));
   // The next lookup of any name closes every expired entry, not only its own.
   EXPECT_EQ(get(files, "/hello.txt").status, 200);
   EXPECT_EQ(files_open(root_, "many"), 0);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "coring/net/address.hpp"
@@ -53,13 +54,29 @@ inline bool kernel_has(EventLoop& loop, ring::Op op) {
   return probe && probe->is_supported(op);
 }
 
-// A port on 127.0.0.1 that nothing listens on for as long as this lives: a TCP socket
-// bound to it without SO_REUSEADDR that never listens. A connect to it is refused, and no
-// other socket, of this process or another, can bind the port meanwhile. A port bound and
-// released is no such thing: a test process running beside this one may take it between.
+// Whether `holds()` became true within `limit`, asked every millisecond: a test waits for
+// a server thread to reach a point (a handler started, say) instead of sleeping a while
+// and assuming it did, which a loaded machine can make false.
+template <typename Predicate>
+bool eventually(Predicate holds, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!holds()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// A port on 127.0.0.1 that nothing receives on for as long as this lives. For TCP, a
+// socket bound to it without SO_REUSEADDR that never listens: a connect to it is refused.
+// For UDP (SOCK_DGRAM), a socket bound to it and connected to port 1, so that it takes
+// no datagram from anyone else: one sent to the port draws ICMP port-unreachable, and
+// the sender's next call fails with ECONNREFUSED. Either way no other socket, of this
+// process or another, can bind the port meanwhile. A port bound and released is no such
+// thing: a test process running beside this one may take it in between.
 class UnusedPort {
  public:
-  UnusedPort() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+  explicit UnusedPort(int type = SOCK_STREAM) : fd_(::socket(AF_INET, type | SOCK_CLOEXEC, 0)) {
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -70,6 +87,12 @@ class UnusedPort {
       return;
     }
     port_ = ntohs(address.sin_port);
+    if (type == SOCK_DGRAM) {
+      address.sin_port = htons(1);
+      if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+        ADD_FAILURE() << "connect of the reserving socket: " << std::strerror(errno);
+      }
+    }
   }
   ~UnusedPort() {
     if (fd_ >= 0) ::close(fd_);

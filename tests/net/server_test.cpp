@@ -85,6 +85,11 @@ class Client {
   int fd_;
 };
 
+// The "busy" lines line_handler has taken, and the handlers that made themselves busy for
+// good: a test waits for these before it stops the server.
+std::atomic<int> busy_lines{0};
+std::atomic<int> busy_for_good{0};
+
 // Echoes lines; a line "busy" makes the connection busy for 300 ms before its answer
 // "done". At a deadline that shut it for reading, it says "expired" and ends.
 Task<void> line_handler(const TcpStream& stream, Connection& conn) {
@@ -95,6 +100,7 @@ Task<void> line_handler(const TcpStream& stream, Connection& conn) {
     const std::string_view text(reinterpret_cast<const char*>(buffer.data()), got.value());
     if (text.starts_with("busy")) {
       conn.set_busy(true);
+      ++busy_lines;
       co_await sleep_for(300ms);
       (void)co_await stream.send_all(test::as_bytes("done\n"));
       conn.set_busy(false);
@@ -133,7 +139,7 @@ TEST(NetServer, ADeadlineThatShutsBothWaysEndsSendsToo) {
 
 TEST(NetServer, IdleTimeoutAppliesFromAcceptAndActivityPushesItBack) {
   ServerOptions options;
-  options.idle_timeout = 200ms;
+  options.idle_timeout = 400ms;
   ServerThread server(options, [](const TcpStream& stream, Connection& conn) -> Task<void> {
     std::array<std::byte, 64> buffer;
     for (;;) {
@@ -144,8 +150,9 @@ TEST(NetServer, IdleTimeoutAppliesFromAcceptAndActivityPushesItBack) {
     }
   });
   Client client(server.port());
-  // Five messages 100 ms apart outlive the timeout twice over: each pushes it back.
-  for (int i = 0; i < 5; ++i) {
+  // Nine messages 100 ms apart outlive the timeout twice over: each pushes it back (and
+  // a stall of up to 300 ms between two of them is no idle timeout).
+  for (int i = 0; i < 9; ++i) {
     client.send("x");
     EXPECT_EQ(client.read(1), "x");
     std::this_thread::sleep_for(100ms);
@@ -191,8 +198,10 @@ TEST(NetServer, ADrainClosesIdleConnectionsAndLetsBusyOnesFinish) {
   Client busy(server.port());
   idle.send("hi");
   EXPECT_EQ(idle.read(2), "hi");
+  const int busy_before = busy_lines.load();
   busy.send("busy");
-  std::this_thread::sleep_for(50ms);  // the server has the line: the handler sleeps
+  // The handler has the line, and sleeps 300 ms before its answer.
+  ASSERT_TRUE(test::eventually([&] { return busy_lines.load() > busy_before; }));
   const auto start = std::chrono::steady_clock::now();
   server.server().stop();
   bool ended = false;
@@ -210,13 +219,15 @@ TEST(NetServer, TheDrainTimeoutShutsWhatIsStillBusy) {
   options.drain_timeout = 200ms;
   ServerThread server(options, [](const TcpStream& stream, Connection& conn) -> Task<void> {
     conn.set_busy(true);  // and never idle again: only the drain's bound ends it
+    ++busy_for_good;
     std::array<std::byte, 64> buffer;
     while ((co_await stream.recv(buffer)).res > 0) {
     }
   });
+  const int busy_before = busy_for_good.load();
   Client client(server.port());
   client.send("x");
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(test::eventually([&] { return busy_for_good.load() > busy_before; }));
   const auto start = std::chrono::steady_clock::now();
   server.server().stop();
   bool ended = false;

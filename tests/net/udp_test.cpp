@@ -93,15 +93,10 @@ TEST(Udp, RecvFromTimesOutNotEarly) {
 
 TEST(Udp, SendToAnUnreachablePortIsRefusedAsAValue) {
   EventLoop loop;
-  Address closed;
-  {
-    auto gone = UdpSocket::bind(Address::ipv4_loopback());
-    ASSERT_TRUE(gone);
-    closed = local_of(*gone);
-  }
+  const test::UnusedPort unreachable(SOCK_DGRAM);
   auto sock = UdpSocket::bind(Address::ipv4_loopback());
   ASSERT_TRUE(sock);
-  ASSERT_TRUE(sock->connect(closed));
+  ASSERT_TRUE(sock->connect(unreachable.address()));
   IoResult second = loop.run([&]() -> Task<IoResult> {
     co_await sock->send(as_bytes("anyone?"));  // the ICMP port-unreachable comes back
     std::array<std::byte, 8> buffer{};
